@@ -1,0 +1,18 @@
+"""relaxflow surrogates: plain, group-equivariant and relaxed-equivariant U-Nets.
+
+``build_model`` makes a network, ``save``/``load`` write and read self-describing
+checkpoints, and ``load(...).forecast(history, steps)`` rolls a trained model out.
+"""
+
+from .checkpoint import CheckpointError, load_model, read_checkpoint, save
+from .export import export
+from .forecast import ForecastError, Surrogate, load
+from .groups import get_group
+from .normalization import Normalization
+from .registry import available_models, build_model, count_parameters, width_for_params
+from .symmetry import FieldLayout, transform_fields
+
+__all__ = ["build_model", "available_models", "count_parameters", "width_for_params",
+           "export", "FieldLayout", "get_group", "transform_fields", "Normalization",
+           "save", "load", "load_model", "read_checkpoint", "CheckpointError",
+           "Surrogate", "ForecastError"]

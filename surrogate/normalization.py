@@ -1,0 +1,86 @@
+"""Normalisation of fields that respects their symmetry.
+
+A vector field is divided by ONE magnitude for both components and never shifted (a
+per-component scale or mean would not commute with rotations); a scalar field may be
+shifted and scaled. The statistics are fitted on the training split and stored in the
+checkpoint, and the same object normalises every split and every forecast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .symmetry import FieldLayout
+
+__all__ = ["Normalization"]
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel ``x_norm = (x - shift) / scale`` for a ``FieldLayout``."""
+
+    layout: FieldLayout
+    scale: tuple[float, ...]
+    shift: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        c = self.layout.num_channels
+        if len(self.scale) != c or len(self.shift) != c:
+            raise ValueError(f"need {c} scales and shifts for channels {self.layout.channels}")
+        if any(not np.isfinite(s) or s <= 0 for s in self.scale):
+            raise ValueError(f"scales must be positive and finite, got {self.scale}")
+        for i, j in self.layout.vector_indices:
+            if self.scale[i] != self.scale[j] or self.shift[i] != 0 or self.shift[j] != 0:
+                raise ValueError("a vector field needs one scale for both components and "
+                                 "no shift (anything else breaks rotation equivariance)")
+
+    @classmethod
+    def identity(cls, layout: FieldLayout) -> "Normalization":
+        c = layout.num_channels
+        return cls(layout, (1.0,) * c, (0.0,) * c)
+
+    @classmethod
+    def fit(cls, data, layout: FieldLayout, channel_dim: int = -3) -> "Normalization":
+        """Fit on an array ``(..., C, ..., H, W)``: vectors get the RMS of their components
+        (``sqrt(mean(u^2 + v^2) / 2)``), scalars their mean and standard deviation."""
+        a = np.asarray(data.detach().cpu() if torch.is_tensor(data) else data, np.float64)
+        a = np.moveaxis(a, channel_dim, 0).reshape(layout.num_channels, -1)
+        if not np.isfinite(a).all():
+            raise ValueError("cannot fit normalisation: data contain NaN or Inf")
+        scale = [1.0] * layout.num_channels
+        shift = [0.0] * layout.num_channels
+        for i, j in layout.vector_indices:
+            s = float(np.sqrt(np.mean(a[i] ** 2 + a[j] ** 2) / 2))
+            scale[i] = scale[j] = s if s > 1e-12 else 1.0
+        for i in layout.scalar_indices:
+            shift[i] = float(a[i].mean())
+            s = float(a[i].std())
+            scale[i] = s if s > 1e-12 else 1.0
+        return cls(layout, tuple(scale), tuple(shift))
+
+    def _broadcast(self, x: torch.Tensor, values, channel_dim: int) -> torch.Tensor:
+        shape = [1] * x.ndim
+        shape[channel_dim] = len(values)
+        return torch.tensor(values, dtype=x.dtype, device=x.device).reshape(shape)
+
+    def normalize(self, x: torch.Tensor, channel_dim: int = -3) -> torch.Tensor:
+        """Physical units -> network units; ``x`` is ``(..., C, H, W)`` by default."""
+        return ((x - self._broadcast(x, self.shift, channel_dim))
+                / self._broadcast(x, self.scale, channel_dim))
+
+    def denormalize(self, x: torch.Tensor, channel_dim: int = -3) -> torch.Tensor:
+        """Network units -> physical units."""
+        return (x * self._broadcast(x, self.scale, channel_dim)
+                + self._broadcast(x, self.shift, channel_dim))
+
+    def to_dict(self) -> dict:
+        return {"layout": self.layout.to_dict(), "scale": list(self.scale),
+                "shift": list(self.shift)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Normalization":
+        return cls(FieldLayout.from_dict(d["layout"]), tuple(map(float, d["scale"])),
+                   tuple(map(float, d["shift"])))
