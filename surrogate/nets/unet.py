@@ -1,0 +1,196 @@
+"""One U-Net skeleton for every surrogate: plain, group-equivariant, relaxed, steerable.
+
+The network acts on regular feature fields ``(B, F |G|, H, W)`` (field-major channels).
+The models differ only in the convolution class (a :class:`RegularConv`-like layer);
+the plain ``unet`` is the trivial group (``|G| = 1``, the lift is the identity).
+
+    (B, T_in, C, H, W) --lift each frame--> (B, T_in n_f |G|, H, W)
+        --stem conv--> encoder [residual blocks, 2x2 avg pool] x depth
+        --> decoder [x2 upsample, concat skip, residual blocks] x (depth - 1)
+        --1x1 conv--> (B, n_f |G|, H, W) --project--> (B, C, H, W)  (+ last frame)
+
+Exact equivariance needs a square grid whose side is divisible by ``2**(depth-1)``
+(pooling on even grids) and an equivariant convolution class.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from ..groups import Group, get_group
+from ..symmetry import DEFAULT_LAYOUT, FieldLayout
+from ..layers.blocks import Downsample, ResidualBlock, Upsample, concat_fields
+from ..layers.regular import FieldLift, FieldProjection, RegularConv
+
+__all__ = ["FieldUNet", "is_field_conv"]
+
+
+def is_field_conv(module: nn.Module) -> bool:
+    """A convolution layer on regular fields (a :class:`RegularConv` or any layer with the
+    same protocol: ``export()`` and ``equivariance_penalty()``)."""
+    return isinstance(module, RegularConv) or (
+        callable(getattr(module, "export", None))
+        and callable(getattr(module, "equivariance_penalty", None))
+        and not isinstance(module, FieldUNet))
+
+
+class FieldUNet(nn.Module):
+    """U-Net surrogate ``(B, T_in, C, H, W) -> (B, C, H, W)`` on regular feature fields.
+
+    Args:
+        conv_cls: convolution class ``conv_cls(group, in_fields, out_fields, kernel_size,
+            **conv_kwargs)`` acting on regular fields.
+        group: a :class:`Group` or its name.
+        layout: which input channels are vectors / scalars (:class:`FieldLayout` or dict).
+        T_in: number of past frames.
+        hidden: number of fields at the first level; doubles at every level.
+        depth: number of U-Net levels (``depth - 1`` poolings).
+        kernel_size: odd kernel size of the 3x3-type convolutions.
+        alpha: weight of the equivariance penalty.
+        residual: predict ``last frame + delta`` instead of the frame itself.
+        num_blocks: residual blocks per level (encoder and decoder).
+        upsample: ``"bilinear"`` or ``"nearest"``.
+        norm_groups: GroupNorm groups (whole fields per group).
+        conv_kwargs: extra keyword arguments of ``conv_cls`` (e.g. ``num_banks``).
+        name: model name stored in :attr:`config`.
+    """
+
+    def __init__(self, conv_cls: type[nn.Module], group: Group | str = "C4",
+                 layout: FieldLayout | dict = DEFAULT_LAYOUT, T_in: int = 10, hidden: int = 16,
+                 depth: int = 4, kernel_size: int = 3, alpha: float = 0.0,
+                 residual: bool = True, num_blocks: int = 1, upsample: str = "bilinear",
+                 norm_groups: int = 8, conv_kwargs: dict[str, Any] | None = None,
+                 name: str = "custom") -> None:
+        super().__init__()
+        group = get_group(group) if isinstance(group, str) else group
+        layout = FieldLayout.from_dict(layout) if isinstance(layout, dict) else layout
+        for key, val in (("T_in", T_in), ("hidden", hidden), ("depth", depth),
+                         ("num_blocks", num_blocks)):
+            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+                raise ValueError(f"{key} must be a positive integer, got {val!r}")
+        if kernel_size % 2 != 1 or kernel_size < 1:
+            raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        conv_kwargs = dict(conv_kwargs or {})
+        self.group, self.layout, self.T_in, self.depth = group, layout, T_in, depth
+        self.alpha, self.residual = float(alpha), bool(residual)
+        self.exported = False
+        self.config: dict[str, Any] = {
+            "name": name, "T_in": T_in, "hidden": hidden, "depth": depth,
+            "kernel_size": kernel_size, "group": group.name, "alpha": float(alpha),
+            "layout": layout.to_dict(), "residual": bool(residual), "num_blocks": num_blocks,
+            "upsample": upsample, "norm_groups": norm_groups, **conv_kwargs}
+
+        conv = partial(_make_conv, conv_cls, conv_kwargs)
+        block = partial(ResidualBlock, conv, group, kernel_size=kernel_size,
+                        norm_groups=norm_groups)
+        self.lift = FieldLift(layout, group)
+        n_f = self.lift.out_fields
+        widths = [hidden * 2 ** i for i in range(depth)]
+        self.widths = widths
+
+        self.stem = conv(group, T_in * n_f, widths[0], kernel_size)
+        self.down = Downsample()
+        self.up = Upsample(upsample)
+        self.encoder = nn.ModuleList()
+        for i, w in enumerate(widths):
+            w_in = widths[max(i - 1, 0)]
+            self.encoder.append(nn.Sequential(*[block(w_in if j == 0 else w, w)
+                                                for j in range(num_blocks)]))
+        self.decoder = nn.ModuleList()
+        for i in reversed(range(depth - 1)):
+            w_in = widths[i + 1] + widths[i]
+            self.decoder.append(nn.Sequential(*[block(w_in if j == 0 else widths[i], widths[i])
+                                                for j in range(num_blocks)]))
+        self.head = conv(group, widths[0], n_f, 1)
+        self.project = FieldProjection(layout, group)
+
+    # ------------------------------------------------------------------ forward
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 5:
+            raise ValueError(f"expected input (B, T_in, C, H, W), got shape {tuple(x.shape)}")
+        _, t, c, h, w = x.shape
+        if t != self.T_in:
+            raise ValueError(f"expected T_in={self.T_in} past frames, got {t} "
+                             f"(input shape {tuple(x.shape)})")
+        if c != self.layout.num_channels:
+            raise ValueError(f"expected {self.layout.num_channels} channels "
+                             f"{self.layout.channels}, got {c} (input shape {tuple(x.shape)})")
+        m = 2 ** (self.depth - 1)
+        if h % m or w % m:
+            raise ValueError(f"H and W must be divisible by 2**(depth-1) = {m} for depth "
+                             f"{self.depth}, got {h}x{w}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        b, t, c, h, w = x.shape
+        z = self.lift(x.reshape(b * t, c, h, w)).reshape(b, -1, h, w)
+        z = self.stem(z)
+        skips = []
+        for i, enc in enumerate(self.encoder):
+            if i:
+                z = self.down(z)
+            z = enc(z)
+            skips.append(z)
+        skips.pop()
+        for dec in self.decoder:
+            z = dec(concat_fields(self.up(z), skips.pop()))
+        out = self.project(self.head(z))
+        return x[:, -1] + out if self.residual else out
+
+    # ------------------------------------------------------------------ relaxation
+    def field_convs(self) -> Iterator[tuple[str, nn.Module]]:
+        """``(name, layer)`` for every convolution on regular fields (not descending into
+        them)."""
+        def walk(mod: nn.Module, prefix: str):
+            for n, child in mod.named_children():
+                full = f"{prefix}{n}"
+                if is_field_conv(child):
+                    yield full, child
+                else:
+                    yield from walk(child, full + ".")
+        yield from walk(self, "")
+
+    def equivariance_penalty(self) -> torch.Tensor:
+        """``alpha * sum`` of the layers' raw penalties; a 0-dim tensor (0 when strict)."""
+        ref = next(self.parameters())
+        total = ref.new_zeros(())
+        for _, layer in self.field_convs():
+            total = total + layer.equivariance_penalty().to(total)
+        return self.alpha * total
+
+    def relaxation_weights(self) -> dict[str, torch.Tensor]:
+        """``"layer.path.key" -> tensor`` for every relaxed layer ({} when strict)."""
+        out = {}
+        for name, layer in self.field_convs():
+            for key, val in layer.relaxation_weights().items():
+                out[f"{name}.{key}"] = val
+        return out
+
+    # ------------------------------------------------------------------ export
+    @torch.no_grad()
+    def export(self) -> "FieldUNet":
+        """A deep copy whose every regular-field convolution is replaced by its exported
+        ``nn.Conv2d`` (kernels expanded once): same outputs, no basis expansion."""
+        model = copy.deepcopy(self)
+        for name, layer in list(model.field_convs()):
+            parent_name, _, attr = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, attr, layer.export())
+        model.exported = True
+        model.config = dict(self.config)
+        return model
+
+    def extra_repr(self) -> str:
+        return (f"name={self.config['name']!r}, group={self.group.name}, T_in={self.T_in}, "
+                f"widths={self.widths}, exported={self.exported}")
+
+
+def _make_conv(conv_cls, conv_kwargs, group, in_fields, out_fields, kernel_size):
+    return conv_cls(group, in_fields, out_fields, kernel_size, **conv_kwargs)

@@ -1,0 +1,157 @@
+"""Model registry: five U-Net surrogates with one interface.
+
+=====================  ======================================  =================
+name                   convolution                             groups
+=====================  ======================================  =================
+``unet``               plain ``Conv2d`` (trivial group)         --
+``gconv_unet``         :class:`GroupConv`                       C4, D4
+``relaxed_gconv_unet`` :class:`RelaxedGroupConv` (``num_banks``) C4, D4
+``steer_unet``         ``SteerableConv`` (escnn)                C4, D4, C8
+``relaxed_steer_unet`` ``RelaxedSteerableConv`` (escnn)         C4, D4, C8
+=====================  ======================================  =================
+
+``build_model(name, **config)`` accepts the options in :data:`DEFAULTS`. Options that do
+not apply to a model (``group`` for ``unet``, ``num_banks`` for all but
+``relaxed_gconv_unet``) are accepted and ignored, so one config can drive every model;
+``model.config`` records only what applies, and ``build_model(**model.config)`` rebuilds
+the same architecture. ``hidden`` counts *fields* (a field is ``|G|`` channels), so
+compare models at equal parameter count with :func:`width_for_params`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch import nn
+
+from .groups import get_group
+from .symmetry import DEFAULT_LAYOUT, FieldLayout
+from .nets.unet import FieldUNet
+
+__all__ = ["build_model", "available_models", "count_parameters", "width_for_params",
+           "DEFAULTS", "MODELS"]
+
+DEFAULTS: dict[str, Any] = {
+    "T_in": 10,            # past frames
+    "hidden": 16,          # fields at the first level (doubles per level)
+    "depth": 4,            # U-Net levels
+    "kernel_size": 3,
+    "group": "C4",         # C4 | D4 (| C8 for steer models); ignored by unet
+    "num_banks": 2,        # filter banks L of relaxed_gconv_unet
+    "alpha": 1e-5,         # equivariance-penalty weight (relaxed models)
+    "layout": DEFAULT_LAYOUT,  # FieldLayout or {"channels": [...], "vectors": [[..]]}
+    "residual": True,      # predict last frame + delta
+    "num_blocks": 1,       # residual blocks per level
+    "upsample": "bilinear",  # or "nearest"
+    "norm_groups": 8,
+    "exported": False,     # build, then .export() (to load exported checkpoints)
+}
+
+# name -> (groups allowed, conv_kwargs keys)
+MODELS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "unet": (("trivial",), ()),
+    "gconv_unet": (("C4", "D4"), ()),
+    "relaxed_gconv_unet": (("C4", "D4"), ("num_banks",)),
+    "steer_unet": (("C4", "D4", "C8"), ()),
+    "relaxed_steer_unet": (("C4", "D4", "C8"), ()),
+}
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`build_model`."""
+    return list(MODELS)
+
+
+def _conv_class(name: str) -> type[nn.Module]:
+    if name == "unet" or name == "gconv_unet":
+        from .layers.group_conv import GroupConv
+        return GroupConv
+    if name == "relaxed_gconv_unet":
+        from .layers.relaxed_group_conv import RelaxedGroupConv
+        return RelaxedGroupConv
+    try:  # steerable layers live in their own modules, imported on demand
+        if name == "steer_unet":
+            from .layers.steerable import SteerableConv
+            return SteerableConv
+        from .layers.relaxed_steerable import RelaxedSteerableConv
+        return RelaxedSteerableConv
+    except ImportError as e:
+        raise ImportError(f"model {name!r} needs the steerable layers "
+                          f"(surrogate.layers.steerable / relaxed_steerable): {e}") from e
+
+
+def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {available_models()}")
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for build_model; valid options: "
+                         f"{sorted(DEFAULTS)}")
+    cfg = {**DEFAULTS, **config}
+    groups, extra = MODELS[name]
+    if name == "unet":
+        cfg["group"] = "trivial"
+    else:
+        get_group(cfg["group"])  # clear error for an unknown group name
+        if cfg["group"] not in groups:
+            raise ValueError(f"group {cfg['group']!r} is not available for {name!r}; "
+                             f"choose one of {list(groups)}"
+                             + (" (C8 is not exact on a pixel grid for group convolutions;"
+                                " use a steer model)" if cfg["group"] == "C8" else ""))
+    layout = cfg["layout"]
+    if isinstance(layout, dict):
+        layout = FieldLayout.from_dict(layout)
+    elif not isinstance(layout, FieldLayout):
+        raise ValueError(f"layout must be a FieldLayout or a dict with 'channels' and "
+                         f"'vectors', got {type(layout).__name__}")
+    cfg["layout"] = layout
+    if name != "relaxed_gconv_unet":
+        cfg.pop("num_banks")
+    return cfg
+
+
+def build_model(name: str, **config: Any) -> FieldUNet:
+    """Build surrogate ``name`` (see :func:`available_models`); options as in
+    :data:`DEFAULTS`. The model maps ``(B, T_in, C, H, W) -> (B, C, H, W)``."""
+    cfg = _resolve(name, config)
+    exported = bool(cfg.pop("exported"))
+    conv_kwargs = {k: cfg.pop(k) for k in MODELS[name][1]}
+    model = FieldUNet(_conv_class(name), name=name, conv_kwargs=conv_kwargs, **cfg)
+    model.config = {**model.config, "exported": exported}
+    if exported:
+        model = model.export()
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of (distinct) parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def width_for_params(name: str, target_params: int, **config: Any) -> int:
+    """The ``hidden`` width (>= 1) whose parameter count is closest to ``target_params``
+    for model ``name`` with the other options in ``config``.
+
+    Every width is proportional to ``hidden``, so the count is a quadratic in ``hidden``;
+    it is fitted exactly from three small models and the best candidates are checked."""
+    config = {k: v for k, v in config.items() if k != "hidden"}
+    if target_params < 1:
+        raise ValueError(f"target_params must be positive, got {target_params}")
+
+    def count(h: int) -> int:
+        return count_parameters(build_model(name, hidden=h, **config))
+
+    c1, c2, c3 = count(1), count(2), count(3)
+    a = (c3 - 2 * c2 + c1) / 2
+    b = c2 - c1 - 3 * a
+    c = c1 - a - b
+    if a > 0:
+        disc = b * b - 4 * a * (c - target_params)
+        h = (-b + math.sqrt(max(disc, 0.0))) / (2 * a)
+    else:
+        h = (target_params - c) / b if b > 0 else 1.0
+    candidates = {max(1, math.floor(h)), max(1, math.ceil(h))}
+    known = {1: c1, 2: c2, 3: c3}
+    best = min(candidates, key=lambda k: (abs((known.get(k) or count(k)) - target_params), k))
+    return best
