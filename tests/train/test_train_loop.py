@@ -1,0 +1,161 @@
+import json
+
+import pytest
+import torch
+
+from surrogate.checkpoint import model_from_checkpoint, read_checkpoint
+from train import ConfigError, TrainingError, fit
+from train import loop as train_loop
+from train.loop import Rollout, evaluate, multistep_loss
+from train.splits import SplitRange
+from train.data import open_data
+from train.windows import WindowDataset
+
+from train_fixtures import tiny_config
+
+
+def _metrics(out):
+    return [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("model", ["unet", "relaxed_gconv_unet"])
+def test_training_lowers_valid_loss_and_checkpoint_reproduces_it(tiny_nc, tmp_path, model):
+    out = tmp_path / model
+    best = fit(tiny_config(tiny_nc, out, model=model, epochs=3))
+    assert best == out / "best.pt"
+    m = _metrics(out)
+    assert [r["epoch"] for r in m] == [0, 1, 2, 3]
+    assert m[-1]["valid_loss"] < 0.5 * m[0]["valid_loss"]
+    assert m[-1]["valid_rmse"] < m[0]["valid_rmse"]
+    assert m[-1]["train_loss"] < m[1]["train_loss"]
+    for r in m[1:]:
+        assert {"train_loss", "penalty", "valid_loss", "valid_rmse", "lr", "epoch_time_s",
+                "valid_rmse_per_channel"} <= set(r)
+    assert m[2]["lr"] == pytest.approx(m[1]["lr"] * 0.95)
+
+    # the checkpoint alone (weights, normalisation, split spec) reproduces the valid RMSE
+    ckpt = read_checkpoint(best)
+    meta = ckpt["metadata"]
+    net = model_from_checkpoint(ckpt)
+    data = open_data(meta["data"]["files"], meta["channels"])
+    valid = SplitRange.from_dict(meta["splits"]["valid"])
+    loader = torch.utils.data.DataLoader(
+        WindowDataset.from_split(data, valid, meta["T_in"]), batch_size=5)
+    val = evaluate(net, loader, ckpt["normalization"], torch.device("cpu"), K=meta["K"],
+                   steps=meta["valid_steps"], amp="none", info=train_loop.D.DistInfo())
+    assert val["valid_rmse"] == pytest.approx(meta["valid_rmse"], rel=1e-5)
+    best_epoch = min(m[1:], key=lambda r: r["valid_rmse"])["epoch"]
+    assert meta["epoch"] == meta["best_epoch"] == best_epoch
+
+    # last.pt round-trips to identical predictions of identical weights
+    last = read_checkpoint(out / "last.pt")
+    a, b = model_from_checkpoint(last), model_from_checkpoint(read_checkpoint(out / "last.pt"))
+    x = torch.randn(2, 2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+    assert last["training_state"]["epoch"] == 3
+
+
+def test_checkpoint_metadata_is_self_sufficient(tiny_nc, tmp_path):
+    fit(tiny_config(tiny_nc, tmp_path, epochs=1))
+    ckpt = read_checkpoint(tmp_path / "best.pt")
+    meta = ckpt["metadata"]
+    for key in ("model", "model_config_requested", "T_in", "K", "valid_steps", "layout",
+                "channels", "splits", "data", "train_config", "epoch", "valid_rmse",
+                "best_valid_rmse", "best_epoch", "world_size"):
+        assert key in meta, key
+    assert meta["T_in"] == 2 and meta["model"] == "unet"
+    assert meta["layout"] == {"channels": ["u", "v", "density"], "vectors": [["u", "v"]]}
+    assert ckpt["model_config"]["T_in"] == 2 and ckpt["model_config"]["name"] == "unet"
+    for split in ("train", "valid", "test_future", "test_domain"):
+        assert {"sims", "start", "stop", "horizon"} <= set(meta["splits"][split])
+    assert meta["splits"]["test_domain"]["sims"] == [4]          # the `heldout` coordinate
+    assert meta["data"]["scenario"] == "tiny-wind" and meta["data"]["dt"] == 1.0
+    assert meta["data"]["grid"]["ny"] == 16
+    norm = ckpt["normalization"]
+    assert norm.scale[0] == norm.scale[1] and norm.shift[:2] == (0.0, 0.0)
+    assert "training_state" not in ckpt                        # best.pt is lean
+    assert "optimizer" in read_checkpoint(tmp_path / "last.pt")["training_state"]
+
+
+def test_resume_equals_uninterrupted(tiny_nc, tmp_path):
+    straight = read_checkpoint(fit(tiny_config(tiny_nc, tmp_path / "a", epochs=4)).parent
+                               / "last.pt")
+    fit(tiny_config(tiny_nc, tmp_path / "b", epochs=2))
+    fit(tiny_config(tiny_nc, tmp_path / "b", epochs=4, resume=True))
+    resumed = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert straight["state_dict"].keys() == resumed["state_dict"].keys()
+    for k, v in straight["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][k], v, rtol=1e-6, atol=1e-7)
+    assert [r["epoch"] for r in _metrics(tmp_path / "b")] == [0, 1, 2, 3, 4]
+    a, b = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
+    assert [r["valid_rmse"] for r in a] == pytest.approx([r["valid_rmse"] for r in b], rel=1e-5)
+
+
+def test_run_directory_guards(tiny_nc, tmp_path):
+    with pytest.raises(ConfigError, match="cannot resume"):
+        fit(tiny_config(tiny_nc, tmp_path, resume=True))
+    fit(tiny_config(tiny_nc, tmp_path, epochs=1))
+    with pytest.raises(ConfigError, match="already holds a training run"):
+        fit(tiny_config(tiny_nc, tmp_path, epochs=1))
+    with pytest.raises(ConfigError, match="cannot resume"):
+        fit(tiny_config(tiny_nc, tmp_path, epochs=2, resume=True, model="gconv_unet"))
+    with pytest.raises(ConfigError, match="unknown model"):
+        fit(tiny_config(tiny_nc, tmp_path, model="nope", overwrite=True))
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good(tiny_nc, tmp_path,
+                                                                 monkeypatch):
+    real_build = train_loop.build_model
+    calls = {"n": 0}
+
+    def build(name, **cfg):
+        model = real_build(name, **cfg)
+        real_penalty = model.equivariance_penalty
+
+        def penalty():
+            calls["n"] += 1
+            return real_penalty() + (float("nan") if calls["n"] == 10 else 0.0)
+        model.equivariance_penalty = penalty
+        return model
+
+    monkeypatch.setattr(train_loop, "build_model", build)
+    # 60 train windows / batch 8 = 8 steps per epoch: call 10 is epoch 2, step 2
+    with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 2, step 2.*last "
+                                            r"good checkpoint .*last.pt \(epoch 1\) is kept"):
+        fit(tiny_config(tiny_nc, tmp_path, epochs=3))
+    last = read_checkpoint(tmp_path / "last.pt")
+    assert last["metadata"]["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+
+
+def test_pushforward_detaches_the_fed_back_prediction():
+    torch.manual_seed(0)
+    step = torch.nn.Sequential(torch.nn.Flatten(1, 2), torch.nn.Conv2d(6, 3, 3, padding=1))
+    x, y = torch.randn(2, 2, 3, 8, 8), torch.randn(2, 3, 3, 8, 8)
+    grads = []
+    for pf in (False, True):
+        step.zero_grad()
+        loss = multistep_loss(Rollout(step)(x, 3, pushforward=pf), y)
+        loss.backward()
+        grads.append((loss.item(), step[1].weight.grad.clone()))
+    assert grads[0][0] == pytest.approx(grads[1][0])          # same forward
+    assert not torch.allclose(grads[0][1], grads[1][1])       # different backward
+
+
+def test_grid_the_model_cannot_take_is_refused_before_training(tmp_path):
+    from train import DataError
+    from train_fixtures import make_dataset
+    path = make_dataset(tmp_path / "g18.nc", n=18)
+    cfg = tiny_config(path, tmp_path / "run",
+                      model_config={"hidden": 4, "depth": 3, "norm_groups": 1})
+    with pytest.raises(DataError, match="divisible by 2\\*\\*\\(depth-1\\) = 4"):
+        fit(cfg)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_bf16_autocast_path_and_lazy_data_run_on_cpu(tiny_nc, tmp_path):
+    fit(tiny_config(tiny_nc, tmp_path, epochs=1, amp="bf16", in_memory="no",
+                    pushforward=True, max_steps_per_epoch=3))
+    m = _metrics(tmp_path)
+    assert m[-1]["epoch"] == 1 and m[-1]["valid_rmse"] == m[-1]["valid_rmse"]  # finite

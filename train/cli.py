@@ -1,0 +1,212 @@
+"""Command line: ``python -m train`` / ``relaxflow-train``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from .config import ConfigError, config_from_dict, merge_overrides
+
+__all__ = ["main", "build_parser"]
+
+PROG = "relaxflow-train"
+
+EXAMPLES = """\
+examples:
+  # train a relaxed group-conv U-Net on one dataset
+  python -m train --data data/rotation.nc --model relaxed_gconv_unet --out runs/rg
+
+  # several shard files, a smaller model, 20 epochs, push-forward training
+  python -m train --data data/rot-0.nc data/rot-1.nc --model unet --hidden 16 \\
+      --depth 3 --epochs 20 --pushforward --out runs/unet
+
+  # everything from a TOML file, with command-line overrides
+  python -m train --config cfg.toml --lr 5e-4 --epochs 100
+
+  # continue an interrupted run (from runs/rg/last.pt)
+  python -m train --config cfg.toml --resume
+
+  # GPU: bf16 autocast and torch.compile; several GPUs / nodes with torchrun
+  python -m train --config cfg.toml --device cuda --amp bf16 --compile
+  torchrun --nproc_per_node 4 -m train --config cfg.toml
+
+config file (TOML; every flag below is a key, command-line flags win):
+  data = ["data/rotation.nc"]
+  out = "runs/rg"
+  epochs = 50
+  [model]
+  name = "relaxed_gconv_unet"
+  hidden = 32
+  depth = 4
+  [split]
+  preset = "auto"          # "paper" ranges for 310-frame data, else fractions
+  heldout = "auto"         # dataset's `heldout` coordinate, else 30% of the sims
+
+outputs in --out: best.pt, last.pt (relaxflow checkpoints; load with
+surrogate.load_model) and metrics.jsonl (one JSON line per epoch).
+"""
+
+
+def _opt_int(s: str) -> int | None:
+    return None if s.lower() in ("none", "off") else int(s)
+
+
+def _opt_float(s: str) -> float | None:
+    return None if s.lower() in ("none", "off") else float(s)
+
+
+def _heldout(s: str) -> str | list[int]:
+    if s in ("auto", "none"):
+        return s
+    try:
+        return [int(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--heldout takes 'auto', 'none' or sim indices like 0,5,9; got {s!r}") from None
+
+
+def _kv(s: str) -> tuple[str, Any]:
+    if "=" not in s:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {s!r}")
+    k, v = s.split("=", 1)
+    try:
+        return k.strip(), json.loads(v)
+    except json.JSONDecodeError:
+        return k.strip(), v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    S = argparse.SUPPRESS
+    p = argparse.ArgumentParser(
+        prog=PROG, argument_default=S, epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a relaxflow surrogate autoregressively on simulated smoke "
+                    "plumes (multi-step loss, early stopping, resumable, DDP-ready).")
+    g = p.add_argument_group("data and output")
+    g.add_argument("--config", metavar="TOML", help="read options from a TOML file")
+    g.add_argument("--data", nargs="+", metavar="NC", help="dataset file(s), concatenated "
+                   "along sim")
+    g.add_argument("--out", metavar="DIR", help="run directory (default runs/train)")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    g.add_argument("--overwrite", action="store_true", help="replace a run already in OUT")
+    g.add_argument("--in-memory", dest="in_memory", choices=("auto", "yes", "no"),
+                   help="load data into memory (auto: when it fits)")
+    g.add_argument("--max-memory-gb", dest="max_memory_gb", type=float,
+                   help="memory budget for --in-memory auto (default 8)")
+    g.add_argument("--num-workers", dest="num_workers", type=int, help="DataLoader workers")
+
+    g = p.add_argument_group("model (other options: --model-opt KEY=VALUE)")
+    g.add_argument("--model", help="unet, gconv_unet, relaxed_gconv_unet, steer_unet or "
+                   "relaxed_steer_unet (default unet)")
+    g.add_argument("--hidden", type=int, help="fields at the first U-Net level")
+    g.add_argument("--depth", type=int, help="U-Net levels")
+    g.add_argument("--kernel-size", dest="kernel_size", type=int)
+    g.add_argument("--group", help="C4, D4 (C8 for steer models)")
+    g.add_argument("--num-banks", dest="num_banks", type=int,
+                   help="filter banks (relaxed_gconv_unet)")
+    g.add_argument("--alpha", type=float, help="equivariance penalty weight")
+    g.add_argument("--model-opt", dest="model_opt", action="append", type=_kv,
+                   metavar="KEY=VALUE", help="any other build_model option (JSON value)")
+
+    g = p.add_argument_group("training")
+    g.add_argument("--T-in", "--t-in", dest="T_in", type=int, help="input frames (10)")
+    g.add_argument("--K", "--k", dest="K", type=int, help="autoregressive loss steps (6)")
+    g.add_argument("--batch-size", dest="batch_size", type=int, help="per process (16)")
+    g.add_argument("--epochs", type=int, help="maximum epochs (50)")
+    g.add_argument("--lr", type=float, help="AdamW learning rate (1e-3)")
+    g.add_argument("--weight-decay", dest="weight_decay", type=float, help="(4e-4)")
+    g.add_argument("--lr-decay", dest="lr_decay", type=float,
+                   help="lr factor every --lr-step-epochs epochs (0.95)")
+    g.add_argument("--lr-step-epochs", dest="lr_step_epochs", type=int, help="(1)")
+    g.add_argument("--grad-clip", dest="grad_clip", type=_opt_float,
+                   help="max gradient norm, or 'none' (1.0)")
+    g.add_argument("--patience", type=_opt_int,
+                   help="early-stopping patience in epochs, or 'none' (10)")
+    g.add_argument("--pushforward", action=argparse.BooleanOptionalAction,
+                   help="feed back detached predictions (push-forward trick)")
+    g.add_argument("--valid-steps", dest="valid_steps", type=int,
+                   help="rollout steps of the valid RMSE (default K)")
+    g.add_argument("--max-steps-per-epoch", dest="max_steps_per_epoch", type=_opt_int)
+    g.add_argument("--seed", type=int, help="(0)")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                   help="tqdm bar and per-epoch lines on stderr (on)")
+
+    g = p.add_argument_group("splits")
+    g.add_argument("--split", dest="split_preset", choices=("auto", "paper", "custom"),
+                   help="auto: the paper's frame ranges for 310-frame data, else fractions")
+    g.add_argument("--heldout", type=_heldout,
+                   help="test-domain sims: auto, none or indices like 0,5,9")
+    g.add_argument("--skip", type=int, help="initial frames skipped (2)")
+    g.add_argument("--test-steps", dest="test_steps", type=int,
+                   help="rollout horizon recorded for the test splits (20)")
+
+    g = p.add_argument_group("hardware")
+    g.add_argument("--device", help="auto, cpu, cuda or cuda:N (auto)")
+    g.add_argument("--amp", choices=("none", "bf16"), help="autocast precision (none)")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                   help="torch.compile the model")
+    return p
+
+
+_MODEL_KEYS = ("hidden", "depth", "kernel_size", "group", "num_banks", "alpha")
+_SPLIT_KEYS = {"split_preset": "preset", "heldout": "heldout", "skip": "skip",
+               "test_steps": "test_steps"}
+
+
+def args_to_config(ns: argparse.Namespace):
+    """Defaults < TOML file < command-line flags."""
+    args = vars(ns).copy()
+    base: dict[str, Any] = {}
+    path = args.pop("config", None)
+    if path is not None:
+        import tomllib
+        try:
+            with open(path, "rb") as f:
+                base = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    overrides: dict[str, Any] = {}
+    model_cfg = {k: args.pop(k) for k in _MODEL_KEYS if k in args}
+    model_cfg.update(dict(args.pop("model_opt", [])))
+    if model_cfg:
+        overrides["model_config"] = model_cfg
+    split = {v: args.pop(k) for k, v in _SPLIT_KEYS.items() if k in args}
+    if split:
+        overrides["split"] = split
+    overrides.update(args)
+    return config_from_dict(merge_overrides(base, overrides))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    from surrogate.checkpoint import CheckpointError
+
+    from .data import DataError
+    from .loop import TrainingError, fit
+
+    try:
+        cfg = args_to_config(ns)
+        if not cfg.data:
+            raise ConfigError("no data given: pass --data FILE [FILE ...] or set data in "
+                              "the --config file")
+        best = fit(cfg)
+    except (ConfigError, DataError, CheckpointError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; continue with --resume", file=sys.stderr)
+        return 130
+    print(best)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Open and validate training data: NetCDF files in the relaxflow dataset schema.
+
+Schema (what :mod:`simulate` writes, and what any other producer may write): dims
+``sim, time, y, x``; float data variables ``u``, ``v``, ``density`` over
+``(sim, time, y, x)`` (any dim order); coords ``x``, ``y``, ``time``; optionally per-sim
+coords (scenario parameters) including a boolean ``heldout``; attrs such as
+``scenario`` and ``dt``. Several files (shards) are concatenated along ``sim`` in the
+order given; they must agree on ``time``, ``y`` and ``x`` sizes.
+
+Everything training needs is checked here, before any training starts: files readable,
+variables present with the right dims, enough time steps, no NaN or Inf. Data are held
+in memory when they fit (``in_memory="auto"``), otherwise read lazily, window by
+window, through xarray.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["DataError", "FieldData", "open_data", "DIMS"]
+
+DIMS = ("sim", "time", "y", "x")
+
+
+class DataError(ValueError):
+    """A dataset that cannot be trained on (missing variable, too short, NaN, ...)."""
+
+
+def _available_memory() -> float:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return float("inf")
+
+
+def _json_attr(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+@dataclass
+class FieldData:
+    """Fields of all simulations as ``(sim, time, channel, y, x)`` float32, in memory
+    (``array``) or lazily read from ``paths``."""
+
+    paths: list[str]
+    channels: tuple[str, ...]
+    sims_per_file: list[int]
+    n_time: int
+    ny: int
+    nx: int
+    attrs: dict[str, Any]
+    grid: dict[str, Any]
+    heldout: np.ndarray | None = None
+    sim_coords: dict[str, list] = field(default_factory=dict)
+    array: np.ndarray | None = None
+    _open: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_sims(self) -> int:
+        return sum(self.sims_per_file)
+
+    @property
+    def in_memory(self) -> bool:
+        return self.array is not None
+
+    @property
+    def nbytes(self) -> int:
+        return self.n_sims * self.n_time * len(self.channels) * self.ny * self.nx * 4
+
+    def _locate(self, sim: int) -> tuple[int, int]:
+        for f, n in enumerate(self.sims_per_file):
+            if sim < n:
+                return f, sim
+            sim -= n
+        raise IndexError("sim index out of range")
+
+    def _dataset(self, f: int) -> xr.Dataset:
+        key = (os.getpid(), f)  # reopen in each worker process (HDF5 is not fork-safe)
+        if key not in self._open:
+            self._open[key] = xr.open_dataset(self.paths[f], cache=False)
+        return self._open[key]
+
+    def frames(self, sim: int, t0: int, t1: int) -> np.ndarray:
+        """Frames ``t0 .. t1-1`` of ``sim`` as ``(t1-t0, C, ny, nx)`` float32."""
+        if self.array is not None:
+            return self.array[sim, t0:t1]
+        f, local = self._locate(sim)
+        ds = self._dataset(f)
+        out = [ds[c].transpose(*DIMS).isel(sim=local, time=slice(t0, t1)).values
+               for c in self.channels]
+        return np.stack(out, axis=1).astype(np.float32, copy=False)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_open"] = {}
+        return state
+
+    def close(self) -> None:
+        for ds in self._open.values():
+            ds.close()
+        self._open.clear()
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able facts about the data for the checkpoint metadata."""
+        return {
+            "files": [os.path.abspath(p) for p in self.paths],
+            "sims_per_file": list(self.sims_per_file), "n_sims": self.n_sims,
+            "n_time": self.n_time, "channels": list(self.channels),
+            "scenario": self.attrs.get("scenario"), "dt": self.attrs.get("dt"),
+            "grid": self.grid, "sim_coords": self.sim_coords,
+        }
+
+
+def _open_one(path: str, channels: Sequence[str]) -> xr.Dataset:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{path}: no such data file")
+    try:
+        ds = xr.open_dataset(p, cache=False)
+    except Exception as e:
+        raise DataError(f"{path}: cannot be read as a NetCDF dataset ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    missing = [c for c in channels if c not in ds.data_vars]
+    if missing:
+        ds.close()
+        raise DataError(f"{path}: missing variable(s) {missing} (has {sorted(ds.data_vars)}); "
+                        f"the schema needs {list(channels)} over dims {DIMS}")
+    for c in channels:
+        if set(ds[c].dims) != set(DIMS):
+            ds.close()
+            raise DataError(f"{path}: variable {c!r} has dims {ds[c].dims}, expected {DIMS}")
+        if not np.issubdtype(ds[c].dtype, np.floating):
+            ds.close()
+            raise DataError(f"{path}: variable {c!r} has dtype {ds[c].dtype}, expected float")
+    return ds
+
+
+def _check_finite(block: np.ndarray, path: str, var: str, sim: int) -> None:
+    bad = ~np.isfinite(block)
+    if bad.any():
+        t = int(np.argwhere(bad)[0][0])
+        kind = "NaN" if np.isnan(block).any() else "Inf"
+        raise DataError(f"{path}: variable {var!r} holds {kind} values (first at sim {sim}, "
+                        f"time index {t}, {int(bad.sum())} values in that sim); "
+                        "refusing to train on it")
+
+
+def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u", "v", "density"),
+              *, min_time: int = 1, in_memory: str = "auto",
+              max_memory_gb: float = 8.0) -> FieldData:
+    """Open, validate and (when it fits) load ``paths``. Raises :class:`DataError`."""
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise DataError("no data files given (--data a.nc [b.nc ...])")
+    channels = tuple(channels)
+    datasets = [_open_one(p, channels) for p in paths]
+    try:
+        first = datasets[0]
+        n_time, ny, nx = (int(first.sizes[d]) for d in ("time", "y", "x"))
+        for p, ds in zip(paths, datasets):
+            sizes = tuple(int(ds.sizes[d]) for d in ("time", "y", "x"))
+            if sizes != (n_time, ny, nx):
+                raise DataError(f"{p}: (time, y, x) sizes {sizes} differ from {paths[0]}'s "
+                                f"{(n_time, ny, nx)}; shards must share one grid and time axis")
+            if int(ds.sizes["sim"]) < 1:
+                raise DataError(f"{p}: no simulations (sim dimension is empty)")
+        if n_time < min_time:
+            raise DataError(f"{paths[0]}: {n_time} time steps are too few; training needs at "
+                            f"least {min_time} (T_in + K plus skipped frames)")
+        sims_per_file = [int(ds.sizes["sim"]) for ds in datasets]
+
+        heldout = None
+        if all("heldout" in ds.coords and ds["heldout"].dims == ("sim",) for ds in datasets):
+            heldout = np.concatenate([ds["heldout"].values.astype(bool) for ds in datasets])
+        sim_coords: dict[str, list] = {}
+        for name in first.coords:
+            if all(name in ds.coords and ds[name].dims == ("sim",) for ds in datasets):
+                vals = np.concatenate([np.atleast_1d(ds[name].values) for ds in datasets])
+                if vals.dtype.kind in "biufU":
+                    sim_coords[str(name)] = [_json_attr(v) for v in vals]
+        grid: dict[str, Any] = {"ny": ny, "nx": nx}
+        for d in ("x", "y"):
+            if d in first.coords and first[d].size:
+                v = first[d].values
+                grid[d] = [float(v[0]), float(v[-1])]
+        if "time" in first.coords and first["time"].size and \
+                np.issubdtype(first["time"].dtype, np.number):
+            grid["time"] = [float(first["time"].values[0]), float(first["time"].values[-1])]
+        attrs = {k: _json_attr(v) for k, v in first.attrs.items()
+                 if isinstance(_json_attr(v), (str, int, float, bool))}
+        data = FieldData(paths, channels, sims_per_file, n_time, ny, nx, attrs, grid,
+                         heldout, sim_coords)
+
+        budget = min(max_memory_gb * 2**30, 0.5 * _available_memory())
+        load = in_memory == "yes" or (in_memory == "auto" and data.nbytes <= budget)
+        arrays = []
+        for p, ds in zip(paths, datasets):
+            per_var = []
+            for c in channels:
+                var = ds[c].transpose(*DIMS)
+                if load:
+                    block = var.values.astype(np.float32, copy=False)
+                    for s in range(block.shape[0]):
+                        _check_finite(block[s], p, c, s)
+                    per_var.append(block)
+                else:  # stream through the file once, one sim at a time
+                    for s in range(var.sizes["sim"]):
+                        _check_finite(var.isel(sim=s).values, p, c, s)
+            if load:
+                arrays.append(np.stack(per_var, axis=2))
+        if load:
+            data.array = np.ascontiguousarray(np.concatenate(arrays, axis=0))
+        return data
+    finally:
+        for ds in datasets:
+            ds.close()

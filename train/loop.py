@@ -1,0 +1,516 @@
+"""The training loop: multi-step autoregressive loss, AdamW + step decay, clipping,
+early stopping on the valid rollout RMSE, best/last checkpoints, resume, DDP.
+
+Loss of one window (``x``: ``T_in`` frames, ``y``: ``K`` frames, both normalised)::
+
+    hist = x
+    for k in 1..K:  p_k = model(hist);  hist = hist[1:] + [p_k]      (teacher-free)
+    loss = sum_k mean((p_k - y_k)^2) + model.equivariance_penalty()
+
+With ``pushforward`` the prediction fed back is detached, so each step's loss is
+back-propagated through that one step only while still seeing the distribution of the
+model's own rollouts (Brandstetter et al. 2022). The validation metric is the RMSE in
+physical units of a ``valid_steps``-step rollout over target frames only (the ``T_in``
+given frames are never counted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from surrogate.checkpoint import read_checkpoint, save
+from surrogate.normalization import Normalization
+from surrogate.symmetry import FieldLayout
+
+from . import distributed as D
+from .config import ConfigError, TrainConfig
+from .data import DataError, FieldData, open_data
+from .normalize import fit_normalization, normalize_batch
+from .splits import SplitError, resolve_splits
+from .windows import WindowDataset
+
+__all__ = ["fit", "TrainingError", "Rollout", "multistep_loss", "train_step",
+           "resolve_device", "build_model"]
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class TrainingError(RuntimeError):
+    """Training had to stop (non-finite loss or gradient)."""
+
+
+def build_model(name: str, **config: Any) -> nn.Module:
+    """``surrogate.build_model`` (looked up at call time)."""
+    from surrogate import build_model as _build
+    return _build(name, **config)
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {spec!r} requested but CUDA is not available")
+    return torch.device(spec)
+
+
+class Rollout(nn.Module):
+    """``(B, T_in, C, H, W) -> (B, steps, C, H, W)``: the one-step model applied
+    autoregressively. Wrapped whole in DDP so that one forward holds all ``K`` steps."""
+
+    def __init__(self, step: nn.Module):
+        super().__init__()
+        self.step = step
+
+    def forward(self, x: torch.Tensor, steps: int, pushforward: bool = False) -> torch.Tensor:
+        preds = []
+        hist = x
+        for k in range(steps):
+            p = self.step(hist)
+            preds.append(p)
+            if k < steps - 1:
+                fb = (p.detach() if pushforward else p).to(hist.dtype)
+                hist = torch.cat([hist[:, 1:], fb.unsqueeze(1)], dim=1)
+        return torch.stack(preds, dim=1)
+
+
+def multistep_loss(preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Sum over steps of the per-step mean squared error (float32)."""
+    se = (preds.float() - y.float()) ** 2
+    return se.mean(dim=(0, 2, 3, 4)).sum()
+
+
+def _penalty(model: nn.Module, device: torch.device) -> torch.Tensor:
+    fn = getattr(model, "equivariance_penalty", None)
+    p = fn() if fn is not None else 0.0
+    if not torch.is_tensor(p):
+        p = torch.tensor(float(p), device=device)
+    return p.float().reshape(())
+
+
+def _autocast(device: torch.device, amp: str):
+    if amp == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(module: nn.Module, model: nn.Module, opt: torch.optim.Optimizer,
+               x: torch.Tensor, y: torch.Tensor, *, pushforward: bool = False,
+               grad_clip: float | None = None, amp: str = "none",
+               info: D.DistInfo | None = None):
+    """One optimisation step on a normalised batch. ``module`` is the (possibly DDP-
+    wrapped) :class:`Rollout`, ``model`` the bare model (for the penalty and clipping).
+    Returns detached ``(data_loss, penalty, grad_norm)`` (loss and penalty averaged over
+    processes). The weights are left unchanged when the loss (on any process) or the
+    gradient is not finite; the caller sees it in the returned values."""
+    info = info or D.DistInfo()
+    with _autocast(x.device, amp):
+        preds = module(x, y.shape[1], pushforward)
+    data_loss = multistep_loss(preds, y)
+    penalty = _penalty(model, x.device)
+    loss = data_loss + penalty
+    opt.zero_grad(set_to_none=True)
+    report = torch.stack([data_loss.detach(), penalty.detach()]).double()
+    D.all_reduce_sum(report, info)  # every process must agree before backward
+    report /= info.world_size
+    if not torch.isfinite(report).all():
+        return report[0], report[1], torch.tensor(float("nan"))
+    loss.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    if grad_clip is not None:
+        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    elif params:
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params]))
+    else:
+        norm = torch.zeros((), device=x.device)
+    # gradients are synchronised by DDP, so the norm is the same on every process
+    if torch.isfinite(norm):
+        opt.step()
+    return report[0], report[1], norm.detach()
+
+
+@torch.no_grad()
+def evaluate(step: nn.Module, loader, norm: Normalization, device: torch.device, *,
+             K: int, steps: int, amp: str, info: D.DistInfo) -> dict[str, Any]:
+    """Valid loss (normalised, ``K`` steps, as in training) and rollout RMSE (physical
+    units, ``steps`` steps, targets only), summed over all processes."""
+    C = len(norm.layout.channels)
+    sums = torch.zeros(3 + C, dtype=torch.float64, device=device)  # loss, n, count, se/ch
+    rollout = Rollout(step)
+    for x, y in loader:
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        xn, yn = normalize_batch(norm, x, y)
+        with _autocast(device, amp):
+            pred_n = rollout(xn, max(K, steps))
+        pred_n = pred_n.float()
+        se_n = ((pred_n[:, :K] - yn[:, :K]) ** 2).mean(dim=(2, 3, 4)).sum(dim=1)
+        pred = norm.denormalize(pred_n[:, :steps])
+        se = ((pred - y[:, :steps]) ** 2).sum(dim=(0, 1, 3, 4)).double()
+        sums[0] += se_n.sum().double()
+        sums[1] += x.shape[0]
+        sums[2] += y[:, :steps, 0].numel()
+        sums[3:] += se
+    D.all_reduce_sum(sums, info)
+    loss = (sums[0] / sums[1]).item()
+    per_ch = (sums[3:] / sums[2]).sqrt().tolist()
+    rmse = math.sqrt((sums[3:].sum() / (sums[2] * C)).item())
+    return {"valid_loss": loss, "valid_rmse": rmse,
+            "valid_rmse_per_channel": dict(zip(norm.layout.channels, per_ch))}
+
+
+# --- RNG state (weights_only-loadable) ---------------------------------------------
+def _rng_state() -> dict[str, Any]:
+    v, keys, gauss = random.getstate()
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": [v, list(keys), gauss],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                  "cached": float(np_state[4])},
+    }
+
+
+def _set_rng_state(s: dict[str, Any]) -> None:
+    torch.set_rng_state(s["torch"])
+    if s.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    v, keys, gauss = s["python"]
+    random.setstate((v, tuple(keys), gauss))
+    n = s["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached"]))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --- the run --------------------------------------------------------------------------
+@dataclass
+class _Run:
+    out: Path
+    best: Path
+    last: Path
+    metrics: Path
+
+
+def _layout(cfg: TrainConfig) -> FieldLayout:
+    lay = cfg.model_config.get("layout")
+    if lay is None:
+        return FieldLayout()
+    return lay if isinstance(lay, FieldLayout) else FieldLayout.from_dict(lay)
+
+
+def _json_model_config(cfg: TrainConfig, layout: FieldLayout) -> dict[str, Any]:
+    mc = dict(cfg.model_config)
+    mc["layout"] = layout.to_dict()
+    return mc
+
+
+def _log(info: D.DistInfo, cfg: TrainConfig, msg: str) -> None:
+    if info.is_main and cfg.progress:
+        from tqdm import tqdm
+        tqdm.write(msg, file=sys.stderr)
+
+
+def fit(config: TrainConfig) -> Path:
+    """Train ``config.model`` on ``config.data``; returns the path of the best checkpoint
+    (``<out>/best.pt``). Under ``torchrun`` every process calls this; rank 0 writes.
+
+    Raises :class:`ConfigError` / :class:`DataError` (bad input, before training starts)
+    and :class:`TrainingError` (a non-finite loss; the last good checkpoint is kept)."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError("fit() takes a TrainConfig (see train.load_config)")
+    device = resolve_device(config.device)
+    info = D.setup(device.type)
+    if info.distributed and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    try:
+        return _fit(config, device, info)
+    finally:
+        D.cleanup(info)
+
+
+def _prepare_out(cfg: TrainConfig, info: D.DistInfo) -> _Run:
+    out = Path(cfg.out)
+    run = _Run(out, out / "best.pt", out / "last.pt", out / METRICS_FILE)
+    if cfg.resume:
+        if not run.last.is_file():
+            raise ConfigError(f"cannot resume: {run.last} does not exist")
+    elif run.last.exists() or run.best.exists():
+        if not cfg.overwrite:
+            raise ConfigError(f"{out} already holds a training run; pass --resume to "
+                              "continue it or --overwrite to start over")
+    return run
+
+
+def _reset_out(run: _Run, cfg: TrainConfig, info: D.DistInfo) -> None:
+    """Clear a previous run (``overwrite``) once every input has been validated."""
+    D.barrier(info)
+    if info.is_main:
+        if not cfg.resume:
+            for p in (run.best, run.last, run.metrics):
+                p.unlink(missing_ok=True)
+        run.out.mkdir(parents=True, exist_ok=True)
+    D.barrier(info)
+
+
+def _check_model_fits(model: nn.Module, cfg: TrainConfig, data: FieldData,
+                      device: torch.device) -> None:
+    """One tiny forward before training, so that a grid the model cannot take fails with
+    a clear message rather than inside the first epoch."""
+    x = torch.zeros(1, cfg.T_in, len(data.channels), data.ny, data.nx, device=device)
+    was_training = model.training
+    model.eval()  # no running statistics may change
+    try:
+        with torch.no_grad():
+            y = model(x)
+    except Exception as e:
+        depth = model.config.get("depth") if isinstance(getattr(model, "config", None), dict) \
+            else None
+        hint = (f" (grid sides must be divisible by 2**(depth-1) = {2 ** (depth - 1)})"
+                if depth else "")
+        raise DataError(f"model {cfg.model!r} cannot run on the {data.ny}x{data.nx} grid "
+                        f"with {len(data.channels)} channels{hint}: {e}") from None
+    finally:
+        model.train(was_training)
+    if tuple(y.shape) != (1, len(data.channels), data.ny, data.nx):
+        raise DataError(f"model {cfg.model!r} maps (1, T_in, C, H, W) to {tuple(y.shape)}, "
+                        f"expected {(1, len(data.channels), data.ny, data.nx)}")
+
+
+def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
+    run = _prepare_out(cfg, info)
+    layout = _layout(cfg)
+    K, T_in, steps = cfg.K, cfg.T_in, cfg.eval_steps
+
+    # ---- model first: a bad name or option fails before any data is read ----------
+    _seed_everything(cfg.seed)
+    try:
+        model = build_model(cfg.model, T_in=T_in, **{**cfg.model_config, "layout": layout})
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"model {cfg.model!r}: {e}") from None
+
+    # ---- data, splits, normalisation (all refused before training starts) --------
+    data = open_data(cfg.data, layout.channels, min_time=T_in + K,
+                     in_memory=cfg.in_memory, max_memory_gb=cfg.max_memory_gb)
+    try:
+        spec = resolve_splits(cfg.split, n_time=data.n_time, n_sims=data.n_sims, T_in=T_in,
+                              K=K, valid_steps=steps, heldout_coord=data.heldout)
+    except SplitError as e:
+        raise DataError(f"{cfg.data[0]}: {e}") from None
+
+    ckpt = read_checkpoint(run.last) if cfg.resume else None
+    model_config = _json_model_config(cfg, layout)
+    if ckpt is not None:
+        meta = ckpt["metadata"]
+        if meta.get("model") != cfg.model or meta.get("T_in") != T_in or \
+                meta.get("model_config_requested") != json.loads(json.dumps(model_config)):
+            raise ConfigError(f"cannot resume {run.last}: it holds model {meta.get('model')!r} "
+                              f"with T_in={meta.get('T_in')} and config "
+                              f"{meta.get('model_config_requested')}, not the one configured")
+        if meta.get("splits") != json.loads(json.dumps(spec.to_dict())):
+            raise ConfigError(f"cannot resume {run.last}: the data or split settings differ "
+                              "from the run being resumed")
+        norm = ckpt["normalization"]
+    else:
+        norm = fit_normalization(data, spec.train, T_in, layout)
+
+    # ---- model, optimiser, schedule ---------------------------------------------------
+    if ckpt is not None:
+        model.load_state_dict(ckpt["state_dict"])
+    model.to(device)
+    _check_model_fits(model, cfg, data, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs,
+                                            gamma=cfg.lr_decay)
+    start_epoch, best_rmse, best_epoch, bad_epochs = 0, math.inf, 0, 0
+    if ckpt is not None:
+        ts = ckpt.get("training_state") or {}
+        opt.load_state_dict(ts["optimizer"])
+        sched.load_state_dict(ts["scheduler"])
+        start_epoch = int(ts["epoch"])
+        best_rmse = float(ts["best_valid_rmse"])
+        best_epoch = int(ts["best_epoch"])
+        bad_epochs = int(ts["bad_epochs"])
+        _set_rng_state(ts["rng"])
+
+    step_fn = torch.compile(model) if cfg.compile else model
+    rollout: nn.Module = Rollout(step_fn)
+    if info.distributed:
+        rollout = nn.parallel.DistributedDataParallel(
+            rollout, device_ids=[device.index] if device.type == "cuda" else None)
+
+    # ---- loaders ---------------------------------------------------------------------
+    pin = device.type == "cuda"
+    train_ds = WindowDataset.from_split(data, spec.train, T_in)
+    valid_ds = WindowDataset.from_split(data, spec.valid, T_in)
+    sampler = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank,
+                                 shuffle=True, seed=cfg.seed)
+    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
+                              num_workers=cfg.num_workers, pin_memory=pin,
+                              persistent_workers=cfg.num_workers > 0)
+    valid_part = Subset(valid_ds, list(range(info.rank, len(valid_ds), info.world_size)))
+    valid_loader = DataLoader(valid_part, batch_size=cfg.batch_size, shuffle=False,
+                              num_workers=cfg.num_workers, pin_memory=pin)
+
+    metadata_base = {
+        "kind": "relaxflow.train",
+        "model": cfg.model,
+        "model_config_requested": model_config,
+        "T_in": T_in, "K": K, "valid_steps": steps,
+        "layout": layout.to_dict(),
+        "channels": list(layout.channels),
+        "splits": spec.to_dict(),
+        "data": data.describe(),
+        "train_config": cfg.to_dict() | {"model_config": model_config},
+        "world_size": info.world_size,
+        "normalization_fitted_on": "train split (frames covered by the train windows)",
+    }
+
+    _reset_out(run, cfg, info)
+    if info.is_main:
+        _trim_metrics(run.metrics, start_epoch)
+        _log(info, cfg, f"train: {cfg.model} on {data.n_sims} sims x {data.n_time} frames "
+             f"{data.ny}x{data.nx} ({'in memory' if data.in_memory else 'lazy'}); windows "
+             f"train {len(train_ds)}, valid {len(valid_ds)}; device {device}"
+             f"{f', {info.world_size} processes' if info.distributed else ''}")
+
+    from tqdm import tqdm
+
+    if start_epoch == 0:  # the untrained model's score: the baseline every epoch improves on
+        model.eval()
+        val0 = evaluate(step_fn, valid_loader, norm, device, K=K, steps=steps, amp=cfg.amp,
+                        info=info)
+        if info.is_main:
+            with open(run.metrics, "a") as f:
+                f.write(json.dumps({"epoch": 0, "train_loss": None, "penalty": None, **val0,
+                                    "lr": opt.param_groups[0]["lr"], "epoch_time_s": 0.0,
+                                    "train_samples_per_s": None, "best": False}) + "\n")
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        sampler.set_epoch(epoch)
+        model.train()
+        n_batches = len(train_loader)
+        if cfg.max_steps_per_epoch is not None:
+            n_batches = min(n_batches, cfg.max_steps_per_epoch)
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not (info.is_main and cfg.progress), file=sys.stderr)
+        acc = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, penalty*n, n
+        lr = opt.param_groups[0]["lr"]
+        for i, (x, y) in enumerate(train_loader):
+            if i >= n_batches:
+                break
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            x, y = normalize_batch(norm, x, y)
+            loss, pen, gnorm = train_step(rollout, model, opt, x, y,
+                                          pushforward=cfg.pushforward,
+                                          grad_clip=cfg.grad_clip, amp=cfg.amp, info=info)
+            if not (torch.isfinite(loss) and torch.isfinite(pen) and torch.isfinite(gnorm)):
+                what = "loss" if not (torch.isfinite(loss) and torch.isfinite(pen)) \
+                    else "gradient"
+                bar.close()
+                kept = (f"the last good checkpoint {run.last} (epoch {epoch}) is kept"
+                        if run.last.is_file() else "no checkpoint had been written yet")
+                raise TrainingError(
+                    f"non-finite {what} (loss {loss.item():g}, penalty {pen.item():g}) at "
+                    f"epoch {epoch + 1}, step {i + 1}; training stopped, {kept}. "
+                    "Try a lower lr or a grad_clip.")
+            b = x.shape[0]
+            acc += torch.stack([loss * b, pen * b,
+                                torch.tensor(float(b), dtype=torch.float64, device=device)])
+            bar.update(1)
+            if info.is_main and cfg.progress:
+                bar.set_postfix(loss=f"{(acc[0] / acc[2]).item():.4g}")
+        bar.close()
+        sched.step()
+        D.all_reduce_sum(acc, info)
+        train_time = time.perf_counter() - t0
+
+        model.eval()
+        val = evaluate(step_fn, valid_loader, norm, device, K=K, steps=steps, amp=cfg.amp,
+                       info=info)
+        if not math.isfinite(val["valid_rmse"]):
+            kept = (f"the last good checkpoint {run.last} (epoch {epoch}) is kept"
+                    if run.last.is_file() else "no checkpoint had been written yet")
+            raise TrainingError(f"non-finite valid RMSE at epoch {epoch + 1}; training "
+                                f"stopped, {kept}")
+        improved = val["valid_rmse"] < best_rmse
+        if improved:
+            best_rmse, best_epoch, bad_epochs = val["valid_rmse"], epoch + 1, 0
+        else:
+            bad_epochs += 1
+        stop = cfg.patience is not None and bad_epochs >= cfg.patience
+        epoch_time = time.perf_counter() - t0
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": (acc[0] / acc[2]).item(),
+            "penalty": (acc[1] / acc[2]).item(),
+            **val,
+            "lr": lr,
+            "epoch_time_s": epoch_time,
+            "train_samples_per_s": acc[2].item() / max(train_time, 1e-9),
+            "best": improved,
+        }
+        if info.is_main:
+            meta = metadata_base | {"epoch": epoch + 1, "valid_rmse": val["valid_rmse"],
+                                    "valid_loss": val["valid_loss"],
+                                    "best_valid_rmse": best_rmse, "best_epoch": best_epoch}
+            if improved:
+                save(model, run.best, normalization=norm, metadata=meta)
+            state = {"epoch": epoch + 1, "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(), "rng": _rng_state(),
+                     "best_valid_rmse": best_rmse, "best_epoch": best_epoch,
+                     "bad_epochs": bad_epochs}
+            save(model, run.last, normalization=norm, metadata=meta, training_state=state)
+            with open(run.metrics, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            _log(info, cfg, f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4g}"
+                 f"  valid_rmse {val['valid_rmse']:.4g}  lr {lr:.3g}  {epoch_time:.1f}s"
+                 f"{'  *best*' if improved else ''}")
+        D.barrier(info)
+        if stop:
+            _log(info, cfg, f"early stop: no valid improvement for {bad_epochs} epochs "
+                 f"(best {best_rmse:.4g} at epoch {best_epoch})")
+            break
+    data.close()
+    D.barrier(info)
+    if not run.best.is_file():  # pragma: no cover - resumed a finished run without best
+        raise TrainingError(f"no best checkpoint in {run.out}")
+    return run.best
+
+
+def _trim_metrics(path: Path, epochs_done: int) -> None:
+    """Keep the metrics of epochs ``<= epochs_done`` (a resumed run rewrites the rest)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["epoch"] <= epochs_done:
+                keep.append(line)
+        except (ValueError, KeyError):
+            continue
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(l + "\n" for l in keep))
+    shutil.move(tmp, path)

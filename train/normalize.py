@@ -1,0 +1,56 @@
+"""Normalisation for training: fitted on the train split only, applied by one code path.
+
+Statistics come from :class:`surrogate.normalization.Normalization` (a vector field gets
+one scale for both components and no shift; scalars get mean and standard deviation).
+They are fitted on the frames the train windows cover, of the training simulations
+only, and stored in every checkpoint. Every split (train, valid, test) and every
+forecast is normalised by the same object through :func:`normalize_batch`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from surrogate.normalization import Normalization
+from surrogate.symmetry import FieldLayout
+
+from .data import FieldData
+from .splits import SplitRange
+
+__all__ = ["fit_normalization", "normalize_batch", "train_frames"]
+
+
+def train_frames(split: SplitRange, T_in: int) -> list[tuple[int, int]]:
+    """``(sim, frame)`` pairs covered by the windows of ``split``."""
+    if len(split) == 0:
+        return []
+    last = split.starts[-1] + T_in + split.horizon
+    return [(s, t) for s in split.sims for t in range(split.start, last)]
+
+
+def fit_normalization(data: FieldData, split: SplitRange, T_in: int, layout: FieldLayout,
+                      max_bytes: int = 2**30) -> Normalization:
+    """Fit on the frames of the train split; when they exceed ``max_bytes`` (as float64)
+    an evenly spaced subset of frames is used."""
+    frames = train_frames(split, T_in)
+    if not frames:
+        raise ValueError("cannot fit normalisation: the train split is empty")
+    per_frame = len(layout.channels) * data.ny * data.nx * 8
+    n_max = max(1, max_bytes // per_frame)
+    if len(frames) > n_max:
+        idx = np.linspace(0, len(frames) - 1, n_max).round().astype(int)
+        frames = [frames[i] for i in sorted(set(idx))]
+    if data.in_memory:
+        sims = np.array([s for s, _ in frames])
+        times = np.array([t for _, t in frames])
+        block = data.array[sims, times]
+    else:
+        block = np.stack([data.frames(s, t, t + 1)[0] for s, t in frames])
+    return Normalization.fit(block, layout, channel_dim=1)
+
+
+def normalize_batch(norm: Normalization, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Physical -> network units for ``(B, T, C, H, W)`` tensors: the one path for all
+    splits."""
+    return tuple(norm.normalize(t, channel_dim=-3) for t in tensors)
