@@ -1,0 +1,19 @@
+"""relaxflow evaluation: rollout metrics, equivariance analysis, pictures and reports.
+
+>>> import evaluate
+>>> evaluate.run(["runs/rg/best.pt"], "data/rotation.nc", splits=["test-domain"],
+...              steps=20, out="results/rg")          # -> Path("results/rg")
+
+Command line: ``python -m evaluate --checkpoint runs/rg/best.pt --data data/rotation.nc
+--split test-domain --steps 20 --out results/rg``.
+"""
+
+from . import metrics
+from .equivariance import (data_equivariance_error, equivariance_error,
+                           model_equivariance_error, relaxation_summary)
+from .report import run
+from .rollout import EvaluationError, build_windows, evaluate_split, open_data
+
+__all__ = ["run", "metrics", "EvaluationError", "equivariance_error",
+           "model_equivariance_error", "data_equivariance_error", "relaxation_summary",
+           "build_windows", "evaluate_split", "open_data"]

@@ -1,0 +1,342 @@
+"""Equivariance analysis: of a model on data, of the data itself, and of the relaxation
+weights a relaxed model learned ("which symmetry did it discover?").
+
+Every group action goes through :func:`surrogate.symmetry.transform_fields` (the one
+convention of the project): ``g = r^k s^m`` mirrors ``x -> -x`` when ``m = 1`` and then
+turns by ``k`` counter-clockwise quarter turns, rotating vector components with the grid.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from surrogate.groups import Group, get_group
+from surrogate.symmetry import FieldLayout, transform_fields
+
+__all__ = [
+    "EquivarianceError", "equivariance_error", "model_equivariance_error", "one_step_fn",
+    "data_equivariance_error", "element_name", "subgroups", "LayerRelaxation",
+    "relaxation_summary", "collect_relaxation_weights", "DISCOVERY_TOLERANCE",
+]
+
+#: relative violation below which a relaxed group conv counts as symmetric under a subgroup
+DISCOVERY_TOLERANCE = 0.05
+
+
+def element_name(g: tuple[int, int], group: Group | None = None) -> str:
+    """``e``, ``r``, ``r2``, ``s``, ``r3s`` ...; rotations counted in steps of
+    ``360 / N`` degrees (``group.n_rotations = N``, quarter turns for C4/D4)."""
+    k, m = g
+    rot = "" if k == 0 else ("r" if k == 1 else f"r{k}")
+    if m:
+        return rot + "s"
+    return rot or "e"
+
+
+# -- model equivariance --------------------------------------------------------------
+@dataclass
+class EquivarianceError:
+    """``mean`` over the evaluated elements of the mean over samples of
+    ``||f(g x) - g f(x)|| / ||f(x)||``; ``per_element`` maps element names to that
+    sample mean; ``group`` the group the elements came from."""
+
+    mean: float
+    per_element: dict[str, float]
+    group: str
+    note: str = ""
+
+
+def _grid_elements(group: Group, square: bool, include_identity: bool
+                   ) -> list[tuple[int, int]]:
+    els = []
+    for g in group.grid_elements:
+        if g == (0, 0) and not include_identity:
+            continue
+        if not square and group.quarter_turns(g) % 2:
+            continue
+        els.append(g)
+    return els
+
+
+@torch.no_grad()
+def equivariance_error(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                       layout: FieldLayout, group: str | Group = "C4",
+                       include_identity: bool = False) -> EquivarianceError:
+    """Equivariance error of ``fn: (B, T, C, H, W) -> (B, C, H, W)`` on inputs ``x``.
+
+    Mean over the grid-exact elements ``g`` of ``group`` (C4: the 3 non-trivial quarter
+    turns; D4: also the 4 mirrors; the identity, whose error is 0 by definition, is left
+    out unless ``include_identity``) of the mean over the batch of
+    ``||f(g x) - g f(x)||_2 / ||f(x)||_2`` (norms over ``C, H, W``). Both ``x`` and the
+    output transform as ``layout`` says (vector components rotate with the grid). On a
+    non-square grid only the half turn (and mirrors) are used.
+    """
+    grp = get_group(group) if isinstance(group, str) else group
+    if x.ndim != 5:
+        raise ValueError(f"x must be (B, T, C, H, W), got shape {tuple(x.shape)}")
+    square = x.shape[-1] == x.shape[-2]
+    els = _grid_elements(grp, square, include_identity)
+    note = "" if square else "non-square grid: quarter turns skipped"
+    fx = fn(x)
+    norm = fx.flatten(1).norm(dim=1).clamp_min(1e-30)
+    per: dict[str, float] = {}
+    for g in els:
+        k, flip = grp.quarter_turns(g), bool(g[1])
+        lhs = fn(transform_fields(x, layout, k, flip))
+        rhs = transform_fields(fx, layout, k, flip)
+        err = (lhs - rhs).flatten(1).norm(dim=1) / norm
+        per[element_name(g)] = float(err.double().mean())
+    mean = float(np.mean(list(per.values()))) if per else 0.0
+    return EquivarianceError(mean, per, grp.name, note)
+
+
+def _model_layout(model: nn.Module) -> FieldLayout:
+    layout = getattr(model, "layout", None)
+    if isinstance(layout, FieldLayout):
+        return layout
+    cfg = getattr(model, "config", {}) or {}
+    lay = cfg.get("layout")
+    if isinstance(lay, dict):
+        return FieldLayout.from_dict(lay)
+    if isinstance(lay, FieldLayout):
+        return lay
+    return FieldLayout()
+
+
+def one_step_fn(model: nn.Module, dtype: torch.dtype | None = torch.float64
+                ) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Module]:
+    """A one-step map in the units the inputs come in.
+
+    For a :class:`surrogate.Surrogate` the map is ``denormalize(net(normalize(x)))`` on
+    physical units (the normalisation commutes with the group action, so it does not
+    change the error); for a bare network it is the network. With ``dtype`` the network
+    is copied and cast (float64 makes an exact model's error ~1e-12 instead of ~1e-6);
+    if it cannot be cast the original precision is kept. Returns ``(fn, net)``."""
+    net = getattr(model, "model", model)
+    norm = getattr(model, "normalization", None) if net is not model else None
+    net = net.eval()
+    if dtype is not None:
+        try:
+            net = copy.deepcopy(net).to(dtype=dtype).eval()
+        except Exception:  # pragma: no cover - a module that refuses the cast
+            dtype = None
+    p = next(net.parameters(), None)
+    dev = p.device if p is not None else torch.device("cpu")
+    dt = p.dtype if p is not None else torch.float32
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(dev, dt)
+        if norm is not None:
+            return norm.denormalize(net(norm.normalize(x)))
+        return net(x)
+
+    return fn, net
+
+
+def model_equivariance_error(model: nn.Module, x: torch.Tensor,
+                             group: str | Group | None = None,
+                             layout: FieldLayout | None = None,
+                             dtype: torch.dtype | None = torch.float64,
+                             batch_size: int = 16) -> EquivarianceError:
+    """:func:`equivariance_error` of a model (a network from ``surrogate.build_model`` or a
+    loaded :class:`surrogate.Surrogate`) on histories ``x`` ``(B, T, C, H, W)``.
+
+    ``group`` defaults to the model's own (``config["group"]``), else C4 (e.g. for the
+    plain ``unet``; pass ``"D4"`` to include mirrors). ``x`` is in the units the model
+    takes: physical for a Surrogate, normalised for a bare network."""
+    if layout is None:
+        layout = model.layout if isinstance(getattr(model, "layout", None), FieldLayout) \
+            else _model_layout(getattr(model, "model", model))
+    if group is None:
+        cfg = getattr(getattr(model, "model", model), "config", {}) or {}
+        name = cfg.get("group") or "C4"
+        group = name if name not in ("trivial", None) else "C4"
+        if isinstance(group, str) and group not in ("C4", "D4"):
+            group = "D4" if get_group(group).flips else "C4"
+    fn, _ = one_step_fn(model, dtype)
+    x = torch.as_tensor(x)
+    results = [equivariance_error(fn, x[i:i + batch_size], layout, group)
+               for i in range(0, x.shape[0], batch_size)]
+    weights = [min(batch_size, x.shape[0] - i) for i in range(0, x.shape[0], batch_size)]
+    per = {k: float(np.average([r.per_element[k] for r in results], weights=weights))
+           for k in results[0].per_element}
+    mean = float(np.mean(list(per.values()))) if per else 0.0
+    return EquivarianceError(mean, per, results[0].group, results[0].note)
+
+
+# -- the data's own equivariance -----------------------------------------------------
+def data_equivariance_error(ds) -> tuple[float | None, str]:
+    """The dataset's own equivariance error (the paper's: mean absolute difference between
+    a run and the rotated runs of the other walls), by
+    ``simulate.data_equivariance_error``. Returns ``(value, note)``; ``value`` is None
+    with the reason in ``note`` when the dataset's scenario metadata does not allow it
+    (e.g. a ``translation`` dataset, or data without per-simulation wall coordinates)."""
+    try:
+        from simulate import data_equivariance_error as dee
+    except ImportError:
+        return None, "simulate.data_equivariance_error is not available in this install"
+    scenario = ds.attrs.get("scenario", "unknown") if hasattr(ds, "attrs") else "unknown"
+    try:
+        value = dee(ds)
+    except (ValueError, KeyError, TypeError, NotImplementedError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return None, f"not defined for scenario {scenario!r}: {msg}"
+    try:
+        value = float(np.asarray(getattr(value, "values", value), dtype=float).mean())
+    except (TypeError, ValueError):
+        return None, f"simulate returned an unexpected value {value!r}"
+    return value, f"scenario {scenario!r}"
+
+
+# -- what the relaxed layers learned ---------------------------------------------------
+def _closure(group: Group, gens: Iterable[tuple[int, int]]) -> frozenset:
+    els = {(0, 0)} | set(gens)
+    while True:
+        new = {group.compose(a, b) for a in els for b in els} | els
+        if new == els:
+            return frozenset(els)
+        els = new
+
+
+def subgroups(group: Group) -> list[frozenset]:
+    """All subgroups of a (small) finite group, largest first. Every subgroup of a cyclic
+    or dihedral group is generated by at most two elements."""
+    els = group.elements
+    subs = {_closure(group, [a, b]) for a in els for b in els}
+    return sorted(subs, key=lambda s: (-len(s), sorted(s)))
+
+
+def subgroup_name(group: Group, sub: frozenset) -> str:
+    """``C4``, ``C2``, ``D1{e,s}``, ``trivial``... named by order, with the elements where
+    the same order occurs more than once."""
+    n = len(sub)
+    if n == 1:
+        return "trivial"
+    if n == group.order:
+        return group.name
+    has_flip = any(m for _, m in sub)
+    if not has_flip:  # a cyclic group has one rotation subgroup of each order
+        return f"C{n}"
+    base = f"D{n // 2}"
+    names = ",".join(element_name(g) for g in sorted(sub, key=lambda g: (g[1], g[0])))
+    return f"{base}{{{names}}}"
+
+
+@dataclass
+class LayerRelaxation:
+    """Summary of one relaxed layer's learned weights.
+
+    ``kind`` ``"group"`` (relaxed group conv, ``w`` ``(L, |G|)``) or ``"steerable"``
+    (relaxed steerable conv, ``w`` ``(F_out, F_in, n_basis, k, k)``).
+    ``relative_deviation``: for ``group`` the spread of ``w_l(g)`` across ``g``
+    (mean over banks of ``std_g w_l(g)``, divided by ``mean |w|``); for ``steerable``
+    ``||w - mean_y w|| / ||w||`` over the kernel positions ``y``. 0 = equivariant.
+    ``profile``: for ``group`` the weight each element carries, ``||w_.(g)||_2`` over the
+    banks divided by its mean over ``g`` (all 1 = equivariant), keyed by element name;
+    for ``steerable`` a ``(k, k)`` array, the RMS deviation at each kernel position
+    relative to the RMS of ``w``. ``matrix``: ``w`` itself (group) or the profile
+    (steerable), for heatmaps. ``symmetry``: the largest subgroup whose violation is below
+    :data:`DISCOVERY_TOLERANCE` (group kind only) and ``violations`` per subgroup."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    relative_deviation: float
+    profile: Any
+    matrix: np.ndarray
+    symmetry: str = ""
+    violations: dict[str, float] = field(default_factory=dict)
+    element_names: list[str] = field(default_factory=list)
+
+
+def collect_relaxation_weights(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    """``{layer path: {"w": tensor, ...}}`` for every layer of ``model`` (or of a
+    Surrogate's ``.model``) whose ``relaxation_weights()`` returns a ``"w"`` entry."""
+    net = getattr(model, "model", model)
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for name, mod in net.named_modules():
+        fn = getattr(mod, "relaxation_weights", None)
+        if fn is None or mod is net:
+            continue
+        try:
+            d = fn()
+        except Exception:  # pragma: no cover - a container that cannot summarise
+            continue
+        if isinstance(d, dict) and torch.is_tensor(d.get("w")):
+            out[name or type(mod).__name__] = {k: v.detach().cpu() for k, v in d.items()
+                                              if torch.is_tensor(v)}
+    return out
+
+
+def _group_of(model: nn.Module, mod_name: str) -> Group | None:
+    net = getattr(model, "model", model)
+    try:
+        mod = net.get_submodule(mod_name)
+        grp = getattr(mod, "group", None)
+        if isinstance(grp, Group):
+            return grp
+    except AttributeError:
+        pass
+    name = (getattr(net, "config", {}) or {}).get("group")
+    return get_group(name) if name else None
+
+
+def _group_layer(name: str, w: np.ndarray, group: Group | None) -> LayerRelaxation:
+    L, n = w.shape
+    scale = float(np.abs(w).mean()) or 1e-30
+    spread = float(w.std(axis=1).mean() / scale)
+    carry = np.sqrt((w ** 2).sum(axis=0))
+    carry = carry / (carry.mean() or 1e-30)
+    if group is None or group.order != n:
+        names = [f"g{i}" for i in range(n)]
+        return LayerRelaxation(name, "group", w.shape, spread, dict(zip(names, carry)), w,
+                               "", {}, names)
+    names = [element_name(g) for g in group.elements]
+    violations = {}
+    best = "trivial"
+    for sub in subgroups(group):
+        # w_l(h g) == w_l(g) for all h in the subgroup <=> the layer commutes with it
+        diffs = [np.abs(w[:, group.index(group.compose(h, g))] - w[:, group.index(g)])
+                 for h in sub for g in group.elements]
+        v = float(np.mean(diffs) / scale)
+        sname = subgroup_name(group, sub)
+        violations[sname] = v
+        if v < DISCOVERY_TOLERANCE and best == "trivial" and len(sub) > 1:
+            best = sname
+    return LayerRelaxation(name, "group", w.shape, spread, dict(zip(names, carry)), w,
+                           best, violations, names)
+
+
+def _steerable_layer(name: str, w: np.ndarray) -> LayerRelaxation:
+    dev = w - w.mean(axis=(-2, -1), keepdims=True)
+    rel = float(np.linalg.norm(dev) / (np.linalg.norm(w) or 1e-30))
+    rms_w = math.sqrt(float((w ** 2).mean())) or 1e-30
+    k1, k2 = w.shape[-2:]
+    prof = np.sqrt((dev.reshape(-1, k1, k2) ** 2).mean(axis=0)) / rms_w
+    return LayerRelaxation(name, "steerable", w.shape, rel, prof, prof)
+
+
+def relaxation_summary(model: nn.Module) -> list[LayerRelaxation]:
+    """Per relaxed layer of ``model``: how far its learned weights are from equivariance
+    and which group elements (relaxed group conv) or kernel positions (relaxed steerable
+    conv) carry the symmetry breaking. Empty for a model without relaxed layers."""
+    out = []
+    for name, d in collect_relaxation_weights(model).items():
+        w = d["w"].double().numpy()
+        if w.ndim == 2:
+            out.append(_group_layer(name, w, _group_of(model, name)))
+        elif w.ndim == 5:
+            out.append(_steerable_layer(name, w))
+        else:  # unknown layout: deviation from the mean over the last axis
+            dev = w - w.mean(axis=-1, keepdims=True)
+            rel = float(np.linalg.norm(dev) / (np.linalg.norm(w) or 1e-30))
+            out.append(LayerRelaxation(name, "other", w.shape, rel, None,
+                                       np.atleast_2d(w.reshape(-1, w.shape[-1]))))
+    return out

@@ -1,0 +1,293 @@
+"""Pictures of rollouts, errors and learned relaxation weights.
+
+Figures are drawn on matplotlib's Agg canvas without pyplot (no global state, no
+display needed, safe in worker processes) and saved as PNG; the rollout animation is a
+GIF written with matplotlib's pillow writer. Fields are arrays ``(S, C, H, W)`` indexed
+``[y, x]`` and drawn with ``origin="lower"`` (y up), the project's convention.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.animation import FuncAnimation, PillowWriter
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+
+__all__ = ["field_quantity", "rollout_panels", "error_vs_step", "relaxation_heatmaps",
+           "rollout_gif", "QUANTITIES"]
+
+QUANTITIES = ("speed", "vorticity", "density")
+
+
+def _figure(w: float, h: float) -> Figure:
+    fig = Figure(figsize=(w, h), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=fig.dpi)
+    return path
+
+
+def field_quantity(frames: np.ndarray, channels: Sequence[str], quantity: str = "speed",
+                   velocity: Sequence[str] | None = ("u", "v"), x=None, y=None
+                   ) -> np.ndarray:
+    """A scalar picture of ``frames`` ``(..., C, H, W)``: ``speed`` (velocity magnitude),
+    ``vorticity`` (``dv/dx - du/dy``, central differences) or any channel by name."""
+    channels = list(channels)
+    f = np.asarray(frames, dtype=np.float64)
+    if quantity in channels:
+        return f[..., channels.index(quantity), :, :]
+    if velocity is None or not all(v in channels for v in velocity):
+        raise ValueError(f"quantity {quantity!r} needs velocity channels; have {channels}")
+    u = f[..., channels.index(velocity[0]), :, :]
+    v = f[..., channels.index(velocity[1]), :, :]
+    if quantity == "speed":
+        return np.sqrt(u ** 2 + v ** 2)
+    if quantity == "vorticity":
+        dx = float(np.diff(x[:2])[0]) if x is not None and len(x) > 1 else 1.0
+        dy = float(np.diff(y[:2])[0]) if y is not None and len(y) > 1 else 1.0
+        return np.gradient(v, dx, axis=-1) - np.gradient(u, dy, axis=-2)
+    raise ValueError(f"unknown quantity {quantity!r}; choose speed, vorticity or a channel")
+
+
+def _extent(x, y, w: int, h: int):
+    if x is None or y is None or len(x) < 2 or len(y) < 2:
+        return (0, w, 0, h)
+    dx, dy = float(x[1] - x[0]), float(y[1] - y[0])
+    return (float(x[0]) - dx / 2, float(x[-1]) + dx / 2, float(y[0]) - dy / 2,
+            float(y[-1]) + dy / 2)
+
+
+def _quiver(ax, frame: np.ndarray, channels, velocity, extent, n: int = 12) -> None:
+    if velocity is None or not all(v in channels for v in velocity):
+        return
+    u = frame[list(channels).index(velocity[0])]
+    v = frame[list(channels).index(velocity[1])]
+    h, w = u.shape
+    sy, sx = max(1, h // n), max(1, w // n)
+    ys = np.arange(sy // 2, h, sy)
+    xs = np.arange(sx // 2, w, sx)
+    x0, x1, y0, y1 = extent
+    X = x0 + (xs + 0.5) * (x1 - x0) / w
+    Y = y0 + (ys + 0.5) * (y1 - y0) / h
+    U, V = u[np.ix_(ys, xs)], v[np.ix_(ys, xs)]
+    if np.isfinite(U).all() and np.isfinite(V).all() and np.abs(U).max() + np.abs(V).max() > 0:
+        ax.quiver(X, Y, U, V, color="white", alpha=0.8, width=0.006)
+
+
+def rollout_panels(true: np.ndarray, preds: Mapping[str, np.ndarray], path,
+                   channels: Sequence[str], velocity: Sequence[str] | None = ("u", "v"),
+                   steps: Sequence[int] | None = None, quantity: str = "speed",
+                   x=None, y=None, dt: float = 1.0, title: str = "",
+                   quiver: bool = True) -> Path:
+    """Truth, each model's prediction and its error at chosen rollout ``steps``
+    (1-based; default 4 spread over the rollout), one column per step.
+
+    ``true`` and each ``preds[label]`` are ``(S, C, H, W)``. Rows: truth, then per model
+    its prediction and its error (prediction minus truth of ``quantity``). Truth and
+    predictions share a colour scale; quivers of the velocity are drawn on top."""
+    true = np.asarray(true)
+    S = true.shape[0]
+    if steps is None:
+        steps = sorted({int(round(s)) for s in np.linspace(1, S, min(S, 4))})
+    steps = [s for s in steps if 1 <= s <= S]
+    q_true = field_quantity(true, channels, quantity, velocity, x, y)
+    q_pred = {k: field_quantity(p, channels, quantity, velocity, x, y)
+              for k, p in preds.items()}
+    h, w = q_true.shape[-2:]
+    ext = _extent(x, y, w, h)
+    vals = np.concatenate([q_true[[s - 1 for s in steps]].ravel()]
+                          + [q[[s - 1 for s in steps]].ravel() for q in q_pred.values()])
+    vals = vals[np.isfinite(vals)]
+    sym = quantity == "vorticity"
+    if vals.size:
+        vmax = float(np.percentile(np.abs(vals) if sym else vals, 99.5))
+        vmin = -vmax if sym else float(np.percentile(vals, 0.5))
+    else:
+        vmin, vmax = 0.0, 1.0
+    if vmax <= vmin:
+        vmax = vmin + 1e-12
+    errs = {k: q - q_true for k, q in q_pred.items()}
+    emax = max([float(np.nanmax(np.abs(e[[s - 1 for s in steps]]))) for e in errs.values()
+                if np.isfinite(e).any()] or [1e-12]) or 1e-12
+    rows = [("truth", q_true, None)]
+    for k in preds:
+        rows += [(k, q_pred[k], k), (f"{k} error", errs[k], "err")]
+    cmap = "RdBu_r" if sym else "viridis"
+    fig = _figure(2.3 * len(steps) + 1.2, 2.2 * len(rows) + 0.4)
+    axes = np.atleast_2d(fig.subplots(len(rows), len(steps), squeeze=False))
+    for r, (label, q, kind) in enumerate(rows):
+        for c, s in enumerate(steps):
+            ax = axes[r, c]
+            if kind == "err":
+                im = ax.imshow(q[s - 1], origin="lower", extent=ext, cmap="RdBu_r",
+                               vmin=-emax, vmax=emax)
+            else:
+                im = ax.imshow(q[s - 1], origin="lower", extent=ext, cmap=cmap,
+                               vmin=vmin, vmax=vmax)
+                if quiver:
+                    src = true if kind is None else preds[kind]
+                    _quiver(ax, src[s - 1], channels, velocity, ext)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"step {s} (t+{s * dt:g})", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+        fig.colorbar(im, ax=list(axes[r]), shrink=0.85, pad=0.01)
+    fig.suptitle(title or f"rollout: {quantity}", fontsize=11)
+    return _save(fig, path)
+
+
+def error_vs_step(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path,
+                  metric: str = "RMSE", dt: float | None = None, title: str = "",
+                  logy: bool = False) -> Path:
+    """Error against rollout step for several models on one axes: ``curves[label] =
+    (mean (S,), std (S,))`` over windows; the band is +- one standard deviation."""
+    fig = _figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    for label, (mean, std) in curves.items():
+        mean, std = np.asarray(mean, float), np.asarray(std, float)
+        s = np.arange(1, len(mean) + 1)
+        xs = s * dt if dt else s
+        line, = ax.plot(xs, mean, marker="o", ms=3, label=label)
+        ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel(f"lead time (dt = {dt:g})" if dt else "rollout step")
+    ax.set_ylabel(metric)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"{metric} vs rollout step", fontsize=10)
+    return _save(fig, path)
+
+
+def relaxation_heatmaps(layers, path, title: str = "") -> Path:
+    """Heatmaps of learned relaxation weights from
+    :func:`evaluate.equivariance.relaxation_summary`.
+
+    Relaxed group convs: one row per layer and bank, one column per group element,
+    colour ``w_l(g) / mean_g w_l(g) - 1`` (0 everywhere = equivariant). Relaxed
+    steerable convs: per layer the ``k x k`` map of the RMS deviation of the
+    coefficients from their mean over kernel positions, relative to their RMS, drawn
+    with y up (kernel offsets as on the grid) on one colour scale for all layers; 1x1
+    layers are left out."""
+    group = [l for l in layers if l.kind == "group"]
+    # a 1x1 kernel has a single position: nothing to show (it cannot break the symmetry)
+    steer = [l for l in layers if l.kind != "group" and np.asarray(l.matrix).size > 1]
+    n_panels = (1 if group else 0) + len(steer)
+    if n_panels == 0:
+        fig = _figure(4, 2)
+        fig.text(0.5, 0.5, "no relaxed layers", ha="center", va="center")
+        return _save(fig, path)
+    ncol = min(n_panels, 4)
+    nrow = int(np.ceil(n_panels / ncol))
+    fig = _figure(3.2 * ncol + 0.5, 3.0 * nrow + (0.02 * sum(l.matrix.shape[0]
+                                                           for l in group)) + 0.6)
+    k = 0
+    if group:
+        ax = fig.add_subplot(nrow, ncol, 1)
+        rows, labels = [], []
+        for l in group:
+            m = np.asarray(l.matrix, float)
+            mean = m.mean(axis=1, keepdims=True)
+            mean = np.where(np.abs(mean) > 1e-12, mean, 1.0)
+            rel = m / mean - 1
+            for b in range(m.shape[0]):
+                rows.append(rel[b])
+                labels.append(f"{l.name} l{b}" if m.shape[0] > 1 else l.name)
+        arr = np.array(rows)
+        lim = float(np.abs(arr).max()) or 1e-6
+        im = ax.imshow(arr, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -lim, lim), aspect="auto")
+        ax.set_xticks(range(arr.shape[1]), group[0].element_names or range(arr.shape[1]),
+                      fontsize=8)
+        if len(labels) <= 40:
+            ax.set_yticks(range(len(labels)), labels, fontsize=6)
+        ax.set_title("relaxed group conv: w(g)/mean - 1", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        k = 1
+    smax = max([float(np.nanmax(np.asarray(l.matrix, float))) for l in steer] + [0.0])
+    smax = smax if smax > 0 else 1e-6
+    for i, l in enumerate(steer):
+        ax = fig.add_subplot(nrow, ncol, k + i + 1)
+        m = np.asarray(l.matrix, float)
+        if m.ndim != 2:
+            m = np.atleast_2d(m)
+        # kernel index [i, j] multiplies the input at offset (y + i - k//2, x + j - k//2):
+        # drawn with y up like the fields
+        im = ax.imshow(m, cmap="magma", vmin=0, vmax=smax, origin="lower")
+        ax.set_title(f"{l.name}\nrel. dev. {l.relative_deviation:.3g}", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.suptitle(title or "learned relaxation weights", fontsize=10)
+    return _save(fig, path)
+
+
+def rollout_gif(true: np.ndarray, pred: np.ndarray, path, channels: Sequence[str],
+                velocity: Sequence[str] | None = ("u", "v"), quantity: str = "speed",
+                x=None, y=None, dt: float = 1.0, fps: int = 4, title: str = "",
+                history: np.ndarray | None = None) -> Path:
+    """An animated GIF of a rollout: prediction next to the truth (and their difference),
+    one frame per step. ``true``/``pred`` ``(S, C, H, W)``; optional ``history``
+    ``(T, C, H, W)`` frames are shown first, labelled as given (identical in both)."""
+    true, pred = np.asarray(true), np.asarray(pred)
+    if history is not None:
+        true = np.concatenate([history, true])
+        pred = np.concatenate([history, pred])
+    n_hist = 0 if history is None else len(history)
+    qt = field_quantity(true, channels, quantity, velocity, x, y)
+    qp = field_quantity(pred, channels, quantity, velocity, x, y)
+    fin = qt[np.isfinite(qt)]
+    sym = quantity == "vorticity"
+    vmax = float(np.percentile(np.abs(fin) if sym else fin, 99.5)) if fin.size else 1.0
+    vmin = -vmax if sym else (float(np.percentile(fin, 0.5)) if fin.size else 0.0)
+    if vmax <= vmin:
+        vmax = vmin + 1e-12
+    err = qp - qt
+    emax = float(np.nanmax(np.abs(err))) if np.isfinite(err).any() else 1e-12
+    emax = emax or 1e-12
+    h, w = qt.shape[-2:]
+    ext = _extent(x, y, w, h)
+    fig = _figure(9.0, 3.3)
+    axes = fig.subplots(1, 3)
+    cmap = "RdBu_r" if sym else "viridis"
+    ims = [axes[0].imshow(qt[0], origin="lower", extent=ext, cmap=cmap, vmin=vmin, vmax=vmax),
+           axes[1].imshow(qp[0], origin="lower", extent=ext, cmap=cmap, vmin=vmin, vmax=vmax),
+           axes[2].imshow(err[0], origin="lower", extent=ext, cmap="RdBu_r", vmin=-emax,
+                          vmax=emax)]
+    for ax, name in zip(axes, ("truth", "prediction", "prediction - truth")):
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(ims[1], ax=list(axes[:2]), shrink=0.8)
+    fig.colorbar(ims[2], ax=axes[2], shrink=0.8)
+    head = fig.suptitle("", fontsize=10)
+
+    def frame_label(i: int) -> str:
+        s = i - n_hist + 1
+        tag = f"history {i + 1}/{n_hist}" if s < 1 else f"step {s} (t+{s * dt:g})"
+        return f"{title + ': ' if title else ''}{quantity}, {tag}"
+
+    def update(i: int):
+        ims[0].set_data(qt[i])
+        ims[1].set_data(qp[i])
+        ims[2].set_data(err[i])
+        head.set_text(frame_label(i))
+        return ims
+
+    update(0)
+    anim = FuncAnimation(fig, update, frames=len(qt), blit=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    anim.save(str(path), writer=PillowWriter(fps=fps), dpi=72)
+    return path

@@ -1,0 +1,467 @@
+"""The evaluation job: checkpoints x splits -> ``metrics.csv``, ``summary.md``,
+``summary.json`` and figures.
+
+>>> import evaluate
+>>> evaluate.run(["runs/rg/best.pt", "runs/unet/best.pt"], "data/rotation.nc",
+...              splits=["test-future", "test-domain"], steps=20, out="results/cmp")
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from . import plots
+from .equivariance import (EquivarianceError, LayerRelaxation, data_equivariance_error,
+                           model_equivariance_error, relaxation_summary)
+from .rollout import (EvaluationError, RolloutResult, build_windows, canonical_split,
+                      display_split, evaluate_split, iter_batches, open_data)
+
+__all__ = ["run", "ModelEvaluation", "write_metrics_csv", "write_summary"]
+
+#: columns of metrics.csv (besides model, checkpoint, split, step, lead_time, n_windows);
+#: each has a ``<name>_std`` twin (standard deviation over windows)
+CSV_METRICS = ("rmse", "rmse_velocity", "vrmse", "corr", "spectrum_error", "div_pred",
+               "div_true")
+
+
+@dataclass
+class ModelEvaluation:
+    """Everything measured for one checkpoint."""
+
+    label: str
+    checkpoint: str
+    model: str
+    config: dict
+    results: dict[str, RolloutResult] = field(default_factory=dict)
+    equivariance: dict[str, EquivarianceError] = field(default_factory=dict)
+    relaxation: list[LayerRelaxation] = field(default_factory=list)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "model"
+
+
+def _labels(paths: Sequence[Path], names: Sequence[str]) -> list[str]:
+    labels = list(names)
+    for i, n in enumerate(names):
+        if names.count(n) > 1:
+            labels[i] = f"{n}@{paths[i].parent.name}" if paths[i].parent.name else n
+    for i, l in enumerate(labels):
+        if labels.count(l) > 1:
+            labels[i] = f"{l}/{paths[i].stem}"
+    for i, l in enumerate(list(labels)):
+        if labels.count(l) > 1:
+            labels[i] = f"{l}#{i + 1}"
+    return labels
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a" if x is None else str(x)
+    if x == 0:
+        return "0"
+    if abs(x) >= 1e4 or abs(x) < 1e-3:
+        return f"{x:.2e}"
+    return f"{x:.{digits}g}"
+
+
+def _pm(s: dict, key: str) -> str:
+    if key not in s:
+        return "n/a"
+    return f"{_fmt(s[key])} ± {_fmt(s.get(key + '_std', 0.0), 2)}"
+
+
+# -- writers -------------------------------------------------------------------------
+def write_metrics_csv(evals: Sequence[ModelEvaluation], path: Path) -> Path:
+    """One row per model, split and rollout step: the mean over windows of each metric
+    and its standard deviation, plus every per-variable RMSE/VRMSE."""
+    extra: list[str] = []
+    for ev in evals:
+        for res in ev.results.values():
+            for k in res.per_step:
+                if k not in CSV_METRICS and k not in extra:
+                    extra.append(k)
+    keys = [k for k in CSV_METRICS if any(k in r.per_step for ev in evals
+                                          for r in ev.results.values())] + extra
+    header = ["model", "checkpoint", "split", "step", "lead_time", "n_windows"]
+    for k in keys:
+        header += [k, f"{k}_std"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for ev in evals:
+            for split, res in ev.results.items():
+                S = res.windows.steps
+                for s in range(S):
+                    row: list[Any] = [ev.label, ev.checkpoint, split, s + 1,
+                                      f"{(s + 1) * res.dt:.6g}", len(res.windows)]
+                    for k in keys:
+                        a = res.per_step.get(k)
+                        if a is None:
+                            row += ["", ""]
+                        else:
+                            row += [f"{float(np.mean(a[:, s])):.6g}",
+                                    f"{float(np.std(a[:, s])):.6g}"]
+                    w.writerow(row)
+    return path
+
+
+def _summary_dict(evals: Sequence[ModelEvaluation], data_eq: tuple[float | None, str],
+                  meta: dict) -> dict:
+    out = {"meta": meta, "data_equivariance_error": data_eq[0],
+           "data_equivariance_note": data_eq[1], "models": []}
+    for ev in evals:
+        out["models"].append({
+            "label": ev.label, "checkpoint": ev.checkpoint, "model": ev.model,
+            "splits": {s: {**r.summary, "windows_note": r.windows.note}
+                       for s, r in ev.results.items()},
+            "equivariance_error": {s: asdict(e) for s, e in ev.equivariance.items()},
+            "relaxation": [{"layer": l.name, "kind": l.kind, "shape": list(l.shape),
+                            "relative_deviation": l.relative_deviation,
+                            "symmetry": l.symmetry, "violations": l.violations,
+                            "profile": (l.profile if isinstance(l.profile, dict) else
+                                        np.asarray(l.profile).tolist()
+                                        if l.profile is not None else None)}
+                           for l in ev.relaxation],
+        })
+    return out
+
+
+def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
+                  data_eq: tuple[float | None, str], figures: Sequence[Path], out: Path,
+                  meta: dict) -> Path:
+    """``summary.md``: the paper's table (models x test-future / test-domain RMSE), one
+    table of every metric per split, equivariance errors and the learned symmetry."""
+    L: list[str] = ["# Evaluation summary", ""]
+    L.append(f"Data: {', '.join(meta['data'])} ({meta.get('scenario') or 'scenario n/a'}, "
+             f"frame spacing dt = {_fmt(meta['dt'])}); rollouts of {meta['steps']} steps "
+             f"after T_in given frames, which are never scored. Mean ± std over windows.")
+    L.append("")
+    for w in meta.get("warnings", []):
+        L.append(f"> warning: {w}")
+        L.append("")
+    vel = any("rmse_velocity" in r.summary for ev in evals for r in ev.results.values())
+    main = "rmse_velocity" if vel else "rmse"
+    L.append(f"## RMSE ({'velocity u, v: the paper metric' if vel else 'all channels'}, "
+             f"physical units, over {meta['steps']} steps)")
+    L.append("")
+    L.append("| model | " + " | ".join(splits) + " |")
+    L.append("|---" * (len(splits) + 1) + "|")
+    for ev in evals:
+        cells = [_pm(ev.results[s].summary, main) if s in ev.results else "n/a"
+                 for s in splits]
+        L.append(f"| {ev.label} | " + " | ".join(cells) + " |")
+    L.append("")
+    for s in splits:
+        L.append(f"## {s}")
+        L.append("")
+        cols = ["model", "windows", "RMSE (all)", "VRMSE", "corr. time (steps)",
+                "corr. time", "spectrum err.", "div(pred)", "div(true)", "equiv. err."]
+        L.append("| " + " | ".join(cols) + " |")
+        L.append("|---" * len(cols) + "|")
+        notes = []
+        for ev in evals:
+            r = ev.results.get(s)
+            if r is None:
+                continue
+            m = r.summary
+            eq = ev.equivariance.get(s)
+            cens = m.get("corr_time_censored", 0.0)
+            ct = _pm(m, "corr_time_steps") + (" (≥, censored)" if cens >= 1 else "")
+            L.append("| " + " | ".join([
+                ev.label, str(m.get("n_windows", 0)), _pm(m, "rmse"), _pm(m, "vrmse"), ct,
+                _fmt(m.get("corr_time")), _pm(m, "spectrum_error"), _fmt(m.get("div_pred")),
+                _fmt(m.get("div_true")),
+                f"{_fmt(eq.mean)} ({eq.group})" if eq is not None else "n/a"]) + " |")
+            if r.windows.note:
+                notes.append(f"{ev.label}: {r.windows.note}")
+        L.append("")
+        per_var = sorted({k for ev in evals if s in ev.results
+                          for k in ev.results[s].summary
+                          if re.fullmatch(r"(rmse|vrmse)_(?!velocity)[A-Za-z0-9_]+", k)
+                          and not k.endswith("_std")})
+        if per_var:
+            L.append("Per variable: " + "; ".join(
+                f"{ev.label}: " + ", ".join(f"{k} {_fmt(ev.results[s].summary[k])}"
+                                            for k in per_var)
+                for ev in evals if s in ev.results))
+            L.append("")
+        for n in notes:
+            L.append(f"- {n}")
+        if notes:
+            L.append("")
+    L.append("## Equivariance")
+    L.append("")
+    de, note = data_eq
+    L.append(f"- Data equivariance error: {_fmt(de)}" + (f" ({note})" if note else ""))
+    L.append("- Model equivariance error: mean over the non-identity grid-exact group "
+             "elements g of mean_windows ||f(g x) - g f(x)|| / ||f(x)|| for one step, in "
+             "float64 on histories of each split.")
+    for ev in evals:
+        for s, e in ev.equivariance.items():
+            per = ", ".join(f"{k} {_fmt(v)}" for k, v in e.per_element.items())
+            L.append(f"  - {ev.label}, {s}: {_fmt(e.mean)} ({e.group}: {per})"
+                     + (f" [{e.note}]" if e.note else ""))
+    L.append("")
+    relaxed = [ev for ev in evals if ev.relaxation]
+    if relaxed:
+        L.append("## Learned relaxation (what symmetry the model discovered)")
+        L.append("")
+        L.append("Relative deviation: 0 = the layer is exactly equivariant. For relaxed group "
+                 "convs, *symmetry* is the largest subgroup H whose elements leave the "
+                 "combination weights unchanged (w_l(h g) = w_l(g), violation < 5 %), "
+                 "*weight per g* the share each group element carries (1 = equal). For "
+                 "relaxed steerable convs, *max position* is the kernel offset whose "
+                 "coefficients deviate most from their kernel mean, and the map lists "
+                 "that deviation per offset, rows dy = -1 .. +1 (y up), relative to the "
+                 "RMS coefficient.")
+        L.append("")
+        for ev in relaxed:
+            L.append(f"### {ev.label}")
+            L.append("")
+            L.append("| layer | kind | relative deviation | symmetry / max position | "
+                     "weight per g / deviation map |")
+            L.append("|---|---|---|---|---|")
+            for l in ev.relaxation:
+                if l.kind == "group":
+                    prof = ", ".join(f"{k} {v:.3g}" for k, v in l.profile.items())
+                    sym = l.symmetry or "trivial"
+                elif l.profile is not None:
+                    p = np.asarray(l.profile)
+                    i, j = np.unravel_index(int(np.argmax(p)), p.shape)
+                    c = p.shape[0] // 2
+                    sym = (f"dy={i - c:+d}, dx={j - c:+d}" if l.relative_deviation > 1e-6
+                           else "none (equivariant)")
+                    prof = " / ".join(" ".join(f"{v:.2g}" for v in row) for row in p)
+                else:
+                    sym, prof = "", ""
+                L.append(f"| {l.name} | {l.kind} | {_fmt(l.relative_deviation)} | {sym} | "
+                         f"{prof} |")
+            L.append("")
+    if figures:
+        L.append("## Figures")
+        L.append("")
+        for p in figures:
+            rel = os.path.relpath(p, out)
+            L.append(f"- [{rel}]({rel})" if p.suffix != ".png" else f"![{rel}]({rel})")
+        L.append("")
+    path = out / "summary.md"
+    path.write_text("\n".join(L))
+    return path
+
+
+# -- the job -------------------------------------------------------------------------
+def trained_grid(metadata: dict) -> tuple[int, int] | None:
+    """``(ny, nx)`` of the training data from checkpoint metadata: ``metadata["grid"]``
+    or the ``grid`` of ``metadata["data"]`` / ``metadata["dataset"]`` (a ``[ny, nx]``
+    pair or a dict with ``ny``/``nx``)."""
+    cands = [metadata.get("grid")] + [(metadata.get(k) or {}).get("grid")
+                                      for k in ("data", "dataset")
+                                      if isinstance(metadata.get(k), dict)]
+    for g in cands:
+        try:
+            if isinstance(g, dict) and "ny" in g and "nx" in g:
+                return int(g["ny"]), int(g["nx"])
+            if isinstance(g, (list, tuple)) and len(g) == 2:
+                return int(g[0]), int(g[1])
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _training_files(metadata: dict) -> list[str]:
+    d = metadata.get("data")
+    files = d.get("files") if isinstance(d, dict) else None
+    return [os.path.basename(str(f)) for f in files] if isinstance(files, list) else []
+
+
+def _log(msg: str, verbose: bool) -> None:
+    if verbose:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
+        data: str | os.PathLike | Sequence[str | os.PathLike],
+        splits: str | Sequence[str] = ("test-future", "test-domain"), steps: int = 20,
+        out: str | os.PathLike = "results", *, device: str = "auto", batch_size: int = 32,
+        stride: int | None = None, max_windows: int | None = None,
+        equivariance_windows: int = 8, group: str | None = None,
+        labels: Sequence[str] | None = None, figures: bool = True, gif: bool = True,
+        quantity: str = "speed", plot_steps: Sequence[int] | None = None,
+        verbose: bool = False) -> Path:
+    """Evaluate ``checkpoints`` on ``splits`` of ``data`` and write the report to ``out``.
+
+    Each checkpoint's recorded split spec decides which windows form a split (see
+    :func:`evaluate.rollout.build_windows`); every window's history is rolled out
+    ``steps`` steps and scored per step. ``stride``/``max_windows`` thin the windows
+    (default: every start time of the spec). ``equivariance_windows`` histories per split
+    are used for the model equivariance error (``group``: default the model's, C4 for
+    ``unet``; ``"D4"`` adds mirrors). Writes ``metrics.csv``, ``summary.md``,
+    ``summary.json`` and (``figures``) PNGs plus (``gif``) one GIF per model and split.
+    Returns the output directory. Raises :class:`EvaluationError` (a ``ValueError``)
+    for bad input."""
+    from surrogate.checkpoint import CheckpointError
+    from surrogate.forecast import ForecastError, load
+
+    ckpts = [Path(checkpoints)] if isinstance(checkpoints, (str, os.PathLike)) \
+        else [Path(c) for c in checkpoints]
+    if not ckpts:
+        raise EvaluationError("no checkpoint given")
+    split_list = [splits] if isinstance(splits, str) else list(splits)
+    if not split_list:
+        raise EvaluationError("no split given")
+    split_names = list(dict.fromkeys(display_split(canonical_split(s)) for s in split_list))
+    if int(steps) < 1:
+        raise EvaluationError(f"steps must be >= 1, got {steps}")
+    if labels is not None and len(labels) != len(ckpts):
+        raise EvaluationError(f"{len(labels)} labels for {len(ckpts)} checkpoints")
+    if quantity not in plots.QUANTITIES:
+        raise EvaluationError(f"unknown quantity {quantity!r}; choose from "
+                              f"{', '.join(plots.QUANTITIES)}")
+    if group is not None and group not in ("C4", "D4"):
+        raise EvaluationError(f"group must be C4 or D4 (grid-exact), got {group!r}")
+    for c in ckpts:
+        if not c.is_file():
+            raise EvaluationError(f"{c}: no such checkpoint file")
+    out = Path(out)
+    ds = open_data(data)
+    data_paths = [str(data)] if isinstance(data, (str, os.PathLike)) else [str(d) for d in data]
+
+    models = []
+    for c in ckpts:
+        try:
+            models.append(load(c, device=device))
+        except (CheckpointError, ForecastError) as e:
+            raise EvaluationError(str(e)) from e
+    names = [m.name for m in models]
+    labels = list(labels) if labels is not None else _labels(ckpts, names)
+
+    t0 = time.time()
+    _log(f"evaluating {len(models)} model(s) on {', '.join(split_names)} of "
+         f"{', '.join(data_paths)}", verbose)
+    data_eq = data_equivariance_error(ds)
+    evals: list[ModelEvaluation] = []
+    warnings: list[str] = []
+    for ckpt, sur, label in zip(ckpts, models, labels):
+        missing = [v for v in sur.layout.channels if v not in ds.data_vars]
+        if missing:
+            raise EvaluationError(f"data lack variable(s) {missing} that {label} needs")
+        grid = trained_grid(sur.metadata)
+        if grid is not None and (int(ds.sizes["y"]), int(ds.sizes["x"])) != grid:
+            raise EvaluationError(f"{label} was trained on a {grid[0]}x{grid[1]} grid, "
+                                  f"the data are {ds.sizes['y']}x{ds.sizes['x']}")
+        trained_on = _training_files(sur.metadata)
+        given = [os.path.basename(p) for p in data_paths]
+        if trained_on and trained_on != given:
+            warnings.append(f"{label} was trained on {', '.join(trained_on)}; evaluated on "
+                            f"{', '.join(given)} (split windows index the given files)")
+            _log(f"warning: {warnings[-1]}", verbose)
+        ev = ModelEvaluation(label, str(ckpt), sur.name, dict(sur.model.config))
+        ev.relaxation = relaxation_summary(sur)
+        for split in split_names:
+            windows = build_windows(sur.metadata, split, ds, sur.T_in, int(steps), stride,
+                                    max_windows)
+            t = time.time()
+            try:
+                res = evaluate_split(sur, ds, windows, batch_size, keep=1)
+            except ForecastError as e:
+                raise EvaluationError(f"{label}: {e}") from e
+            ev.results[split] = res
+            hist = np.concatenate([h for _, h, _ in iter_batches(
+                ds, windows.subset(equivariance_windows), list(sur.layout.channels),
+                batch_size)])
+            ev.equivariance[split] = model_equivariance_error(
+                sur, torch.from_numpy(hist), group=group)
+            _log(f"  {label} / {split}: {len(windows)} windows, RMSE "
+                 f"{_fmt(res.summary.get('rmse'))}, equivariance error "
+                 f"{_fmt(ev.equivariance[split].mean)} ({time.time() - t:.1f} s)", verbose)
+        evals.append(ev)
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_metrics_csv(evals, out / "metrics.csv")
+    figs: list[Path] = []
+    if figures:
+        figs = _figures(evals, split_names, out, quantity, plot_steps, gif)
+    scen = ds.attrs.get("scenario")
+    dt = next((r.dt for ev in evals for r in ev.results.values()), 1.0)
+    meta = {"data": data_paths, "scenario": str(scen) if scen is not None else None,
+            "dt": dt, "steps": int(steps), "splits": split_names,
+            "checkpoints": [str(c) for c in ckpts], "device": str(models[0].device),
+            "seconds": round(time.time() - t0, 2), "warnings": warnings}
+    write_summary(evals, split_names, data_eq, figs, out, meta)
+    (out / "summary.json").write_text(json.dumps(_summary_dict(evals, data_eq, meta),
+                                                 indent=1, default=_json_default))
+    _log(f"wrote {out / 'summary.md'}, {out / 'metrics.csv'} and {len(figs)} figure(s)",
+         verbose)
+    return out
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _figures(evals: Sequence[ModelEvaluation], splits: Sequence[str], out: Path,
+             quantity: str, plot_steps, gif: bool) -> list[Path]:
+    figs: list[Path] = []
+    for s in splits:
+        have = [ev for ev in evals if s in ev.results]
+        if not have:
+            continue
+        dt = have[0].results[s].dt
+        for key, name in (("rmse", "RMSE"), ("vrmse", "VRMSE"), ("corr", "correlation")):
+            curves = {ev.label: (ev.results[s].per_step[key].mean(axis=0),
+                                 ev.results[s].per_step[key].std(axis=0))
+                      for ev in have if key in ev.results[s].per_step}
+            if curves:
+                figs.append(plots.error_vs_step(
+                    curves, out / f"{key}_vs_step_{s}.png", name, dt,
+                    title=f"{name} vs lead time, {s}"))
+        first = have[0].results[s].examples
+        same = all(
+            np.array_equal(ev.results[s].examples.get("sims"), first.get("sims")) and
+            np.array_equal(ev.results[s].examples.get("starts"), first.get("starts"))
+            for ev in have)
+        groups = [have] if same and len(have) > 1 else [[ev] for ev in have]
+        for grp in groups:
+            ex = grp[0].results[s].examples
+            if "true" not in ex:
+                continue
+            tag = "compare" if len(grp) > 1 else _slug(grp[0].label)
+            figs.append(plots.rollout_panels(
+                ex["true"][0], {ev.label: ev.results[s].examples["pred"][0] for ev in grp},
+                out / f"rollout_{s}_{tag}.png", ex["channels"], ex["velocity"],
+                steps=plot_steps, quantity=quantity, x=ex["x"], y=ex["y"], dt=dt,
+                title=f"{s}: sim {int(ex['sims'][0])}, start frame "
+                      f"{int(ex['starts'][0])} ({quantity})"))
+        if gif:
+            for ev in have:
+                ex = ev.results[s].examples
+                if "true" not in ex:
+                    continue
+                figs.append(plots.rollout_gif(
+                    ex["true"][0], ex["pred"][0], out / f"rollout_{s}_{_slug(ev.label)}.gif",
+                    ex["channels"], ex["velocity"], quantity, ex["x"], ex["y"], dt,
+                    title=f"{ev.label}, {s}"))
+    for ev in evals:
+        if ev.relaxation:
+            figs.append(plots.relaxation_heatmaps(
+                ev.relaxation, out / f"relaxation_{_slug(ev.label)}.png",
+                title=f"learned relaxation weights: {ev.label}"))
+    return figs

@@ -1,0 +1,276 @@
+"""Evaluation windows and rollouts.
+
+A window ``(sim, start)`` gives the model frames ``start .. start+T_in-1`` as history
+and compares its next ``steps`` predictions with frames ``start+T_in ..
+start+T_in+steps-1``. The history frames are never scored.
+
+Which windows form a split comes from the checkpoint's metadata (``metadata["splits"]``,
+written by training: per split the sim indices over the concatenated data files, the
+half-open range ``[start, stop)`` of start frames and a ``stride``). Split names:
+``train``, ``valid``, ``test-future``, ``test-domain`` (``_`` also accepted) and ``all``
+(every simulation of the given data, starts ``0, stride, ...``; for data the checkpoint
+was not trained on).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+
+from . import metrics as M
+
+__all__ = ["EvaluationError", "SPLITS", "canonical_split", "display_split", "Windows",
+           "open_data", "build_windows", "RolloutResult", "evaluate_split", "load_frames"]
+
+SPLITS = ("test-future", "test-domain", "valid", "train", "all")
+
+
+class EvaluationError(ValueError):
+    """Input that cannot be evaluated (unknown split, data that do not match, ...)."""
+
+
+def canonical_split(name: str) -> str:
+    """``test-domain``/``test_domain``/``Test-Domain`` -> ``test_domain`` (the key used in
+    the checkpoint's split spec)."""
+    key = str(name).strip().lower().replace("-", "_")
+    if key.replace("_", "-") not in SPLITS:
+        raise EvaluationError(f"unknown split {name!r}; choose from {', '.join(SPLITS)}")
+    return key
+
+
+def display_split(name: str) -> str:
+    return canonical_split(name).replace("_", "-")
+
+
+# -- data --------------------------------------------------------------------------
+def open_data(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> xr.Dataset:
+    """Open one or several dataset files (shards, concatenated along ``sim`` in the given
+    order, as training does) through ``simulate.open_dataset``, which validates the
+    schema; without that reader, with xarray and a minimal check of the schema."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise EvaluationError("no data files given")
+    for p in paths:
+        if not os.path.isfile(p):
+            raise EvaluationError(f"{p}: no such data file")
+    try:
+        from simulate import open_dataset
+    except ImportError:
+        open_dataset = None
+    try:
+        if open_dataset is not None:
+            # one file at a time, joined in the order given: the split spec of a checkpoint
+            # indexes simulations over the files concatenated in training's order
+            parts = [open_dataset(p) for p in paths]
+        else:
+            parts = [xr.open_dataset(p) for p in paths]
+    except (ValueError, OSError, KeyError, RuntimeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EvaluationError(msg if open_dataset is not None
+                              else f"cannot read {paths} as NetCDF ({msg})") from e
+    try:
+        ds = parts[0] if len(parts) == 1 else xr.concat(
+            parts, dim="sim", data_vars="minimal", coords="minimal", compat="override",
+            join="override", combine_attrs="override")
+    except (ValueError, KeyError) as e:
+        raise EvaluationError(f"cannot join {paths} along 'sim': {e}") from e
+    for d in ("sim", "time", "y", "x"):
+        if d not in ds.dims:
+            raise EvaluationError(f"{paths[0]}: dataset lacks dimension {d!r} "
+                                  f"(has {dict(ds.sizes)})")
+    return ds
+
+
+def load_frames(ds: xr.Dataset, channels: Sequence[str], sim: int, t0: int, t1: int
+                ) -> np.ndarray:
+    """Frames ``t0 .. t1-1`` of simulation ``sim`` as ``(t1-t0, C, y, x)`` float32."""
+    missing = [c for c in channels if c not in ds.data_vars]
+    if missing:
+        raise EvaluationError(f"data lack variable(s) {missing}; the model needs "
+                              f"{list(channels)}")
+    sub = ds.isel(sim=sim, time=slice(t0, t1))
+    return np.stack([sub[c].transpose("time", "y", "x").values for c in channels],
+                    axis=1).astype(np.float32, copy=False)
+
+
+def frame_dt(ds: xr.Dataset) -> float:
+    """Physical time between stored frames: ``attrs["dt"]`` or the ``time`` spacing."""
+    if "dt" in ds.attrs:
+        try:
+            return float(np.asarray(ds.attrs["dt"]).reshape(-1)[0])
+        except (TypeError, ValueError):
+            pass
+    if "time" in ds.coords and ds.sizes["time"] >= 2:
+        t = np.asarray(ds["time"].values, dtype=np.float64)
+        return float(t[1] - t[0])
+    return 1.0
+
+
+# -- windows -------------------------------------------------------------------------
+@dataclass
+class Windows:
+    """The windows of one split: ``sims[i], starts[i]`` for window ``i``."""
+
+    split: str
+    sims: np.ndarray
+    starts: np.ndarray
+    T_in: int
+    steps: int
+    note: str = ""
+
+    def __len__(self) -> int:
+        return len(self.sims)
+
+    def subset(self, n: int | None) -> "Windows":
+        """At most ``n`` windows, evenly spread over the split (all when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        idx = np.unique(np.linspace(0, len(self) - 1, n).round().astype(int))
+        return Windows(self.split, self.sims[idx], self.starts[idx], self.T_in, self.steps,
+                       self.note)
+
+
+def _spec_of(metadata: dict) -> dict | None:
+    spec = metadata.get("splits") or metadata.get("split_spec")
+    return spec if isinstance(spec, dict) else None
+
+
+def build_windows(metadata: dict, split: str, ds: xr.Dataset, T_in: int, steps: int,
+                  stride: int | None = None, max_windows: int | None = None) -> Windows:
+    """The evaluation windows of ``split`` for data ``ds`` from the checkpoint's recorded
+    split spec. Starts whose ``T_in + steps`` frames run past the data's end are dropped
+    (a note says how many). ``stride`` overrides the spec's start stride (default: the
+    spec's; 1 for the paper's test splits); ``max_windows`` keeps that many, evenly
+    spread."""
+    key = canonical_split(split)
+    n_sims, n_time = int(ds.sizes["sim"]), int(ds.sizes["time"])
+    if steps < 1:
+        raise EvaluationError(f"steps must be >= 1, got {steps}")
+    if T_in + steps > n_time:
+        raise EvaluationError(f"the data have {n_time} frames, too few for T_in + steps = "
+                              f"{T_in} + {steps}")
+    note = ""
+    if key == "all":
+        sims = list(range(n_sims))
+        start, stop, st = 0, n_time - T_in - steps + 1, stride or steps
+    else:
+        spec = _spec_of(metadata)
+        if spec is None or key not in spec:
+            raise EvaluationError(f"the checkpoint records no split spec for {split!r} "
+                                  "(metadata['splits']); use --split all")
+        rng = spec[key]
+        if int(spec.get("n_sims", n_sims)) != n_sims:
+            raise EvaluationError(
+                f"the checkpoint's splits refer to {spec.get('n_sims')} simulations but the "
+                f"data hold {n_sims}; pass the training data files (in the same order) or "
+                "use --split all")
+        if int(spec.get("n_time", n_time)) != n_time:
+            raise EvaluationError(
+                f"the checkpoint's splits refer to {spec.get('n_time')} frames per "
+                f"simulation but the data hold {n_time}; use --split all")
+        spec_T = spec.get("T_in")
+        if spec_T is not None and int(spec_T) != T_in:
+            raise EvaluationError(f"split spec was made for T_in={spec_T}, model has "
+                                  f"T_in={T_in}")
+        sims = [int(s) for s in rng["sims"]]
+        start, stop = int(rng["start"]), int(rng["stop"])
+        st = stride or int(rng.get("stride", 1))
+        bad = [s for s in sims if not 0 <= s < n_sims]
+        if bad:
+            raise EvaluationError(f"split {split!r} names sims {bad} outside the data's "
+                                  f"{n_sims}")
+    if st < 1:
+        raise EvaluationError(f"stride must be >= 1, got {st}")
+    starts = list(range(start, stop, st))
+    fit = [t for t in starts if t + T_in + steps <= n_time]
+    if len(fit) < len(starts):
+        note = (f"{len(starts) - len(fit)} of {len(starts)} start times dropped: no room "
+                f"for {steps} steps")
+    if not sims or not fit:
+        raise EvaluationError(f"split {display_split(split)!r} has no window with room for "
+                              f"T_in + steps = {T_in} + {steps} frames"
+                              + ("" if sims else " (it holds no simulations)"))
+    s_arr = np.repeat(np.asarray(sims, dtype=int), len(fit))
+    t_arr = np.tile(np.asarray(fit, dtype=int), len(sims))
+    return Windows(display_split(split), s_arr, t_arr, T_in, steps, note).subset(max_windows)
+
+
+def iter_batches(ds: xr.Dataset, windows: Windows, channels: Sequence[str],
+                 batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(index, history (b, T_in, C, H, W), target (b, steps, C, H, W))`` batches; each
+    simulation's frames are read from the file once per batch."""
+    T, S = windows.T_in, windows.steps
+    cache: dict[int, tuple[int, np.ndarray]] = {}
+    for i0 in range(0, len(windows), batch_size):
+        idx = np.arange(i0, min(i0 + batch_size, len(windows)))
+        hist, targ = [], []
+        for i in idx:
+            sim, t = int(windows.sims[i]), int(windows.starts[i])
+            if sim not in cache:
+                cache.clear()  # windows are ordered by sim: keep one sim in memory
+                mask = windows.sims == sim
+                lo = int(windows.starts[mask].min())
+                hi = int(windows.starts[mask].max()) + T + S
+                cache[sim] = (lo, load_frames(ds, channels, sim, lo, hi))
+            lo, frames = cache[sim]
+            hist.append(frames[t - lo:t - lo + T])
+            targ.append(frames[t - lo + T:t - lo + T + S])
+        yield idx, np.stack(hist), np.stack(targ)
+
+
+# -- evaluation ----------------------------------------------------------------------
+@dataclass
+class RolloutResult:
+    """Per-step metrics ``(n_windows, steps)`` of one model on one split, plus the first
+    ``keep`` windows' history/prediction/truth for pictures."""
+
+    split: str
+    windows: Windows
+    per_step: dict[str, np.ndarray]
+    dt: float
+    summary: dict[str, float] = field(default_factory=dict)
+    examples: dict[str, Any] = field(default_factory=dict)
+
+
+def _grid_coords(ds: xr.Dataset):
+    x = ds["x"].values if "x" in ds.coords else None
+    y = ds["y"].values if "y" in ds.coords else None
+    return x, y
+
+
+def evaluate_split(model, ds: xr.Dataset, windows: Windows, batch_size: int = 32,
+                   keep: int = 1, exported: bool = True) -> RolloutResult:
+    """Roll ``model`` (a :class:`surrogate.Surrogate`) out on every window and score each
+    predicted step against the truth (history excluded)."""
+    layout = model.layout
+    channels = list(layout.channels)
+    velocity = tuple(layout.vectors[0]) if layout.vectors else None
+    x, y = _grid_coords(ds)
+    parts: dict[str, list[np.ndarray]] = {}
+    examples: dict[str, Any] = {}
+    for idx, hist, targ in iter_batches(ds, windows, channels, batch_size):
+        pred = model.rollout(torch.from_numpy(hist), windows.steps, batch_size=batch_size,
+                             exported=exported).numpy()
+        m = M.rollout_metrics(pred, targ, channels, velocity, x, y)
+        for k, v in m.items():
+            parts.setdefault(k, []).append(v)
+        if idx[0] < keep:
+            n = min(keep - idx[0], len(idx))
+            for name, arr in (("history", hist), ("pred", pred), ("true", targ)):
+                examples.setdefault(name, []).append(arr[:n])
+    per_step = {k: np.concatenate(v) for k, v in parts.items()}
+    examples = {k: np.concatenate(v) for k, v in examples.items()}
+    examples.update({"sims": windows.sims[:keep], "starts": windows.starts[:keep],
+                     "channels": channels, "x": x, "y": y,
+                     "velocity": list(velocity) if velocity else None})
+    dt = frame_dt(ds)
+    res = RolloutResult(windows.split, windows, per_step, dt,
+                        M.aggregate(per_step, dt), examples)
+    return res

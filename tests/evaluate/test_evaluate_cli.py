@@ -1,0 +1,149 @@
+"""The evaluate CLI and evaluate.run: files written, pictures with content, bad input."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+from PIL import Image
+
+import evaluate
+from evaluate.cli import main
+
+from evaluate_helpers import make_dataset
+
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_data, tiny_checkpoints, tmp_path_factory):
+    data, _ = tiny_data
+    out = tmp_path_factory.mktemp("evalout") / "cmp"
+    rc = main(["--checkpoint", str(tiny_checkpoints["unet"]),
+               str(tiny_checkpoints["relaxed_gconv_unet"]), "--data", str(data),
+               "--split", "test-future", "--split", "test-domain", "--steps", str(STEPS),
+               "--max-windows", "6", "--equivariance-windows", "2", "--device", "cpu",
+               "--out", str(out), "--quiet"])
+    return rc, out
+
+
+def test_cli_writes_csv(cli_run):
+    rc, out = cli_run
+    assert rc == 0
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 2 * STEPS
+    assert {r["model"] for r in rows} == {"unet", "relaxed_gconv_unet"}
+    assert {r["split"] for r in rows} == {"test-future", "test-domain"}
+    for r in rows:
+        assert 1 <= int(r["step"]) <= STEPS
+        assert float(r["lead_time"]) == pytest.approx(0.5 * int(r["step"]))
+        assert int(r["n_windows"]) == 6
+        for k in ("rmse", "rmse_velocity", "vrmse", "corr", "spectrum_error", "div_pred",
+                  "rmse_density"):
+            assert np.isfinite(float(r[k])), k
+        assert float(r["rmse"]) > 0
+
+
+def test_cli_writes_summary_table(cli_run):
+    _, out = cli_run
+    md = (out / "summary.md").read_text()
+    assert "| model | test-future | test-domain |" in md
+    for label in ("unet", "relaxed_gconv_unet"):
+        assert any(line.startswith(f"| {label} |") and line.count("±") == 2
+                   for line in md.splitlines()), label
+    assert "Data equivariance error" in md and "Model equivariance error" in md
+    assert "what symmetry the model discovered" in md
+    summary = json.loads((out / "summary.json").read_text())
+    models = {m["label"]: m for m in summary["models"]}
+    # the equivariant-at-heart model is still equivariant only where its weights say so
+    assert models["unet"]["equivariance_error"]["test-domain"]["mean"] > 1e-2
+    assert models["relaxed_gconv_unet"]["relaxation"]
+    assert models["relaxed_gconv_unet"]["equivariance_error"]["test-domain"]["mean"] > 1e-4
+
+
+def _check_png(path, min_size=150):
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and img.shape[0] >= min_size and img.shape[1] >= min_size
+    rgb = img[..., :3]
+    assert rgb.std() > 0.02, f"{path.name} looks blank"
+    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 50, f"{path.name}: too few colours"
+
+
+def test_cli_writes_valid_pngs_and_gif(cli_run):
+    _, out = cli_run
+    pngs = sorted(out.glob("*.png"))
+    names = {p.name for p in pngs}
+    for split in ("test-future", "test-domain"):
+        assert f"rmse_vs_step_{split}.png" in names
+        assert f"rollout_{split}_compare.png" in names
+    assert "relaxation_relaxed_gconv_unet.png" in names
+    for p in pngs:
+        _check_png(p)
+    gifs = sorted(out.glob("*.gif"))
+    assert len(gifs) == 4
+    with Image.open(gifs[0]) as im:
+        assert im.n_frames == STEPS
+        frames = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            frames.append(np.asarray(im.convert("RGB"), dtype=float))
+    assert frames[0].std() > 5 and np.abs(frames[-1] - frames[0]).max() > 0
+
+
+def test_run_from_python(tiny_data, tiny_checkpoints, tmp_path):
+    data, _ = tiny_data
+    out = evaluate.run(tiny_checkpoints["unet"], data, splits="all", steps=2,
+                       out=tmp_path / "r", device="cpu", stride=8, figures=False)
+    assert out == tmp_path / "r"
+    assert (out / "metrics.csv").is_file() and (out / "summary.md").is_file()
+    assert not list(out.glob("*.png"))
+    with pytest.raises(evaluate.EvaluationError, match="unknown split"):
+        evaluate.run(tiny_checkpoints["unet"], data, splits="nope", out=tmp_path / "x")
+
+
+def _bad(args, capsys):
+    rc = main(args + ["--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and "error" in err
+    return err
+
+
+def test_cli_bad_input(tiny_data, tiny_checkpoints, tmp_path, capsys):
+    data, _ = tiny_data
+    ck = str(tiny_checkpoints["unet"])
+    out = str(tmp_path / "o")
+    assert "no such checkpoint" in _bad(["-c", str(tmp_path / "x.pt"), "-d", str(data),
+                                         "-o", out], capsys)
+    assert "unknown split" in _bad(["-c", ck, "-d", str(data), "-s", "later", "-o", out],
+                                   capsys)
+    assert "steps" in _bad(["-c", ck, "-d", str(data), "--steps", "0", "-o", out], capsys)
+    assert "no such data file" in _bad(["-c", ck, "-d", str(tmp_path / "n.nc"), "-o", out],
+                                       capsys)
+    junk = tmp_path / "junk.nc"
+    junk.write_bytes(b"not a netcdf file")
+    _bad(["-c", ck, "-d", str(junk), "-o", out], capsys)
+    fake = tmp_path / "fake.pt"
+    fake.write_bytes(b"\x00" * 64)
+    assert "checkpoint" in _bad(["-c", str(fake), "-d", str(data), "-o", out], capsys)
+    small = tmp_path / "small.nc"
+    make_dataset(n_sims=3).to_netcdf(small)
+    assert "simulations" in _bad(["-c", ck, "-d", str(small), "-s", "test-domain",
+                                  "-o", out], capsys)
+    other_grid = tmp_path / "grid.nc"
+    make_dataset(n=8).to_netcdf(other_grid)
+    assert "grid" in _bad(["-c", ck, "-d", str(other_grid), "-o", out], capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_module_entry_point_usage_error():
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-m", "evaluate", "--data", "x.nc"], cwd=root,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "--checkpoint" in r.stderr
