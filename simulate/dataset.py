@@ -1,0 +1,329 @@
+"""The dataset schema: building, writing (atomically), validating and merging.
+
+One ``xarray.Dataset`` per NetCDF4 file (zlib, chunked by sim and time):
+
+* dims ``sim, time, y, x``
+* data ``u``, ``v`` (cell-centred velocity, x and y components), ``density``:
+  float32 ``(sim, time, y, x)``
+* cause fields (time independent) ``buoyancy_x``, ``buoyancy_y``, ``inflow_mask``,
+  ``obstacle_mask``, ``open_mask``: float32 ``(sim, y, x)`` (optional for foreign data)
+* coords ``x``, ``y`` (cell centres), ``time`` (physical time of the stored frames),
+  ``sim`` (index into the spec's simulation list) and per-sim scenario parameters
+  (see :data:`SIM_COORDS`), ``heldout`` (bool; the preset's suggested test-domain split)
+* attrs: scenario, spec (JSON), dt (of the stored step), save_every, resolution, solver,
+  versions, seed, creation time, conventions.
+
+Only ``open_dataset`` reads data for other packages; it validates this schema.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import xarray as xr
+
+from .scenarios import ScenarioSpec, SimSpec
+
+__all__ = ["DatasetError", "open_dataset", "validate_dataset", "build_dataset", "write_dataset",
+           "merge", "SIM_COORDS", "FIELD_VARS", "CAUSE_VARS", "SCHEMA_VERSION", "spec_hash"]
+
+SCHEMA_VERSION = 1
+DIMS = ("sim", "time", "y", "x")
+FIELD_VARS = {
+    "u": ("x component of velocity (cell centred)", "m s-1"),
+    "v": ("y component of velocity (cell centred)", "m s-1"),
+    "density": ("smoke density (passive marker, advected)", "1"),
+}
+CAUSE_VARS = {
+    "buoyancy_x": ("x component of the buoyancy force per unit density", "m s-2"),
+    "buoyancy_y": ("y component of the buoyancy force per unit density", "m s-2"),
+    "inflow_mask": ("inflow sphere indicator (PhiFlow soft mask, 1 inside)", "1"),
+    "obstacle_mask": ("fraction of the cell covered by an obstacle", "1"),
+    "open_mask": ("1 on cells adjacent to an open (outflow) wall", "1"),
+}
+# name: (getter, dtype, long_name, units)
+SIM_COORDS = {
+    "wall": (lambda s: s.wall, np.int64, "inflow wall as counter-clockwise quarter turns from the bottom "
+             "(0 bottom, 1 right, 2 top, 3 left; -1 none)", "1"),
+    "magnitude_index": (lambda s: s.magnitude_index, np.int64, "index of the buoyancy magnitude in the preset (-1 none)", "1"),
+    "level": (lambda s: s.level, np.float64, "symmetry-breaking level in [0, 1] (NaN: not a sweep)", "1"),
+    "inflow_x": (lambda s: s.inflow_x, np.float64, "x of the inflow sphere centre", "m"),
+    "inflow_y": (lambda s: s.inflow_y, np.float64, "y of the inflow sphere centre", "m"),
+    "inflow_radius": (lambda s: s.inflow_radius, np.float64, "inflow sphere radius", "m"),
+    "inflow_rate": (lambda s: s.inflow_rate, np.float64, "density added per unit time inside the inflow", "s-1"),
+    "buoyancy_vx": (lambda s: s.buoyancy[0], np.float64, "x of the buoyancy vector (whole box, or x < split_x)", "m s-2"),
+    "buoyancy_vy": (lambda s: s.buoyancy[1], np.float64, "y of the buoyancy vector (whole box, or x < split_x)", "m s-2"),
+    "buoyancy_magnitude": (lambda s: math.hypot(*s.buoyancy), np.float64, "norm of the buoyancy vector", "m s-2"),
+    "split_x": (lambda s: np.nan if s.split_x is None else s.split_x, np.float64,
+                "x where buoyancy_right starts (NaN: uniform buoyancy)", "m"),
+    "buoyancy_right_vx": (lambda s: np.nan if s.buoyancy_right is None else s.buoyancy_right[0], np.float64,
+                          "x of the buoyancy vector where x >= split_x", "m s-2"),
+    "buoyancy_right_vy": (lambda s: np.nan if s.buoyancy_right is None else s.buoyancy_right[1], np.float64,
+                          "y of the buoyancy vector where x >= split_x", "m s-2"),
+    "open_walls": (lambda s: ",".join(s.open_walls), str, "comma-separated open walls (empty: closed box)", ""),
+    "obstacle_x0": (lambda s: np.nan if s.obstacle is None else s.obstacle[0], np.float64, "obstacle box x min (NaN: none)", "m"),
+    "obstacle_y0": (lambda s: np.nan if s.obstacle is None else s.obstacle[1], np.float64, "obstacle box y min", "m"),
+    "obstacle_x1": (lambda s: np.nan if s.obstacle is None else s.obstacle[2], np.float64, "obstacle box x max", "m"),
+    "obstacle_y1": (lambda s: np.nan if s.obstacle is None else s.obstacle[3], np.float64, "obstacle box y max", "m"),
+    "heldout": (lambda s: bool(s.heldout), bool, "suggested test-domain (held-out) simulation", ""),
+}
+CONVENTIONS = (
+    "Arrays are indexed [sim, time, y, x]; y and x ascend with the index (cell centres, "
+    "y up with origin='lower'). u, v are the x, y velocity components at cell centres (same grid "
+    "as density). Rotations act counter-clockwise about the box centre; one quarter turn maps "
+    "(u, v) -> (-v, u) (see simulate/symmetry.py). Wall k is the bottom-wall setup rotated by k "
+    "counter-clockwise quarter turns: 0 bottom, 1 right, 2 top, 3 left. Frame 0 is the initial state; "
+    "dt is the time between stored frames. Lengths in box units (one unit per cell by default).")
+
+
+class DatasetError(ValueError):
+    """A file or dataset that does not follow the relaxflow dataset schema."""
+
+
+def spec_hash(spec: ScenarioSpec) -> str:
+    return hashlib.sha256(spec.to_json().encode()).hexdigest()[:16]
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {}
+    for dist, key in (("phiflow", "phiflow_version"), ("phiml", "phiml_version"),
+                      ("relaxflow", "relaxflow_version"), ("torch", "torch_version"),
+                      ("xarray", "xarray_version")):
+        try:
+            out[key] = version(dist)
+        except PackageNotFoundError:
+            out[key] = "unknown"
+    return out
+
+
+def build_dataset(spec: ScenarioSpec, indices: Sequence[int], fields: dict, causes: dict,
+                  extra_attrs: dict | None = None) -> xr.Dataset:
+    """Assemble the schema dataset for ``spec.sims[i] for i in indices`` from simulated
+    ``fields`` (``u, v, density``: ``(n, T, y, x)``) and ``causes`` (``(n, y, x)``)."""
+    indices = [int(i) for i in indices]
+    sims = [spec.sims[i] for i in indices]
+    centres = (np.arange(spec.resolution) + 0.5) * spec.dx
+    n_frames = fields["density"].shape[1]
+    coords = {
+        "sim": ("sim", np.asarray(indices, np.int64), {"long_name": "simulation index in the scenario spec"}),
+        "time": ("time", np.arange(n_frames) * spec.stored_dt,
+                 {"long_name": "physical time of the stored frame", "units": "s"}),
+        "y": ("y", centres, {"long_name": "y of the cell centre", "units": "m", "axis": "Y"}),
+        "x": ("x", centres, {"long_name": "x of the cell centre", "units": "m", "axis": "X"}),
+    }
+    for name, (get, dtype, long_name, units) in SIM_COORDS.items():
+        vals = np.array([get(s) for s in sims], dtype=object if dtype is str else dtype)
+        attrs = {"long_name": long_name}
+        if units:
+            attrs["units"] = units
+        coords[name] = ("sim", vals, attrs)
+    data = {}
+    for name, (long_name, units) in FIELD_VARS.items():
+        data[name] = (DIMS, np.asarray(fields[name], np.float32), {"long_name": long_name, "units": units})
+    for name, (long_name, units) in CAUSE_VARS.items():
+        data[name] = (("sim", "y", "x"), np.asarray(causes[name], np.float32), {"long_name": long_name, "units": units})
+    sv = spec.solver
+    attrs = {
+        "title": f"relaxflow smoke plume: {spec.name}",
+        "Conventions": "CF-1.8",
+        "relaxflow_schema_version": SCHEMA_VERSION,
+        "scenario": spec.name,
+        "description": spec.description,
+        "spec": spec.to_json(),
+        "spec_hash": spec_hash(spec),
+        "n_sims_in_spec": len(spec.sims),
+        "dt": float(spec.stored_dt),
+        "solver_dt": float(spec.dt),
+        "save_every": int(spec.save_every),
+        "steps": int(spec.steps),
+        "resolution": int(spec.resolution),
+        "box_size": float(spec.size),
+        "seed": int(spec.seed),
+        "solver": json.dumps({
+            "pressure_solve": f"fluid.make_incompressible, Solve('{sv.method}', rel_tol={sv.rel_tol:g}, "
+                              f"abs_tol={sv.abs_tol(spec.resolution):g}, x0=previous pressure, "
+                              f"max_iterations={sv.iterations(spec.resolution)}, rank_deficiency=0)",
+            "precision": sv.precision, "stored_precision": 32,
+            "advection": "density MacCormack, velocity semi-Lagrangian",
+            "compiled": "phiml jit_compile (torch backend)",
+            "residual_check": f"||div u||_2 <= {sv.check_factor:g} x max(rel_tol ||rhs||_2, abs_tol) every step",
+        }),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "relaxflow_conventions": CONVENTIONS,
+        **_versions(),
+    }
+    if extra_attrs:
+        attrs.update(extra_attrs)
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _encoding(ds: xr.Dataset) -> dict:
+    enc = {}
+    nt = ds.sizes.get("time", 1)
+    for name, var in ds.data_vars.items():
+        chunks = tuple({"sim": 1, "time": min(nt, 8)}.get(d, ds.sizes[d]) for d in var.dims)
+        enc[name] = {"zlib": True, "complevel": 4, "shuffle": True, "chunksizes": chunks}
+    for name in ds.coords:
+        if ds[name].dtype.kind == "f":
+            enc[name] = {"_FillValue": None}
+    return enc
+
+
+def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write ``ds`` to ``path`` atomically: a temporary file in the same directory, then
+    ``os.replace`` (a killed writer never leaves a partial file under ``path``)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------------- reading
+
+def validate_dataset(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool = False,
+                     require_metadata: bool = False) -> xr.Dataset:
+    """Check ``ds`` against the schema; raise :class:`DatasetError` naming ``name``."""
+    def fail(msg):
+        raise DatasetError(f"{name}: {msg}")
+    for d in DIMS:
+        if d not in ds.dims:
+            fail(f"missing dimension {d!r} (dims are {tuple(ds.dims)}; expected {DIMS})")
+    for v in FIELD_VARS:
+        if v not in ds.variables:
+            fail(f"missing variable {v!r} (the schema needs {', '.join(FIELD_VARS)})")
+        if ds[v].dims != DIMS:
+            fail(f"variable {v!r} has dims {ds[v].dims}, expected {DIMS}")
+        if ds[v].dtype.kind != "f":
+            fail(f"variable {v!r} has dtype {ds[v].dtype}, expected a float type")
+    for v in CAUSE_VARS:
+        if v in ds.variables and ds[v].dims != ("sim", "y", "x"):
+            fail(f"variable {v!r} has dims {ds[v].dims}, expected ('sim', 'y', 'x')")
+    for c in ("time", "y", "x"):
+        if c not in ds.coords:
+            fail(f"missing coordinate {c!r}")
+        vals = np.asarray(ds[c].values, float)
+        if ds[c].dims != (c,):
+            fail(f"coordinate {c!r} has dims {ds[c].dims}, expected ({c!r},)")
+        if vals.size > 1 and not np.all(np.diff(vals) > 0):
+            fail(f"coordinate {c!r} is not strictly increasing")
+    if ds.sizes["y"] < 2 or ds.sizes["x"] < 2 or ds.sizes["time"] < 1 or ds.sizes["sim"] < 1:
+        fail(f"empty or degenerate dimensions {dict(ds.sizes)}")
+    for c, coord in ds.coords.items():
+        if c not in ("time", "y", "x") and "sim" in coord.dims and coord.dims != ("sim",):
+            fail(f"per-simulation coordinate {c!r} has dims {coord.dims}, expected ('sim',)")
+    if require_metadata:
+        missing = [c for c in SIM_COORDS if c not in ds.coords] + [a for a in ("spec", "dt") if a not in ds.attrs]
+        if missing:
+            fail(f"scenario metadata missing: {', '.join(missing)}")
+    if check_nans:
+        for v in FIELD_VARS:
+            bad = ~np.isfinite(ds[v].values)
+            if bad.any():
+                s = int(np.argwhere(bad)[0][0])
+                fail(f"variable {v!r} has non-finite values (first in sim position {s})")
+    return ds
+
+
+def _open_one(path: Path, check_nans: bool, require_metadata: bool, load: bool) -> xr.Dataset:
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a directory, not a NetCDF file")
+    try:
+        ds = xr.open_dataset(path, engine="netcdf4", decode_timedelta=False)
+    except Exception as e:   # netCDF4/HDF5 raise OSError, RuntimeError, ValueError ...
+        raise DatasetError(f"{path}: cannot be read as NetCDF4 (truncated or corrupt file?): "
+                           f"{type(e).__name__}: {e}") from None
+    try:
+        if load:                 # read everything, then release the file handle
+            ds = ds.load()
+            ds.close()
+        if "sim" not in ds.coords and "sim" in ds.dims:
+            ds = ds.assign_coords(sim=np.arange(ds.sizes["sim"]))
+        validate_dataset(ds, str(path), check_nans=check_nans, require_metadata=require_metadata)
+    except DatasetError:
+        ds.close()
+        raise
+    except Exception as e:
+        ds.close()
+        raise DatasetError(f"{path}: unreadable data (truncated or corrupt file?): {type(e).__name__}: {e}") from None
+    return ds
+
+
+def open_dataset(paths: str | Path | Iterable[str | Path], *, check_nans: bool = False,
+                 require_metadata: bool = False, load: bool = False) -> xr.Dataset:
+    """Open one file or several (joined along ``sim``, sorted by ``sim``) and validate the
+    schema. Raises :class:`DatasetError` naming the file and the problem.
+    ``load=True`` reads everything into memory (and so detects damaged data chunks);
+    ``check_nans=True`` also rejects non-finite values in ``u, v, density``."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise DatasetError("open_dataset: no files given")
+    if check_nans:
+        load = True
+    dss = [_open_one(p, check_nans, require_metadata, load) for p in paths]
+    if len(dss) == 1:
+        return dss[0]
+    first = dss[0]
+    for p, ds in zip(paths[1:], dss[1:]):
+        for c in ("x", "y", "time"):
+            if ds.sizes[c] != first.sizes[c] or not np.allclose(ds[c].values, first[c].values):
+                raise DatasetError(f"{p}: coordinate {c!r} differs from {paths[0]}; cannot join")
+        h0, h1 = first.attrs.get("spec_hash"), ds.attrs.get("spec_hash")
+        if h0 is not None and h1 is not None and h0 != h1:
+            raise DatasetError(f"{p}: made from a different scenario spec than {paths[0]} "
+                               f"(spec_hash {h1} vs {h0}); cannot join")
+        if set(ds.variables) != set(first.variables):
+            diff = set(ds.variables) ^ set(first.variables)
+            raise DatasetError(f"{p}: variables differ from {paths[0]} ({', '.join(sorted(diff))})")
+    sims = np.concatenate([ds["sim"].values for ds in dss])
+    if len(np.unique(sims)) != len(sims):
+        vals, counts = np.unique(sims, return_counts=True)
+        dup = [int(v) for v in vals[counts > 1]]
+        raise DatasetError(f"the files share simulation indices {dup[:10]}; cannot join")
+    out = xr.concat(dss, dim="sim", data_vars="minimal", coords="minimal", compat="override",
+                    join="exact", combine_attrs="override")
+    out = out.isel(sim=np.argsort(out["sim"].values, kind="stable"))
+    return out
+
+
+def merge(paths: Sequence[str | Path], out: str | Path, *, overwrite: bool = False,
+          allow_partial: bool = False) -> Path:
+    """Join shard files into one file (atomically). Refuses incomplete sets of shards
+    (relative to the spec in their attrs) unless ``allow_partial``."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise DatasetError(f"{out}: output exists (use overwrite)")
+    ds = open_dataset(paths, load=True)
+    n_spec = ds.attrs.get("n_sims_in_spec")
+    if n_spec is not None and not allow_partial:
+        missing = sorted(set(range(int(n_spec))) - set(int(s) for s in ds["sim"].values))
+        if missing:
+            raise DatasetError(f"merge: simulations {missing[:10]}{'...' if len(missing) > 10 else ''} "
+                               f"of {n_spec} are in none of the files (pass allow_partial to merge anyway)")
+    attrs = {k: v for k, v in ds.attrs.items() if k not in ("shard",)}
+    ds = ds.assign_attrs(attrs)
+    ds.attrs.pop("shard", None)
+    write_dataset(ds, out)
+    ds.close()
+    return out

@@ -1,0 +1,240 @@
+"""The PhiFlow smoke-plume step, batched along PhiFlow's batch dimension ``sim`` and
+compiled with ``jit_compile`` on the torch backend.
+
+Physics per solver step (``dt``):
+  density  <- MacCormack(density, u, dt) + inflow_rate * dt * inflow_mask
+  u        <- semi-Lagrangian(u, u, dt) + dt * resample(density * b, to=u)   (b: buoyancy field)
+  u, p     <- make_incompressible(u, obstacles, CG(rel_tol, abs_tol, x0=p, rank_deficiency=0))
+Velocity lives on a staggered grid (walls: zero normal velocity when closed, zero
+gradient when open; pressure zero on open walls); density is cell-centred with a
+zero-gradient boundary. Stored velocity is ``u.at_centers()``.
+
+The closed box makes the pressure system singular: the solve runs in float64 with CG and
+``rank_deficiency=0`` (the divergence is balanced by PhiFlow). Under ``jit_compile`` the
+CG loop still stops at convergence (so a generous ``max_iterations`` costs nothing), but
+PhiFlow raises nothing when it does not converge; so every step checks the L2 norm of the
+divergence of the projected velocity (= the solver residual) against the tolerance and
+raises :class:`SimulationError` naming simulation and step.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+
+from .scenarios import ScenarioSpec, SimSpec, WALLS
+
+__all__ = ["SimulationError", "cause_fields", "simulate_batch", "obstacle_mask", "open_mask"]
+
+
+class SimulationError(RuntimeError):
+    """A simulation that produced invalid data (non-converged solve, NaN)."""
+
+
+def _phi():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from phi.torch import flow
+    return flow
+
+
+def _side(wall: str) -> str:
+    return {"bottom": "y-", "top": "y+", "left": "x-", "right": "x+"}[wall]
+
+
+def cell_centres(spec: ScenarioSpec) -> np.ndarray:
+    return (np.arange(spec.resolution) + 0.5) * spec.dx
+
+
+def obstacle_mask(spec: ScenarioSpec, sim: SimSpec) -> np.ndarray:
+    """Fraction of each cell covered by the obstacle box (exact area overlap)."""
+    n, dx = spec.resolution, spec.dx
+    if sim.obstacle is None:
+        return np.zeros((n, n))
+    x0, y0, x1, y1 = sim.obstacle
+    lo = np.arange(n) * dx
+    fx = np.clip(np.minimum(lo + dx, x1) - np.maximum(lo, x0), 0, None) / dx
+    fy = np.clip(np.minimum(lo + dx, y1) - np.maximum(lo, y0), 0, None) / dx
+    return fy[:, None] * fx[None, :]
+
+
+def open_mask(spec: ScenarioSpec, sim: SimSpec) -> np.ndarray:
+    """1 on the cells adjacent to an open wall."""
+    m = np.zeros((spec.resolution, spec.resolution))
+    for w in sim.open_walls:
+        if w == "bottom":
+            m[0, :] = 1
+        elif w == "top":
+            m[-1, :] = 1
+        elif w == "left":
+            m[:, 0] = 1
+        elif w == "right":
+            m[:, -1] = 1
+    return m
+
+
+def buoyancy_field(spec: ScenarioSpec, sim: SimSpec) -> np.ndarray:
+    """Buoyancy per unit density at each cell centre, shape ``(y, x, 2)``."""
+    n = spec.resolution
+    b = np.empty((n, n, 2))
+    b[...] = sim.buoyancy
+    if sim.split_x is not None:
+        right = cell_centres(spec) >= sim.split_x
+        b[:, right, :] = sim.buoyancy_right
+    return b
+
+
+def _inflow_masks(spec: ScenarioSpec, sims: list[SimSpec]) -> np.ndarray:
+    """PhiFlow's soft sphere mask (``resample(Sphere, soft=True)``), shape ``(n, y, x)``."""
+    flow = _phi()
+    math = flow.math
+    from phiml.backend import NUMPY
+    with math.precision(64), NUMPY:
+        n = spec.resolution
+        grid = flow.CenteredGrid(0, flow.ZERO_GRADIENT, flow.Box(x=spec.size, y=spec.size), x=n, y=n)
+        centres = math.tensor(np.array([[s.inflow_x, s.inflow_y] for s in sims], float),
+                              flow.batch("sim"), flow.channel(vector="x,y"))
+        radii = math.tensor(np.array([s.inflow_radius for s in sims], float), flow.batch("sim"))
+        mask = flow.resample(flow.Sphere(center=centres, radius=radii), to=grid, soft=True)
+        vals = mask.values
+        if "sim" not in vals.shape:
+            vals = math.expand(vals, flow.batch(sim=len(sims)))
+        return np.asarray(vals.numpy("sim,y,x"), dtype=np.float64)
+
+
+def cause_fields(spec: ScenarioSpec, sims: list[SimSpec]) -> dict[str, np.ndarray]:
+    """The time-independent inputs of each simulation, each ``(n, y, x)`` float64:
+    ``buoyancy_x``, ``buoyancy_y``, ``inflow_mask``, ``obstacle_mask``, ``open_mask``."""
+    b = np.stack([buoyancy_field(spec, s) for s in sims])
+    return {
+        "buoyancy_x": b[..., 0],
+        "buoyancy_y": b[..., 1],
+        "inflow_mask": _inflow_masks(spec, sims),
+        "obstacle_mask": np.stack([obstacle_mask(spec, s) for s in sims]),
+        "open_mask": np.stack([open_mask(spec, s) for s in sims]),
+    }
+
+
+def _initial_density(spec: ScenarioSpec, sim_index: int) -> np.ndarray:
+    n = spec.resolution
+    if spec.init_noise <= 0:
+        return np.zeros((n, n))
+    rng = np.random.default_rng([spec.seed, sim_index])
+    return spec.init_noise * rng.random((n, n))
+
+
+@functools.lru_cache(maxsize=8)
+def _step_function(res, size, dt, obstacle, method, rel_tol, abs_tol, max_iterations, jit,
+                   precision, device):
+    """The (compiled) step; cached so that parts of equal shape reuse one trace
+    (``precision`` and ``device`` only key the cache)."""
+    flow = _phi()
+    math = flow.math
+    obstacles = (flow.Obstacle(flow.Box(x=(obstacle[0], obstacle[2]), y=(obstacle[1], obstacle[3]))),) \
+        if obstacle is not None else ()
+
+    def step(smoke, vel, pressure, source, buoy):
+        smoke = flow.advect.mac_cormack(smoke, vel, dt) + source
+        force = flow.resample(smoke * buoy, to=vel)
+        vel = flow.advect.semi_lagrangian(vel, vel, dt) + force * dt
+        rhs = flow.field.divergence(vel).values
+        solve = flow.Solve(method, rel_tol, abs_tol, x0=pressure, max_iterations=max_iterations,
+                           rank_deficiency=0)
+        vel, pressure = flow.fluid.make_incompressible(vel, obstacles, solve)
+        div = flow.field.divergence(vel).values
+        rhs_norm = math.sqrt(math.sum(rhs ** 2, "x,y"))
+        res_norm = math.sqrt(math.sum(div ** 2, "x,y"))
+        return smoke, vel, pressure, res_norm, rhs_norm
+
+    return flow.jit_compile(step) if jit else step
+
+
+def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | None = None,
+                   jit: bool = True, device: str = "auto", on_step=None,
+                   check: bool = True, return_state: bool = False) -> dict:
+    """Run the simulations ``spec.sims[i] for i in indices`` together (they must share
+    open walls and obstacle). Returns ``{"u", "v", "density"}`` arrays ``(n, T, y, x)``
+    float32 (``T = spec.n_frames``; frame 0 is the initial state) and ``"stats"``.
+    ``on_step()`` is called after every solver step."""
+    flow = _phi()
+    math = flow.math
+    sims = [spec.sims[i] for i in indices]
+    keys = {s.static_key for s in sims}
+    if len(keys) != 1:
+        raise ValueError("simulate_batch: all simulations of a batch must share open_walls and obstacle")
+    if causes is None:
+        causes = cause_fields(spec, sims)
+    nb, res, dt = len(sims), spec.resolution, spec.dt
+    sv = spec.solver
+    open_walls, obstacle = sims[0].static_key
+    if device == "auto":
+        import torch
+        device = "GPU" if torch.cuda.is_available() else "CPU"
+    flow.TORCH.set_default_device("GPU" if device.lower() in ("gpu", "cuda") else "CPU")
+
+    n_frames = spec.n_frames
+    out = {k: np.empty((nb, n_frames, res, res), np.float32) for k in ("u", "v", "density")}
+    max_res = np.zeros(nb)
+    with flow.TORCH, math.precision(sv.precision), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        domain = flow.Box(x=spec.size, y=spec.size)
+        sim_dim = flow.batch(sim=nb)
+        v_bc = {_side(w): (flow.ZERO_GRADIENT if w in open_walls else 0) for w in WALLS}
+        p_bc = {_side(w): (0 if w in open_walls else flow.ZERO_GRADIENT) for w in WALLS}
+        v_ext = flow.extrapolation.as_extrapolation(v_bc)
+        p_ext = flow.extrapolation.as_extrapolation(p_bc)
+
+        def grid(values_np, ext):
+            # numpy (sim, y, x[, vector]) -> PhiFlow grid with spatial order x, y
+            t = math.tensor(np.swapaxes(values_np, 1, 2), flow.batch("sim"), flow.spatial("x,y"),
+                            *([flow.channel(vector="x,y")] if values_np.ndim == 4 else []))
+            return flow.CenteredGrid(t, ext, domain, x=res, y=res)
+
+        d0 = np.stack([_initial_density(spec, i) for i in indices])
+        smoke = grid(d0, flow.ZERO_GRADIENT)
+        vel = flow.StaggeredGrid(0, v_ext, domain, x=res, y=res) * math.zeros(sim_dim)
+        pressure = grid(np.zeros((nb, res, res)), p_ext)
+        rates = np.array([s.inflow_rate for s in sims])[:, None, None]
+        source = grid(causes["inflow_mask"] * rates * dt, flow.ZERO_GRADIENT)
+        buoy = grid(np.stack([causes["buoyancy_x"], causes["buoyancy_y"]], -1), flow.ZERO_GRADIENT)
+        fn = _step_function(res, spec.size, dt, obstacle, sv.method, sv.rel_tol, sv.abs_tol(res),
+                            sv.iterations(res), jit, sv.precision, device)
+
+        def store(f):
+            out["density"][:, f] = smoke.values.numpy("sim,y,x")
+            c = vel.at_centers().values.numpy("sim,y,x,vector")
+            out["u"][:, f] = c[..., 0]
+            out["v"][:, f] = c[..., 1]
+
+        store(0)
+        for s in range(1, spec.steps + 1):
+            smoke, vel, pressure, res_norm, rhs_norm = fn(smoke, vel, pressure, source, buoy)
+            if check:
+                r = np.asarray(res_norm.numpy("sim"), float).reshape(nb)
+                tol = np.maximum(sv.rel_tol * np.asarray(rhs_norm.numpy("sim"), float).reshape(nb), sv.abs_tol(res))
+                bad = ~np.isfinite(r) | (r > sv.check_factor * tol)
+                max_res = np.maximum(max_res, np.where(np.isfinite(r), r / tol, np.inf))
+                if bad.any():
+                    b = int(np.argmax(bad))
+                    raise SimulationError(
+                        f"simulation {indices[b]} (scenario {spec.name!r}): pressure solve did not converge "
+                        f"at step {s}: ||div u||_2 = {r[b]:.3g} > {sv.check_factor:g} x tolerance {tol[b]:.3g} "
+                        f"(try a larger solver.max_iterations, now {sv.iterations(res)}, or precision 64)")
+            if s % spec.save_every == 0:
+                f = s // spec.save_every
+                store(f)
+                if check:
+                    for k in ("u", "v", "density"):
+                        finite = np.isfinite(out[k][:, f]).all(axis=(1, 2))
+                        if not finite.all():
+                            b = int(np.argmin(finite))
+                            raise SimulationError(f"simulation {indices[b]} (scenario {spec.name!r}): "
+                                                  f"non-finite {k} at step {s}")
+            if on_step is not None:
+                on_step()
+    out["stats"] = {"max_residual_over_tolerance": float(max_res.max()) if check else float("nan")}
+    if return_state:
+        out["state"] = {"density": smoke, "velocity": vel, "pressure": pressure}
+    return out

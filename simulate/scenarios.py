@@ -1,0 +1,537 @@
+"""Scenario specifications: one dataclass spec (Python or TOML) and named presets.
+
+A scenario is a :class:`ScenarioSpec` holding global settings (grid, time stepping,
+solver) and an explicit list of :class:`SimSpec`, one per simulation.  Everything that
+breaks (or keeps) the symmetry is data in these specs -- buoyancy vectors, inflow
+positions, open walls, obstacles -- never code, so a dataset's attrs fully describe it.
+
+Units: lengths in the box's units (``box_size`` defaults to ``resolution``, i.e. one
+unit per cell, as in the paper), time in solver time units, buoyancy in force per unit
+density.  Walls are numbered by counter-clockwise quarter turns from the bottom wall
+(the convention of :mod:`simulate.symmetry`): ``0 bottom, 1 right, 2 top, 3 left``; the
+setup at wall ``k`` is the bottom-wall setup rotated by ``k * 90`` degrees
+counter-clockwise about the box centre.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["SpecError", "SimSpec", "SolverSpec", "ScenarioSpec", "WALLS", "preset",
+           "available_scenarios", "preset_parameters", "load_spec", "spec_to_toml",
+           "rotate_point"]
+
+WALLS = ("bottom", "right", "top", "left")
+
+
+class SpecError(ValueError):
+    """A scenario spec (or preset parameter) that cannot be simulated."""
+
+
+@dataclass
+class SimSpec:
+    """One simulation. ``buoyancy`` applies in the whole box, or where ``x < split_x``
+    when ``split_x`` is set (``buoyancy_right`` applies where ``x >= split_x``)."""
+    inflow_x: float
+    inflow_y: float
+    inflow_radius: float = 5.0
+    inflow_rate: float = 0.2            # density added per unit time inside the sphere
+    buoyancy: tuple[float, float] = (0.0, 0.1)
+    split_x: float | None = None
+    buoyancy_right: tuple[float, float] | None = None
+    open_walls: tuple[str, ...] = ()    # subset of WALLS; the others are closed (no-slip normal)
+    obstacle: tuple[float, float, float, float] | None = None   # box x0, y0, x1, y1
+    # labels (metadata only, they do not change the physics)
+    wall: int = -1                      # quarter-turn index of the inflow wall, -1: none
+    magnitude_index: int = -1           # index of the buoyancy magnitude within the preset
+    level: float = float("nan")         # symmetry-breaking level (breaking_sweep)
+    heldout: bool = False               # the preset's suggested test-domain split
+
+    def __post_init__(self):
+        self.buoyancy = tuple(float(b) for b in self.buoyancy)
+        if self.buoyancy_right is not None:
+            self.buoyancy_right = tuple(float(b) for b in self.buoyancy_right)
+        if isinstance(self.open_walls, str):
+            self.open_walls = tuple(w for w in self.open_walls.replace(" ", "").split(",") if w)
+        self.open_walls = tuple(sorted(set(self.open_walls), key=_wall_order))
+        if self.obstacle is not None:
+            self.obstacle = tuple(float(o) for o in self.obstacle)
+
+    @property
+    def static_key(self):
+        """Settings that must be shared by all simulations of one batch."""
+        return (self.open_walls, self.obstacle)
+
+
+def _wall_order(w):
+    return WALLS.index(w) if w in WALLS else 99
+
+
+@dataclass
+class SolverSpec:
+    """Pressure solve. The closed box is singular: CG in float64 with
+    ``rank_deficiency=0`` (divergence balanced by PhiFlow) is the reliable setting."""
+    method: str = "CG"
+    rel_tol: float = 1e-5
+    abs_tol_per_cell: float = 1e-5      # abs_tol = abs_tol_per_cell * resolution (L2 norm)
+    max_iterations: int | None = None   # None: max(1000, 16 * resolution); CG stops at convergence
+    precision: int = 64
+    check_factor: float = 10.0          # a step fails if ||div u||_2 > factor * tolerance
+
+    def abs_tol(self, resolution: int) -> float:
+        return self.abs_tol_per_cell * resolution
+
+    def iterations(self, resolution: int) -> int:
+        return int(self.max_iterations or max(1000, 16 * resolution))
+
+
+@dataclass
+class ScenarioSpec:
+    name: str
+    sims: list[SimSpec]
+    resolution: int = 64
+    box_size: float | None = None       # None: = resolution (one length unit per cell)
+    steps: int = 310                    # solver steps
+    dt: float = 1.0                     # solver time step
+    save_every: int = 1                 # store every k-th solver step
+    seed: int = 0                       # seeds the optional initial noise
+    init_noise: float = 0.0             # amplitude of uniform noise in the initial density
+    solver: SolverSpec = field(default_factory=SolverSpec)
+    description: str = ""
+    preset_params: dict = field(default_factory=dict)   # how a preset built it (record only)
+
+    def __post_init__(self):
+        self.sims = [s if isinstance(s, SimSpec) else SimSpec(**s) for s in self.sims]
+        # record preset parameters as plain JSON data (lists, no None) so specs round-trip
+        self.preset_params = {k: v for k, v in json.loads(json.dumps(_jsonable(self.preset_params or {}))).items()
+                              if v is not None}
+        if isinstance(self.solver, dict):
+            self.solver = SolverSpec(**self.solver)
+
+    # --- derived ---
+    @property
+    def size(self) -> float:
+        return float(self.box_size if self.box_size is not None else self.resolution)
+
+    @property
+    def dx(self) -> float:
+        return self.size / self.resolution
+
+    @property
+    def stored_dt(self) -> float:
+        return self.dt * self.save_every
+
+    @property
+    def n_frames(self) -> int:
+        return self.steps // self.save_every + 1      # frame 0 is the initial state
+
+    def validate(self) -> "ScenarioSpec":
+        def need(cond, msg):
+            if not cond:
+                raise SpecError(f"scenario {self.name!r}: {msg}")
+        need(isinstance(self.resolution, int) and self.resolution > 0,
+             f"resolution must be a positive integer, got {self.resolution!r}")
+        need(self.resolution >= 4, f"resolution must be at least 4, got {self.resolution}")
+        need(self.size > 0, f"box_size must be positive, got {self.box_size!r}")
+        need(isinstance(self.steps, int) and self.steps > 0, f"steps must be a positive integer, got {self.steps!r}")
+        need(self.dt > 0, f"dt must be positive, got {self.dt!r}")
+        need(isinstance(self.save_every, int) and self.save_every > 0,
+             f"save_every must be a positive integer, got {self.save_every!r}")
+        need(self.save_every <= self.steps, f"save_every ({self.save_every}) exceeds steps ({self.steps})")
+        need(self.init_noise >= 0, f"init_noise must be non-negative, got {self.init_noise}")
+        need(len(self.sims) > 0, "no simulations")
+        s = self.solver
+        need(s.method in ("CG", "auto", "biCG-stab(2)", "CG-adaptive"), f"unknown solver method {s.method!r}")
+        need(s.rel_tol > 0 and s.abs_tol_per_cell > 0, "solver tolerances must be positive")
+        need(s.precision in (32, 64), f"solver precision must be 32 or 64, got {s.precision}")
+        need(s.max_iterations is None or s.max_iterations > 0, "solver max_iterations must be positive")
+        L = self.size
+        for i, sim in enumerate(self.sims):
+            where = f"sim {i}"
+            need(0 < sim.inflow_x < L and 0 < sim.inflow_y < L,
+                 f"{where}: inflow centre ({sim.inflow_x:g}, {sim.inflow_y:g}) is outside the box [0, {L:g}]^2")
+            need(sim.inflow_radius > 0, f"{where}: inflow_radius must be positive, got {sim.inflow_radius}")
+            need(sim.inflow_rate >= 0, f"{where}: inflow_rate must be non-negative")
+            need(len(sim.buoyancy) == 2 and all(math.isfinite(b) for b in sim.buoyancy),
+                 f"{where}: buoyancy must be two finite numbers")
+            if sim.split_x is not None:
+                need(0 < sim.split_x < L, f"{where}: split_x={sim.split_x} is outside the box")
+                need(sim.buoyancy_right is not None and len(sim.buoyancy_right) == 2,
+                     f"{where}: split_x needs buoyancy_right")
+            for w in sim.open_walls:
+                need(w in WALLS, f"{where}: unknown wall {w!r} in open_walls (use {', '.join(WALLS)})")
+            if sim.obstacle is not None:
+                x0, y0, x1, y1 = sim.obstacle
+                need(0 <= x0 < x1 <= L and 0 <= y0 < y1 <= L,
+                     f"{where}: obstacle {sim.obstacle} must satisfy 0 <= x0 < x1 <= {L:g}, 0 <= y0 < y1 <= {L:g}")
+                on_faces = all(abs(c / self.dx - round(c / self.dx)) < 1e-9 for c in sim.obstacle)
+                need(on_faces, f"{where}: obstacle edges {sim.obstacle} must lie on cell faces "
+                               f"(multiples of the cell size {self.dx:g})")
+                need(not (x0 <= sim.inflow_x <= x1 and y0 <= sim.inflow_y <= y1),
+                     f"{where}: inflow centre lies inside the obstacle")
+            need(sim.wall in (-1, 0, 1, 2, 3), f"{where}: wall must be -1..3, got {sim.wall}")
+        return self
+
+    # --- (de)serialisation ---
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(_jsonable(self.to_dict()), sort_keys=True, allow_nan=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ScenarioSpec":
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise SpecError(f"unknown scenario keys: {', '.join(sorted(unknown))}")
+        sims = []
+        sim_fields = {f.name for f in dataclasses.fields(SimSpec)}
+        for i, s in enumerate(d.get("sims", [])):
+            bad = set(s) - sim_fields
+            if bad:
+                raise SpecError(f"sim {i}: unknown keys {', '.join(sorted(bad))}")
+            s = {k: v for k, v in s.items() if v is not None}
+            try:
+                sims.append(SimSpec(**s))
+            except TypeError as e:
+                raise SpecError(f"sim {i}: {e}") from None
+        d["sims"] = sims
+        if "solver" in d:
+            bad = set(d["solver"]) - {f.name for f in dataclasses.fields(SolverSpec)}
+            if bad:
+                raise SpecError(f"solver: unknown keys {', '.join(sorted(bad))}")
+            d["solver"] = SolverSpec(**d["solver"])
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise SpecError(str(e)) from None
+
+    @classmethod
+    def from_json(cls, s: str) -> "ScenarioSpec":
+        return cls.from_dict(json.loads(s))
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def rotate_point(x: float, y: float, k: int, size: float) -> tuple[float, float]:
+    """Rotate a point by ``k`` counter-clockwise quarter turns about the box centre.
+    Exact in floating point for the cell-centred grids used here (only ``size - c``)."""
+    for _ in range(k % 4):
+        x, y = size - y, x          # (x, y) -> c + R90 (p - c) with c = size/2
+    return x, y
+
+
+def rotate_vector(bx: float, by: float, k: int) -> tuple[float, float]:
+    for _ in range(k % 4):
+        bx, by = -by, bx
+    return bx + 0.0, by + 0.0     # no negative zeros
+
+
+def _even_pick(n: int, m: int) -> list[int]:
+    """``m`` indices spread evenly over ``range(n)``."""
+    if m <= 0 or n <= 0:
+        return []
+    return sorted({min(n - 1, int((i + 0.5) * n / m)) for i in range(m)})
+
+
+def _mark_heldout(sims: list[SimSpec], frac: float) -> None:
+    """Mark an evenly spread ``round(frac * n)`` of ``sims`` as held out (none when
+    ``n < 4``), never every simulation of one wall."""
+    n = len(sims)
+    m = int(round(frac * n)) if n >= 4 else 0
+    first = _even_pick(n, m)
+    order = first + [i for i in sorted(range(n), key=lambda i: (i * 7919) % n) if i not in first]
+    per_wall = {}
+    for s in sims:
+        per_wall[s.wall] = per_wall.get(s.wall, 0) + 1
+    held = {}
+    count = 0
+    for i in order:
+        if count >= m:
+            break
+        w = sims[i].wall
+        if w >= 0 and held.get(w, 0) + 1 >= per_wall[w] and len(per_wall) > 1:
+            continue
+        sims[i].heldout = True
+        held[w] = held.get(w, 0) + 1
+        count += 1
+
+
+def _wall_sims(res, size, radius, distance, magnitude, wall, rate, **labels) -> SimSpec:
+    """The bottom-wall setup (inflow ``distance`` above the bottom, buoyancy up) rotated
+    to ``wall``."""
+    x, y = rotate_point(size / 2, distance, wall, size)
+    b = rotate_vector(0.0, magnitude, wall)
+    return SimSpec(inflow_x=x, inflow_y=y, inflow_radius=radius, inflow_rate=rate,
+                   buoyancy=b, wall=wall, **labels)
+
+
+def _common(resolution, steps, dt, save_every, seed, solver):
+    if not isinstance(resolution, int) or resolution <= 0:
+        raise SpecError(f"resolution must be a positive integer, got {resolution!r}")
+    return dict(steps=steps, dt=dt, save_every=save_every, seed=seed,
+                solver=SolverSpec(**solver) if isinstance(solver, dict) else (solver or SolverSpec()))
+
+
+def _geom(resolution, inflow_radius, wall_distance):
+    size = float(resolution)
+    r = inflow_radius if inflow_radius is not None else 5 * resolution / 64
+    d = wall_distance if wall_distance is not None else 5 * resolution / 64
+    return size, float(r), float(d)
+
+
+def _check_pos(name, v):
+    if not isinstance(v, int) or v <= 0:
+        raise SpecError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _rotation_family(name, description, magnitude_fn, n_magnitudes, levels, resolution,
+                     inflow_radius, wall_distance, inflow_rate, heldout_fraction, params, **common):
+    _check_pos("n_magnitudes", n_magnitudes)
+    size, r, d = _geom(resolution, inflow_radius, wall_distance)
+    sims = []
+    for level in levels:
+        block = [_wall_sims(resolution, size, r, d, magnitude_fn(j, k, level), k, inflow_rate,
+                            magnitude_index=j, level=float(level))
+                 for j in range(n_magnitudes) for k in range(4)]
+        _mark_heldout(block, heldout_fraction)
+        sims += block
+    return ScenarioSpec(name=name, sims=sims, description=description, preset_params=params,
+                        resolution=resolution, **common)
+
+
+# ----------------------------------------------------------------------------- presets
+
+def rotation(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float = 0.01,
+             steps: int = 310, dt: float = 1.0, save_every: int = 1, seed: int = 0,
+             inflow_radius: float | None = None, wall_distance: float | None = None,
+             inflow_rate: float = 0.2, heldout_fraction: float = 0.28, solver=None) -> ScenarioSpec:
+    """Paper's rotation set: inflow near the middle of each wall, buoyancy away from it.
+    Run ``n = 4 j + k`` (magnitude index ``j``, wall ``k``) has magnitude
+    ``base_buoyancy * (n + 1)``, so magnitudes differ between walls and runs (the paper's
+    k = 1..36 scaling for ``n_magnitudes=9``). Held out: an evenly spread ~28% of the runs
+    (10 of 36; every run has its own, so an unseen, magnitude)."""
+    params = dict(locals())
+    params.pop("solver")
+    return _rotation_family(
+        "rotation", rotation.__doc__.split("\n")[0],
+        lambda j, k, level: base_buoyancy * (4 * j + k + 1), n_magnitudes, [float("nan")],
+        resolution, inflow_radius, wall_distance, inflow_rate, heldout_fraction, params,
+        **_common(resolution, steps, dt, save_every, seed, solver))
+
+
+def symmetric(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float = 0.01,
+              steps: int = 310, dt: float = 1.0, save_every: int = 1, seed: int = 0,
+              inflow_radius: float | None = None, wall_distance: float | None = None,
+              inflow_rate: float = 0.2, heldout_fraction: float = 0.28, solver=None) -> ScenarioSpec:
+    """Control: the same magnitude ``base_buoyancy * (4 j + 1)`` for all four walls, so the
+    run from wall ``k`` is the wall-0 run rotated by ``k`` quarter turns (to solver
+    tolerance). Inflow positions are exact rotations about the box centre. Held out: an
+    evenly spread ~28% of the runs."""
+    params = dict(locals())
+    params.pop("solver")
+    return _rotation_family(
+        "symmetric", symmetric.__doc__.split("\n")[0],
+        lambda j, k, level: base_buoyancy * (4 * j + 1), n_magnitudes, [float("nan")],
+        resolution, inflow_radius, wall_distance, inflow_rate, heldout_fraction, params,
+        **_common(resolution, steps, dt, save_every, seed, solver))
+
+
+def breaking_sweep(resolution: int = 64, levels=(0.0, 0.25, 0.5, 0.75, 1.0), n_magnitudes: int = 2,
+                   base_buoyancy: float = 0.01, asymmetry: float = 3.0,
+                   steps: int = 310, dt: float = 1.0, save_every: int = 1, seed: int = 0,
+                   inflow_radius: float | None = None, wall_distance: float | None = None,
+                   inflow_rate: float = 0.2, heldout_fraction: float = 0.28, solver=None) -> ScenarioSpec:
+    """Family of rotation sets indexed by ``level`` in [0, 1]: wall ``k`` has magnitude
+    ``base_buoyancy * (4 j + 1) * (1 + asymmetry * level * k)``; level 0 is ``symmetric``,
+    level 1 with ``asymmetry=3`` has wall ratios 1:4:7:10 (the paper's Figure-4 scheme).
+    Held out: an evenly spread ~28% of the runs of each level."""
+    params = dict(locals())
+    params.pop("solver")
+    levels = [float(v) for v in (levels if isinstance(levels, (list, tuple)) else [levels])]
+    if not levels or any(not (0.0 <= v <= 1.0) for v in levels):
+        raise SpecError(f"levels must be a non-empty list of numbers in [0, 1], got {levels}")
+    if asymmetry < 0:
+        raise SpecError(f"asymmetry must be non-negative, got {asymmetry}")
+    params["levels"] = levels
+    return _rotation_family(
+        "breaking_sweep", breaking_sweep.__doc__.split("\n")[0],
+        lambda j, k, level: base_buoyancy * (4 * j + 1) * (1 + asymmetry * level * k),
+        n_magnitudes, levels, resolution, inflow_radius, wall_distance, inflow_rate,
+        heldout_fraction, params, **_common(resolution, steps, dt, save_every, seed, solver))
+
+
+def translation(resolution: int = 64, nx: int = 7, ny: int = 5, buoyancy_left: float = 0.1,
+                buoyancy_right: float = 0.2, steps: int = 310, dt: float = 0.5, save_every: int = 1,
+                seed: int = 0, inflow_radius: float | None = None, inflow_rate: float = 0.2,
+                heldout_fraction: float = 0.28, solver=None) -> ScenarioSpec:
+    """Paper's translation set: upward buoyancy ``buoyancy_left`` in the left half and
+    ``buoyancy_right`` in the right half; inflows on an ``nx x ny`` grid (x at
+    ``size*(i+1)/(nx+1)``, y at ``size*5(j+1)/64``: 8..56 x 5..25 at 64x64).
+    Held out: an evenly spread ~28% of the inflow positions."""
+    params = dict(locals())
+    params.pop("solver")
+    _check_pos("nx", nx)
+    _check_pos("ny", ny)
+    common = _common(resolution, steps, dt, save_every, seed, solver)
+    size, r, _ = _geom(resolution, inflow_radius, None)
+    sims = []
+    for j in range(ny):
+        for i in range(nx):
+            sims.append(SimSpec(inflow_x=size * (i + 1) / (nx + 1), inflow_y=size * 5 * (j + 1) / 64,
+                                inflow_radius=r, inflow_rate=inflow_rate,
+                                buoyancy=(0.0, buoyancy_left), split_x=size / 2,
+                                buoyancy_right=(0.0, buoyancy_right)))
+    _mark_heldout(sims, heldout_fraction)
+    return ScenarioSpec(name="translation", sims=sims, description=translation.__doc__.split("\n")[0],
+                        preset_params=params, resolution=resolution, **common)
+
+
+def boundary(resolution: int = 64, n_inflows: int = 4, n_magnitudes: int = 3, base_buoyancy: float = 0.05,
+             open_walls=("top",), obstacle: bool = True, steps: int = 310, dt: float = 1.0,
+             save_every: int = 1, seed: int = 0, inflow_radius: float | None = None,
+             wall_distance: float | None = None, inflow_rate: float = 0.2,
+             heldout_fraction: float = 0.28, solver=None) -> ScenarioSpec:
+    """Symmetry broken by boundary conditions: inflows along the bottom wall (x spread over
+    the middle 40% of the box), buoyancy up with magnitude ``base_buoyancy * (j + 1)``,
+    the walls in ``open_walls`` are open (outflow: zero-gradient velocity, zero pressure),
+    and, if ``obstacle``, an off-centre box obstacle (x 55-75%, y 45-55% of the box).
+    Held out: an evenly spread ~28% of the runs ((inflow, magnitude) pairs)."""
+    params = dict(locals())
+    params.pop("solver")
+    _check_pos("n_inflows", n_inflows)
+    _check_pos("n_magnitudes", n_magnitudes)
+    if isinstance(open_walls, str):
+        open_walls = tuple(w for w in open_walls.split(",") if w)
+    open_walls = tuple(open_walls)
+    if not open_walls:
+        raise SpecError("boundary: open_walls must name at least one wall")
+    params["open_walls"] = list(open_walls)
+    common = _common(resolution, steps, dt, save_every, seed, solver)
+    size, r, d = _geom(resolution, inflow_radius, wall_distance)
+    # obstacle faces on cell faces (PhiFlow's obstacle masks are exact there)
+    obs = tuple(float(round(f * resolution)) * size / resolution for f in (0.55, 0.45, 0.75, 0.55)) \
+        if obstacle else None
+    xs = [size / 2] if n_inflows == 1 else [size * (0.3 + 0.4 * i / (n_inflows - 1)) for i in range(n_inflows)]
+    sims = []
+    for j in range(n_magnitudes):
+        for x in xs:
+            sims.append(SimSpec(inflow_x=x, inflow_y=d, inflow_radius=r, inflow_rate=inflow_rate,
+                                buoyancy=(0.0, base_buoyancy * (j + 1)), open_walls=open_walls,
+                                obstacle=obs, wall=0, magnitude_index=j))
+    _mark_heldout(sims, heldout_fraction)
+    return ScenarioSpec(name="boundary", sims=sims, description=boundary.__doc__.split("\n")[0],
+                        preset_params=params, resolution=resolution, **common)
+
+
+_PRESETS: dict[str, Callable[..., ScenarioSpec]] = {
+    "rotation": rotation, "translation": translation, "symmetric": symmetric,
+    "breaking_sweep": breaking_sweep, "boundary": boundary,
+}
+
+
+def available_scenarios() -> list[str]:
+    return list(_PRESETS)
+
+
+def preset_parameters(name: str) -> dict[str, Any]:
+    """Parameter names and defaults of a preset."""
+    import inspect
+    fn = _get(name)
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items()}
+
+
+def _get(name):
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise SpecError(f"unknown scenario {name!r} (available: {', '.join(_PRESETS)})") from None
+
+
+def preset(name: str, **overrides) -> ScenarioSpec:
+    """Build the named preset, e.g. ``preset("rotation", resolution=32, n_magnitudes=2)``."""
+    fn = _get(name)
+    allowed = preset_parameters(name)
+    bad = set(overrides) - set(allowed)
+    if bad:
+        raise SpecError(f"scenario {name!r} has no parameter(s) {', '.join(sorted(bad))} "
+                        f"(parameters: {', '.join(allowed)})")
+    try:
+        spec = fn(**overrides)
+    except TypeError as e:
+        raise SpecError(f"scenario {name!r}: {e}") from None
+    return spec.validate()
+
+
+def load_spec(path: str | Path, **overrides) -> ScenarioSpec:
+    """Read a TOML spec: either a full spec (top-level keys of :class:`ScenarioSpec`,
+    ``[solver]``, ``[[sims]]``) or ``preset = "name"`` with an optional ``[params]`` table."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path} not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise SpecError(f"spec file {path} is not valid TOML: {e}") from None
+    if "preset" in data:
+        params = dict(data.get("params", {}))
+        params.update(overrides)
+        extra = set(data) - {"preset", "params"}
+        if extra:
+            raise SpecError(f"{path}: with 'preset', only a [params] table is allowed (found {', '.join(sorted(extra))})")
+        return preset(data["preset"], **params)
+    data.update(overrides)
+    data.setdefault("name", path.stem)
+    return ScenarioSpec.from_dict(data).validate()
+
+
+def _toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int,)):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
+    raise TypeError(f"cannot write {type(v)} to TOML")
+
+
+def spec_to_toml(spec: ScenarioSpec) -> str:
+    """Write a spec as TOML that :func:`load_spec` reads back to an equal spec."""
+    d = spec.to_dict()
+    lines = [f"# relaxflow scenario spec ({spec.name})"]
+    for k, v in d.items():
+        if k in ("sims", "solver") or v is None:
+            continue
+        lines.append(f"{k} = {_toml_value(v)}")
+    lines.append("\n[solver]")
+    lines += [f"{k} = {_toml_value(v)}" for k, v in d["solver"].items() if v is not None]
+    for s in d["sims"]:
+        lines.append("\n[[sims]]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in s.items() if v is not None]
+    return "\n".join(lines) + "\n"

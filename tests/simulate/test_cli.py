@@ -1,0 +1,73 @@
+"""The command line, run as a real subprocess."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "simulate", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd or ROOT, timeout=300)
+
+
+def _bad_cases(tmp_path):
+    exists = tmp_path / "exists.nc"
+    exists.write_text("x")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    return [
+        (["generate", "spiral", "-o", tmp_path / "a.nc"], "unknown scenario"),
+        (["generate", "rotation", "--set", "wall_distance=-3", "-o", tmp_path / "a.nc"], "outside the box"),
+        (["generate", "rotation", "--resolution", "0", "-o", tmp_path / "a.nc"], "resolution"),
+        (["generate", "rotation", "--steps", "-5", "-o", tmp_path / "a.nc"], "steps"),
+        (["generate", "rotation", "--save-every", "0", "-o", tmp_path / "a.nc"], "save_every"),
+        (["generate", "rotation", "-o", exists], "exists"),
+        (["generate", "rotation", "-o", tmp_path / "missing" / "a.nc"], "does not exist"),
+        (["generate", "rotation", "-o", a_file / "a.nc"], "not a folder"),
+        (["generate", "rotation", "--shard", "3/2", "-o", tmp_path / "a.nc"], "shard"),
+        (["generate", "rotation", "--bogus", "-o", tmp_path / "a.nc"], "unrecognized"),
+        (["info", tmp_path / "missing.nc"], "no such file"),
+        (["frobnicate"], "invalid choice"),
+    ] + ([(["generate", "rotation", "-o", "/proc/a.nc"], "cannot create")] if os.geteuid() == 0 else [])
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    for args, match in _bad_cases(tmp_path):
+        r = run(*args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(lines) == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert match in lines[0], (args, lines[0])
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_folder(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    r = run("generate", "rotation", "-o", d / "a.nc")
+    assert r.returncode == 2 and "not writable" in r.stderr
+
+
+def test_generate_info_merge_and_spec(tmp_path):
+    common = ["--resolution", "16", "--steps", "4", "--set", "n_magnitudes=1", "--no-progress"]
+    r = run("generate", "symmetric", *common, "--shard", "0/2", "-o", tmp_path / "s0.nc")
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout and "frames/s" in r.stdout
+    r = run("generate", "symmetric", *common, "--shard", "1/2", "-o", tmp_path / "s1.nc")
+    assert r.returncode == 0, r.stderr
+    r = run("merge", tmp_path / "s0.nc", tmp_path / "s1.nc", "-o", tmp_path / "all.nc")
+    assert r.returncode == 0 and "4 simulations" in r.stdout, r.stderr
+    r = run("info", tmp_path / "all.nc", "--check-nans")
+    assert r.returncode == 0 and "scenario symmetric" in r.stdout
+    r = run("spec", "breaking_sweep", "--set", "levels=0,1", "--resolution", "32")
+    assert r.returncode == 0 and "[[sims]]" in r.stdout
+    (tmp_path / "s.toml").write_text(r.stdout)
+    r = run("list")
+    assert r.returncode == 0 and "breaking_sweep" in r.stdout

@@ -1,0 +1,102 @@
+"""Parts, resume, shards and merge."""
+
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import simulate
+import simulate.dataset as sd
+from simulate.generate import plan_parts
+
+gen_module = sys.modules["simulate.generate"]     # the module (simulate.generate is the function)
+
+
+def _spec():
+    return simulate.preset("rotation", resolution=16, n_magnitudes=1, steps=8, save_every=2)
+
+
+def _same(a: xr.Dataset, b: xr.Dataset):
+    for name in ("u", "v", "density", "inflow_mask", "buoyancy_x"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    skip = {"created", "shard"}
+    assert {k: v for k, v in a.attrs.items() if k not in skip} == {k: v for k, v in b.attrs.items() if k not in skip}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "full.nc"
+    s = simulate.generate(_spec(), out, batch_size=2, progress=False)
+    assert s["complete"] and s["parts_computed"] == 2
+    assert not out.with_name(out.name + ".parts").exists()
+    return simulate.open_dataset(out, load=True)
+
+
+def test_plan_parts():
+    spec = simulate.preset("rotation", resolution=16, n_magnitudes=3, steps=2)
+    assert plan_parts(spec, 5) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert plan_parts(spec, 16, "1/3") == [[4, 5, 6, 7]]
+    with pytest.raises(simulate.GenerateError, match="empty"):
+        plan_parts(spec, 4, "12/13")
+
+
+def test_resume_after_a_crash_gives_the_same_file(tmp_path, monkeypatch, uninterrupted):
+    out = tmp_path / "r.nc"
+    real = sd.write_dataset
+    calls = []
+
+    def flaky(ds, path):                # the 2nd part dies while being written
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real(ds, path)
+
+    monkeypatch.setattr(gen_module, "write_dataset", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        simulate.generate(_spec(), out, batch_size=2, progress=False)
+    monkeypatch.setattr(gen_module, "write_dataset", real)
+    parts = out.with_name(out.name + ".parts")
+    assert not out.exists()
+    assert sorted(p.name for p in parts.iterdir()) == ["manifest.json", "part-00000.nc"]   # no partial files
+    with pytest.raises(simulate.GenerateError, match="--resume"):
+        simulate.generate(_spec(), out, batch_size=2, progress=False)
+    s = simulate.generate(_spec(), out, batch_size=2, resume=True, progress=False)
+    assert s["parts_reused"] == 1 and s["parts_computed"] == 1 and s["complete"]
+    _same(simulate.open_dataset(out, load=True), uninterrupted)
+    again = simulate.generate(_spec(), out, batch_size=2, resume=True, progress=False)
+    assert again["already_complete"]
+
+
+def test_max_parts_then_resume(tmp_path, uninterrupted):
+    out = tmp_path / "m.nc"
+    s = simulate.generate(_spec(), out, batch_size=2, max_parts=0, progress=False)
+    assert not s["complete"] and s["parts_remaining"] == 2 and not out.exists()
+    s = simulate.generate(_spec(), out, batch_size=4, resume=True, progress=False)   # batching kept from the manifest
+    assert s["complete"] and s["parts_computed"] == 2
+    _same(simulate.open_dataset(out, load=True), uninterrupted)
+
+
+def test_shards_and_merge(tmp_path, uninterrupted):
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"shard{i}.nc"
+        simulate.generate(_spec(), p, batch_size=2, shard=f"{i}/2", progress=False)
+        ds = simulate.open_dataset(p)
+        assert list(ds.sim.values) == [2 * i, 2 * i + 1] and ds.attrs["shard"] == f"{i}/2"
+        ds.close()
+        paths.append(p)
+    with pytest.raises(simulate.DatasetError, match="in none of the files"):
+        simulate.merge(paths[:1], tmp_path / "part.nc")
+    merged = simulate.merge(paths[::-1], tmp_path / "all.nc")
+    _same(simulate.open_dataset(merged, load=True), uninterrupted)
+
+
+def test_output_exists_needs_overwrite(tmp_path):
+    out = tmp_path / "x.nc"
+    out.write_text("old")
+    with pytest.raises(simulate.GenerateError, match="exists"):
+        simulate.generate(_spec(), out, progress=False)
+    with pytest.raises(simulate.GenerateError, match="does not exist"):
+        simulate.generate(_spec(), tmp_path / "nope" / "x.nc", progress=False)
