@@ -111,12 +111,14 @@ def _model_layout(model: nn.Module) -> FieldLayout:
 
 
 def one_step_fn(model: nn.Module, dtype: torch.dtype | None = torch.float64
-                ) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Module]:
-    """A one-step map in the units the inputs come in.
+                ) -> tuple[Callable[..., torch.Tensor], nn.Module]:
+    """A one-step map ``fn(x, aux=None)`` in the units the inputs come in.
 
     For a :class:`surrogate.Surrogate` the map is ``denormalize(net(normalize(x)))`` on
     physical units (the normalisation commutes with the group action, so it does not
-    change the error); for a bare network it is the network. With ``dtype`` the network
+    change the error); for a bare network it is the network. ``aux``: the static fields
+    of a model with data-fed breaking inputs (``cause``), physical units for a
+    Surrogate. With ``dtype`` the network
     is copied and cast (float64 makes an exact model's error ~1e-12 instead of ~1e-6);
     if it cannot be cast the original precision is kept. Returns ``(fn, net)``."""
     net = getattr(model, "model", model)
@@ -131,11 +133,16 @@ def one_step_fn(model: nn.Module, dtype: torch.dtype | None = torch.float64
     dev = p.device if p is not None else torch.device("cpu")
     dt = p.dtype if p is not None else torch.float32
 
-    def fn(x: torch.Tensor) -> torch.Tensor:
+    def fn(x: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
         x = x.to(dev, dt)
+        if aux is not None:
+            aux = torch.as_tensor(aux).to(dev, dt)
+            if norm is not None:
+                aux = model.normalize_aux(aux)
+        step = net if aux is None else (lambda h: net(h, aux))
         if norm is not None:
-            return norm.denormalize(net(norm.normalize(x)))
-        return net(x)
+            return norm.denormalize(step(norm.normalize(x)))
+        return step(x)
 
     return fn, net
 
@@ -144,9 +151,16 @@ def model_equivariance_error(model: nn.Module, x: torch.Tensor,
                              group: str | Group | None = None,
                              layout: FieldLayout | None = None,
                              dtype: torch.dtype | None = torch.float64,
-                             batch_size: int = 16) -> EquivarianceError:
+                             batch_size: int = 16,
+                             aux: torch.Tensor | None = None) -> EquivarianceError:
     """:func:`equivariance_error` of a model (a network from ``surrogate.build_model`` or a
     loaded :class:`surrogate.Surrogate`) on histories ``x`` ``(B, T, C, H, W)``.
+
+    ``aux`` ``(B, C_aux, H, W)``: the static cause fields of a model with the ``cause``
+    breaking input. Only the state is transformed; the breaking inputs (cause, frame,
+    coords) stay as they are, so the error measures how much the model's predictions
+    break the symmetry of the state (an equivariant model fed a cause is exactly
+    equivariant only when the cause rotates too).
 
     ``group`` defaults to the model's own (``config["group"]``), else C4 (e.g. for the
     plain ``unet``; pass ``"D4"`` to include mirrors). ``x`` is in the units the model
@@ -162,7 +176,15 @@ def model_equivariance_error(model: nn.Module, x: torch.Tensor,
             group = "D4" if get_group(group).flips else "C4"
     fn, _ = one_step_fn(model, dtype)
     x = torch.as_tensor(x)
-    results = [equivariance_error(fn, x[i:i + batch_size], layout, group)
+    aux = None if aux is None else torch.as_tensor(aux)
+
+    def batch_fn(i: int):
+        if aux is None:
+            return fn
+        a = aux[i:i + batch_size]
+        return lambda h: fn(h, a)
+
+    results = [equivariance_error(batch_fn(i), x[i:i + batch_size], layout, group)
                for i in range(0, x.shape[0], batch_size)]
     weights = [min(batch_size, x.shape[0] - i) for i in range(0, x.shape[0], batch_size)]
     per = {k: float(np.average([r.per_element[k] for r in results], weights=weights))

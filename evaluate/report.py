@@ -26,7 +26,7 @@ from . import plots
 from .equivariance import (EquivarianceError, LayerRelaxation, data_equivariance_error,
                            model_equivariance_error, relaxation_summary)
 from .rollout import (EvaluationError, RolloutResult, build_windows, canonical_split,
-                      display_split, evaluate_split, iter_batches, open_data)
+                      display_split, evaluate_split, iter_batches, load_aux, open_data)
 
 __all__ = ["run", "ModelEvaluation", "write_metrics_csv", "write_summary"]
 
@@ -210,6 +210,12 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
     L.append("- Model equivariance error: mean over the non-identity grid-exact group "
              "elements g of mean_windows ||f(g x) - g f(x)|| / ||f(x)|| for one step, in "
              "float64 on histories of each split.")
+    broken = [f"{ev.label} ({', '.join(ev.config.get('breaking_inputs') or [])})"
+              for ev in evals if ev.config.get("breaking_inputs")]
+    if broken:
+        L.append("- Models with breaking inputs: " + "; ".join(broken) + ". Only the state "
+                 "is transformed; the breaking inputs stay fixed, so the error shows how "
+                 "far the predictions break the symmetry.")
     for ev in evals:
         for s, e in ev.equivariance.items():
             per = ", ".join(f"{k} {_fmt(v)}" for k, v in e.per_element.items())
@@ -380,11 +386,13 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
             except ForecastError as e:
                 raise EvaluationError(f"{label}: {e}") from e
             ev.results[split] = res
+            eq_windows = windows.subset(equivariance_windows)
             hist = np.concatenate([h for _, h, _ in iter_batches(
-                ds, windows.subset(equivariance_windows), list(sur.layout.channels),
-                batch_size)])
+                ds, eq_windows, list(sur.layout.channels), batch_size)])
+            aux = (torch.from_numpy(load_aux(ds, sur.aux_channels, eq_windows.sims))
+                   if sur.aux_channels else None)
             ev.equivariance[split] = model_equivariance_error(
-                sur, torch.from_numpy(hist), group=group)
+                sur, torch.from_numpy(hist), group=group, aux=aux)
             _log(f"  {label} / {split}: {len(windows)} windows, RMSE "
                  f"{_fmt(res.summary.get('rmse'))}, equivariance error "
                  f"{_fmt(ev.equivariance[split].mean)} ({time.time() - t:.1f} s)", verbose)

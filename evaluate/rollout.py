@@ -10,6 +10,9 @@ half-open range ``[start, stop)`` of start frames and a ``stride``). Split names
 ``train``, ``valid``, ``test-future``, ``test-domain`` (``_`` also accepted) and ``all``
 (every simulation of the given data, starts ``0, stride, ...``; for data the checkpoint
 was not trained on).
+
+A model with the ``cause`` breaking input gets each window's static cause fields from
+the data (:func:`load_aux`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import xarray as xr
 from . import metrics as M
 
 __all__ = ["EvaluationError", "SPLITS", "canonical_split", "display_split", "Windows",
-           "open_data", "build_windows", "RolloutResult", "evaluate_split", "load_frames"]
+           "open_data", "build_windows", "RolloutResult", "evaluate_split", "load_frames",
+           "load_aux"]
 
 SPLITS = ("test-future", "test-domain", "valid", "train", "all")
 
@@ -98,6 +102,27 @@ def load_frames(ds: xr.Dataset, channels: Sequence[str], sim: int, t0: int, t1: 
     sub = ds.isel(sim=sim, time=slice(t0, t1))
     return np.stack([sub[c].transpose("time", "y", "x").values for c in channels],
                     axis=1).astype(np.float32, copy=False)
+
+
+def load_aux(ds: xr.Dataset, channels: Sequence[str], sims: Sequence[int] | np.ndarray
+             ) -> np.ndarray:
+    """Static fields ``channels`` (over ``(sim, y, x)``) of simulations ``sims`` as
+    ``(len(sims), C, y, x)`` float32: the cause fields a model's ``cause`` breaking input
+    needs."""
+    missing = [c for c in channels if c not in ds.data_vars]
+    if missing:
+        raise EvaluationError(f"data lack variable(s) {missing} that the model's breaking "
+                              f"input 'cause' needs (static fields {list(channels)} over "
+                              "(sim, y, x))")
+    idx = np.asarray(sims, dtype=int)
+    out = []
+    for c in channels:
+        var = ds[c]
+        if set(var.dims) != {"sim", "y", "x"}:
+            raise EvaluationError(f"variable {c!r} has dims {var.dims}, expected "
+                                  "('sim', 'y', 'x')")
+        out.append(var.transpose("sim", "y", "x").values[idx])
+    return np.stack(out, axis=1).astype(np.float32, copy=False)
 
 
 def frame_dt(ds: xr.Dataset) -> float:
@@ -253,11 +278,15 @@ def evaluate_split(model, ds: xr.Dataset, windows: Windows, batch_size: int = 32
     channels = list(layout.channels)
     velocity = tuple(layout.vectors[0]) if layout.vectors else None
     x, y = _grid_coords(ds)
+    aux_channels = tuple(getattr(model, "aux_channels", ()))
+    aux_all = load_aux(ds, aux_channels, np.arange(ds.sizes["sim"])) if aux_channels \
+        else None
     parts: dict[str, list[np.ndarray]] = {}
     examples: dict[str, Any] = {}
     for idx, hist, targ in iter_batches(ds, windows, channels, batch_size):
-        pred = model.rollout(torch.from_numpy(hist), windows.steps, batch_size=batch_size,
-                             exported=exported).numpy()
+        aux = None if aux_all is None else torch.from_numpy(aux_all[windows.sims[idx]])
+        pred = model.rollout(torch.from_numpy(hist), windows.steps, aux=aux,
+                             batch_size=batch_size, exported=exported).numpy()
         m = M.rollout_metrics(pred, targ, channels, velocity, x, y)
         for k, v in m.items():
             parts.setdefault(k, []).append(v)

@@ -2,19 +2,25 @@
 
 >>> model = surrogate.load("runs/rg/best.pt", device="cpu")
 >>> pred = model.forecast(history, steps=50)     # history: xarray.Dataset (sim, time, y, x)
+
+A model with the ``cause`` breaking input also needs the simulation's static cause
+fields (:data:`surrogate.breaking.CAUSE_VARS`): they are read from the history Dataset
+(variables over ``(sim, y, x)``), or given with ``aux=`` (a Dataset, a dict of arrays or
+a ``(B, C_aux, H, W)`` array, in physical units).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 import xarray as xr
 from torch import nn
 
+from .breaking import data_layout
 from .checkpoint import model_from_checkpoint, read_checkpoint
 from .normalization import Normalization
 from .symmetry import FieldLayout
@@ -38,8 +44,10 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
 class Surrogate(nn.Module):
     """A trained surrogate: the network, its normalisation and its metadata.
 
-    ``forward`` is the raw network ``(B, T_in, C, H, W) -> (B, C, H, W)`` in normalised
-    units; :meth:`rollout` and :meth:`forecast` work in physical units.
+    ``forward`` is the raw network ``(B, T_in, C, H, W) [, aux] -> (B, C, H, W)`` in
+    normalised units; :meth:`rollout` and :meth:`forecast` work in physical units.
+    :attr:`aux_channels` names the static fields the model needs from the data (its
+    ``cause`` breaking input; empty otherwise).
     """
 
     def __init__(self, model: nn.Module, normalization: Normalization | None = None,
@@ -53,6 +61,12 @@ class Surrogate(nn.Module):
         self.layout = (FieldLayout.from_dict(layout) if isinstance(layout, dict)
                        else layout if isinstance(layout, FieldLayout) else FieldLayout())
         self.normalization = normalization or Normalization.identity(self.layout)
+        self.breaking_inputs: tuple[str, ...] = tuple(config.get("breaking_inputs", ()))
+        self.aux_layout = data_layout(self.breaking_inputs)
+        aux_norm = self.normalization.aux
+        if aux_norm is not None and aux_norm.layout != self.aux_layout:
+            raise ForecastError(f"the aux normalisation is for {aux_norm.layout.channels}, "
+                                f"the model needs {self.aux_layout.channels}")
         self.metadata = dict(metadata or {})
         self.path = path
         self._exported: nn.Module | None = None
@@ -76,8 +90,61 @@ class Surrogate(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    @property
+    def aux_channels(self) -> tuple[str, ...]:
+        """Names of the static fields the model needs from the data (empty: none)."""
+        return self.aux_layout.channels
+
+    def forward(self, x: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(x) if aux is None else self.model(x, aux)
+
+    def normalize_aux(self, aux: torch.Tensor) -> torch.Tensor:
+        """Physical -> network units for aux fields ``(B, C_aux, H, W)``."""
+        norm = self.normalization.aux or Normalization.identity(self.aux_layout)
+        return norm.normalize(aux)
+
+    def aux_tensor(self, aux: Any, batch: int, grid: tuple[int, int]) -> torch.Tensor | None:
+        """The model's data aux fields as a float32 ``(batch, C_aux, H, W)`` tensor in
+        physical units (None when the model needs none; ``aux`` is then ignored).
+
+        ``aux``: an ``xarray.Dataset`` holding the variables :attr:`aux_channels` over
+        ``(sim, y, x)`` or ``(y, x)``, a mapping name -> array ``(B, H, W)`` / ``(H, W)``,
+        or an array ``(B, C_aux, H, W)`` / ``(C_aux, H, W)``; a batch of 1 is repeated."""
+        names = list(self.aux_channels)
+        if not names:
+            return None
+        if aux is None:
+            raise ForecastError(
+                f"model {self.name!r} uses breaking_inputs {list(self.breaking_inputs)} and "
+                f"needs the cause fields {names}; pass them with aux= (a Dataset, a dict of "
+                "arrays or a (B, C, H, W) array) or use a history Dataset that holds them")
+        if isinstance(aux, (xr.Dataset, Mapping)):
+            missing = [v for v in names if v not in aux]
+            if missing:
+                raise ForecastError(
+                    f"model {self.name!r} uses breaking_inputs {list(self.breaking_inputs)} "
+                    f"and needs the cause fields {names}; {missing} are missing")
+            arrs = []
+            for v in names:
+                a = aux[v]
+                if isinstance(a, xr.DataArray):
+                    a = a.transpose(*[d for d in ("sim", "y", "x") if d in a.dims], ...)
+                arrs.append(np.asarray(a, dtype=np.float32))
+            if len({a.ndim for a in arrs}) != 1:
+                raise ForecastError(f"cause fields {names} have different numbers of dims")
+            t = torch.from_numpy(np.ascontiguousarray(np.stack(arrs, axis=-3)))
+        else:
+            t = torch.as_tensor(np.asarray(aux) if not torch.is_tensor(aux) else aux)
+            t = t.detach().float().cpu()
+        if t.ndim == 3:
+            t = t[None]
+        if t.ndim != 4 or t.shape[1] != len(names) or tuple(t.shape[-2:]) != tuple(grid) \
+                or t.shape[0] not in (1, batch):
+            raise ForecastError(f"cause fields must be ({batch}, {len(names)}, {grid[0]}, "
+                                f"{grid[1]}) for {names}, got shape {tuple(t.shape)}")
+        if not torch.isfinite(t).all():
+            raise ForecastError("the cause fields contain NaN or Inf")
+        return t.expand(batch, -1, -1, -1).float()
 
     def exported(self) -> nn.Module:
         """The inference module with expanded kernels (built once, cached)."""
@@ -105,22 +172,29 @@ class Surrogate(nn.Module):
             raise ForecastError("history contains NaN or Inf")
 
     @torch.no_grad()
-    def rollout(self, history: torch.Tensor, steps: int, batch_size: int = 64,
-                exported: bool = True) -> torch.Tensor:
+    def rollout(self, history: torch.Tensor, steps: int, aux: Any = None,
+                batch_size: int = 64, exported: bool = True) -> torch.Tensor:
         """Autoregressive forecast in physical units: ``(B, T, C, H, W)`` history ->
-        ``(B, steps, C, H, W)`` predicted frames (the history is not included)."""
+        ``(B, steps, C, H, W)`` predicted frames (the history is not included).
+
+        ``aux``: the static cause fields of each history, in physical units, for a
+        model with the ``cause`` breaking input (see :meth:`aux_tensor`); ignored
+        otherwise."""
         if steps < 1:
             raise ForecastError(f"steps must be >= 1, got {steps}")
         self._check_tensor(history)
+        aux = self.aux_tensor(aux, history.shape[0], tuple(history.shape[-2:]))
         net = self.exported() if exported else self.model.eval()
         dev = self.device
         outs = []
         for start in range(0, history.shape[0], batch_size):
             x = history[start:start + batch_size, -self.T_in:].to(dev, torch.float32)
             x = self.normalization.normalize(x)
+            a = None if aux is None else self.normalize_aux(
+                aux[start:start + batch_size].to(dev))
             frames = []
             for _ in range(steps):
-                y = net(x)
+                y = net(x) if a is None else net(x, a)
                 frames.append(y)
                 x = torch.cat([x[:, 1:], y[:, None]], dim=1)
             pred = self.normalization.denormalize(torch.stack(frames, dim=1))
@@ -156,16 +230,29 @@ class Surrogate(nn.Module):
         return t.float(), None
 
     @torch.no_grad()
-    def forecast(self, history: Any, steps: int = 20, batch_size: int = 64) -> xr.Dataset:
+    def forecast(self, history: Any, steps: int = 20, aux: Any = None,
+                 batch_size: int = 64) -> xr.Dataset:
         """Continue ``history`` by ``steps`` frames.
 
         ``history``: an ``xarray.Dataset`` with the model's variables on dims
         ``(sim, time, y, x)`` or ``(time, y, x)``, a DataArray with a ``channel`` dim, or
         a tensor/array ``(B, T, C, H, W)`` / ``(T, C, H, W)``. The last ``T_in`` frames
-        are used. Returns a Dataset ``(sim, time, y, x)`` of the predicted frames only,
-        with the history's coords, a continued ``time`` and the model in ``attrs``."""
+        are used. A model with the ``cause`` breaking input reads its cause fields
+        (:attr:`aux_channels`) from the history Dataset, unless ``aux`` gives them (see
+        :meth:`aux_tensor`); a :class:`ForecastError` names what is missing. Returns a
+        Dataset ``(sim, time, y, x)`` of the predicted frames only, with the history's
+        coords, a continued ``time`` and the model in ``attrs``."""
         x, ds = self._history_to_tensor(history)
-        pred = self.rollout(x, steps, batch_size).numpy()
+        if aux is None and ds is not None and self.aux_channels:
+            missing = [v for v in self.aux_channels if v not in ds.data_vars]
+            if missing:
+                raise ForecastError(
+                    f"model {self.name!r} uses breaking_inputs {list(self.breaking_inputs)} "
+                    f"and needs the cause fields {list(self.aux_channels)}; the history "
+                    f"Dataset lacks {missing}: pass them with aux= (a Dataset, a dict of "
+                    "arrays or a (B, C, H, W) array)")
+            aux = ds
+        pred = self.rollout(x, steps, aux=aux, batch_size=batch_size).numpy()
         dt = self.dt
         if ds is not None and "time" in ds.coords and ds.sizes["time"] >= 2:
             times = np.asarray(ds["time"].values, dtype=np.float64)

@@ -3,7 +3,9 @@
 A vector field is divided by ONE magnitude for both components and never shifted (a
 per-component scale or mean would not commute with rotations); a scalar field may be
 shifted and scaled. The statistics are fitted on the training split and stored in the
-checkpoint, and the same object normalises every split and every forecast.
+checkpoint, and the same object normalises every split and every forecast. A model with
+data-fed breaking inputs (``cause``, see :mod:`surrogate.breaking`) also carries the
+normalisation of those static fields in :attr:`Normalization.aux`.
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ __all__ = ["Normalization"]
 
 @dataclass(frozen=True)
 class Normalization:
-    """Per-channel ``x_norm = (x - shift) / scale`` for a ``FieldLayout``."""
+    """Per-channel ``x_norm = (x - shift) / scale`` for a ``FieldLayout``.
+
+    ``aux``: the normalisation of the model's static aux fields from the data (the
+    ``cause`` breaking input, layout :func:`surrogate.breaking.data_layout`), or None."""
 
     layout: FieldLayout
     scale: tuple[float, ...]
     shift: tuple[float, ...]
+    aux: "Normalization | None" = None
 
     def __post_init__(self) -> None:
+        if self.aux is not None and not isinstance(self.aux, Normalization):
+            raise ValueError(f"aux must be a Normalization or None, got {type(self.aux)}")
         c = self.layout.num_channels
         if len(self.scale) != c or len(self.shift) != c:
             raise ValueError(f"need {c} scales and shifts for channels {self.layout.channels}")
@@ -77,10 +85,14 @@ class Normalization:
                 + self._broadcast(x, self.shift, channel_dim))
 
     def to_dict(self) -> dict:
-        return {"layout": self.layout.to_dict(), "scale": list(self.scale),
-                "shift": list(self.shift)}
+        d = {"layout": self.layout.to_dict(), "scale": list(self.scale),
+             "shift": list(self.shift)}
+        if self.aux is not None:
+            d["aux"] = self.aux.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Normalization":
+        aux = cls.from_dict(d["aux"]) if d.get("aux") else None
         return cls(FieldLayout.from_dict(d["layout"]), tuple(map(float, d["scale"])),
-                   tuple(map(float, d["shift"])))
+                   tuple(map(float, d["shift"])), aux)

@@ -16,6 +16,10 @@ not apply to a model (``group`` for ``unet``, ``num_banks`` for all but
 ``model.config`` records only what applies, and ``build_model(**model.config)`` rebuilds
 the same architecture. ``hidden`` counts *fields* (a field is ``|G|`` channels), so
 compare models at equal parameter count with :func:`width_for_params`.
+
+Every model takes ``breaking_inputs`` (any of ``frame``, ``cause``, ``coords``; see
+:mod:`surrogate.breaking`): static fields fed next to the state, so that the model maps
+``(x (B, T_in, C, H, W), aux (B, C_aux, H, W)) -> (B, C, H, W)``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 from torch import nn
 
+from .breaking import canonical_breaking_inputs
 from .groups import get_group
 from .symmetry import DEFAULT_LAYOUT, FieldLayout
 from .nets.unet import FieldUNet
@@ -46,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "upsample": "bilinear",  # or "nearest"
     "norm_groups": 8,
     "exported": False,     # build, then .export() (to load exported checkpoints)
+    "breaking_inputs": (),  # any of "frame", "cause", "coords" (surrogate.breaking)
 }
 
 # name -> (groups allowed, conv_kwargs keys)
@@ -106,6 +112,7 @@ def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"layout must be a FieldLayout or a dict with 'channels' and "
                          f"'vectors', got {type(layout).__name__}")
     cfg["layout"] = layout
+    cfg["breaking_inputs"] = canonical_breaking_inputs(cfg["breaking_inputs"])
     if name != "relaxed_gconv_unet":
         cfg.pop("num_banks")
     return cfg
@@ -113,7 +120,8 @@ def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
 
 def build_model(name: str, **config: Any) -> FieldUNet:
     """Build surrogate ``name`` (see :func:`available_models`); options as in
-    :data:`DEFAULTS`. The model maps ``(B, T_in, C, H, W) -> (B, C, H, W)``."""
+    :data:`DEFAULTS`. The model maps ``(B, T_in, C, H, W) -> (B, C, H, W)`` (plus
+    ``aux (B, C_aux, H, W)`` with ``breaking_inputs``)."""
     cfg = _resolve(name, config)
     exported = bool(cfg.pop("exported"))
     conv_kwargs = {k: cfg.pop(k) for k in MODELS[name][1]}

@@ -25,6 +25,9 @@ examples:
   # everything from a TOML file, with command-line overrides
   python -m train --config cfg.toml --lr 5e-4 --epochs 100
 
+  # a strictly equivariant model given the known cause of the symmetry breaking
+  python -m train --data data/rotation.nc --model gconv_unet --breaking-inputs cause,frame
+
   # continue an interrupted run (from runs/rg/last.pt)
   python -m train --config cfg.toml --resume
 
@@ -40,6 +43,7 @@ config file (TOML; every flag below is a key, command-line flags win):
   name = "relaxed_gconv_unet"
   hidden = 32
   depth = 4
+  breaking_inputs = ["cause"]   # any of frame, cause, coords
   [split]
   preset = "auto"          # "paper" ranges for 310-frame data, else fractions
   heldout = "auto"         # dataset's `heldout` coordinate, else 30% of the sims
@@ -65,6 +69,12 @@ def _heldout(s: str) -> str | list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--heldout takes 'auto', 'none' or sim indices like 0,5,9; got {s!r}") from None
+
+
+def _names(s: str) -> list[str]:
+    if s.strip().lower() in ("none", ""):
+        return []
+    return [v.strip() for v in s.split(",") if v.strip()]
 
 
 def _kv(s: str) -> tuple[str, Any]:
@@ -107,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-banks", dest="num_banks", type=int,
                    help="filter banks (relaxed_gconv_unet)")
     g.add_argument("--alpha", type=float, help="equivariance penalty weight")
+    g.add_argument("--breaking-inputs", dest="breaking_inputs", type=_names,
+                   metavar="NAMES", help="symmetry-breaking inputs, comma-separated: frame "
+                   "(global axes), cause (buoyancy and masks from the data), coords "
+                   "(x, y); 'none' for none")
     g.add_argument("--model-opt", dest="model_opt", action="append", type=_kv,
                    metavar="KEY=VALUE", help="any other build_model option (JSON value)")
 
@@ -150,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_MODEL_KEYS = ("hidden", "depth", "kernel_size", "group", "num_banks", "alpha")
+_MODEL_KEYS = ("hidden", "depth", "kernel_size", "group", "num_banks", "alpha",
+               "breaking_inputs")
 _SPLIT_KEYS = {"split_preset": "preset", "heldout": "heldout", "skip": "skip",
                "test_steps": "test_steps"}
 

@@ -4,7 +4,10 @@ Schema (what :mod:`simulate` writes, and what any other producer may write): dim
 ``sim, time, y, x``; float data variables ``u``, ``v``, ``density`` over
 ``(sim, time, y, x)`` (any dim order); coords ``x``, ``y``, ``time``; optionally per-sim
 coords (scenario parameters) including a boolean ``heldout``; attrs such as
-``scenario`` and ``dt``. Several files (shards) are concatenated along ``sim`` in the
+``scenario`` and ``dt``; optionally static per-sim fields over ``(sim, y, x)`` (the
+cause fields ``buoyancy_x``, ``buoyancy_y``, ``inflow_mask``, ``obstacle_mask``,
+``open_mask``), required only when the model's ``cause`` breaking input asks for them
+(``aux_channels``). Several files (shards) are concatenated along ``sim`` in the
 order given; they must agree on ``time``, ``y`` and ``x`` sizes.
 
 Everything training needs is checked here, before any training starts: files readable,
@@ -50,7 +53,8 @@ def _json_attr(v: Any) -> Any:
 @dataclass
 class FieldData:
     """Fields of all simulations as ``(sim, time, channel, y, x)`` float32, in memory
-    (``array``) or lazily read from ``paths``."""
+    (``array``) or lazily read from ``paths``; static aux fields ``aux`` as
+    ``(sim, aux_channel, y, x)`` float32, always in memory (None without aux)."""
 
     paths: list[str]
     channels: tuple[str, ...]
@@ -63,6 +67,8 @@ class FieldData:
     heldout: np.ndarray | None = None
     sim_coords: dict[str, list] = field(default_factory=dict)
     array: np.ndarray | None = None
+    aux_channels: tuple[str, ...] = ()
+    aux: np.ndarray | None = None
     _open: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -116,6 +122,7 @@ class FieldData:
             "files": [os.path.abspath(p) for p in self.paths],
             "sims_per_file": list(self.sims_per_file), "n_sims": self.n_sims,
             "n_time": self.n_time, "channels": list(self.channels),
+            "aux_channels": list(self.aux_channels),
             "scenario": self.attrs.get("scenario"), "dt": self.attrs.get("dt"),
             "grid": self.grid, "sim_coords": self.sim_coords,
         }
@@ -145,6 +152,28 @@ def _open_one(path: str, channels: Sequence[str]) -> xr.Dataset:
     return ds
 
 
+def _read_aux(path: str, ds: xr.Dataset, names: Sequence[str], needed_by: str) -> np.ndarray:
+    """The static fields ``names`` of one file as ``(sim, C, y, x)`` float32."""
+    missing = [c for c in names if c not in ds.data_vars]
+    if missing:
+        raise DataError(f"{path}: missing variable(s) {missing} that {needed_by} needs "
+                        f"(static fields {list(names)} over dims ('sim', 'y', 'x'), as "
+                        "relaxflow's simulate writes them); use such data or drop it from "
+                        "breaking_inputs")
+    out = []
+    for c in names:
+        if set(ds[c].dims) != {"sim", "y", "x"}:
+            raise DataError(f"{path}: variable {c!r} has dims {ds[c].dims}, expected "
+                            f"('sim', 'y', 'x') (it is needed by {needed_by})")
+        block = ds[c].transpose("sim", "y", "x").values.astype(np.float32)
+        bad = ~np.isfinite(block)
+        if bad.any():
+            raise DataError(f"{path}: variable {c!r} holds NaN or Inf (first at sim "
+                            f"{int(np.argwhere(bad)[0][0])}); refusing to train on it")
+        out.append(block)
+    return np.stack(out, axis=1)
+
+
 def _check_finite(block: np.ndarray, path: str, var: str, sim: int) -> None:
     bad = ~np.isfinite(block)
     if bad.any():
@@ -157,14 +186,21 @@ def _check_finite(block: np.ndarray, path: str, var: str, sim: int) -> None:
 
 def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u", "v", "density"),
               *, min_time: int = 1, in_memory: str = "auto",
-              max_memory_gb: float = 8.0) -> FieldData:
-    """Open, validate and (when it fits) load ``paths``. Raises :class:`DataError`."""
+              max_memory_gb: float = 8.0, aux_channels: Sequence[str] = (),
+              aux_needed_by: str = "the model's breaking inputs") -> FieldData:
+    """Open, validate and (when it fits) load ``paths``. ``aux_channels``: static fields
+    over ``(sim, y, x)`` to load as well (a file lacking one is refused with a message
+    naming it and ``aux_needed_by``). Raises :class:`DataError`."""
     paths = [str(p) for p in paths]
     if not paths:
         raise DataError("no data files given (--data a.nc [b.nc ...])")
     channels = tuple(channels)
+    aux_channels = tuple(aux_channels)
     datasets = [_open_one(p, channels) for p in paths]
     try:
+        aux = (np.concatenate([_read_aux(p, ds, aux_channels, aux_needed_by)
+                               for p, ds in zip(paths, datasets)])
+               if aux_channels else None)
         first = datasets[0]
         n_time, ny, nx = (int(first.sizes[d]) for d in ("time", "y", "x"))
         for p, ds in zip(paths, datasets):
@@ -199,7 +235,7 @@ def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u"
         attrs = {k: _json_attr(v) for k, v in first.attrs.items()
                  if isinstance(_json_attr(v), (str, int, float, bool))}
         data = FieldData(paths, channels, sims_per_file, n_time, ny, nx, attrs, grid,
-                         heldout, sim_coords)
+                         heldout, sim_coords, aux_channels=aux_channels, aux=aux)
 
         budget = min(max_memory_gb * 2**30, 0.5 * _available_memory())
         load = in_memory == "yes" or (in_memory == "auto" and data.nbytes <= budget)

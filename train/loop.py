@@ -4,7 +4,7 @@ early stopping on the valid rollout RMSE, best/last checkpoints, resume, DDP.
 Loss of one window (``x``: ``T_in`` frames, ``y``: ``K`` frames, both normalised)::
 
     hist = x
-    for k in 1..K:  p_k = model(hist);  hist = hist[1:] + [p_k]      (teacher-free)
+    for k in 1..K:  p_k = model(hist[, aux]);  hist = hist[1:] + [p_k]      (teacher-free)
     loss = sum_k mean((p_k - y_k)^2) + model.equivariance_penalty()
 
 With ``pushforward`` the prediction fed back is detached, so each step's loss is
@@ -12,6 +12,10 @@ back-propagated through that one step only while still seeing the distribution o
 model's own rollouts (Brandstetter et al. 2022). The validation metric is the RMSE in
 physical units of a ``valid_steps``-step rollout over target frames only (the ``T_in``
 given frames are never counted).
+
+A model with the ``cause`` breaking input gets each window's static cause fields
+(``aux``, normalised by ``Normalization.aux``) at every step; ``frame``/``coords`` are
+made by the model itself.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import random
 import shutil
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from surrogate.breaking import canonical_breaking_inputs, data_layout
 from surrogate.checkpoint import read_checkpoint, save
 from surrogate.normalization import Normalization
 from surrogate.symmetry import FieldLayout
@@ -39,7 +45,7 @@ from surrogate.symmetry import FieldLayout
 from . import distributed as D
 from .config import ConfigError, TrainConfig
 from .data import DataError, FieldData, open_data
-from .normalize import fit_normalization, normalize_batch
+from .normalize import fit_aux, fit_normalization, normalize_aux, normalize_batch
 from .splits import SplitError, resolve_splits
 from .windows import WindowDataset
 
@@ -68,18 +74,20 @@ def resolve_device(spec: str) -> torch.device:
 
 
 class Rollout(nn.Module):
-    """``(B, T_in, C, H, W) -> (B, steps, C, H, W)``: the one-step model applied
-    autoregressively. Wrapped whole in DDP so that one forward holds all ``K`` steps."""
+    """``(B, T_in, C, H, W) [, aux (B, C_aux, H, W)] -> (B, steps, C, H, W)``: the
+    one-step model applied autoregressively (the static ``aux`` fields, when given, at
+    every step). Wrapped whole in DDP so that one forward holds all ``K`` steps."""
 
     def __init__(self, step: nn.Module):
         super().__init__()
         self.step = step
 
-    def forward(self, x: torch.Tensor, steps: int, pushforward: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, steps: int, pushforward: bool = False,
+                aux: torch.Tensor | None = None) -> torch.Tensor:
         preds = []
         hist = x
         for k in range(steps):
-            p = self.step(hist)
+            p = self.step(hist) if aux is None else self.step(hist, aux)
             preds.append(p)
             if k < steps - 1:
                 fb = (p.detach() if pushforward else p).to(hist.dtype)
@@ -110,15 +118,16 @@ def _autocast(device: torch.device, amp: str):
 def train_step(module: nn.Module, model: nn.Module, opt: torch.optim.Optimizer,
                x: torch.Tensor, y: torch.Tensor, *, pushforward: bool = False,
                grad_clip: float | None = None, amp: str = "none",
-               info: D.DistInfo | None = None):
-    """One optimisation step on a normalised batch. ``module`` is the (possibly DDP-
+               info: D.DistInfo | None = None, aux: torch.Tensor | None = None):
+    """One optimisation step on a normalised batch (``aux``: the normalised static aux
+    fields, or None). ``module`` is the (possibly DDP-
     wrapped) :class:`Rollout`, ``model`` the bare model (for the penalty and clipping).
     Returns detached ``(data_loss, penalty, grad_norm)`` (loss and penalty averaged over
     processes). The weights are left unchanged when the loss (on any process) or the
     gradient is not finite; the caller sees it in the returned values."""
     info = info or D.DistInfo()
     with _autocast(x.device, amp):
-        preds = module(x, y.shape[1], pushforward)
+        preds = module(x, y.shape[1], pushforward, aux)
     data_loss = multistep_loss(preds, y)
     penalty = _penalty(model, x.device)
     loss = data_loss + penalty
@@ -150,12 +159,11 @@ def evaluate(step: nn.Module, loader, norm: Normalization, device: torch.device,
     C = len(norm.layout.channels)
     sums = torch.zeros(3 + C, dtype=torch.float64, device=device)  # loss, n, count, se/ch
     rollout = Rollout(step)
-    for x, y in loader:
-        x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
+    for batch in loader:
+        x, y, aux = _to_device(batch, device)
         xn, yn = normalize_batch(norm, x, y)
         with _autocast(device, amp):
-            pred_n = rollout(xn, max(K, steps))
+            pred_n = rollout(xn, max(K, steps), False, normalize_aux(norm, aux))
         pred_n = pred_n.float()
         se_n = ((pred_n[:, :K] - yn[:, :K]) ** 2).mean(dim=(2, 3, 4)).sum(dim=1)
         pred = norm.denormalize(pred_n[:, :steps])
@@ -170,6 +178,13 @@ def evaluate(step: nn.Module, loader, norm: Normalization, device: torch.device,
     rmse = math.sqrt((sums[3:].sum() / (sums[2] * C)).item())
     return {"valid_loss": loss, "valid_rmse": rmse,
             "valid_rmse_per_channel": dict(zip(norm.layout.channels, per_ch))}
+
+
+def _to_device(batch, device: torch.device):
+    """``(x, y, aux)`` on ``device`` from a ``(x, y)`` or ``(x, y, aux)`` batch."""
+    x, y, *rest = batch
+    aux = rest[0].to(device, non_blocking=True) if rest else None
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True), aux
 
 
 # --- RNG state (weights_only-loadable) ---------------------------------------------
@@ -222,6 +237,8 @@ def _layout(cfg: TrainConfig) -> FieldLayout:
 def _json_model_config(cfg: TrainConfig, layout: FieldLayout) -> dict[str, Any]:
     mc = dict(cfg.model_config)
     mc["layout"] = layout.to_dict()
+    if "breaking_inputs" in mc:
+        mc["breaking_inputs"] = list(canonical_breaking_inputs(mc["breaking_inputs"]))
     return mc
 
 
@@ -278,11 +295,13 @@ def _check_model_fits(model: nn.Module, cfg: TrainConfig, data: FieldData,
     """One tiny forward before training, so that a grid the model cannot take fails with
     a clear message rather than inside the first epoch."""
     x = torch.zeros(1, cfg.T_in, len(data.channels), data.ny, data.nx, device=device)
+    aux = (torch.zeros(1, len(data.aux_channels), data.ny, data.nx, device=device)
+           if data.aux is not None else None)
     was_training = model.training
     model.eval()  # no running statistics may change
     try:
         with torch.no_grad():
-            y = model(x)
+            y = model(x) if aux is None else model(x, aux)
     except Exception as e:
         depth = model.config.get("depth") if isinstance(getattr(model, "config", None), dict) \
             else None
@@ -310,8 +329,13 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
         raise ConfigError(f"model {cfg.model!r}: {e}") from None
 
     # ---- data, splits, normalisation (all refused before training starts) --------
+    breaking = tuple(model.config.get("breaking_inputs", ()))
+    aux_layout = data_layout(breaking)
     data = open_data(cfg.data, layout.channels, min_time=T_in + K,
-                     in_memory=cfg.in_memory, max_memory_gb=cfg.max_memory_gb)
+                     in_memory=cfg.in_memory, max_memory_gb=cfg.max_memory_gb,
+                     aux_channels=aux_layout.channels,
+                     aux_needed_by=f"the breaking input 'cause' (breaking_inputs "
+                                   f"{list(breaking)})")
     try:
         spec = resolve_splits(cfg.split, n_time=data.n_time, n_sims=data.n_sims, T_in=T_in,
                               K=K, valid_steps=steps, heldout_coord=data.heldout)
@@ -333,6 +357,8 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
         norm = ckpt["normalization"]
     else:
         norm = fit_normalization(data, spec.train, T_in, layout)
+        if aux_layout.num_channels:
+            norm = dataclasses.replace(norm, aux=fit_aux(data, spec.train, aux_layout))
 
     # ---- model, optimiser, schedule ---------------------------------------------------
     if ckpt is not None:
@@ -379,6 +405,8 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
         "T_in": T_in, "K": K, "valid_steps": steps,
         "layout": layout.to_dict(),
         "channels": list(layout.channels),
+        "breaking_inputs": list(breaking),
+        "aux_channels": list(aux_layout.channels),
         "splits": spec.to_dict(),
         "data": data.describe(),
         "train_config": cfg.to_dict() | {"model_config": model_config},
@@ -417,15 +445,15 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
                    disable=not (info.is_main and cfg.progress), file=sys.stderr)
         acc = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, penalty*n, n
         lr = opt.param_groups[0]["lr"]
-        for i, (x, y) in enumerate(train_loader):
+        for i, batch in enumerate(train_loader):
             if i >= n_batches:
                 break
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
+            x, y, aux = _to_device(batch, device)
             x, y = normalize_batch(norm, x, y)
             loss, pen, gnorm = train_step(rollout, model, opt, x, y,
                                           pushforward=cfg.pushforward,
-                                          grad_clip=cfg.grad_clip, amp=cfg.amp, info=info)
+                                          grad_clip=cfg.grad_clip, amp=cfg.amp, info=info,
+                                          aux=normalize_aux(norm, aux))
             if not (torch.isfinite(loss) and torch.isfinite(pen) and torch.isfinite(gnorm)):
                 what = "loss" if not (torch.isfinite(loss) and torch.isfinite(pen)) \
                     else "gradient"

@@ -5,6 +5,11 @@ one scale for both components and no shift; scalars get mean and standard deviat
 They are fitted on the frames the train windows cover, of the training simulations
 only, and stored in every checkpoint. Every split (train, valid, test) and every
 forecast is normalised by the same object through :func:`normalize_batch`.
+
+The static aux fields of a model's ``cause`` breaking input get their own normalisation
+(:func:`surrogate.breaking.fit_aux_normalization`: the buoyancy vector by one magnitude,
+no shift; masks as they are), fitted on the training simulations and kept in
+``Normalization.aux``.
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from surrogate.breaking import fit_aux_normalization
 from surrogate.normalization import Normalization
 from surrogate.symmetry import FieldLayout
 
 from .data import FieldData
 from .splits import SplitRange
 
-__all__ = ["fit_normalization", "normalize_batch", "train_frames"]
+__all__ = ["fit_normalization", "fit_aux", "normalize_batch", "normalize_aux",
+           "train_frames"]
 
 
 def train_frames(split: SplitRange, T_in: int) -> list[tuple[int, int]]:
@@ -54,3 +61,23 @@ def normalize_batch(norm: Normalization, *tensors: torch.Tensor) -> tuple[torch.
     """Physical -> network units for ``(B, T, C, H, W)`` tensors: the one path for all
     splits."""
     return tuple(norm.normalize(t, channel_dim=-3) for t in tensors)
+
+
+def fit_aux(data: FieldData, split: SplitRange, layout: FieldLayout) -> Normalization:
+    """Normalisation of the data's static aux fields (``layout``: their channels), fitted
+    on the simulations of the train split."""
+    if data.aux is None or tuple(layout.channels) != tuple(data.aux_channels):
+        raise ValueError(f"the data hold aux fields {list(data.aux_channels)}, the model "
+                         f"needs {list(layout.channels)}")
+    sims = sorted(set(split.sims))
+    if not sims:
+        raise ValueError("cannot fit the aux normalisation: the train split is empty")
+    return fit_aux_normalization(data.aux[sims], layout, channel_dim=1)
+
+
+def normalize_aux(norm: Normalization, aux: torch.Tensor | None) -> torch.Tensor | None:
+    """Physical -> network units for aux fields ``(B, C_aux, H, W)`` (None stays None;
+    without ``norm.aux`` they are used as they are)."""
+    if aux is None or norm.aux is None:
+        return aux
+    return norm.aux.normalize(aux, channel_dim=-3)

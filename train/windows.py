@@ -21,7 +21,9 @@ __all__ = ["WindowDataset"]
 class WindowDataset(Dataset):
     """Item ``i``: ``(x, y)`` with ``x`` of shape ``(T_in, C, H, W)`` (frames
     ``start .. start+T_in-1``) and ``y`` of shape ``(horizon, C, H, W)`` (the next
-    ``horizon`` frames), for the ``i``-th ``(sim, start)`` window."""
+    ``horizon`` frames), for the ``i``-th ``(sim, start)`` window; ``(x, y, aux)`` when
+    the data hold static aux fields, ``aux`` ``(C_aux, H, W)`` those of the window's
+    simulation."""
 
     def __init__(self, data: FieldData, windows: Sequence[tuple[int, int]], T_in: int,
                  horizon: int):
@@ -42,8 +44,10 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         s, t = self.windows[i]
         block = np.ascontiguousarray(self.data.frames(s, t, t + self.T_in + self.horizon))
         block = torch.from_numpy(block)
-        return block[: self.T_in], block[self.T_in:]
+        if self.data.aux is None:
+            return block[: self.T_in], block[self.T_in:]
+        return block[: self.T_in], block[self.T_in:], torch.from_numpy(self.data.aux[s])

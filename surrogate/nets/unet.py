@@ -5,9 +5,13 @@ The models differ only in the convolution class (a :class:`RegularConv`-like lay
 the plain ``unet`` is the trivial group (``|G| = 1``, the lift is the identity).
 
     (B, T_in, C, H, W) --lift each frame--> (B, T_in n_f |G|, H, W)
+        [++ lifted aux fields (B, n_aux |G|, H, W) when the model has breaking inputs]
         --stem conv--> encoder [residual blocks, 2x2 avg pool] x depth
         --> decoder [x2 upsample, concat skip, residual blocks] x (depth - 1)
         --1x1 conv--> (B, n_f |G|, H, W) --project--> (B, C, H, W)  (+ last frame)
+
+Breaking inputs (:mod:`surrogate.breaking`) are static fields lifted like the state
+(vectors rho_1, scalars trivial) and concatenated to the lifted history before the stem.
 
 Exact equivariance needs a square grid whose side is divisible by ``2**(depth-1)``
 (pooling on even grids) and an equivariant convolution class.
@@ -17,11 +21,12 @@ from __future__ import annotations
 
 import copy
 from functools import partial
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
 
+from ..breaking import BreakingInputs
 from ..groups import Group, get_group
 from ..symmetry import DEFAULT_LAYOUT, FieldLayout
 from ..layers.blocks import Downsample, ResidualBlock, Upsample, concat_fields
@@ -40,7 +45,8 @@ def is_field_conv(module: nn.Module) -> bool:
 
 
 class FieldUNet(nn.Module):
-    """U-Net surrogate ``(B, T_in, C, H, W) -> (B, C, H, W)`` on regular feature fields.
+    """U-Net surrogate ``(B, T_in, C, H, W) [, aux (B, C_aux, H, W)] -> (B, C, H, W)`` on
+    regular feature fields.
 
     Args:
         conv_cls: convolution class ``conv_cls(group, in_fields, out_fields, kernel_size,
@@ -58,6 +64,9 @@ class FieldUNet(nn.Module):
         norm_groups: GroupNorm groups (whole fields per group).
         conv_kwargs: extra keyword arguments of ``conv_cls`` (e.g. ``num_banks``).
         name: model name stored in :attr:`config`.
+        breaking_inputs: any of ``"frame"``, ``"cause"``, ``"coords"`` (see
+            :mod:`surrogate.breaking`); their static fields enter :meth:`forward` as
+            ``aux``. Empty: the network is exactly the one without this option.
     """
 
     def __init__(self, conv_cls: type[nn.Module], group: Group | str = "C4",
@@ -65,7 +74,7 @@ class FieldUNet(nn.Module):
                  depth: int = 4, kernel_size: int = 3, alpha: float = 0.0,
                  residual: bool = True, num_blocks: int = 1, upsample: str = "bilinear",
                  norm_groups: int = 8, conv_kwargs: dict[str, Any] | None = None,
-                 name: str = "custom") -> None:
+                 name: str = "custom", breaking_inputs: Iterable[str] = ()) -> None:
         super().__init__()
         group = get_group(group) if isinstance(group, str) else group
         layout = FieldLayout.from_dict(layout) if isinstance(layout, dict) else layout
@@ -80,22 +89,29 @@ class FieldUNet(nn.Module):
         conv_kwargs = dict(conv_kwargs or {})
         self.group, self.layout, self.T_in, self.depth = group, layout, T_in, depth
         self.alpha, self.residual = float(alpha), bool(residual)
+        self.breaking = BreakingInputs(breaking_inputs)
         self.exported = False
         self.config: dict[str, Any] = {
             "name": name, "T_in": T_in, "hidden": hidden, "depth": depth,
             "kernel_size": kernel_size, "group": group.name, "alpha": float(alpha),
             "layout": layout.to_dict(), "residual": bool(residual), "num_blocks": num_blocks,
-            "upsample": upsample, "norm_groups": norm_groups, **conv_kwargs}
+            "upsample": upsample, "norm_groups": norm_groups,
+            "breaking_inputs": list(self.breaking.names), **conv_kwargs}
 
         conv = partial(_make_conv, conv_cls, conv_kwargs)
         block = partial(ResidualBlock, conv, group, kernel_size=kernel_size,
                         norm_groups=norm_groups)
         self.lift = FieldLift(layout, group)
         n_f = self.lift.out_fields
+        # aux fields lifted as the state is (vectors rho_1, scalars trivial); no buffers
+        # are saved, so a model without breaking inputs has the same state_dict as before
+        self.aux_lift = (FieldLift(self.breaking.layout, group)
+                         if self.breaking.num_channels else None)
+        n_aux = self.aux_lift.out_fields if self.aux_lift is not None else 0
         widths = [hidden * 2 ** i for i in range(depth)]
         self.widths = widths
 
-        self.stem = conv(group, T_in * n_f, widths[0], kernel_size)
+        self.stem = conv(group, T_in * n_f + n_aux, widths[0], kernel_size)
         self.down = Downsample()
         self.up = Upsample(upsample)
         self.encoder = nn.ModuleList()
@@ -127,10 +143,27 @@ class FieldUNet(nn.Module):
             raise ValueError(f"H and W must be divisible by 2**(depth-1) = {m} for depth "
                              f"{self.depth}, got {h}x{w}")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def aux_layout(self) -> FieldLayout:
+        """:class:`FieldLayout` of all aux channels (empty without breaking inputs)."""
+        return self.breaking.layout
+
+    def forward(self, x: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
+        """``x (B, T_in, C, H, W)`` -> ``(B, C, H, W)``.
+
+        ``aux (B or 1, C_aux, H, W)``: the static fields of the breaking inputs, holding
+        every channel of :attr:`aux_layout`, or only the data ones (``cause``; ``frame``
+        and ``coords`` are then made by the model). None without breaking inputs, or
+        when none of them needs data."""
         self._check_input(x)
         b, t, c, h, w = x.shape
         z = self.lift(x.reshape(b * t, c, h, w)).reshape(b, -1, h, w)
+        if self.aux_lift is not None:
+            a = self.breaking(aux, b, h, w, x.dtype, x.device)
+            z = torch.cat([z, self.aux_lift(a)], dim=1)
+        elif aux is not None:
+            raise ValueError(f"model {self.config['name']!r} has no breaking inputs; "
+                             "aux must be None")
         z = self.stem(z)
         skips = []
         for i, enc in enumerate(self.encoder):
@@ -189,7 +222,8 @@ class FieldUNet(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"name={self.config['name']!r}, group={self.group.name}, T_in={self.T_in}, "
-                f"widths={self.widths}, exported={self.exported}")
+                f"widths={self.widths}, breaking_inputs={list(self.breaking.names)}, "
+                f"exported={self.exported}")
 
 
 def _make_conv(conv_cls, conv_kwargs, group, in_fields, out_fields, kernel_size):

@@ -17,16 +17,24 @@ N = 16
 
 def make_dataset(path: Path, n_sims: int = 5, n_time: int = 30, n: int = N, *,
                  heldout: list[int] | None = (4,), seed: int = 0,
-                 drop: str | None = None, nan_at: tuple[int, int] | None = None) -> Path:
+                 drop: str | None = None, nan_at: tuple[int, int] | None = None,
+                 cause: bool = False) -> Path:
+    """``cause``: also write the static cause fields over (sim, y, x) (the wind's
+    initial direction as ``buoyancy_x/y``, the blob's start as ``inflow_mask``, no
+    obstacle, open walls nowhere)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     u = np.zeros((n_sims, n_time, n, n), np.float32)
     v = np.zeros_like(u)
     d = np.zeros_like(u)
+    bx = np.zeros((n_sims, n, n), np.float32)
+    by, inflow = np.zeros_like(bx), np.zeros_like(bx)
     for s in range(n_sims):
         angle0 = 2 * np.pi * s / n_sims
         speed = 0.6 + 0.2 * rng.random()
         cx, cy = n / 2 + rng.uniform(-2, 2), n / 2 + rng.uniform(-2, 2)
+        bx[s], by[s] = 0.05 * np.cos(angle0), 0.05 * np.sin(angle0)
+        inflow[s] = ((xx - cx) ** 2 + (yy - cy) ** 2 < 4).astype(np.float32)
         for t in range(n_time):
             a = angle0 + 0.05 * t
             ux, uy = speed * np.cos(a), speed * np.sin(a)
@@ -43,6 +51,11 @@ def make_dataset(path: Path, n_sims: int = 5, n_time: int = 30, n: int = N, *,
     ds = xr.Dataset({"u": (("sim", "time", "y", "x"), u), "v": (("sim", "time", "y", "x"), v),
                      "density": (("sim", "time", "y", "x"), d)}, coords=coords,
                     attrs={"scenario": "tiny-wind", "dt": 1.0})
+    if cause:
+        sxy = ("sim", "y", "x")
+        ds = ds.assign(buoyancy_x=(sxy, bx), buoyancy_y=(sxy, by), inflow_mask=(sxy, inflow),
+                       obstacle_mask=(sxy, np.zeros_like(bx)),
+                       open_mask=(sxy, np.zeros_like(bx)))
     if drop:
         ds = ds.drop_vars(drop)
     if nan_at is not None:

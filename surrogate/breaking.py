@@ -1,0 +1,169 @@
+"""Breaking symmetry by inputs (Rapidash, Vadgama et al. 2025): static fields fed to the
+network next to the state.
+
+A model built with ``breaking_inputs`` takes, besides the history ``(B, T_in, C, H, W)``,
+time-independent *auxiliary* fields ``aux (B, C_aux, H, W)`` laid out as
+:func:`aux_layout` says, in this fixed order:
+
+========== ================================================ ===========================
+input      channels                                         made by
+========== ================================================ ===========================
+``frame``  vectors ``(frame_ex_x, frame_ex_y) = (1, 0)`` and  the model
+           ``(frame_ey_x, frame_ey_y) = (0, 1)``: the axes
+``cause``  vector ``(buoyancy_x, buoyancy_y)``; scalars       the data (:data:`CAUSE_VARS`)
+           ``inflow_mask``, ``obstacle_mask``, ``open_mask``
+``coords`` scalars ``coord_x``, ``coord_y`` in ``(-1, 1)``     the model
+           (cell centres)
+========== ================================================ ===========================
+
+Equivariant models lift the vector fields as rho_1 and the scalars as trivial fields,
+exactly like the state, so the network is equivariant in ``(state, aux)`` jointly: with
+``frame`` or ``cause`` it stays equivariant when the aux fields rotate *with* the state
+(:func:`surrogate.symmetry.transform_fields` with :func:`aux_layout`), and is not when
+only the state rotates. ``coords`` do not rotate as a vector field would, so they
+break equivariance outright (the "geometric input features" variant).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .normalization import Normalization
+from .symmetry import FieldLayout
+
+__all__ = ["BREAKING_INPUTS", "CAUSE_VARS", "canonical_breaking_inputs", "aux_layout",
+           "data_layout", "BreakingInputs", "fit_aux_normalization"]
+
+#: names of the breaking inputs, in the order their channels are stacked
+BREAKING_INPUTS = ("frame", "cause", "coords")
+
+#: the dataset variables (dims ``(sim, y, x)``) that ``cause`` reads; the same names as
+#: ``simulate.dataset.CAUSE_VARS`` (surrogate does not import simulate; a test checks it)
+CAUSE_VARS = ("buoyancy_x", "buoyancy_y", "inflow_mask", "obstacle_mask", "open_mask")
+
+_LAYOUTS = {
+    "frame": FieldLayout(("frame_ex_x", "frame_ex_y", "frame_ey_x", "frame_ey_y"),
+                         (("frame_ex_x", "frame_ex_y"), ("frame_ey_x", "frame_ey_y"))),
+    "cause": FieldLayout(CAUSE_VARS, (("buoyancy_x", "buoyancy_y"),)),
+    "coords": FieldLayout(("coord_x", "coord_y"), ()),
+}
+_FROM_DATA = ("cause",)
+
+
+def canonical_breaking_inputs(names: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Validate ``names`` (a sequence, or a comma-separated string such as
+    ``"cause,frame"``) and return them without duplicates in :data:`BREAKING_INPUTS`
+    order."""
+    if names is None:
+        return ()
+    if isinstance(names, str):
+        names = [n for n in names.replace(" ", "").split(",") if n]
+    names = [str(n) for n in names]
+    unknown = [n for n in names if n not in BREAKING_INPUTS]
+    if unknown:
+        raise ValueError(f"unknown breaking input(s) {unknown}; choose from "
+                         f"{list(BREAKING_INPUTS)}")
+    return tuple(n for n in BREAKING_INPUTS if n in names)
+
+
+def _concat(layouts: list[FieldLayout]) -> FieldLayout:
+    return FieldLayout(tuple(c for lay in layouts for c in lay.channels),
+                       tuple(v for lay in layouts for v in lay.vectors))
+
+
+def aux_layout(names: str | Iterable[str] | None) -> FieldLayout:
+    """Layout of all aux channels of ``names`` (empty layout for none)."""
+    return _concat([_LAYOUTS[n] for n in canonical_breaking_inputs(names)])
+
+
+def data_layout(names: str | Iterable[str] | None) -> FieldLayout:
+    """Layout of the aux channels that must come from the data (those of ``cause``)."""
+    return _concat([_LAYOUTS[n] for n in canonical_breaking_inputs(names) if n in _FROM_DATA])
+
+
+def _built_fields(name: str, batch: int, h: int, w: int, dtype: torch.dtype,
+                  device: torch.device) -> torch.Tensor:
+    """The fields of ``frame`` or ``coords``, ``(batch, C, h, w)``."""
+    if name == "frame":
+        axes = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=dtype, device=device)
+        return axes.reshape(1, 4, 1, 1).expand(batch, 4, h, w)
+    xs = (2 * torch.arange(w, dtype=dtype, device=device) + 1) / w - 1
+    ys = (2 * torch.arange(h, dtype=dtype, device=device) + 1) / h - 1
+    grid = torch.stack([xs.reshape(1, w).expand(h, w), ys.reshape(h, 1).expand(h, w)])
+    return grid.unsqueeze(0).expand(batch, 2, h, w)
+
+
+class BreakingInputs(nn.Module):
+    """Assembles the aux fields ``(B, C_aux, H, W)`` of a model's breaking inputs.
+
+    ``forward(aux, batch, h, w, dtype, device)`` accepts ``aux`` holding either every
+    channel of :attr:`layout` (used as given, e.g. to rotate the frame in a test), or
+    only those of :attr:`data_layout` (the ``cause`` fields; ``frame`` and ``coords`` are
+    then made here), or None when no input needs data. A batch of 1 is broadcast.
+    Parameter- and buffer-free: it adds nothing to a model's ``state_dict``."""
+
+    def __init__(self, names: str | Iterable[str] | None = ()) -> None:
+        super().__init__()
+        self.names = canonical_breaking_inputs(names)
+        self.layout = aux_layout(self.names)
+        self.data_layout = data_layout(self.names)
+
+    @property
+    def num_channels(self) -> int:
+        return self.layout.num_channels
+
+    def _fail(self, msg: str) -> None:
+        need = (f"the data fields {list(self.data_layout.channels)}"
+                if self.data_layout.num_channels else "no data fields")
+        raise ValueError(f"{msg}; breaking_inputs {list(self.names)} need aux (B, C, H, W) "
+                         f"holding {need} (or all of {list(self.layout.channels)})")
+
+    def forward(self, aux: torch.Tensor | None, batch: int, h: int, w: int,
+                dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        n_all, n_data = self.layout.num_channels, self.data_layout.num_channels
+        if aux is None:
+            if n_data:
+                self._fail(f"aux fields are missing (breaking input 'cause' needs "
+                           f"{list(self.data_layout.channels)})")
+            c = 0
+        else:
+            if aux.dim() != 4 or aux.shape[0] not in (1, batch) or \
+                    tuple(aux.shape[-2:]) != (h, w) or aux.shape[1] not in (n_all, n_data):
+                self._fail(f"got aux of shape {tuple(aux.shape)} for a batch of {batch} on "
+                           f"a {h}x{w} grid")
+            aux = aux.to(device=device, dtype=dtype).expand(batch, -1, h, w)
+            if aux.shape[1] == n_all:
+                return aux
+            c = 0
+        parts = [torch.zeros(batch, 0, h, w, dtype=dtype, device=device)]
+        for name in self.names:
+            if name in _FROM_DATA:
+                k = _LAYOUTS[name].num_channels
+                parts.append(aux[:, c:c + k])
+                c += k
+            else:
+                parts.append(_built_fields(name, batch, h, w, dtype, device))
+        return torch.cat(parts, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"names={list(self.names)}, channels={self.layout.num_channels}"
+
+
+def fit_aux_normalization(aux, layout: FieldLayout, channel_dim: int = 1) -> Normalization:
+    """Normalisation of data aux fields ``(N, C, H, W)`` laid out as ``layout``: each
+    vector field is divided by one magnitude (RMS of its components over all samples and
+    cells, as for state vectors) and never shifted; scalars (the masks) are left as they
+    are (scale 1, shift 0)."""
+    a = np.asarray(aux.detach().cpu() if torch.is_tensor(aux) else aux, np.float64)
+    a = np.moveaxis(a, channel_dim, 0).reshape(layout.num_channels, -1)
+    if not np.isfinite(a).all():
+        raise ValueError("cannot fit the aux normalisation: the fields hold NaN or Inf")
+    scale = [1.0] * layout.num_channels
+    for i, j in layout.vector_indices:
+        s = float(np.sqrt(np.mean(a[i] ** 2 + a[j] ** 2) / 2)) if a.size else 0.0
+        scale[i] = scale[j] = s if s > 1e-12 else 1.0
+    return Normalization(layout, tuple(scale), (0.0,) * layout.num_channels)
