@@ -90,7 +90,14 @@ def _run_part(spec_json: str, k: int, indices: list[int], path: str, device: str
 def _check_writable(out: Path):
     parent = out.parent
     if not parent.exists():
-        raise GenerateError(f"output folder {parent} does not exist")
+        try:  # like `mkdir -p`: a fresh checkout has no data/ folder yet
+            parent.mkdir(parents=True, exist_ok=True)
+        except NotADirectoryError:
+            raise GenerateError(f"{parent} cannot be made: part of the path is a file, "
+                                "not a folder") from None
+        except OSError as e:
+            raise GenerateError(f"output folder {parent} cannot be created: "
+                                f"{e.strerror}") from None
     if not parent.is_dir():
         raise GenerateError(f"{parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):

@@ -98,5 +98,10 @@ def test_output_exists_needs_overwrite(tmp_path):
     out.write_text("old")
     with pytest.raises(simulate.GenerateError, match="exists"):
         simulate.generate(_spec(), out, progress=False)
-    with pytest.raises(simulate.GenerateError, match="does not exist"):
-        simulate.generate(_spec(), tmp_path / "nope" / "x.nc", progress=False)
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(simulate.GenerateError, match="is a file"):
+        simulate.generate(_spec(), a_file / "sub" / "x.nc", progress=False)
+    fresh = tmp_path / "new" / "deeper" / "x.nc"   # missing folders are created
+    simulate.generate(_spec(), fresh, progress=False)
+    assert simulate.open_dataset(fresh).sizes["sim"] == len(_spec().sims)

@@ -1,0 +1,74 @@
+"""Run the speed benchmarks and gather them in ``benchmarks/results/speed.md``.
+
+    .venv/bin/python benchmarks/run_all.py            # CPU (what `make bench` runs)
+    .venv/bin/python benchmarks/run_all.py --gpu      # also the CUDA / bf16 / compile figures
+
+Each script also runs on its own (see its --help); this one runs them one after another
+(never in parallel, so they do not disturb each other's timings) and concatenates their
+markdown tables under one heading with the date and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def run(script: str, *args: str) -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    print("$", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--gpu", action="store_true", help="also run the CUDA figures")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    args = p.parse_args(argv)
+    reps = ["--reps", "2"] if args.quick else []
+    run("bench_simulate.py", "--steps", "30" if args.quick else "40")
+    run("bench_models.py", "--threads", "1", *reps)
+    run("bench_train.py", "--threads", "1", "--steps", "2" if args.quick else "3")
+    run("bench_speed.py", *reps)
+    if args.gpu:
+        run("bench_models.py", "--device", "cuda", "--amp", "bf16", "--compile",
+            "--out", str(RESULTS / "models_gpu.md"))
+        run("bench_train.py", "--device", "cuda", "--amp", "bf16", "--compile",
+            "--out", str(RESULTS / "train_gpu.md"))
+        run("bench_speed.py", "--device", "cuda", "--amp", "bf16", "--compile",
+            "--sim-device", "cuda", "--out", str(RESULTS / "speed_run_gpu.md"))
+    parts = [f"# relaxflow speed benchmarks\n\nGathered by `benchmarks/run_all.py` on "
+             f"{dt.date.today().isoformat()}; machine: {os.cpu_count()}-core {cpu_name()}"
+             f"{' + GPU' if args.gpu else ', no GPU'}.\n"]
+    for name in ("speed_run.md", "speed_run_gpu.md", "simulate.md", "models.md",
+                 "models_gpu.md", "train.md", "train_gpu.md"):
+        f = RESULTS / name
+        if f.exists() and (args.gpu or "gpu" not in name):
+            parts.append(f.read_text().replace("\n# ", "\n## ", 1)
+                         if not f.read_text().startswith("#") else
+                         "#" + f.read_text())
+    (RESULTS / "speed.md").write_text("\n".join(parts))
+    print(f"wrote {RESULTS / 'speed.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
