@@ -13,29 +13,23 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_models import machine_name  # noqa: E402
 
 
 def run(script: str, *args: str) -> None:
     cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
     print("$", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         run("bench_speed.py", "--device", "cuda", "--amp", "bf16", "--compile",
             "--sim-device", "cuda", "--out", str(RESULTS / "speed_run_gpu.md"))
     parts = [f"# relaxflow speed benchmarks\n\nGathered by `benchmarks/run_all.py` on "
-             f"{dt.date.today().isoformat()}; machine: {os.cpu_count()}-core {cpu_name()}"
+             f"{dt.date.today().isoformat()}; machine: {os.cpu_count()}-core {machine_name(torch.device('cpu'))}"
              f"{' + GPU' if args.gpu else ', no GPU'}.\n"]
     for name in ("speed_run.md", "speed_run_gpu.md", "simulate.md", "models.md",
                  "models_gpu.md", "train.md", "train_gpu.md"):

@@ -14,13 +14,12 @@ import torch
 from torch import nn
 
 from ..groups import Group
-from .regular import RegularConv
-from .steerable import _as_group, init_steerable_coefficients, steerable_basis
+from .steerable import SteerableConv
 
 __all__ = ["RelaxedSteerableConv"]
 
 
-class RelaxedSteerableConv(RegularConv):
+class RelaxedSteerableConv(SteerableConv):
     """Relaxed steerable convolution regular(G) fields -> regular(G) fields.
 
     Parameters: ``weight`` ``(F_out, F_in, n_basis, k, k)`` (coefficients per kernel
@@ -30,17 +29,10 @@ class RelaxedSteerableConv(RegularConv):
 
     def __init__(self, group: Group | str, in_fields: int, out_fields: int,
                  kernel_size: int = 3, bias: bool = True) -> None:
-        group = _as_group(group)
         super().__init__(group, in_fields, out_fields, kernel_size, bias)
-        phi = steerable_basis(group, kernel_size)
-        self.register_buffer("Phi", phi.to(torch.get_default_dtype()), persistent=False)
-        w = init_steerable_coefficients(phi, out_fields, in_fields)
-        w = w[..., None, None].expand(-1, -1, -1, kernel_size, kernel_size)
+        # the strict layer's draw, broadcast over the kernel positions
+        w = self.weight.detach()[..., None, None].expand(-1, -1, -1, kernel_size, kernel_size)
         self.weight = nn.Parameter(w.contiguous())
-
-    @property
-    def n_basis(self) -> int:
-        return self.Phi.shape[0]
 
     def expand_filter(self) -> torch.Tensor:
         n, k = self.group.order, self.kernel_size
@@ -68,5 +60,3 @@ class RelaxedSteerableConv(RegularConv):
         return {"w": w, "deviation": dev,
                 "relative_deviation": dev.norm() / w.norm().clamp_min(1e-30)}
 
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", n_basis={self.n_basis}"
