@@ -36,10 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gpu", action="store_true", help="also run the CUDA figures")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    p.add_argument("--gather", action="store_true",
+                   help="only gather the existing result files into speed.md")
     args = p.parse_args(argv)
+    if args.gather:
+        gather(args.gpu)
+        return 0
     reps = ["--reps", "2"] if args.quick else []
     run("bench_simulate.py", "--steps", "30" if args.quick else "40")
-    run("bench_models.py", "--threads", "1", *reps)
+    run("bench_models.py", "--threads", "1", *reps)          # equal parameter count
+    run("bench_models.py", "--threads", "1", "--hidden", "11", "--models", "gconv_unet",
+        "relaxed_gconv_unet", "steer_unet", "relaxed_steer_unet", *reps)  # equal width
     run("bench_train.py", "--threads", "1", "--steps", "2" if args.quick else "3")
     run("bench_speed.py", *reps)
     if args.gpu:
@@ -49,19 +56,25 @@ def main(argv: list[str] | None = None) -> int:
             "--out", str(RESULTS / "train_gpu.md"))
         run("bench_speed.py", "--device", "cuda", "--amp", "bf16", "--compile",
             "--sim-device", "cuda", "--out", str(RESULTS / "speed_run_gpu.md"))
+    gather(args.gpu)
+    return 0
+
+
+def gather(gpu: bool) -> Path:
+    """Concatenate the result tables under one heading (each file's headings demoted)."""
     parts = [f"# relaxflow speed benchmarks\n\nGathered by `benchmarks/run_all.py` on "
-             f"{dt.date.today().isoformat()}; machine: {os.cpu_count()}-core {machine_name(torch.device('cpu'))}"
-             f"{' + GPU' if args.gpu else ', no GPU'}.\n"]
+             f"{dt.date.today().isoformat()}; machine: {os.cpu_count()}-core "
+             f"{machine_name(torch.device('cpu'))}{' + GPU' if gpu else ', no GPU'}.\n"]
     for name in ("speed_run.md", "speed_run_gpu.md", "simulate.md", "models.md",
                  "models_gpu.md", "train.md", "train_gpu.md"):
         f = RESULTS / name
-        if f.exists() and (args.gpu or "gpu" not in name):
-            parts.append(f.read_text().replace("\n# ", "\n## ", 1)
-                         if not f.read_text().startswith("#") else
-                         "#" + f.read_text())
-    (RESULTS / "speed.md").write_text("\n".join(parts))
-    print(f"wrote {RESULTS / 'speed.md'}")
-    return 0
+        if f.exists() and (gpu or "gpu" not in name):
+            lines = f.read_text().splitlines()
+            parts.append("\n".join("#" + ln if ln.startswith("#") else ln for ln in lines))
+    out = RESULTS / "speed.md"
+    out.write_text("\n\n".join(parts) + "\n")
+    print(f"wrote {out}")
+    return out
 
 
 if __name__ == "__main__":
