@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=160, help="solver steps per simulation")
     p.add_argument("--save-every", type=int, default=2)
     p.add_argument("--params", type=int, default=60_000, help="parameters per model")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--rollout", type=int, default=20, help="test rollout steps")
     args = p.parse_args(argv)
     out = Path(args.out)
