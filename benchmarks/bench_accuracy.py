@@ -95,7 +95,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "sweep": {"levels": [0.0, 0.5, 1.0], "n_magnitudes": 3, "asymmetry": 3.0},
         "model": {"depth": 3, "params": 104_000},
         # small batches learn far more per CPU-second here than batch 8-16 (measured)
-        "train": {"T_in": 4, "K": 2, "batch_size": 4, "epochs": 6, "max_steps_per_epoch": 50,
+        "train": {"T_in": 4, "K": 2, "batch_size": 4, "epochs": 12, "max_steps_per_epoch": 50,
                   "lr": 2e-3, "lr_decay": 0.9, "patience": None, "valid_stride": 2,
                   "valid_steps": 4, "split_preset": "auto"},
         "eval": {"steps": 20, "max_windows": 32, "batch_size": 32},
