@@ -89,3 +89,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def recompute_valid_rmse(ckpt: dict, batch_size: int = 5) -> float:
+    """The valid RMSE of a checkpoint read by ``read_checkpoint``, recomputed from what
+    it stores alone (weights, normalisation, split spec, data files, aux channels)."""
+    from surrogate.checkpoint import model_from_checkpoint
+    from train import loop as train_loop
+    from train.data import open_data
+    from train.splits import SplitRange
+    from train.windows import WindowDataset
+
+    meta = ckpt["metadata"]
+    net = model_from_checkpoint(ckpt)
+    data = open_data(meta["data"]["files"], meta["channels"],
+                     aux_channels=meta.get("aux_channels") or ())
+    valid = SplitRange.from_dict(meta["splits"]["valid"])
+    loader = torch.utils.data.DataLoader(
+        WindowDataset.from_split(data, valid, meta["T_in"]), batch_size=batch_size)
+    val = train_loop.evaluate(net, loader, ckpt["normalization"], torch.device("cpu"),
+                              K=meta["K"], steps=meta["valid_steps"], amp="none",
+                              info=train_loop.D.DistInfo())
+    return val["valid_rmse"]
