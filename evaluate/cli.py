@@ -8,6 +8,7 @@ from typing import Sequence
 
 __all__ = ["main", "build_parser"]
 
+PROG = "relaxflow-evaluate"
 EXAMPLES = """\
 examples:
   python -m evaluate --checkpoint runs/rg/best.pt --data data/rotation.nc \\
@@ -30,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m evaluate", description=(
+    p = _Parser(prog=PROG, description=(
         "Roll trained relaxflow surrogates out on a dataset split and report RMSE (the\n"
         "paper's), VRMSE, energy-spectrum error, divergence, correlation time,\n"
         "equivariance errors and learned relaxation weights."),

@@ -11,6 +11,7 @@ a ``(B, C_aux, H, W)`` array, in physical units).
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -69,7 +70,9 @@ class Surrogate(nn.Module):
                                 f"the model needs {self.aux_layout.channels}")
         self.metadata = dict(metadata or {})
         self.path = path
-        self._exported: nn.Module | None = None
+        # (weights fingerprint, exported net); kept off the module tree so that
+        # state_dict()/to() see only the wrapped model
+        object.__setattr__(self, "_export_cache", None)
 
     # -- properties from the training metadata ---------------------------------------
     @property
@@ -146,12 +149,25 @@ class Surrogate(nn.Module):
             raise ForecastError("the cause fields contain NaN or Inf")
         return t.expand(batch, -1, -1, -1).float()
 
+    def _weights_fingerprint(self) -> tuple:
+        """Changes whenever a parameter or buffer of :attr:`model` is replaced, moved or
+        modified in place (an optimiser step, ``load_state_dict``, ``.to(device)``)."""
+        return tuple((t.data_ptr(), t._version, t.dtype, t.device)
+                     for t in itertools.chain(self.model.parameters(), self.model.buffers()))
+
     def exported(self) -> nn.Module:
-        """The inference module with expanded kernels (built once, cached)."""
-        if self._exported is None:
+        """The inference module with expanded kernels: built on first use and rebuilt
+        when the wrapped model's weights change. Not a submodule, so it never appears
+        in :meth:`state_dict`."""
+        key = self._weights_fingerprint()
+        cache = self._export_cache
+        if cache is None or cache[0] != key:
             export = getattr(self.model, "export", None)
-            self._exported = (export() if export is not None else self.model).eval()
-        return self._exported
+            with torch.no_grad():
+                net = (export() if export is not None else self.model).eval()
+            object.__setattr__(self, "_export_cache", (key, net))
+            return net
+        return cache[1]
 
     # -- tensors -------------------------------------------------------------------
     def _check_tensor(self, history: torch.Tensor) -> None:

@@ -97,6 +97,25 @@ def test_forecast_matches_manual_loop(ckpt):
     np.testing.assert_allclose(got, manual, rtol=1e-4, atol=1e-4)
 
 
+def test_exported_cache_follows_the_weights(ckpt):
+    """The exported (kernel-expanded) net is cached, but never listed in state_dict and
+    rebuilt when the wrapped model's weights change in place."""
+    path, _, _ = ckpt
+    s = load(path)
+    keys = set(s.state_dict())
+    x = torch.randn(2, T_IN, 3, H, H)
+    before = s.rollout(x, steps=2)
+    assert s.exported() is s.exported()  # cached while the weights stay put
+    assert set(s.state_dict()) == keys and all(k.startswith("model.") for k in keys)
+    with torch.no_grad():  # perturb the relaxation weights (and all others) in place
+        for p in s.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    after = s.rollout(x, steps=2)
+    manual = s.rollout(x, steps=2, exported=False)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, manual, rtol=1e-4, atol=1e-4)
+
+
 def test_forecast_errors_explain_themselves(ckpt):
     s = load(ckpt[0])
     with pytest.raises(ForecastError, match="at least T_in=3"):
