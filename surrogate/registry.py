@@ -7,12 +7,13 @@ name                   convolution                             groups
 ``gconv_unet``         :class:`GroupConv`                       C4, D4
 ``relaxed_gconv_unet`` :class:`RelaxedGroupConv` (``num_banks``) C4, D4
 ``steer_unet``         ``SteerableConv`` (escnn)                C4, D4, C8
-``relaxed_steer_unet`` ``RelaxedSteerableConv`` (escnn)         C4, D4, C8
+``relaxed_steer_unet`` ``RelaxedSteerableConv`` (``relax_scale``) C4, D4, C8
 =====================  ======================================  =================
 
 ``build_model(name, **config)`` accepts the options in :data:`DEFAULTS`. Options that do
 not apply to a model (``group`` for ``unet``, ``num_banks`` for all but
-``relaxed_gconv_unet``) are accepted and ignored, so one config can drive every model;
+``relaxed_gconv_unet``, ``relax_scale`` for all but ``relaxed_steer_unet``) are accepted
+and ignored, so one config can drive every model;
 ``model.config`` records only what applies, and ``build_model(**model.config)`` rebuilds
 the same architecture. ``hidden`` counts *fields* (a field is ``|G|`` channels), so
 compare models at equal parameter count with :func:`width_for_params`.
@@ -45,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "group": "C4",         # C4 | D4 (| C8 for steer models); ignored by unet
     "num_banks": 2,        # filter banks L of relaxed_gconv_unet
     "alpha": 1e-5,         # equivariance-penalty weight (relaxed models)
+    "relax_scale": 0.1,    # relaxed_steer_unet: w(y) = w_bar + relax_scale * delta(y)
     "layout": DEFAULT_LAYOUT,  # FieldLayout or {"channels": [...], "vectors": [[..]]}
     "residual": True,      # predict last frame + delta
     "num_blocks": 1,       # residual blocks per level
@@ -60,7 +62,7 @@ MODELS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "gconv_unet": (("C4", "D4"), ()),
     "relaxed_gconv_unet": (("C4", "D4"), ("num_banks",)),
     "steer_unet": (("C4", "D4", "C8"), ()),
-    "relaxed_steer_unet": (("C4", "D4", "C8"), ()),
+    "relaxed_steer_unet": (("C4", "D4", "C8"), ("relax_scale",)),
 }
 
 
@@ -115,6 +117,8 @@ def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
     cfg["breaking_inputs"] = canonical_breaking_inputs(cfg["breaking_inputs"])
     if name != "relaxed_gconv_unet":
         cfg.pop("num_banks")
+    if name != "relaxed_steer_unet":
+        cfg.pop("relax_scale")
     return cfg
 
 

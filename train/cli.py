@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-banks", dest="num_banks", type=int,
                    help="filter banks (relaxed_gconv_unet)")
     g.add_argument("--alpha", type=float, help="equivariance penalty weight")
+    g.add_argument("--relax-scale", dest="relax_scale", type=float,
+                   help="step scale of the per-position relaxation (relaxed_steer_unet)")
     g.add_argument("--breaking-inputs", dest="breaking_inputs", type=_names,
                    metavar="NAMES", help="symmetry-breaking inputs, comma-separated: frame "
                    "(global axes), cause (buoyancy and masks from the data), coords "
@@ -164,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_MODEL_KEYS = ("hidden", "depth", "kernel_size", "group", "num_banks", "alpha",
-               "breaking_inputs")
+_MODEL_KEYS = ("hidden", "depth", "kernel_size", "group", "num_banks", "relax_scale",
+               "alpha", "breaking_inputs")
 _SPLIT_KEYS = {"split_preset": "preset", "heldout": "heldout", "skip": "skip",
                "test_steps": "test_steps"}
 

@@ -76,7 +76,7 @@ def test_relaxed_steerable_summary_points_at_kernel_positions():
                           for l in layers)
     conv = next(m for n, m in model.named_modules() if n == layers[0].name)
     with torch.no_grad():
-        conv.weight[..., 0, 2] += 1.0  # break it at one corner of the kernel
+        conv.delta[..., 0, 2] += 10.0  # break it at one corner of the kernel
     layer = relaxation_summary(model)[0]
     assert layer.relative_deviation > 0.1
     assert layer.profile.shape == (3, 3)

@@ -114,14 +114,47 @@ def test_relaxed_equivariant_at_init_then_relaxed(name):
     assert rw["w"].shape == (2, 2, N_BASIS_K3[name], 3, 3)
     assert float(rw["deviation"].abs().max()) == 0.0
 
-    with torch.no_grad():
+    with torch.no_grad():  # the equivariant part alone keeps the layer equivariant
         layer.weight.add_(0.3 * torch.randn_like(layer.weight))
+    assert _max_equivariance_error(layer, group, x) < 1e-10
+    assert float(layer.equivariance_penalty().detach()) == 0.0
+    with torch.no_grad():  # the per-position relaxation breaks it
+        layer.delta.add_(3.0 * torch.randn_like(layer.delta))
     assert _max_equivariance_error(layer, group, x) > 1e-3
     pen = layer.equivariance_penalty()
     assert pen > 0
     pen.backward()
-    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+    assert layer.delta.grad is not None and layer.delta.grad.abs().sum() > 0
     assert float(layer.relaxation_weights()["relative_deviation"]) > 0
+
+
+def test_relaxed_coefficients_are_w_bar_plus_scaled_delta():
+    torch.manual_seed(5)
+    layer = RelaxedSteerableConv("C4", 2, 3, relax_scale=0.25).double()
+    with torch.no_grad():
+        layer.delta.normal_()
+    w = layer.coefficients()
+    assert w.shape == (3, 2, N_BASIS_K3["C4"], 3, 3)
+    assert torch.allclose(w, layer.weight[..., None, None] + 0.25 * layer.delta)
+    assert torch.allclose(layer.relaxation_weights()["w"], w)
+    with pytest.raises(ValueError, match="relax_scale"):
+        RelaxedSteerableConv("C4", 2, 3, relax_scale=0.0)
+
+
+def test_relaxed_loads_a_per_position_weight_checkpoint():
+    """A state dict from before the w_bar + s * delta split (one 5-D ``weight``) loads
+    into the same function."""
+    torch.manual_seed(6)
+    layer = RelaxedSteerableConv("D4", 2, 2).double()
+    with torch.no_grad():
+        layer.delta.normal_()
+        layer.bias.normal_()
+    old = {"weight": layer.coefficients().detach().clone(), "bias": layer.bias.detach()}
+    other = RelaxedSteerableConv("D4", 2, 2).double()
+    other.load_state_dict(old)
+    x = torch.randn(2, 16, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(other(x), layer(x), atol=1e-12)
 
 
 def test_relaxed_with_constant_w_equals_strict():
@@ -129,7 +162,7 @@ def test_relaxed_with_constant_w_equals_strict():
     strict = SteerableConv("D4", 2, 3).double()
     relaxed = RelaxedSteerableConv("D4", 2, 3).double()
     with torch.no_grad():
-        relaxed.weight.copy_(strict.weight[..., None, None].expand_as(relaxed.weight))
+        relaxed.weight.copy_(strict.weight)
         relaxed.bias.copy_(strict.bias)
     assert torch.allclose(relaxed.expand_filter(), strict.expand_filter(), atol=1e-14)
 
@@ -141,14 +174,16 @@ def test_export_matches_forward_and_state_dict(cls):
     with torch.no_grad():
         layer.bias.normal_()
         if cls is RelaxedSteerableConv:
-            layer.weight.add_(0.1 * torch.randn_like(layer.weight))
+            layer.delta.add_(torch.randn_like(layer.delta))
     x = torch.randn(2, 16, 10, 10)
     conv = layer.export()
     assert isinstance(conv, torch.nn.Conv2d)
     with torch.no_grad():
         assert torch.allclose(conv(x), layer(x), atol=1e-5, rtol=1e-5)
     sd = layer.state_dict()
-    assert "Phi" not in sd and set(sd) == {"weight", "bias"}
+    assert "Phi" not in sd
+    assert set(sd) == ({"weight", "delta", "bias"} if cls is RelaxedSteerableConv
+                       else {"weight", "bias"})
     other = cls("C8", 2, 2)
     other.load_state_dict(sd)
     with torch.no_grad():
@@ -167,3 +202,21 @@ def test_forward_backward_and_unit_variance_init():
     y.square().mean().backward()
     assert layer.weight.grad is not None and x.grad is not None
     assert math.isfinite(float(layer.weight.grad.norm()))
+
+
+def test_relax_scale_is_a_model_option(tmp_path):
+    from surrogate import build_model, load, save
+    torch.manual_seed(7)
+    model = build_model("relaxed_steer_unet", hidden=2, depth=2, T_in=2, relax_scale=0.5)
+    assert model.config["relax_scale"] == 0.5
+    convs = [m for m in model.modules() if isinstance(m, RelaxedSteerableConv)]
+    assert convs and all(c.relax_scale == 0.5 for c in convs)
+    assert "relax_scale" not in build_model("steer_unet", hidden=2, depth=2, T_in=2,
+                                            relax_scale=0.5).config
+    with torch.no_grad():
+        for c in convs:
+            c.delta.normal_()
+    path = save(model, tmp_path / "m.pt")
+    x = torch.randn(1, 2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(load(path).model.eval()(x), model.eval()(x), atol=1e-6)
