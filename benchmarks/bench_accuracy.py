@@ -1,7 +1,8 @@
 """Accuracy benchmark: the paper's claim, measured (issue 6 "Results table", issue 7
 "Benchmark").
 
-Three studies, every model at (about) the same parameter count, several seeds, 20-step
+Three studies by default and an ablation on request, every model at (about) the same
+parameter count (the ablation varies it on purpose), several seeds, 20-step
 autoregressive rollouts scored on test-future (later times of the training simulations)
 and test-domain (held-out simulations) with the splits recorded in each checkpoint:
 
@@ -12,14 +13,22 @@ and test-domain (held-out simulations) with the splits recorded in each checkpoi
   ``relaxed_gconv_unet``) on ``breaking_sweep`` datasets, one per breaking level (a plot);
 * ``inputs`` - breaking symmetry by inputs (issue 7) on ``rotation`` and ``boundary``:
   strict, relaxed, strict+cause, strict+frame, relaxed+cause, plain+coords (the
-  group-conv family; strict = ``gconv_unet``, relaxed = ``relaxed_gconv_unet``).
+  group-conv family; strict = ``gconv_unet``, relaxed = ``relaxed_gconv_unet``);
+* ``ablation`` - why the relaxed models are or are not ahead, on ``rotation`` and the
+  ``symmetric`` control: strict, relaxed group conv with L = 2 banks (the default) and
+  L = 1 at equal parameters, relaxed L = 2 at the strict model's width (more
+  parameters), the relaxed steerable net with a faster relaxation (``relax_scale`` 1
+  vs the default 0.1) or a stronger equivariance penalty (alpha 1e-1 vs 1e-5), at equal
+  parameters and at the strict steerable width, with how far the learned relaxation
+  weights moved from equivariance on each dataset.
 
 A persistence forecast (the last given frame repeated) is scored on the same windows as
 a floor every model should beat.
 
 Two scales::
 
-    python benchmarks/bench_accuracy.py --scale cpu              # ~30-40 min on 2 CPU cores
+    python benchmarks/bench_accuracy.py --scale cpu              # ~45 min on 2 CPU cores
+    python benchmarks/bench_accuracy.py --scale cpu --studies main sweep inputs ablation
     python benchmarks/bench_accuracy.py --scale paper --device cuda --jobs 2   # a GPU
     python benchmarks/bench_accuracy.py --scale paper --dry-run  # print the plan only
     python benchmarks/bench_accuracy.py --scale smoke            # 1 seed, rotation, tiny
@@ -61,7 +70,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 MODELS = ["unet", "gconv_unet", "relaxed_gconv_unet", "steer_unet", "relaxed_steer_unet"]
 SCENARIOS = ["rotation", "translation", "boundary", "symmetric"]
-STUDIES = ["main", "sweep", "inputs"]
+STUDIES = ["main", "sweep", "inputs", "ablation"]
+DEFAULT_STUDIES = ["main", "sweep", "inputs"]  # ablation on request (--studies ... ablation)
 SPLITS = ["test-future", "test-domain"]
 SWEEP_MODELS = ["unet", "gconv_unet", "relaxed_gconv_unet"]
 INPUT_SCENARIOS = ["rotation", "boundary"]
@@ -73,6 +83,21 @@ INPUT_VARIANTS = [
     ("strict+frame", "gconv_unet", ("frame",)),
     ("relaxed+cause", "relaxed_gconv_unet", ("cause",)),
     ("plain+coords", "unet", ("coords",)),
+]
+# why relaxed is (not) ahead: (label, model, model_config overrides, width taken from)
+ABLATION_SCENARIOS = ["rotation", "symmetric"]
+ABLATION_VARIANTS = [
+    ("strict", "gconv_unet", {}, None),
+    ("relaxed L=2", "relaxed_gconv_unet", {}, None),
+    ("relaxed L=1", "relaxed_gconv_unet", {"num_banks": 1}, None),
+    ("relaxed L=2 @ strict width", "relaxed_gconv_unet", {}, "gconv_unet"),
+    ("strict steerable", "steer_unet", {}, None),
+    ("relaxed steerable (relax_scale 0.1)", "relaxed_steer_unet", {}, None),
+    ("relaxed steerable, relax_scale 1", "relaxed_steer_unet", {"relax_scale": 1.0}, None),
+    ("relaxed steerable, alpha 1e-1", "relaxed_steer_unet", {"alpha": 1e-1}, None),
+    ("relaxed steerable @ strict width", "relaxed_steer_unet", {}, "steer_unet"),
+    ("relaxed steerable @ strict width, relax_scale 1", "relaxed_steer_unet",
+     {"relax_scale": 1.0}, "steer_unet"),
 ]
 STRICT_OF = {"relaxed_gconv_unet": "gconv_unet", "relaxed_steer_unet": "steer_unet"}
 # rough relative cost of one training step (for scheduling the longest runs first)
@@ -181,6 +206,7 @@ class RunTask:
     model_config: dict
     device: str
     threads: int
+    variant: str = ""   # ablation label ("" for the plain model of its name)
 
     @property
     def cost(self) -> float:
@@ -188,7 +214,7 @@ class RunTask:
 
     def key(self) -> str:
         d = dataclasses.asdict(self)
-        for k in ("study", "label", "threads", "params", "device"):
+        for k in ("study", "label", "threads", "params", "device", "variant"):
             d.pop(k)
         return _hash(d)
 
@@ -200,6 +226,8 @@ def data_jobs(scale: dict, scenarios: list[str], studies: list[str], work: Path
     need = set(scenarios) if "main" in studies else set()
     if "inputs" in studies:
         need |= set(INPUT_SCENARIOS)
+    if "ablation" in studies:
+        need |= set(ABLATION_SCENARIOS)
     for sc in [s for s in SCENARIOS if s in need]:
         p = {**base, **scale["scenario_params"].get(sc, {})}
         jobs[sc] = DataJob(sc, sc, p, str(work / "data" / f"{sc}.nc"))
@@ -252,16 +280,30 @@ def plan_runs(scale: dict, scale_name: str, studies: list[str], scenarios: list[
     tasks: dict[str, RunTask] = {}
     notes: list[str] = []
 
-    def add(study, data_key, label, model, breaking, seed):
-        h, n = width(model, scale, breaking)
+    def add(study, data_key, label, model, breaking, seed, extra=None, width_of=None,
+            variant=""):
+        extra = dict(extra or {})
+        if width_of or extra:  # an ablation variant: its own width and parameter count
+            from surrogate import build_model, count_parameters
+            cfg = {"T_in": scale["train"]["T_in"], "depth": scale["model"]["depth"], **extra}
+            if width_of:
+                h = width(width_of, scale, breaking)[0]
+            else:
+                from surrogate import width_for_params
+                h = width_for_params(model, scale["model"]["params"], **cfg)
+            n = count_parameters(build_model(model, hidden=h, **cfg))
+        else:
+            h, n = width(model, scale, breaking)
         tag = model + ("+" + "+".join(breaking) if breaking else "")
-        mc = {"hidden": h, "depth": scale["model"]["depth"]}
+        if variant:
+            tag += "@" + "".join(c if c.isalnum() else "-" for c in variant)
+        mc = {"hidden": h, "depth": scale["model"]["depth"], **extra}
         if breaking:
             mc["breaking_inputs"] = list(breaking)
         t = RunTask(study, data_key, label, model, tuple(breaking), seed, h, n,
                     str(work / "runs" / data_key / tag / f"seed{seed}"),
                     by_key[data_key].path, dict(scale["train"]), dict(scale["eval"]), mc,
-                    device, threads)
+                    device, threads, variant)
         prev = tasks.get(t.out)
         if prev is None:
             tasks[t.out] = t
@@ -290,7 +332,63 @@ def plan_runs(scale: dict, scale_name: str, studies: list[str], scenarios: list[
                     add("inputs", sc, label, m, br, s)
         if not inputs_ok:
             notes.append("issue-7 variants with breaking inputs skipped")
+    if "ablation" in studies:
+        for sc in ABLATION_SCENARIOS:
+            for label, m, extra, width_of in ABLATION_VARIANTS:
+                var = label if (extra or width_of) else ""
+                for s in seeds:
+                    add("ablation", sc, label if var else m, m, (), s, extra, width_of, var)
     return sorted(tasks.values(), key=lambda t: -t.cost), notes
+
+
+def train_samples_per_epoch(scale: dict, djob: DataJob) -> int:
+    """Training windows one epoch visits (from the scenario spec; no data needed)."""
+    import simulate
+    spec = simulate.preset(djob.scenario, **djob.params)
+    n_train = sum(1 for s in spec.sims if not s.heldout)
+    tr = scale["train"]
+    if tr["split_preset"] == "paper":
+        per_sim = 160                     # the paper's train starts 0-159
+    else:                                 # 'auto': starts over the first 52% of a run
+        frames = spec.steps // spec.save_every + 1
+        per_sim = max(1, int(0.52 * (frames - tr["T_in"] - tr["K"] + 1)))
+    n = n_train * per_sim
+    if tr["max_steps_per_epoch"]:
+        n = min(n, tr["max_steps_per_epoch"] * tr["batch_size"])
+    return n
+
+
+def compute_estimate(scale: dict, tasks: list[RunTask], djobs: list[DataJob]) -> dict:
+    """Training FLOPs of the plan: forward FLOPs per sample (counted by torch at batch 1)
+    x 3 (forward + backward) x K steps x windows per epoch x epochs, summed over runs.
+    Validation and test rollouts (forward only) are left out."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from surrogate import build_model
+    res = scale["data"]["resolution"]
+    tr = scale["train"]
+    by_key = {d.key: d for d in djobs}
+    fwd: dict[str, float] = {}
+    samples: dict[str, int] = {}
+    total = 0.0
+    for t in tasks:
+        mk = json.dumps([t.model, t.model_config], sort_keys=True)
+        if mk not in fwd:
+            m = build_model(t.model, T_in=tr["T_in"], **t.model_config)
+            x = torch.zeros(1, tr["T_in"], 3, res, res)
+            args = (x,)
+            if t.breaking_inputs:
+                from surrogate.breaking import data_layout
+                c = len(data_layout(t.breaking_inputs).channels)
+                args = (x, torch.zeros(1, c, res, res)) if c else (x,)
+            with torch.no_grad(), FlopCounterMode(display=False) as fc:
+                m(*args)
+            fwd[mk] = float(fc.get_total_flops())
+        if t.data_key not in samples:
+            samples[t.data_key] = train_samples_per_epoch(scale, by_key[t.data_key])
+        total += fwd[mk] * 3 * tr["K"] * samples[t.data_key] * tr["epochs"]
+    return {"train_flop": total, "fwd_gflop_per_sample": {k: v / 1e9 for k, v in fwd.items()},
+            "samples_per_epoch": samples}
 
 
 # --------------------------------------------------------------------------------------
@@ -409,7 +507,7 @@ def run_task(task: RunTask) -> dict:
                        key=lambda m: m["valid_rmse"])
         result = {
             "key": key, "study": task.study, "data_key": task.data_key,
-            "label": task.label, "model": task.model,
+            "label": task.label, "model": task.model, "variant": task.variant,
             "breaking_inputs": list(task.breaking_inputs), "seed": task.seed,
             "hidden": task.hidden, "params": surrogate.count_parameters(model.model),
             "scores": scores, "best_epoch": best_rec["epoch"],
@@ -424,6 +522,7 @@ def run_task(task: RunTask) -> dict:
         return {"key": key, "error": f"{type(e).__name__}: {e}",
                 "traceback": traceback.format_exc(limit=6), "study": task.study,
                 "data_key": task.data_key, "label": task.label, "model": task.model,
+                "variant": task.variant,
                 "breaking_inputs": list(task.breaking_inputs), "seed": task.seed,
                 "seconds": time.perf_counter() - t0}
 
@@ -488,7 +587,7 @@ def collect(results: list[dict]) -> dict[tuple, dict[str, list[float]]]:
             continue
         # a run shared by studies is stored under its model label and its variant label
         labels = {r["label"]}
-        if not r["breaking_inputs"]:
+        if not r["breaking_inputs"] and not r.get("variant"):
             labels.add(r["model"])
             for lab, m, br in INPUT_VARIANTS:
                 if m == r["model"] and not br:
@@ -598,6 +697,71 @@ def inputs_table(agg, base, params_v, nseeds, inputs_ok, why) -> list[str]:
     return lines
 
 
+def relaxation_deviation(checkpoint: str) -> float | None:
+    """Mean over relaxed layers of how far the learned relaxation weights are from
+    equivariance (relative deviation; 0 = exactly equivariant); None for strict models."""
+    import surrogate
+    from evaluate import relaxation_summary
+    layers = relaxation_summary(surrogate.load(checkpoint).model)
+    return sum(l.relative_deviation for l in layers) / len(layers) if layers else None
+
+
+def ablation_table(agg, tasks, nseeds) -> list[str]:
+    cols = [(sc, s) for sc in ABLATION_SCENARIOS for s in SPLITS]
+    lines = ["| variant | model | hidden | params | " + " | ".join(
+        f"{sc} {s.split('-')[1]}" for sc, s in cols) + " | relaxation dev. "
+        + " / ".join(ABLATION_SCENARIOS) + " |",
+        "|---|---|---:|---:|" + "---:|" * (len(cols) + 1)]
+    rows = []
+    for label, m, extra, width_of in ABLATION_VARIANTS:
+        key = label if (extra or width_of) else m
+        ts = [t for t in tasks if t.model == m and not t.breaking_inputs
+              and t.variant == (key if key == label else "")]
+        rows.append((label, m, key, ts))
+    best = {}
+    for c in cols:
+        v = [(_agg(agg.get((c[0], k), {}).get(c[1], []))[0], k) for _, _, k, _ in rows]
+        v = [x for x in v if not math.isnan(x[0])]
+        best[c] = min(v)[1] if v else None
+    for label, m, key, ts in rows:
+        cells = [_fmt(*_agg(agg.get((sc, key), {}).get(s, [])), nseeds, bold=best[(sc, s)] == key)
+                 for sc, s in cols]
+        devs = []
+        for sc in ABLATION_SCENARIOS:
+            d = [relaxation_deviation(str(Path(t.out) / "best.pt")) for t in ts
+                 if t.data_key == sc and (Path(t.out) / "best.pt").is_file()]
+            d = [x for x in d if x is not None]
+            devs.append(f"{sum(d) / len(d):.3f}" if d else "–")
+        t0 = ts[0] if ts else None
+        lines.append(f"| {label} | {m} | {t0.hidden if t0 else '–'} | "
+                     f"{f'{t0.params:,}' if t0 else '–'} | " + " | ".join(cells)
+                     + f" | {' / '.join(devs)} |")
+    return lines
+
+
+def relaxation_table(tasks, dinfo, nseeds) -> list[str]:
+    """How far the learned relaxation weights moved from equivariance, per dataset: does
+    the relaxation find the breaking the data carry?"""
+    rel = [m for m in STRICT_OF if any(t.model == m for t in tasks)]
+    keys = list(dict.fromkeys(t.data_key for t in tasks))
+    lines = ["| dataset | data eq. error | " + " | ".join(rel) + " |",
+             "|---|---:|" + "---:|" * len(rel)]
+    for k in keys:
+        cells = []
+        for m in rel:
+            d = [relaxation_deviation(str(Path(t.out) / "best.pt")) for t in tasks
+                 if t.data_key == k and t.model == m and not t.breaking_inputs
+                 and not t.variant and (Path(t.out) / "best.pt").is_file()]
+            d = [x for x in d if x is not None]
+            cells.append(_fmt(*_agg(d), nseeds) if d else "–")
+        if all(c == "–" for c in cells):
+            continue
+        err = dinfo.get(k, {}).get("data_equivariance_error")
+        lines.append(f"| `{k}` | {'–' if err is None else f'{err:.4f}'} | "
+                     + " | ".join(cells) + " |")
+    return lines
+
+
 def sweep_plot(agg, base, djobs, dinfo, models, path: Path, title: str, steps: int) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -660,7 +824,8 @@ def parse(argv=None):
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--scale", choices=list(SCALES), default="cpu")
     p.add_argument("--studies", nargs="+", choices=STUDIES, default=None,
-                   help="default: all three (smoke: main, inputs)")
+                   help="default: main sweep inputs (smoke: main inputs); add ablation "
+                        "to run it too")
     p.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=None,
                    help="scenarios of the main study (default: all four)")
     p.add_argument("--models", nargs="+", choices=MODELS, default=MODELS)
@@ -687,7 +852,7 @@ def main(argv=None) -> int:
         scale["model"]["params"] = args.params
     if args.epochs:
         scale["train"]["epochs"] = args.epochs
-    studies = args.studies or scale.get("studies", STUDIES)
+    studies = args.studies or scale.get("studies", DEFAULT_STUDIES)
     scenarios = args.scenarios or scale.get("scenarios", SCENARIOS)
     seeds = list(range(args.seeds if args.seeds is not None else scale["seeds"]))
     jobs = args.jobs or scale["jobs"]
@@ -722,10 +887,12 @@ def main(argv=None) -> int:
          f"eval {ev['steps']}-step rollouts, <= {ev['max_windows']} windows per split")
     seen = set()
     for t in tasks:
-        k = (t.model, t.breaking_inputs)
+        k = (t.model, t.breaking_inputs, t.variant)
         if k not in seen:
             seen.add(k)
-            _log(f"  model {t.model + ('+' + '+'.join(t.breaking_inputs) if t.breaking_inputs else ''):30s}"
+            name = t.model + ("+" + "+".join(t.breaking_inputs) if t.breaking_inputs else "")
+            name += f" ({t.variant})" if t.variant else ""
+            _log(f"  model {name:44s}"
                  f" depth {scale['model']['depth']} hidden {t.hidden:3d} params {t.params:,}")
     if args.dry_run:
         counts: dict[str, int] = {}
@@ -733,6 +900,11 @@ def main(argv=None) -> int:
             for s in t.study.split(","):
                 counts[s] = counts.get(s, 0) + 1
         _log(f"  runs per study: {counts}; seeds {seeds}")
+        est = compute_estimate(scale, tasks, djobs)
+        tf = est["train_flop"] / 1e12
+        _log(f"  training compute (forward x3 x K x windows x epochs, validation and tests "
+             f"left out): {tf:,.1f} TFLOP = {tf / 100 / 3600:,.2f} h at a sustained 100 "
+             f"TFLOP/s, {tf / 10 / 3600:,.1f} h at 10 TFLOP/s")
         _log("dry run: nothing generated or trained")
         return 0
 
@@ -790,7 +962,7 @@ def main(argv=None) -> int:
     agg = collect(results)
     params = {}
     for t in tasks:
-        if not t.breaking_inputs:
+        if not t.breaking_inputs and not t.variant:
             params[t.model] = t.params
     params_v = {}
     for lab, m, br in INPUT_VARIANTS:
@@ -798,6 +970,7 @@ def main(argv=None) -> int:
         params_v[lab] = tt.params if tt else None
     total = time.perf_counter() - t_start
     n_reused = sum(1 for r in results if r.get("reused"))
+    run_sum = sum(r.get("seconds", 0.0) for r in results)
     failed = [r for r in results if "error" in r]
     versions = f"torch {torch.__version__}, python {platform.python_version()}"
     try:
@@ -828,6 +1001,9 @@ def main(argv=None) -> int:
           f"- total wall time: {total / 60:.1f} min (data {t_data:.0f} s, training + "
           f"evaluation {t_runs / 60:.1f} min; {len(tasks)} runs, {n_reused} reused from "
           f"the cache{f', {len(failed)} failed' if failed else ''})",
+          f"- compute: the runs' own wall times sum to {run_sum / 60:.1f} min (cached runs "
+          f"count the time they took when they ran), i.e. about {run_sum / 60 / jobs:.1f} "
+          f"min on {jobs} parallel processes without the cache",
           "", "## Settings", "",
           f"- data: PhiFlow smoke plumes {scale['data']['resolution']}x"
           f"{scale['data']['resolution']}, {scale['data']['steps']} solver steps stored "
@@ -884,6 +1060,30 @@ def main(argv=None) -> int:
                "dataset, `frame` = the global axes as vector fields, `coords` = x, y "
                "channels. Test-future / test-domain RMSE.", ""]
         md += inputs_table(agg, base, params_v, nseeds, inputs_ok, why)
+    if "ablation" in studies:
+        md += ["", "## Ablation: what the relaxation buys", "",
+               "`relaxed L=2` is the default relaxed group conv (2 filter banks) at the "
+               "common parameter target, so it is narrower than `strict`; `relaxed L=1` "
+               "(one bank, one weight per group element and layer) is nearly as wide as "
+               "`strict`; `relaxed L=2 @ strict width` has the strict model's hidden "
+               "width and so more parameters. The relaxed steerable coefficients are "
+               "w(y) = w_bar + relax_scale * delta(y) (default relax_scale 0.1, alpha "
+               "1e-5); the variants change one of the two; `@ strict width` rows have "
+               "the strict steerable model's width (per-position coefficients: about "
+               "9x its parameters). Relaxation dev. (0 = exactly equivariant; "
+               "`evaluate.relaxation_summary`, averaged over relaxed layers and seeds): "
+               "for a relaxed group conv the spread over g (std) of the learned weights "
+               "w_l(g) relative to their mean magnitude; for a relaxed steerable conv the "
+               "spread of the kernel coefficients over kernel positions relative to their "
+               "size. Test-future / test-domain RMSE.", ""]
+        md += ablation_table(agg, tasks, nseeds)
+        md += ["", "Learned relaxation per dataset (the relaxed models of the other "
+               "studies, at equal parameters): relaxation dev. as above for "
+               "`relaxed_gconv_unet`; for `relaxed_steer_unet` the spread of the kernel "
+               "coefficients over kernel positions relative to their size (0 = "
+               "equivariant). Mean ± std over seeds. Data eq. error as in the settings "
+               "(none for data without rotated partner runs).", ""]
+        md += relaxation_table(tasks, dinfo, nseeds)
     if failed:
         md += ["", "## Failed runs", ""]
         md += [f"- {r['data_key']} {r['label']} seed {r['seed']}: {r['error']}"
