@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     run("bench_models.py", "--threads", "1", "--hidden", "11", "--models", "gconv_unet",
         "relaxed_gconv_unet", "steer_unet", "relaxed_steer_unet", *reps)  # equal width
     run("bench_train.py", "--threads", "1", "--steps", "2" if args.quick else "3")
-    run("bench_speed.py", *reps)
+    run("bench_speed.py", *reps, *(["--sim-steps", "60"] if args.quick else []))
     if args.gpu:
         run("bench_models.py", "--device", "cuda", "--amp", "bf16", "--compile",
             "--out", str(RESULTS / "models_gpu.md"))
