@@ -24,14 +24,3 @@ def tiny_checkpoints(tiny_data, tmp_path_factory):
     rg = make_checkpoint(d / "rg" / "best.pt", "relaxed_gconv_unet", ds, seed=1,
                          relax=0.2)
     return {"unet": unet, "relaxed_gconv_unet": rg}
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread avoids waiting on a busy second core."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
