@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -158,12 +157,5 @@ def fit_aux_normalization(aux, layout: FieldLayout, channel_dim: int = 1) -> Nor
     vector field is divided by one magnitude (RMS of its components over all samples and
     cells, as for state vectors) and never shifted; scalars (the masks) are left as they
     are (scale 1, shift 0)."""
-    a = np.asarray(aux.detach().cpu() if torch.is_tensor(aux) else aux, np.float64)
-    a = np.moveaxis(a, channel_dim, 0).reshape(layout.num_channels, -1)
-    if not np.isfinite(a).all():
-        raise ValueError("cannot fit the aux normalisation: the fields hold NaN or Inf")
-    scale = [1.0] * layout.num_channels
-    for i, j in layout.vector_indices:
-        s = float(np.sqrt(np.mean(a[i] ** 2 + a[j] ** 2) / 2)) if a.size else 0.0
-        scale[i] = scale[j] = s if s > 1e-12 else 1.0
-    return Normalization(layout, tuple(scale), (0.0,) * layout.num_channels)
+    return Normalization.fit(aux, layout, channel_dim, scalars=False,
+                             what="the aux normalisation")

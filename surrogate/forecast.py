@@ -103,8 +103,7 @@ class Surrogate(nn.Module):
 
     def normalize_aux(self, aux: torch.Tensor) -> torch.Tensor:
         """Physical -> network units for aux fields ``(B, C_aux, H, W)``."""
-        norm = self.normalization.aux or Normalization.identity(self.aux_layout)
-        return norm.normalize(aux)
+        return self.normalization.normalize_aux(aux)
 
     def aux_tensor(self, aux: Any, batch: int, grid: tuple[int, int]) -> torch.Tensor | None:
         """The model's data aux fields as a float32 ``(batch, C_aux, H, W)`` tensor in

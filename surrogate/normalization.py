@@ -51,23 +51,33 @@ class Normalization:
         return cls(layout, (1.0,) * c, (0.0,) * c)
 
     @classmethod
-    def fit(cls, data, layout: FieldLayout, channel_dim: int = -3) -> "Normalization":
+    def fit(cls, data, layout: FieldLayout, channel_dim: int = -3, scalars: bool = True,
+            what: str = "normalisation") -> "Normalization":
         """Fit on an array ``(..., C, ..., H, W)``: vectors get the RMS of their components
-        (``sqrt(mean(u^2 + v^2) / 2)``), scalars their mean and standard deviation."""
+        (``sqrt(mean(u^2 + v^2) / 2)``), scalars their mean and standard deviation (with
+        ``scalars=False`` they are left as they are: scale 1, shift 0). ``what`` names
+        the normalisation in the error for NaN/Inf data."""
         a = np.asarray(data.detach().cpu() if torch.is_tensor(data) else data, np.float64)
         a = np.moveaxis(a, channel_dim, 0).reshape(layout.num_channels, -1)
         if not np.isfinite(a).all():
-            raise ValueError("cannot fit normalisation: data contain NaN or Inf")
+            raise ValueError(f"cannot fit {what}: data contain NaN or Inf")
         scale = [1.0] * layout.num_channels
         shift = [0.0] * layout.num_channels
         for i, j in layout.vector_indices:
-            s = float(np.sqrt(np.mean(a[i] ** 2 + a[j] ** 2) / 2))
+            s = float(np.sqrt(np.mean(a[i] ** 2 + a[j] ** 2) / 2)) if a.size else 0.0
             scale[i] = scale[j] = s if s > 1e-12 else 1.0
-        for i in layout.scalar_indices:
+        for i in layout.scalar_indices if scalars else ():
             shift[i] = float(a[i].mean())
             s = float(a[i].std())
             scale[i] = s if s > 1e-12 else 1.0
         return cls(layout, tuple(scale), tuple(shift))
+
+    def normalize_aux(self, aux: torch.Tensor | None) -> torch.Tensor | None:
+        """Physical -> network units for aux fields ``(B, C_aux, H, W)`` with :attr:`aux`
+        (None stays None; without :attr:`aux` they are used as they are)."""
+        if aux is None or self.aux is None:
+            return aux
+        return self.aux.normalize(aux, channel_dim=-3)
 
     def _broadcast(self, x: torch.Tensor, values, channel_dim: int) -> torch.Tensor:
         shape = [1] * x.ndim

@@ -45,7 +45,7 @@ from surrogate.symmetry import FieldLayout
 from . import distributed as D
 from .config import ConfigError, TrainConfig
 from .data import DataError, FieldData, open_data
-from .normalize import fit_aux, fit_normalization, normalize_aux, normalize_batch
+from .normalize import fit_aux, fit_normalization, normalize_batch
 from .splits import SplitError, resolve_splits
 from .windows import WindowDataset
 
@@ -163,7 +163,7 @@ def evaluate(step: nn.Module, loader, norm: Normalization, device: torch.device,
         x, y, aux = _to_device(batch, device)
         xn, yn = normalize_batch(norm, x, y)
         with _autocast(device, amp):
-            pred_n = rollout(xn, max(K, steps), False, normalize_aux(norm, aux))
+            pred_n = rollout(xn, max(K, steps), False, norm.normalize_aux(aux))
         pred_n = pred_n.float()
         se_n = ((pred_n[:, :K] - yn[:, :K]) ** 2).mean(dim=(2, 3, 4)).sum(dim=1)
         pred = norm.denormalize(pred_n[:, :steps])
@@ -453,7 +453,7 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
             loss, pen, gnorm = train_step(rollout, model, opt, x, y,
                                           pushforward=cfg.pushforward,
                                           grad_clip=cfg.grad_clip, amp=cfg.amp, info=info,
-                                          aux=normalize_aux(norm, aux))
+                                          aux=norm.normalize_aux(aux))
             if not (torch.isfinite(loss) and torch.isfinite(pen) and torch.isfinite(gnorm)):
                 what = "loss" if not (torch.isfinite(loss) and torch.isfinite(pen)) \
                     else "gradient"

@@ -24,8 +24,7 @@ from surrogate.symmetry import FieldLayout
 from .data import FieldData
 from .splits import SplitRange
 
-__all__ = ["fit_normalization", "fit_aux", "normalize_batch", "normalize_aux",
-           "train_frames"]
+__all__ = ["fit_normalization", "fit_aux", "normalize_batch", "train_frames"]
 
 
 def train_frames(split: SplitRange, T_in: int) -> list[tuple[int, int]]:
@@ -74,10 +73,3 @@ def fit_aux(data: FieldData, split: SplitRange, layout: FieldLayout) -> Normaliz
         raise ValueError("cannot fit the aux normalisation: the train split is empty")
     return fit_aux_normalization(data.aux[sims], layout, channel_dim=1)
 
-
-def normalize_aux(norm: Normalization, aux: torch.Tensor | None) -> torch.Tensor | None:
-    """Physical -> network units for aux fields ``(B, C_aux, H, W)`` (None stays None;
-    without ``norm.aux`` they are used as they are)."""
-    if aux is None or norm.aux is None:
-        return aux
-    return norm.aux.normalize(aux, channel_dim=-3)
