@@ -32,16 +32,7 @@ from ..symmetry import DEFAULT_LAYOUT, FieldLayout
 from ..layers.blocks import Downsample, ResidualBlock, Upsample, concat_fields
 from ..layers.regular import FieldLift, FieldProjection, RegularConv
 
-__all__ = ["FieldUNet", "is_field_conv"]
-
-
-def is_field_conv(module: nn.Module) -> bool:
-    """A convolution layer on regular fields (a :class:`RegularConv` or any layer with the
-    same protocol: ``export()`` and ``equivariance_penalty()``)."""
-    return isinstance(module, RegularConv) or (
-        callable(getattr(module, "export", None))
-        and callable(getattr(module, "equivariance_penalty", None))
-        and not isinstance(module, FieldUNet))
+__all__ = ["FieldUNet"]
 
 
 class FieldUNet(nn.Module):
@@ -179,16 +170,9 @@ class FieldUNet(nn.Module):
 
     # ------------------------------------------------------------------ relaxation
     def field_convs(self) -> Iterator[tuple[str, nn.Module]]:
-        """``(name, layer)`` for every convolution on regular fields (not descending into
-        them)."""
-        def walk(mod: nn.Module, prefix: str):
-            for n, child in mod.named_children():
-                full = f"{prefix}{n}"
-                if is_field_conv(child):
-                    yield full, child
-                else:
-                    yield from walk(child, full + ".")
-        yield from walk(self, "")
+        """``(name, layer)`` for every convolution on regular fields (a
+        :class:`RegularConv`; none of them holds submodules)."""
+        return ((n, m) for n, m in self.named_modules() if isinstance(m, RegularConv))
 
     def equivariance_penalty(self) -> torch.Tensor:
         """``alpha * sum`` of the layers' raw penalties; a 0-dim tensor (0 when strict)."""
@@ -217,7 +201,6 @@ class FieldUNet(nn.Module):
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, attr, layer.export())
         model.exported = True
-        model.config = dict(self.config)
         return model
 
     def extra_repr(self) -> str:
