@@ -30,7 +30,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import xarray as xr
 
-from .scenarios import ScenarioSpec, SimSpec
+from .phiflow_step import cell_centres     # numpy only: PhiFlow is imported lazily there
+from .scenarios import ScenarioSpec
 
 __all__ = ["DatasetError", "open_dataset", "validate_dataset", "build_dataset", "write_dataset",
            "merge", "SIM_COORDS", "FIELD_VARS", "CAUSE_VARS", "SCHEMA_VERSION", "spec_hash"]
@@ -111,7 +112,7 @@ def build_dataset(spec: ScenarioSpec, indices: Sequence[int], fields: dict, caus
     ``fields`` (``u, v, density``: ``(n, T, y, x)``) and ``causes`` (``(n, y, x)``)."""
     indices = [int(i) for i in indices]
     sims = [spec.sims[i] for i in indices]
-    centres = (np.arange(spec.resolution) + 0.5) * spec.dx
+    centres = cell_centres(spec)
     n_frames = fields["density"].shape[1]
     coords = {
         "sim": ("sim", np.asarray(indices, np.int64), {"long_name": "simulation index in the scenario spec"}),
@@ -321,8 +322,6 @@ def merge(paths: Sequence[str | Path], out: str | Path, *, overwrite: bool = Fal
         if missing:
             raise DatasetError(f"merge: simulations {missing[:10]}{'...' if len(missing) > 10 else ''} "
                                f"of {n_spec} are in none of the files (pass allow_partial to merge anyway)")
-    attrs = {k: v for k, v in ds.attrs.items() if k not in ("shard",)}
-    ds = ds.assign_attrs(attrs)
     ds.attrs.pop("shard", None)
     write_dataset(ds, out)
     ds.close()

@@ -11,9 +11,7 @@ from .symmetry import transform_fields
 __all__ = ["data_equivariance_error"]
 
 
-def _groups(ds: xr.Dataset, by: str | None):
-    if by is None:
-        return {None: ds}
+def _groups(ds: xr.Dataset, by: str):
     if by not in ds.coords:
         raise DatasetError(f"data_equivariance_error: no per-simulation coordinate {by!r} to group by")
     vals = ds[by].values
@@ -26,7 +24,8 @@ def _error(ds: xr.Dataset, variables) -> float:
     mag = ds["magnitude_index"].values.astype(int)
     level = ds["level"].values.astype(float) if "level" in ds.coords else np.full(len(wall), np.nan)
     level = np.where(np.isnan(level), -1.0, level)
-    arrs = {k: ds[k].values for k in ("u", "v", "density") if k in ds.variables}
+    needed = ("u", "v", "density") if "density" in variables else ("u", "v")
+    arrs = {k: ds[k].values for k in needed if k in ds.variables}
     total, count = 0.0, 0
     for a in range(len(wall)):
         if wall[a] < 0:
@@ -35,8 +34,12 @@ def _error(ds: xr.Dataset, variables) -> float:
             if b == a or wall[b] < 0 or wall[b] == wall[a] or mag[b] != mag[a] or level[b] != level[a]:
                 continue
             k = (wall[b] - wall[a]) % 4          # wall b = wall a rotated by k CCW quarter turns
-            u, v, d = transform_fields(arrs["u"][a], arrs["v"][a], arrs.get("density", arrs["u"])[a], k=k)
-            rotated = {"u": u, "v": v, "density": d}
+            if "density" in variables:
+                u, v, d = transform_fields(arrs["u"][a], arrs["v"][a], arrs["density"][a], k=k)
+                rotated = {"u": u, "v": v, "density": d}
+            else:
+                u, v = transform_fields(arrs["u"][a], arrs["v"][a], k=k)
+                rotated = {"u": u, "v": v}
             for name in variables:
                 total += float(np.abs(rotated[name] - arrs[name][b]).mean())
                 count += 1
@@ -65,7 +68,6 @@ def data_equivariance_error(ds: xr.Dataset, variables=("u", "v"), by: str | None
     bad = [v for v in variables if v not in ("u", "v", "density")]
     if bad or not variables:
         raise ValueError(f"variables must be a non-empty subset of u, v, density, got {variables}")
-    groups = _groups(ds, by)
     if by is None:
         return _error(ds, tuple(variables))
-    return {k: _error(g, tuple(variables)) for k, g in groups.items()}
+    return {k: _error(g, tuple(variables)) for k, g in _groups(ds, by).items()}

@@ -153,7 +153,7 @@ def _step_function(res, size, dt, obstacle, method, rel_tol, abs_tol, max_iterat
 
 def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | None = None,
                    jit: bool = True, device: str = "auto", on_step=None,
-                   check: bool = True, return_state: bool = False) -> dict:
+                   return_state: bool = False) -> dict:
     """Run the simulations ``spec.sims[i] for i in indices`` together (they must share
     open walls and obstacle). Returns ``{"u", "v", "density"}`` arrays ``(n, T, y, x)``
     float32 (``T = spec.n_frames``; frame 0 is the initial state) and ``"stats"``.
@@ -211,30 +211,28 @@ def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | Non
         store(0)
         for s in range(1, spec.steps + 1):
             smoke, vel, pressure, res_norm, rhs_norm = fn(smoke, vel, pressure, source, buoy)
-            if check:
-                r = np.asarray(res_norm.numpy("sim"), float).reshape(nb)
-                tol = np.maximum(sv.rel_tol * np.asarray(rhs_norm.numpy("sim"), float).reshape(nb), sv.abs_tol(res))
-                bad = ~np.isfinite(r) | (r > sv.check_factor * tol)
-                max_res = np.maximum(max_res, np.where(np.isfinite(r), r / tol, np.inf))
-                if bad.any():
-                    b = int(np.argmax(bad))
-                    raise SimulationError(
-                        f"simulation {indices[b]} (scenario {spec.name!r}): pressure solve did not converge "
-                        f"at step {s}: ||div u||_2 = {r[b]:.3g} > {sv.check_factor:g} x tolerance {tol[b]:.3g} "
-                        f"(try a larger solver.max_iterations, now {sv.iterations(res)}, or precision 64)")
+            r = np.asarray(res_norm.numpy("sim"), float).reshape(nb)
+            tol = np.maximum(sv.rel_tol * np.asarray(rhs_norm.numpy("sim"), float).reshape(nb), sv.abs_tol(res))
+            bad = ~np.isfinite(r) | (r > sv.check_factor * tol)
+            max_res = np.maximum(max_res, np.where(np.isfinite(r), r / tol, np.inf))
+            if bad.any():
+                b = int(np.argmax(bad))
+                raise SimulationError(
+                    f"simulation {indices[b]} (scenario {spec.name!r}): pressure solve did not converge "
+                    f"at step {s}: ||div u||_2 = {r[b]:.3g} > {sv.check_factor:g} x tolerance {tol[b]:.3g} "
+                    f"(try a larger solver.max_iterations, now {sv.iterations(res)}, or precision 64)")
             if s % spec.save_every == 0:
                 f = s // spec.save_every
                 store(f)
-                if check:
-                    for k in ("u", "v", "density"):
-                        finite = np.isfinite(out[k][:, f]).all(axis=(1, 2))
-                        if not finite.all():
-                            b = int(np.argmin(finite))
-                            raise SimulationError(f"simulation {indices[b]} (scenario {spec.name!r}): "
-                                                  f"non-finite {k} at step {s}")
+                for k in ("u", "v", "density"):
+                    finite = np.isfinite(out[k][:, f]).all(axis=(1, 2))
+                    if not finite.all():
+                        b = int(np.argmin(finite))
+                        raise SimulationError(f"simulation {indices[b]} (scenario {spec.name!r}): "
+                                              f"non-finite {k} at step {s}")
             if on_step is not None:
                 on_step()
-    out["stats"] = {"max_residual_over_tolerance": float(max_res.max()) if check else float("nan")}
+    out["stats"] = {"max_residual_over_tolerance": float(max_res.max())}
     if return_state:
         out["state"] = {"density": smoke, "velocity": vel, "pressure": pressure}
     return out

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .symmetry import transform_vector
+
 __all__ = ["SpecError", "SimSpec", "SolverSpec", "ScenarioSpec", "WALLS", "preset",
            "available_scenarios", "preset_parameters", "load_spec", "spec_to_toml",
            "rotate_point"]
@@ -109,7 +111,7 @@ class ScenarioSpec:
     def __post_init__(self):
         self.sims = [s if isinstance(s, SimSpec) else SimSpec(**s) for s in self.sims]
         # record preset parameters as plain JSON data (lists, no None) so specs round-trip
-        self.preset_params = {k: v for k, v in json.loads(json.dumps(_jsonable(self.preset_params or {}))).items()
+        self.preset_params = {k: v for k, v in json.loads(json.dumps(self.preset_params or {})).items()
                               if v is not None}
         if isinstance(self.solver, dict):
             self.solver = SolverSpec(**self.solver)
@@ -183,7 +185,7 @@ class ScenarioSpec:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(_jsonable(self.to_dict()), sort_keys=True, allow_nan=True)
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=True)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ScenarioSpec":
@@ -219,14 +221,6 @@ class ScenarioSpec:
         return cls.from_dict(json.loads(s))
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
-
-
 # ----------------------------------------------------------------------------- helpers
 
 def rotate_point(x: float, y: float, k: int, size: float) -> tuple[float, float]:
@@ -238,9 +232,10 @@ def rotate_point(x: float, y: float, k: int, size: float) -> tuple[float, float]
 
 
 def rotate_vector(bx: float, by: float, k: int) -> tuple[float, float]:
-    for _ in range(k % 4):
-        bx, by = -by, bx
-    return bx + 0.0, by + 0.0     # no negative zeros
+    """Rotate a vector by ``k`` counter-clockwise quarter turns
+    (:func:`simulate.symmetry.transform_vector`)."""
+    bx, by = transform_vector(bx, by, k)
+    return bx + 0.0, by + 0.0     # no negative zeros (they would change the spec JSON)
 
 
 def _even_pick(n: int, m: int) -> list[int]:
