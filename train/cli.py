@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from .config import ConfigError, config_from_dict, merge_overrides
+from .config import ConfigError, config_from_dict, merge_overrides, read_toml
 
 __all__ = ["main", "build_parser"]
 
@@ -178,14 +178,7 @@ def args_to_config(ns: argparse.Namespace):
     base: dict[str, Any] = {}
     path = args.pop("config", None)
     if path is not None:
-        import tomllib
-        try:
-            with open(path, "rb") as f:
-                base = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        base = read_toml(path)
     overrides: dict[str, Any] = {}
     model_cfg = {k: args.pop(k) for k in _MODEL_KEYS if k in args}
     model_cfg.update(dict(args.pop("model_opt", [])))

@@ -192,16 +192,20 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
 def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
     """Read a TOML training config; keyword ``overrides`` win over the file. Relative
     ``data`` and ``out`` paths are taken relative to the current directory."""
-    path = Path(path)
+    d = read_toml(Path(path))
+    d = merge_overrides(d, overrides)
+    return config_from_dict(d)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML file ``path`` as a dict; error messages name ``path`` as given."""
     try:
         with open(path, "rb") as f:
-            d = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    d = merge_overrides(d, overrides)
-    return config_from_dict(d)
 
 
 def merge_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -213,8 +217,7 @@ def merge_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
             d["model"] = {**d["model"], "name": v}
         elif k in ("model_config", "split") and isinstance(v, dict):
             base = d.get(k, {})
-            d[k] = {**(dataclasses.asdict(base) if dataclasses.is_dataclass(base) else base),
-                    **v}
+            d[k] = {**base, **v}
         else:
             d[k] = v
     return d

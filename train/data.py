@@ -239,23 +239,25 @@ def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u"
 
         budget = min(max_memory_gb * 2**30, 0.5 * _available_memory())
         load = in_memory == "yes" or (in_memory == "auto" and data.nbytes <= budget)
-        arrays = []
-        for p, ds in zip(paths, datasets):
-            per_var = []
-            for c in channels:
+        # loaded data go straight into one (sim, time, C, y, x) float32 array, so the
+        # peak is that array plus one variable of one file, not two full copies
+        array = (np.empty((sum(sims_per_file), n_time, len(channels), ny, nx), np.float32)
+                 if load else None)
+        offset = 0
+        for p, ds, n_sims in zip(paths, datasets, sims_per_file):
+            for ci, c in enumerate(channels):
                 var = ds[c].transpose(*DIMS)
                 if load:
                     block = var.values.astype(np.float32, copy=False)
                     for s in range(block.shape[0]):
                         _check_finite(block[s], p, c, s)
-                    per_var.append(block)
+                    array[offset:offset + n_sims, :, ci] = block
+                    del block
                 else:  # stream through the file once, one sim at a time
                     for s in range(var.sizes["sim"]):
                         _check_finite(var.isel(sim=s).values, p, c, s)
-            if load:
-                arrays.append(np.stack(per_var, axis=2))
-        if load:
-            data.array = np.ascontiguousarray(np.concatenate(arrays, axis=0))
+            offset += n_sims
+        data.array = array
         return data
     finally:
         for ds in datasets:

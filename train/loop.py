@@ -266,7 +266,7 @@ def fit(config: TrainConfig) -> Path:
         D.cleanup(info)
 
 
-def _prepare_out(cfg: TrainConfig, info: D.DistInfo) -> _Run:
+def _prepare_out(cfg: TrainConfig) -> _Run:
     out = Path(cfg.out)
     run = _Run(out, out / "best.pt", out / "last.pt", out / METRICS_FILE)
     if cfg.resume:
@@ -317,7 +317,7 @@ def _check_model_fits(model: nn.Module, cfg: TrainConfig, data: FieldData,
 
 
 def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
-    run = _prepare_out(cfg, info)
+    run = _prepare_out(cfg)
     layout = _layout(cfg)
     K, T_in, steps = cfg.K, cfg.T_in, cfg.eval_steps
 
@@ -454,7 +454,8 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
                                           pushforward=cfg.pushforward,
                                           grad_clip=cfg.grad_clip, amp=cfg.amp, info=info,
                                           aux=norm.normalize_aux(aux))
-            if not (torch.isfinite(loss) and torch.isfinite(pen) and torch.isfinite(gnorm)):
+            # train_step returns a NaN grad norm whenever loss or penalty is non-finite
+            if not torch.isfinite(gnorm):
                 what = "loss" if not (torch.isfinite(loss) and torch.isfinite(pen)) \
                     else "gradient"
                 bar.close()

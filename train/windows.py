@@ -37,9 +37,8 @@ class WindowDataset(Dataset):
                                  f"({data.n_sims} sims x {data.n_time} frames)")
 
     @classmethod
-    def from_split(cls, data: FieldData, split: SplitRange, T_in: int,
-                   horizon: int | None = None) -> "WindowDataset":
-        return cls(data, split.windows(), T_in, split.horizon if horizon is None else horizon)
+    def from_split(cls, data: FieldData, split: SplitRange, T_in: int) -> "WindowDataset":
+        return cls(data, split.windows(), T_in, split.horizon)
 
     def __len__(self) -> int:
         return len(self.windows)
