@@ -166,14 +166,10 @@ def model_equivariance_error(model: nn.Module, x: torch.Tensor,
     plain ``unet``; pass ``"D4"`` to include mirrors). ``x`` is in the units the model
     takes: physical for a Surrogate, normalised for a bare network."""
     if layout is None:
-        layout = model.layout if isinstance(getattr(model, "layout", None), FieldLayout) \
-            else _model_layout(getattr(model, "model", model))
-    if group is None:
+        layout = _model_layout(model)
+    if group is None:  # the grid-exact group of the model's: D4 if it has mirrors, else C4
         cfg = getattr(getattr(model, "model", model), "config", {}) or {}
-        name = cfg.get("group") or "C4"
-        group = name if name not in ("trivial", None) else "C4"
-        if isinstance(group, str) and group not in ("C4", "D4"):
-            group = "D4" if get_group(group).flips else "C4"
+        group = "D4" if get_group(cfg.get("group") or "C4").flips else "C4"
     fn, _ = one_step_fn(model, dtype)
     x = torch.as_tensor(x)
     aux = None if aux is None else torch.as_tensor(aux)
@@ -200,10 +196,8 @@ def data_equivariance_error(ds) -> tuple[float | None, str]:
     ``simulate.data_equivariance_error``. Returns ``(value, note)``; ``value`` is None
     with the reason in ``note`` when the dataset's scenario metadata does not allow it
     (e.g. a ``translation`` dataset, or data without per-simulation wall coordinates)."""
-    try:
-        from simulate import data_equivariance_error as dee
-    except ImportError:
-        return None, "simulate.data_equivariance_error is not available in this install"
+    from simulate import data_equivariance_error as dee
+
     scenario = ds.attrs.get("scenario", "unknown") if hasattr(ds, "attrs") else "unknown"
     try:
         value = dee(ds)

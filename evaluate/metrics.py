@@ -211,14 +211,10 @@ class CorrelationTime:
 def correlation_time(corr, threshold: float = CORRELATION_THRESHOLD,
                      dt: float = 1.0) -> CorrelationTime:
     """Correlation time of correlation curves ``(B, S)`` (or ``(S,)``)."""
-    c = as_array(corr)
-    single = c.ndim == 1
-    c = np.atleast_2d(c)
+    c = np.atleast_2d(as_array(corr))
     below = c < threshold
     censored = ~below.any(axis=1)
     steps = np.where(censored, c.shape[1], below.argmax(axis=1))
-    if single:
-        steps, censored = steps[:1], censored[:1]
     return CorrelationTime(steps.astype(int), censored, steps * float(dt))
 
 

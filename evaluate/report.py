@@ -25,8 +25,8 @@ import torch
 from . import plots
 from .equivariance import (EquivarianceError, LayerRelaxation, data_equivariance_error,
                            model_equivariance_error, relaxation_summary)
-from .rollout import (EvaluationError, RolloutResult, build_windows, canonical_split,
-                      display_split, evaluate_split, iter_batches, load_aux, open_data)
+from .rollout import (EvaluationError, RolloutResult, build_windows, display_split,
+                      evaluate_split, iter_batches, load_aux, open_data)
 
 __all__ = ["run", "ModelEvaluation", "write_metrics_csv", "write_summary"]
 
@@ -270,24 +270,6 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
 
 
 # -- the job -------------------------------------------------------------------------
-def trained_grid(metadata: dict) -> tuple[int, int] | None:
-    """``(ny, nx)`` of the training data from checkpoint metadata: ``metadata["grid"]``
-    or the ``grid`` of ``metadata["data"]`` / ``metadata["dataset"]`` (a ``[ny, nx]``
-    pair or a dict with ``ny``/``nx``)."""
-    cands = [metadata.get("grid")] + [(metadata.get(k) or {}).get("grid")
-                                      for k in ("data", "dataset")
-                                      if isinstance(metadata.get(k), dict)]
-    for g in cands:
-        try:
-            if isinstance(g, dict) and "ny" in g and "nx" in g:
-                return int(g["ny"]), int(g["nx"])
-            if isinstance(g, (list, tuple)) and len(g) == 2:
-                return int(g[0]), int(g[1])
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
 def _training_files(metadata: dict) -> list[str]:
     d = metadata.get("data")
     files = d.get("files") if isinstance(d, dict) else None
@@ -329,7 +311,7 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     split_list = [splits] if isinstance(splits, str) else list(splits)
     if not split_list:
         raise EvaluationError("no split given")
-    split_names = list(dict.fromkeys(display_split(canonical_split(s)) for s in split_list))
+    split_names = list(dict.fromkeys(display_split(s) for s in split_list))
     if int(steps) < 1:
         raise EvaluationError(f"steps must be >= 1, got {steps}")
     if labels is not None and len(labels) != len(ckpts):
@@ -365,7 +347,7 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
         missing = [v for v in sur.layout.channels if v not in ds.data_vars]
         if missing:
             raise EvaluationError(f"data lack variable(s) {missing} that {label} needs")
-        grid = trained_grid(sur.metadata)
+        grid = sur.grid
         if grid is not None and (int(ds.sizes["y"]), int(ds.sizes["x"])) != grid:
             raise EvaluationError(f"{label} was trained on a {grid[0]}x{grid[1]} grid, "
                                   f"the data are {ds.sizes['y']}x{ds.sizes['x']}")

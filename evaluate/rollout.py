@@ -55,7 +55,7 @@ def display_split(name: str) -> str:
 def open_data(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> xr.Dataset:
     """Open one or several dataset files (shards, concatenated along ``sim`` in the given
     order, as training does) through ``simulate.open_dataset``, which validates the
-    schema; without that reader, with xarray and a minimal check of the schema."""
+    schema of every file."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = [str(p) for p in paths]
@@ -64,31 +64,21 @@ def open_data(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> xr.Data
     for p in paths:
         if not os.path.isfile(p):
             raise EvaluationError(f"{p}: no such data file")
+    from simulate import open_dataset
+
     try:
-        from simulate import open_dataset
-    except ImportError:
-        open_dataset = None
-    try:
-        if open_dataset is not None:
-            # one file at a time, joined in the order given: the split spec of a checkpoint
-            # indexes simulations over the files concatenated in training's order
-            parts = [open_dataset(p) for p in paths]
-        else:
-            parts = [xr.open_dataset(p) for p in paths]
+        # one file at a time, joined in the order given: the split spec of a checkpoint
+        # indexes simulations over the files concatenated in training's order
+        parts = [open_dataset(p) for p in paths]
     except (ValueError, OSError, KeyError, RuntimeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EvaluationError(msg if open_dataset is not None
-                              else f"cannot read {paths} as NetCDF ({msg})") from e
+        raise EvaluationError(msg) from e
     try:
         ds = parts[0] if len(parts) == 1 else xr.concat(
             parts, dim="sim", data_vars="minimal", coords="minimal", compat="override",
             join="override", combine_attrs="override")
     except (ValueError, KeyError) as e:
         raise EvaluationError(f"cannot join {paths} along 'sim': {e}") from e
-    for d in ("sim", "time", "y", "x"):
-        if d not in ds.dims:
-            raise EvaluationError(f"{paths[0]}: dataset lacks dimension {d!r} "
-                                  f"(has {dict(ds.sizes)})")
     return ds
 
 
@@ -163,7 +153,7 @@ class Windows:
 
 
 def _spec_of(metadata: dict) -> dict | None:
-    spec = metadata.get("splits") or metadata.get("split_spec")
+    spec = metadata.get("splits")
     return spec if isinstance(spec, dict) else None
 
 
