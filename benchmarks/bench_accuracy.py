@@ -52,6 +52,7 @@ import argparse
 import concurrent.futures as cf
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
@@ -259,21 +260,24 @@ def breaking_support() -> tuple[bool, str]:
 _WIDTHS: dict[tuple, tuple[int, int]] = {}
 
 
-def width(model: str, scale: dict, breaking: tuple) -> tuple[int, int]:
-    """(hidden, parameters) of ``model`` at the scale's parameter target."""
+def width(model: str, scale: dict, breaking: tuple, extra: dict | None = None,
+          hidden: int | None = None) -> tuple[int, int]:
+    """(hidden, parameters) of ``model`` with options ``extra``: at the scale's parameter
+    target, or at ``hidden`` when given."""
     from surrogate import build_model, count_parameters, width_for_params
-    key = (model, breaking, scale["model"]["params"], scale["model"]["depth"],
-           scale["train"]["T_in"])
+    extra = dict(extra or {})
+    key = (model, breaking, tuple(sorted(extra.items())), hidden, scale["model"]["params"],
+           scale["model"]["depth"], scale["train"]["T_in"])
     if key not in _WIDTHS:
-        cfg = {"T_in": scale["train"]["T_in"], "depth": scale["model"]["depth"]}
+        cfg = {"T_in": scale["train"]["T_in"], "depth": scale["model"]["depth"], **extra}
         if breaking:
             cfg["breaking_inputs"] = list(breaking)
-        h = width_for_params(model, scale["model"]["params"], **cfg)
+        h = hidden or width_for_params(model, scale["model"]["params"], **cfg)
         _WIDTHS[key] = (h, count_parameters(build_model(model, hidden=h, **cfg)))
     return _WIDTHS[key]
 
 
-def plan_runs(scale: dict, scale_name: str, studies: list[str], scenarios: list[str],
+def plan_runs(scale: dict, studies: list[str], scenarios: list[str],
               models: list[str], seeds: list[int], djobs: list[DataJob], work: Path,
               device: str, threads: int, inputs_ok: bool) -> tuple[list[RunTask], list[str]]:
     by_key = {d.key: d for d in djobs}
@@ -283,17 +287,9 @@ def plan_runs(scale: dict, scale_name: str, studies: list[str], scenarios: list[
     def add(study, data_key, label, model, breaking, seed, extra=None, width_of=None,
             variant=""):
         extra = dict(extra or {})
-        if width_of or extra:  # an ablation variant: its own width and parameter count
-            from surrogate import build_model, count_parameters
-            cfg = {"T_in": scale["train"]["T_in"], "depth": scale["model"]["depth"], **extra}
-            if width_of:
-                h = width(width_of, scale, breaking)[0]
-            else:
-                from surrogate import width_for_params
-                h = width_for_params(model, scale["model"]["params"], **cfg)
-            n = count_parameters(build_model(model, hidden=h, **cfg))
-        else:
-            h, n = width(model, scale, breaking)
+        # an ablation variant has its own options, or the width of another model
+        h = width(width_of, scale, breaking)[0] if width_of else None
+        h, n = width(model, scale, breaking, extra, hidden=h)
         tag = model + ("+" + "+".join(breaking) if breaking else "")
         if variant:
             tag += "@" + "".join(c if c.isalnum() else "-" for c in variant)
@@ -342,17 +338,19 @@ def plan_runs(scale: dict, scale_name: str, studies: list[str], scenarios: list[
 
 
 def train_samples_per_epoch(scale: dict, djob: DataJob) -> int:
-    """Training windows one epoch visits (from the scenario spec; no data needed)."""
+    """Training windows one epoch visits: the train split that ``train.fit`` would
+    resolve for this dataset (from the scenario spec; no data needed)."""
     import simulate
+    from train.splits import SplitConfig, resolve_splits
     spec = simulate.preset(djob.scenario, **djob.params)
-    n_train = sum(1 for s in spec.sims if not s.heldout)
     tr = scale["train"]
-    if tr["split_preset"] == "paper":
-        per_sim = 160                     # the paper's train starts 0-159
-    else:                                 # 'auto': starts over the first 52% of a run
-        frames = spec.steps // spec.save_every + 1
-        per_sim = max(1, int(0.52 * (frames - tr["T_in"] - tr["K"] + 1)))
-    n = n_train * per_sim
+    split = resolve_splits(
+        SplitConfig(preset=tr["split_preset"], test_steps=scale["eval"]["steps"],
+                    valid_stride=tr["valid_stride"]),
+        n_time=spec.n_frames, n_sims=len(spec.sims), T_in=tr["T_in"], K=tr["K"],
+        valid_steps=tr.get("valid_steps") or tr["K"],
+        heldout_coord=[s.heldout for s in spec.sims])
+    n = len(split.train)
     if tr["max_steps_per_epoch"]:
         n = min(n, tr["max_steps_per_epoch"] * tr["batch_size"])
     return n
@@ -549,9 +547,8 @@ def persistence(data_path: str, checkpoint: str, steps: int, max_windows: int | 
         per: list[np.ndarray] = []
         for _, hist, targ in iter_batches(ds, w, channels, 64):
             pred = np.repeat(hist[:, -1:], n, axis=1)
-            per.append(M.rmse(pred, targ))
-        a = np.concatenate(per)
-        out[split] = float(np.sqrt((a ** 2).mean(axis=1)).mean())
+            per.append(M.rmse_rollout(pred, targ))
+        out[split] = float(np.concatenate(per).mean())
     ds.close()
     return out
 
@@ -697,6 +694,7 @@ def inputs_table(agg, base, params_v, nseeds, inputs_ok, why) -> list[str]:
     return lines
 
 
+@functools.lru_cache(maxsize=None)
 def relaxation_deviation(checkpoint: str) -> float | None:
     """Mean over relaxed layers of how far the learned relaxation weights are from
     equivariance (relative deviation; 0 = exactly equivariant); None for strict models."""
@@ -806,14 +804,8 @@ def _machine(device: str) -> str:
     import torch
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from bench_models import machine_name
+    cpu = machine_name(torch.device("cpu"))
     gpu = "GPU present but unused" if torch.cuda.is_available() else "no GPU"
     return f"{os.cpu_count()}-core CPU ({cpu}), {gpu}"
 
@@ -868,7 +860,7 @@ def main(argv=None) -> int:
         return 2
     inputs_ok, why = breaking_support() if "inputs" in studies else (True, "")
     djobs = data_jobs(scale, scenarios, studies, work)
-    tasks, notes = plan_runs(scale, args.scale, studies, scenarios, args.models, seeds, djobs,
+    tasks, notes = plan_runs(scale, studies, scenarios, args.models, seeds, djobs,
                              work, device, args.threads, inputs_ok)
     if not inputs_ok:
         _log(f"NOTE: {why}; the issue-7 variants with breaking inputs are skipped "
@@ -951,12 +943,11 @@ def main(argv=None) -> int:
 
     # ---- baselines and tables ----------------------------------------------------------
     base: dict[str, dict[str, float]] = {}
+    task_of = {t.key(): t for t in tasks}
     for d in djobs:
         r = next((r for r in results if r.get("data_key") == d.key and "error" not in r), None)
         if r is not None:
-            t = next(t for t in tasks if t.data_key == d.key and t.seed == r["seed"]
-                     and t.model == r["model"]
-                     and tuple(t.breaking_inputs) == tuple(r["breaking_inputs"]))
+            t = task_of[r["key"]]
             base[d.key] = persistence(d.path, str(Path(t.out) / "best.pt"), ev["steps"],
                                       ev["max_windows"])
     agg = collect(results)

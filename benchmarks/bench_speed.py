@@ -14,9 +14,7 @@ autograd, exactly like ``Surrogate.rollout``. Writes ``benchmarks/results/speed_
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import torch  # noqa: E402
 
 import surrogate  # noqa: E402
-from bench_models import machine_name  # noqa: E402
+from bench_models import autocast, machine_name, sync  # noqa: E402
 
 
 def simulator_rates(res: int, steps: int, sims: int, eager_sims: int, device: str,
@@ -51,12 +49,14 @@ def simulator_rates(res: int, steps: int, sims: int, eager_sims: int, device: st
     out["eager_steps"] = int(espec.steps)
     for i in range(eager_sims):
         s: list[float] = []
-        simulate_batch(espec, [i], jit=False, on_step=lambda: s.append(time.perf_counter()))
+        simulate_batch(espec, [i], jit=False, device=device,
+                       on_step=lambda: s.append(time.perf_counter()))
         stamps.append((s[-1] - s[0], len(s) - 1))
     out["eager_fps"] = sum(n for _, n in stamps) / sum(t for t, _ in stamps)
     idx = list(range(len(spec.sims)))
     s2: list[float] = []
-    simulate_batch(spec, idx, jit=True, on_step=lambda: s2.append(time.perf_counter()))
+    simulate_batch(spec, idx, jit=True, device=device,
+                   on_step=lambda: s2.append(time.perf_counter()))
     warm = min(8, len(s2) // 3)  # jit tracing happens in the first calls
     out["batched_fps"] = len(idx) * (len(s2) - 1 - warm) / (s2[-1] - s2[warm])
     early = min(len(s2) - 1, warm + 40)
@@ -74,8 +74,7 @@ def surrogate_rate(name: str, params: float, args, device: torch.device) -> dict
     net = surrogate.export(model).eval()
     if args.compile:
         net = torch.compile(net)
-    ctx = (torch.autocast(device.type, dtype=torch.bfloat16) if args.amp == "bf16"
-           else contextlib.nullcontext())
+    ctx = autocast(device, args.amp)
     x0 = torch.randn(args.batch, args.T_in, 3, args.res, args.res, device=device)
 
     def rollout(n: int) -> None:
@@ -86,14 +85,12 @@ def surrogate_rate(name: str, params: float, args, device: torch.device) -> dict
 
     with torch.inference_mode(), ctx:
         rollout(args.warmup)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         best = float("inf")
         for _ in range(args.reps):
             t0 = time.perf_counter()
             rollout(args.rollout_steps)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            sync(device)
             best = min(best, time.perf_counter() - t0)
     return {"model": name, "hidden": hidden, "params": n_params,
             "fps": args.batch * args.rollout_steps / best}

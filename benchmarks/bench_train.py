@@ -26,17 +26,10 @@ from pathlib import Path
 
 import torch
 
-MODELS = ["unet", "gconv_unet", "relaxed_gconv_unet", "steer_unet", "relaxed_steer_unet"]
+from bench_models import machine_name  # also puts the repository root on sys.path
+from surrogate import available_models
 
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+MODELS = available_models()
 
 
 def bench_model(name: str, args, device: torch.device) -> dict:
@@ -108,8 +101,9 @@ def main(argv=None) -> int:
               f"{r['step_s'] * 1e3:8.1f} ms/step  {r['samples_per_s']:8.2f} samples/s",
               flush=True)
 
-    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
-               else f"{_cpu_name()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
+    machine = (machine_name(device) if device.type == "cuda" else
+               f"{machine_name(device)}, {torch.get_num_threads()} threads, "
+               f"{os.cpu_count()} cores")
     lines = [
         "# Training throughput",
         "",

@@ -40,5 +40,6 @@ def test_accuracy_plan_with_every_study(tmp_path, scale, expected):
 
 
 def test_accuracy_default_studies_leave_out_the_ablation(tmp_path):
-    out = _dry_run(tmp_path, "--scale", "smoke", "--studies", "main", "sweep", "inputs")
-    assert "ablation" not in out.split("runs per study:")[1]
+    out = _dry_run(tmp_path, "--scale", "paper")  # no --studies: the default three
+    counts = dict(re.findall(r"'(\w+)': (\d+)", out.split("runs per study:")[1]))
+    assert set(counts) == {"main", "sweep", "inputs"}
