@@ -150,15 +150,19 @@ def rollout_panels(true: np.ndarray, preds: Mapping[str, np.ndarray], path,
 
 def error_vs_step(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path,
                   metric: str = "RMSE", dt: float | None = None, title: str = "",
-                  logy: bool = False) -> Path:
+                  logy: bool = False, baselines: Sequence[str] = ()) -> Path:
     """Error against rollout step for several models on one axes: ``curves[label] =
-    (mean (S,), std (S,))`` over windows; the band is +- one standard deviation."""
+    (mean (S,), std (S,))`` over windows; the band is +- one standard deviation. Labels
+    in ``baselines`` (e.g. persistence) are drawn as dashed black lines without a band."""
     fig = _figure(6.0, 4.0)
     ax = fig.add_subplot()
     for label, (mean, std) in curves.items():
         mean, std = np.asarray(mean, float), np.asarray(std, float)
         s = np.arange(1, len(mean) + 1)
         xs = s * dt if dt else s
+        if label in baselines:
+            ax.plot(xs, mean, ls="--", color="k", lw=1.5, label=label)
+            continue
         line, = ax.plot(xs, mean, marker="o", ms=3, label=label)
         ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     ax.set_xlabel(f"lead time (dt = {dt:g})" if dt else "rollout step")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import plots
+from .baselines import PERSISTENCE_LABEL, Persistence
 from .equivariance import (EquivarianceError, LayerRelaxation, data_equivariance_error,
                            model_equivariance_error, relaxation_summary)
 from .rollout import (EvaluationError, RolloutResult, build_windows, display_split,
@@ -47,6 +48,20 @@ class ModelEvaluation:
     results: dict[str, RolloutResult] = field(default_factory=dict)
     equivariance: dict[str, EquivarianceError] = field(default_factory=dict)
     relaxation: list[LayerRelaxation] = field(default_factory=list)
+    #: split -> persistence scored on this model's own windows (None for a baseline)
+    persistence: dict[str, RolloutResult] = field(default_factory=dict)
+    baseline: bool = False
+
+    def vs_persistence(self, split: str, key: str) -> float | None:
+        """Model RMSE ``key`` / persistence RMSE ``key`` on the same windows."""
+        r, p = self.results.get(split), self.persistence.get(split)
+        if r is None or p is None or key not in r.summary or not p.summary.get(key):
+            return None
+        return r.summary[key] / p.summary[key]
+
+
+#: the ratios to persistence that every table reports
+RATIO_KEYS = ("rmse_velocity", "rmse")
 
 
 def _slug(text: str) -> str:
@@ -128,6 +143,10 @@ def _summary_dict(evals: Sequence[ModelEvaluation], data_eq: tuple[float | None,
             "label": ev.label, "checkpoint": ev.checkpoint, "model": ev.model,
             "splits": {s: {**r.summary, "windows_note": r.windows.note}
                        for s, r in ev.results.items()},
+            "baseline": ev.baseline,
+            "vs_persistence": {s: {k: ev.vs_persistence(s, k) for k in RATIO_KEYS
+                                   if ev.vs_persistence(s, k) is not None}
+                               for s in ev.results if not ev.baseline},
             "equivariance_error": {s: asdict(e) for s, e in ev.equivariance.items()},
             "relaxation": [{"layer": l.name, "kind": l.kind, "shape": list(l.shape),
                             "relative_deviation": l.relative_deviation,
@@ -138,6 +157,12 @@ def _summary_dict(evals: Sequence[ModelEvaluation], data_eq: tuple[float | None,
                            for l in ev.relaxation],
         })
     return out
+
+
+def _ratios(ev: ModelEvaluation, split: str) -> str:
+    vals = [ev.vs_persistence(split, k) for k in RATIO_KEYS]
+    vals = [v for v in vals if v is not None]
+    return " / ".join(f"{v:.2f}x" for v in vals) if vals else "n/a"
 
 
 def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
@@ -158,17 +183,24 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
     L.append(f"## RMSE ({'velocity u, v: the paper metric' if vel else 'all channels'}, "
              f"physical units, over {meta['steps']} steps)")
     L.append("")
-    L.append("| model | " + " | ".join(splits) + " |")
-    L.append("|---" * (len(splits) + 1) + "|")
+    L.append("*vs persistence*: the model's RMSE divided by that of persistence (repeating "
+             "the last given frame) on the same windows; below 1 the model beats "
+             "\"nothing changes\". Velocity RMSE ratio, then the ratio over all fields.")
+    L.append("")
+    L.append("| model | " + " | ".join(f"{s} | vs persistence" for s in splits) + " |")
+    L.append("|---" * (2 * len(splits) + 1) + "|")
     for ev in evals:
-        cells = [_pm(ev.results[s].summary, main) if s in ev.results else "n/a"
-                 for s in splits]
+        cells = []
+        for s in splits:
+            cells.append(_pm(ev.results[s].summary, main) if s in ev.results else "n/a")
+            cells.append("1 (reference)" if ev.baseline else _ratios(ev, s))
         L.append(f"| {ev.label} | " + " | ".join(cells) + " |")
     L.append("")
     for s in splits:
         L.append(f"## {s}")
         L.append("")
-        cols = ["model", "windows", "RMSE (all)", "VRMSE", "corr. time (steps)",
+        cols = ["model", "windows", "RMSE (all)", "vs persistence", "VRMSE",
+                "corr. time (steps)",
                 "corr. time", "spectrum err.", "div(pred)", "div(true)", "equiv. err."]
         L.append("| " + " | ".join(cols) + " |")
         L.append("|---" * len(cols) + "|")
@@ -182,7 +214,9 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
             cens = m.get("corr_time_censored", 0.0)
             ct = _pm(m, "corr_time_steps") + (" (≥, censored)" if cens >= 1 else "")
             L.append("| " + " | ".join([
-                ev.label, str(m.get("n_windows", 0)), _pm(m, "rmse"), _pm(m, "vrmse"), ct,
+                ev.label, str(m.get("n_windows", 0)), _pm(m, "rmse"),
+                "1" if ev.baseline else _fmt(ev.vs_persistence(s, "rmse"), 3),
+                _pm(m, "vrmse"), ct,
                 _fmt(m.get("corr_time")), _pm(m, "spectrum_error"), _fmt(m.get("div_pred")),
                 _fmt(m.get("div_true")),
                 f"{_fmt(eq.mean)} ({eq.group})" if eq is not None else "n/a"]) + " |")
@@ -217,6 +251,8 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
                  "is transformed; the breaking inputs stay fixed, so the error shows how "
                  "far the predictions break the symmetry.")
     for ev in evals:
+        if ev.baseline:
+            continue
         for s, e in ev.equivariance.items():
             per = ", ".join(f"{k} {_fmt(v)}" for k, v in e.per_element.items())
             L.append(f"  - {ev.label}, {s}: {_fmt(e.mean)} ({e.group}: {per})"
@@ -343,6 +379,7 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     data_eq = data_equivariance_error(ds)
     evals: list[ModelEvaluation] = []
     warnings: list[str] = []
+    cache: dict[bytes, RolloutResult] = {}
     for ckpt, sur, label in zip(ckpts, models, labels):
         missing = [v for v in sur.layout.channels if v not in ds.data_vars]
         if missing:
@@ -375,10 +412,12 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
                    if sur.aux_channels else None)
             ev.equivariance[split] = model_equivariance_error(
                 sur, torch.from_numpy(hist), group=group, aux=aux)
+            ev.persistence[split] = _persistence(sur, ds, windows, batch_size, cache)
             _log(f"  {label} / {split}: {len(windows)} windows, RMSE "
                  f"{_fmt(res.summary.get('rmse'))}, equivariance error "
                  f"{_fmt(ev.equivariance[split].mean)} ({time.time() - t:.1f} s)", verbose)
         evals.append(ev)
+    evals.append(_persistence_row(evals, split_names))
 
     out.mkdir(parents=True, exist_ok=True)
     write_metrics_csv(evals, out / "metrics.csv")
@@ -397,6 +436,29 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     _log(f"wrote {out / 'summary.md'}, {out / 'metrics.csv'} and {len(figs)} figure(s)",
          verbose)
     return out
+
+
+def _persistence(sur, ds, windows, batch_size: int,
+                 cache: dict[bytes, RolloutResult]) -> RolloutResult:
+    """Persistence scored on ``windows`` (computed once per distinct window set)."""
+    key = (np.asarray(windows.sims).tobytes() + b"|" + np.asarray(windows.starts).tobytes()
+           + f"|{windows.T_in}|{windows.steps}|{','.join(sur.layout.channels)}".encode())
+    if key not in cache:
+        cache[key] = evaluate_split(Persistence(sur.layout, sur.T_in), ds, windows,
+                                    batch_size, keep=1)
+    return cache[key]
+
+
+def _persistence_row(evals: Sequence[ModelEvaluation], splits: Sequence[str]
+                     ) -> ModelEvaluation:
+    """The persistence baseline as a row of its own, on the first model's windows."""
+    first = evals[0]
+    ev = ModelEvaluation(PERSISTENCE_LABEL, "", PERSISTENCE_LABEL, {}, baseline=True)
+    for s in splits:
+        if s in first.persistence:
+            ev.results[s] = first.persistence[s]
+            ev.persistence[s] = first.persistence[s]
+    return ev
 
 
 def _json_default(o: Any) -> Any:
@@ -422,7 +484,11 @@ def _figures(evals: Sequence[ModelEvaluation], splits: Sequence[str], out: Path,
             if curves:
                 figs.append(plots.error_vs_step(
                     curves, out / f"{key}_vs_step_{s}.png", name, dt,
-                    title=f"{name} vs lead time, {s}"))
+                    title=f"{name} vs lead time, {s}",
+                    baselines=[ev.label for ev in have if ev.baseline]))
+        have = [ev for ev in have if not ev.baseline]  # panels and GIFs: models only
+        if not have:
+            continue
         first = have[0].results[s].examples
         same = all(
             np.array_equal(ev.results[s].examples.get("sims"), first.get("sims")) and

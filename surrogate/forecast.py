@@ -68,6 +68,13 @@ class Surrogate(nn.Module):
         if aux_norm is not None and aux_norm.layout != self.aux_layout:
             raise ForecastError(f"the aux normalisation is for {aux_norm.layout.channels}, "
                                 f"the model needs {self.aux_layout.channels}")
+        gain = getattr(model, "delta_scale", None)
+        if self.normalization.delta_scale is not None and gain is not None and not \
+                np.allclose(gain.detach().cpu().numpy(), self.normalization.delta_gain,
+                            rtol=1e-5):
+            raise ForecastError(f"the model's residual scale {gain.tolist()} does not match "
+                                f"its normalisation's delta_scale / scale "
+                                f"{list(self.normalization.delta_gain)}")
         self.metadata = dict(metadata or {})
         self.path = path
         # (weights fingerprint, exported net); kept off the module tree so that

@@ -25,12 +25,15 @@ class Normalization:
     """Per-channel ``x_norm = (x - shift) / scale`` for a ``FieldLayout``.
 
     ``aux``: the normalisation of the model's static aux fields from the data (the
-    ``cause`` breaking input, layout :func:`surrogate.breaking.data_layout`), or None."""
+    ``cause`` breaking input, layout :func:`surrogate.breaking.data_layout`), or None.
+    ``delta_scale``: per-channel RMS of the one-step differences ``x[t+1] - x[t]`` in
+    physical units (one value per vector field), or None (state-unit residuals)."""
 
     layout: FieldLayout
     scale: tuple[float, ...]
     shift: tuple[float, ...]
     aux: "Normalization | None" = None
+    delta_scale: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.aux is not None and not isinstance(self.aux, Normalization):
@@ -44,6 +47,44 @@ class Normalization:
             if self.scale[i] != self.scale[j] or self.shift[i] != 0 or self.shift[j] != 0:
                 raise ValueError("a vector field needs one scale for both components and "
                                  "no shift (anything else breaks rotation equivariance)")
+        if self.delta_scale is not None:
+            d = tuple(float(v) for v in self.delta_scale)
+            if len(d) != c or any(not np.isfinite(v) or v <= 0 for v in d):
+                raise ValueError(f"delta_scale needs {c} positive finite values, got {d}")
+            if any(d[i] != d[j] for i, j in self.layout.vector_indices):
+                raise ValueError("a vector field needs one delta scale for both components")
+            object.__setattr__(self, "delta_scale", d)
+
+    @property
+    def delta_gain(self) -> tuple[float, ...]:
+        """``delta_scale / scale`` per channel: one unit of a normalised difference in
+        normalised state units (all 1 without :attr:`delta_scale`)."""
+        if self.delta_scale is None:
+            return (1.0,) * self.layout.num_channels
+        return tuple(d / s for d, s in zip(self.delta_scale, self.scale))
+
+    @staticmethod
+    def fit_delta_scale(diffs, layout: FieldLayout, channel_dim: int = -3) -> tuple[float, ...]:
+        """Eq. "delta normalisation": per-channel RMS of one-step differences ``diffs``
+        ``(..., C, ..., H, W)``; vectors ``sqrt(mean(du^2 + dv^2) / 2)`` for both
+        components, scalars ``sqrt(mean(ds^2))``; never a shift."""
+        a = np.asarray(diffs.detach().cpu() if torch.is_tensor(diffs) else diffs, np.float64)
+        a = np.moveaxis(a, channel_dim, 0).reshape(layout.num_channels, -1)
+        if not np.isfinite(a).all():
+            raise ValueError("cannot fit the delta scale: data contain NaN or Inf")
+        if not a.size:
+            raise ValueError("cannot fit the delta scale: no pair of consecutive frames")
+        return Normalization.delta_scale_from_mean_squares((a ** 2).mean(axis=1), layout)
+
+    @staticmethod
+    def delta_scale_from_mean_squares(ms, layout: FieldLayout) -> tuple[float, ...]:
+        """The delta scale from per-channel mean squares ``ms (C,)`` of the differences
+        (a vector's two components share ``sqrt((ms_u + ms_v) / 2)``)."""
+        ms = [float(v) for v in ms]
+        d = [np.sqrt(v) for v in ms]
+        for i, j in layout.vector_indices:
+            d[i] = d[j] = np.sqrt((ms[i] + ms[j]) / 2)
+        return tuple(float(v) if v > 1e-12 else 1.0 for v in d)
 
     @classmethod
     def identity(cls, layout: FieldLayout) -> "Normalization":
@@ -99,10 +140,14 @@ class Normalization:
              "shift": list(self.shift)}
         if self.aux is not None:
             d["aux"] = self.aux.to_dict()
+        if self.delta_scale is not None:
+            d["delta_scale"] = list(self.delta_scale)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Normalization":
         aux = cls.from_dict(d["aux"]) if d.get("aux") else None
+        delta = d.get("delta_scale")
         return cls(FieldLayout.from_dict(d["layout"]), tuple(map(float, d["scale"])),
-                   tuple(map(float, d["shift"])), aux)
+                   tuple(map(float, d["shift"])), aux,
+                   tuple(map(float, delta)) if delta is not None else None)

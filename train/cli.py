@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, help="AdamW learning rate (1e-3)")
     g.add_argument("--weight-decay", dest="weight_decay", type=float, help="(4e-4)")
     g.add_argument("--lr-decay", dest="lr_decay", type=float,
-                   help="lr factor every --lr-step-epochs epochs (0.95)")
+                   help="lr factor every --lr-step-epochs epochs (0.95; --schedule step)")
     g.add_argument("--lr-step-epochs", dest="lr_step_epochs", type=int, help="(1)")
     g.add_argument("--grad-clip", dest="grad_clip", type=_opt_float,
                    help="max gradient norm, or 'none' (1.0)")
@@ -142,6 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="early-stopping patience in epochs, or 'none' (10)")
     g.add_argument("--pushforward", action=argparse.BooleanOptionalAction,
                    help="feed back detached predictions (push-forward trick)")
+    g.add_argument("--targets", choices=("delta", "state"),
+                   help="delta: predict normalised one-step differences (default); state: "
+                   "residuals in normalised state units")
+    g.add_argument("--persistence-init", dest="persistence_init",
+                   action=argparse.BooleanOptionalAction,
+                   help="zero the output head so the untrained model is persistence (on)")
+    g.add_argument("--noise", type=float, help="std of the training noise on the input "
+                   "history, in units of one step's change (0 = off)")
+    g.add_argument("--schedule", choices=("cosine", "step"),
+                   help="cosine: warm-up + cosine decay per step (default); step: "
+                   "--lr-decay every --lr-step-epochs")
+    g.add_argument("--warmup", type=float, help="warm-up fraction of all steps (0.05)")
+    g.add_argument("--ema", type=_opt_float, help="weight EMA decay, or 'none'")
+    g.add_argument("--curriculum", action=argparse.BooleanOptionalAction,
+                   help="grow the unrolled loss from 1 to K steps over half the epochs")
     g.add_argument("--valid-steps", dest="valid_steps", type=int,
                    help="rollout steps of the valid RMSE (default K)")
     g.add_argument("--max-steps-per-epoch", dest="max_steps_per_epoch", type=_opt_int)

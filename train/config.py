@@ -87,7 +87,25 @@ class SplitConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything :func:`train.fit` needs; every field is also a CLI flag."""
+    """Everything :func:`train.fit` needs; every field is also a CLI flag.
+
+    The training recipe (defaults measured in ``docs/accuracy.md``):
+
+    * ``targets``: ``"delta"`` predicts normalised one-step differences (their RMS,
+      fitted on the train split, is :attr:`Normalization.delta_scale`; the loss is the
+      MSE in those units); ``"state"`` the residual in normalised state units.
+    * ``persistence_init``: zero the output head, so the untrained model is persistence.
+    * ``noise``: std of Gaussian noise added to the input history during training, in
+      units of the one-step change (i.i.d. per component: isotropic, commutes with
+      rotations); 0 switches it off.
+    * ``schedule``: ``"cosine"`` (linear warm-up over the ``warmup`` fraction of all
+      optimiser steps, then cosine decay to 1% of ``lr``) or ``"step"`` (``lr_decay``
+      every ``lr_step_epochs`` epochs).
+    * ``ema``: decay of an exponential moving average of the weights, which is what is
+      validated and saved (None: off).
+    * ``curriculum``: grow the unrolled loss from 1 to ``K`` steps over the first half of
+      the epochs.
+    """
 
     data: list[str] = field(default_factory=list)
     out: str = "runs/train"
@@ -104,6 +122,13 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     patience: int | None = 10
     pushforward: bool = False
+    targets: str = "delta"
+    persistence_init: bool = True
+    noise: float = 0.0
+    schedule: str = "cosine"
+    warmup: float = 0.05
+    ema: float | None = None
+    curriculum: bool = False
     valid_steps: int | None = None
     max_steps_per_epoch: int | None = None
     device: str = "auto"
@@ -141,6 +166,11 @@ class TrainConfig:
             (self.lr_step_epochs >= 1, "lr_step_epochs must be >= 1"),
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0 or unset"),
             (self.patience is None or self.patience >= 1, "patience must be >= 1 or unset"),
+            (self.targets in ("delta", "state"), "targets must be 'delta' or 'state'"),
+            (self.noise >= 0 and self.noise == self.noise, "noise must be >= 0"),
+            (self.schedule in ("cosine", "step"), "schedule must be 'cosine' or 'step'"),
+            (0 <= self.warmup < 1, "warmup must be in [0, 1) (a fraction of all steps)"),
+            (self.ema is None or 0 < self.ema < 1, "ema must be in (0, 1) or unset"),
             (self.valid_steps is None or self.valid_steps >= 1, "valid_steps must be >= 1"),
             (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
              "max_steps_per_epoch must be >= 1"),

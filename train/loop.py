@@ -1,11 +1,18 @@
-"""The training loop: multi-step autoregressive loss, AdamW + step decay, clipping,
-early stopping on the valid rollout RMSE, best/last checkpoints, resume, DDP.
+"""The training loop: multi-step autoregressive loss, AdamW with warm-up + cosine (or
+step) schedule, weight EMA, clipping, early stopping on the valid rollout RMSE,
+best/last checkpoints, resume, DDP.
 
 Loss of one window (``x``: ``T_in`` frames, ``y``: ``K`` frames, both normalised)::
 
-    hist = x
+    hist = x + noise                           (training noise, in units of one step's change)
     for k in 1..K:  p_k = model(hist[, aux]);  hist = hist[1:] + [p_k]      (teacher-free)
-    loss = sum_k mean((p_k - y_k)^2) + model.equivariance_penalty()
+    loss = sum_k mean_c w_c mean((p_k - y_k)_c^2) + model.equivariance_penalty()
+
+With delta targets (the default) the residual model predicts ``x[t] + g * out`` with
+``g = delta_scale / scale`` per channel (:attr:`Normalization.delta_gain`), and the loss
+weights are ``w_c = 1 / g_c^2``: the first step's loss is the MSE of the normalised
+one-step difference. Noise is i.i.d. Gaussian with std ``noise * g_c`` per channel (one
+value for both components of a vector, so its distribution is rotation invariant).
 
 With ``pushforward`` the prediction fed back is detached, so each step's loss is
 back-propagated through that one step only while still seeing the distribution of the
@@ -45,7 +52,8 @@ from surrogate.symmetry import FieldLayout
 from . import distributed as D
 from .config import ConfigError, TrainConfig
 from .data import DataError, FieldData, open_data
-from .normalize import fit_aux, fit_normalization, normalize_batch
+from .ema import EMA
+from .normalize import fit_aux, fit_delta_scale, fit_normalization, normalize_batch
 from .splits import SplitError, resolve_splits
 from .windows import WindowDataset
 
@@ -95,9 +103,13 @@ class Rollout(nn.Module):
         return torch.stack(preds, dim=1)
 
 
-def multistep_loss(preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Sum over steps of the per-step mean squared error (float32)."""
+def multistep_loss(preds: torch.Tensor, y: torch.Tensor,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum over steps of the per-step mean squared error (float32) of ``(B, K, C, H, W)``
+    tensors; ``weight (C,)`` weighs the channels (None: all 1)."""
     se = (preds.float() - y.float()) ** 2
+    if weight is not None:
+        se = se * weight.float().view(1, 1, -1, 1, 1)
     return se.mean(dim=(0, 2, 3, 4)).sum()
 
 
@@ -118,17 +130,22 @@ def _autocast(device: torch.device, amp: str):
 def train_step(module: nn.Module, model: nn.Module, opt: torch.optim.Optimizer,
                x: torch.Tensor, y: torch.Tensor, *, pushforward: bool = False,
                grad_clip: float | None = None, amp: str = "none",
-               info: D.DistInfo | None = None, aux: torch.Tensor | None = None):
+               info: D.DistInfo | None = None, aux: torch.Tensor | None = None,
+               noise: torch.Tensor | None = None, weight: torch.Tensor | None = None):
     """One optimisation step on a normalised batch (``aux``: the normalised static aux
     fields, or None). ``module`` is the (possibly DDP-
     wrapped) :class:`Rollout`, ``model`` the bare model (for the penalty and clipping).
+    ``noise (C,)``: std of the Gaussian noise added to the history ``x`` per channel;
+    ``weight (C,)``: channel weights of the loss (see :func:`multistep_loss`).
     Returns detached ``(data_loss, penalty, grad_norm)`` (loss and penalty averaged over
     processes). The weights are left unchanged when the loss (on any process) or the
     gradient is not finite; the caller sees it in the returned values."""
     info = info or D.DistInfo()
+    if noise is not None:
+        x = x + torch.randn_like(x) * noise.to(x).view(1, 1, -1, 1, 1)
     with _autocast(x.device, amp):
         preds = module(x, y.shape[1], pushforward, aux)
-    data_loss = multistep_loss(preds, y)
+    data_loss = multistep_loss(preds, y, weight)
     penalty = _penalty(model, x.device)
     loss = data_loss + penalty
     opt.zero_grad(set_to_none=True)
@@ -153,7 +170,8 @@ def train_step(module: nn.Module, model: nn.Module, opt: torch.optim.Optimizer,
 
 @torch.no_grad()
 def evaluate(step: nn.Module, loader, norm: Normalization, device: torch.device, *,
-             K: int, steps: int, amp: str, info: D.DistInfo) -> dict[str, Any]:
+             K: int, steps: int, amp: str, info: D.DistInfo,
+             weight: torch.Tensor | None = None) -> dict[str, Any]:
     """Valid loss (normalised, ``K`` steps, as in training) and rollout RMSE (physical
     units, ``steps`` steps, targets only), summed over all processes."""
     C = len(norm.layout.channels)
@@ -165,7 +183,10 @@ def evaluate(step: nn.Module, loader, norm: Normalization, device: torch.device,
         with _autocast(device, amp):
             pred_n = rollout(xn, max(K, steps), False, norm.normalize_aux(aux))
         pred_n = pred_n.float()
-        se_n = ((pred_n[:, :K] - yn[:, :K]) ** 2).mean(dim=(2, 3, 4)).sum(dim=1)
+        se_n = (pred_n[:, :K] - yn[:, :K]) ** 2
+        if weight is not None:
+            se_n = se_n * weight.view(1, 1, -1, 1, 1)
+        se_n = se_n.mean(dim=(2, 3, 4)).sum(dim=1)
         pred = norm.denormalize(pred_n[:, :steps])
         se = ((pred - y[:, :steps]) ** 2).sum(dim=(0, 1, 3, 4)).double()
         sums[0] += se_n.sum().double()
@@ -359,32 +380,40 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
         norm = fit_normalization(data, spec.train, T_in, layout)
         if aux_layout.num_channels:
             norm = dataclasses.replace(norm, aux=fit_aux(data, spec.train, aux_layout))
+    delta = cfg.targets == "delta"
+    if (delta or cfg.persistence_init) and not getattr(model, "residual", False):
+        raise ConfigError(f"targets='delta' and persistence_init need a residual model; "
+                          f"{cfg.model!r} is built with residual=False (set targets='state' "
+                          "and persistence_init=false)")
+    if ckpt is None and delta:
+        norm = dataclasses.replace(norm, delta_scale=fit_delta_scale(data, spec.train, T_in,
+                                                                     layout))
+    # one unit of the one-step change in normalised state units, per channel: the scale
+    # of the training noise (and of the residual and the loss weights with delta targets)
+    gain_values = (norm.delta_gain if norm.delta_scale is not None else
+                   Normalization(layout, norm.scale, norm.shift, delta_scale=fit_delta_scale(
+                       data, spec.train, T_in, layout)).delta_gain)
+    gain = torch.tensor(gain_values, dtype=torch.float32, device=device)
+    loss_weight = 1.0 / gain ** 2 if delta else None
+    noise_std = cfg.noise * gain if cfg.noise > 0 else None
 
     # ---- model, optimiser, schedule ---------------------------------------------------
+    ts = (ckpt.get("training_state") or {}) if ckpt is not None else {}
     if ckpt is not None:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(ts.get("raw_state_dict", ckpt["state_dict"]))
+    else:
+        if delta:
+            model.set_delta_scale(norm.delta_gain)
+        if cfg.persistence_init:
+            model.init_persistence()
     model.to(device)
     _check_model_fits(model, cfg, data, device)
+    ema = EMA(model, cfg.ema) if cfg.ema is not None else None
+    if ema is not None and ckpt is not None:
+        ema.module.load_state_dict(ckpt["state_dict"])
+        ema.updates = int(ts.get("ema_updates", 0))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs,
-                                            gamma=cfg.lr_decay)
     start_epoch, best_rmse, best_epoch, bad_epochs = 0, math.inf, 0, 0
-    if ckpt is not None:
-        ts = ckpt.get("training_state") or {}
-        opt.load_state_dict(ts["optimizer"])
-        sched.load_state_dict(ts["scheduler"])
-        start_epoch = int(ts["epoch"])
-        best_rmse = float(ts["best_valid_rmse"])
-        best_epoch = int(ts["best_epoch"])
-        bad_epochs = int(ts["bad_epochs"])
-        _set_rng_state(ts["rng"])
-
-    step_fn = torch.compile(model) if cfg.compile else model
-    rollout: nn.Module = Rollout(step_fn)
-    if info.distributed:
-        rollout = nn.parallel.DistributedDataParallel(
-            rollout, device_ids=[device.index] if device.type == "cuda" else None)
-
     # ---- loaders ---------------------------------------------------------------------
     pin = device.type == "cuda"
     train_ds = WindowDataset.from_split(data, spec.train, T_in)
@@ -397,6 +426,26 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
     valid_part = Subset(valid_ds, list(range(info.rank, len(valid_ds), info.world_size)))
     valid_loader = DataLoader(valid_part, batch_size=cfg.batch_size, shuffle=False,
                               num_workers=cfg.num_workers, pin_memory=pin)
+    steps_per_epoch = len(train_loader)
+    if cfg.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    sched = _scheduler(opt, cfg, steps_per_epoch)
+    if ckpt is not None:
+        opt.load_state_dict(ts["optimizer"])
+        sched.load_state_dict(ts["scheduler"])
+        start_epoch = int(ts["epoch"])
+        best_rmse = float(ts["best_valid_rmse"])
+        best_epoch = int(ts["best_epoch"])
+        bad_epochs = int(ts["bad_epochs"])
+        _set_rng_state(ts["rng"])
+
+    step_fn = torch.compile(model) if cfg.compile else model
+    eval_model = ema.module if ema is not None else model  # what is validated and saved
+    eval_fn = ema.module if ema is not None else step_fn
+    rollout: nn.Module = Rollout(step_fn)
+    if info.distributed:
+        rollout = nn.parallel.DistributedDataParallel(
+            rollout, device_ids=[device.index] if device.type == "cuda" else None)
 
     metadata_base = {
         "kind": "relaxflow.train",
@@ -412,6 +461,10 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
         "train_config": cfg.to_dict() | {"model_config": model_config},
         "world_size": info.world_size,
         "normalization_fitted_on": "train split (frames covered by the train windows)",
+        "recipe": {"targets": cfg.targets, "persistence_init": cfg.persistence_init,
+                   "noise": cfg.noise, "schedule": cfg.schedule, "warmup": cfg.warmup,
+                   "ema": cfg.ema, "curriculum": cfg.curriculum,
+                   "pushforward": cfg.pushforward},
     }
 
     _reset_out(run, cfg, info)
@@ -426,8 +479,8 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
 
     if start_epoch == 0:  # the untrained model's score: the baseline every epoch improves on
         model.eval()
-        val0 = evaluate(step_fn, valid_loader, norm, device, K=K, steps=steps, amp=cfg.amp,
-                        info=info)
+        val0 = evaluate(eval_fn, valid_loader, norm, device, K=K, steps=steps, amp=cfg.amp,
+                        info=info, weight=loss_weight)
         if info.is_main:
             with open(run.metrics, "a") as f:
                 f.write(json.dumps({"epoch": 0, "train_loss": None, "penalty": None, **val0,
@@ -445,15 +498,17 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
                    disable=not (info.is_main and cfg.progress), file=sys.stderr)
         acc = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, penalty*n, n
         lr = opt.param_groups[0]["lr"]
+        k_epoch = _curriculum_K(epoch, cfg)
         for i, batch in enumerate(train_loader):
             if i >= n_batches:
                 break
             x, y, aux = _to_device(batch, device)
-            x, y = normalize_batch(norm, x, y)
+            x, y = normalize_batch(norm, x, y[:, :k_epoch])
             loss, pen, gnorm = train_step(rollout, model, opt, x, y,
                                           pushforward=cfg.pushforward,
                                           grad_clip=cfg.grad_clip, amp=cfg.amp, info=info,
-                                          aux=norm.normalize_aux(aux))
+                                          aux=norm.normalize_aux(aux), noise=noise_std,
+                                          weight=loss_weight)
             # train_step returns a NaN grad norm whenever loss or penalty is non-finite
             if not torch.isfinite(gnorm):
                 what = "loss" if not (torch.isfinite(loss) and torch.isfinite(pen)) \
@@ -465,6 +520,10 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
                     f"non-finite {what} (loss {loss.item():g}, penalty {pen.item():g}) at "
                     f"epoch {epoch + 1}, step {i + 1}; training stopped, {kept}. "
                     "Try a lower lr or a grad_clip.")
+            if cfg.schedule == "cosine":
+                sched.step()
+            if ema is not None:
+                ema.update(model)
             b = x.shape[0]
             acc += torch.stack([loss * b, pen * b,
                                 torch.tensor(float(b), dtype=torch.float64, device=device)])
@@ -472,13 +531,14 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
             if info.is_main and cfg.progress:
                 bar.set_postfix(loss=f"{(acc[0] / acc[2]).item():.4g}")
         bar.close()
-        sched.step()
+        if cfg.schedule == "step":
+            sched.step()
         D.all_reduce_sum(acc, info)
         train_time = time.perf_counter() - t0
 
         model.eval()
-        val = evaluate(step_fn, valid_loader, norm, device, K=K, steps=steps, amp=cfg.amp,
-                       info=info)
+        val = evaluate(eval_fn, valid_loader, norm, device, K=K, steps=steps, amp=cfg.amp,
+                       info=info, weight=loss_weight)
         if not math.isfinite(val["valid_rmse"]):
             kept = (f"the last good checkpoint {run.last} (epoch {epoch}) is kept"
                     if run.last.is_file() else "no checkpoint had been written yet")
@@ -505,15 +565,22 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
             meta = metadata_base | {"epoch": epoch + 1, "valid_rmse": val["valid_rmse"],
                                     "valid_loss": val["valid_loss"],
                                     "best_valid_rmse": best_rmse, "best_epoch": best_epoch}
+            # the metrics line first: a kill before last.pt is written leaves a line that
+            # --resume trims (it keeps the epochs last.pt holds), never a missing one
+            with open(run.metrics, "a") as f:
+                f.write(json.dumps(record) + "\n")
             if improved:
-                save(model, run.best, normalization=norm, metadata=meta)
+                save(eval_model, run.best, normalization=norm, metadata=meta)
             state = {"epoch": epoch + 1, "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict(), "rng": _rng_state(),
                      "best_valid_rmse": best_rmse, "best_epoch": best_epoch,
                      "bad_epochs": bad_epochs}
-            save(model, run.last, normalization=norm, metadata=meta, training_state=state)
-            with open(run.metrics, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            if ema is not None:
+                state["raw_state_dict"] = {k: v.detach().cpu().clone()
+                                           for k, v in model.state_dict().items()}
+                state["ema_updates"] = ema.updates
+            save(eval_model, run.last, normalization=norm, metadata=meta,
+                 training_state=state)
             _log(info, cfg, f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4g}"
                  f"  valid_rmse {val['valid_rmse']:.4g}  lr {lr:.3g}  {epoch_time:.1f}s"
                  f"{'  *best*' if improved else ''}")
@@ -527,6 +594,35 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
     if not run.best.is_file():  # pragma: no cover - resumed a finished run without best
         raise TrainingError(f"no best checkpoint in {run.out}")
     return run.best
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """``"step"``: ``lr_decay`` every ``lr_step_epochs`` epochs (stepped per epoch).
+    ``"cosine"``: linear warm-up over the first ``warmup`` fraction of all optimiser
+    steps, then ``lr (0.01 + 0.99 (1 + cos(pi p)) / 2)`` for progress ``p`` in [0, 1]
+    (stepped per optimiser step)."""
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs,
+                                               gamma=cfg.lr_decay)
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = int(cfg.warmup * total)
+
+    def factor(i: int) -> float:
+        if i < warm:
+            return (i + 1) / warm
+        p = min(1.0, (i - warm) / max(1, total - warm))
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * p))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _curriculum_K(epoch: int, cfg: TrainConfig) -> int:
+    """Unrolled loss steps in ``epoch`` (0-based): ``K``, or with ``curriculum`` from 1
+    growing linearly to ``K`` at half of the epochs."""
+    if not cfg.curriculum:
+        return cfg.K
+    half = max(1, cfg.epochs // 2)
+    return max(1, min(cfg.K, 1 + (epoch * cfg.K) // half))
 
 
 def _trim_metrics(path: Path, epochs_done: int) -> None:

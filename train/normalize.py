@@ -4,7 +4,9 @@ Statistics come from :class:`surrogate.normalization.Normalization` (a vector fi
 one scale for both components and no shift; scalars get mean and standard deviation).
 They are fitted on the frames the train windows cover, of the training simulations
 only, and stored in every checkpoint. Every split (train, valid, test) and every
-forecast is normalised by the same object through :func:`normalize_batch`.
+forecast is normalised by the same object through :func:`normalize_batch`. With delta
+targets the RMS of the one-step differences of those frames is fitted too
+(:func:`fit_delta_scale`).
 
 The static aux fields of a model's ``cause`` breaking input get their own normalisation
 (:func:`surrogate.breaking.fit_aux_normalization`: the buoyancy vector by one magnitude,
@@ -13,6 +15,8 @@ no shift; masks as they are), fitted on the training simulations and kept in
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -24,7 +28,8 @@ from surrogate.symmetry import FieldLayout
 from .data import FieldData
 from .splits import SplitRange
 
-__all__ = ["fit_normalization", "fit_aux", "normalize_batch", "train_frames"]
+__all__ = ["fit_normalization", "fit_delta_scale", "fit_aux", "normalize_batch",
+           "train_frames"]
 
 
 def train_frames(split: SplitRange, T_in: int) -> list[tuple[int, int]]:
@@ -36,9 +41,38 @@ def train_frames(split: SplitRange, T_in: int) -> list[tuple[int, int]]:
 
 
 def fit_normalization(data: FieldData, split: SplitRange, T_in: int, layout: FieldLayout,
-                      max_bytes: int = 2**30) -> Normalization:
+                      max_bytes: int = 2**30, delta: bool = False) -> Normalization:
     """Fit on the frames of the train split; when they exceed ``max_bytes`` (as float64)
-    an evenly spaced subset of frames is used."""
+    an evenly spaced subset of frames is used. ``delta``: also fit
+    :attr:`Normalization.delta_scale` on the one-step differences of those frames."""
+    norm = _fit_state(data, split, T_in, layout, max_bytes)
+    if delta:
+        norm = dataclasses.replace(norm, delta_scale=fit_delta_scale(data, split, T_in,
+                                                                     layout))
+    return norm
+
+
+def fit_delta_scale(data: FieldData, split: SplitRange, T_in: int,
+                    layout: FieldLayout) -> tuple[float, ...]:
+    """RMS of ``x[t+1] - x[t]`` over consecutive frames of the train split, per channel
+    (one value per vector field; see :meth:`Normalization.fit_delta_scale`), streamed
+    one simulation at a time."""
+    if len(split) == 0:
+        raise ValueError("cannot fit the delta scale: the train split is empty")
+    last = split.starts[-1] + T_in + split.horizon
+    sums = np.zeros(len(layout.channels))
+    count = 0
+    for s in split.sims:
+        d = np.diff(data.frames(s, split.start, last).astype(np.float64), axis=0)
+        if not np.isfinite(d).all():
+            raise ValueError(f"cannot fit the delta scale: sim {s} contains NaN or Inf")
+        sums += (d ** 2).sum(axis=(0, 2, 3))
+        count += d.shape[0] * d.shape[2] * d.shape[3]
+    return Normalization.delta_scale_from_mean_squares(sums / max(count, 1), layout)
+
+
+def _fit_state(data: FieldData, split: SplitRange, T_in: int, layout: FieldLayout,
+               max_bytes: int) -> Normalization:
     frames = train_frames(split, T_in)
     if not frames:
         raise ValueError("cannot fit normalisation: the train split is empty")

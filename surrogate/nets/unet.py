@@ -8,7 +8,8 @@ the plain ``unet`` is the trivial group (``|G| = 1``, the lift is the identity).
         [++ lifted aux fields (B, n_aux |G|, H, W) when the model has breaking inputs]
         --stem conv--> encoder [residual blocks, 2x2 avg pool] x depth
         --> decoder [x2 upsample, concat skip, residual blocks] x (depth - 1)
-        --1x1 conv--> (B, n_f |G|, H, W) --project--> (B, C, H, W)  (+ last frame)
+        --1x1 conv--> (B, n_f |G|, H, W) --project--> (B, C, H, W)
+        residual: x[t+1] = x[t] + delta_scale * out   (delta_scale: buffer (C,), default 1)
 
 Breaking inputs (:mod:`surrogate.breaking`) are static fields lifted like the state
 (vectors rho_1, scalars trivial) and concatenated to the lifted history before the stem.
@@ -49,7 +50,10 @@ class FieldUNet(nn.Module):
         depth: number of U-Net levels (``depth - 1`` poolings).
         kernel_size: odd kernel size of the 3x3-type convolutions.
         alpha: weight of the equivariance penalty.
-        residual: predict ``last frame + delta`` instead of the frame itself.
+        residual: predict ``last frame + delta_scale * out`` instead of the frame itself;
+            ``delta_scale`` (a ``(C,)`` buffer saved with the weights, 1 by default) is
+            set by training to the ratio of the normalised one-step change to the
+            normalised state (:meth:`set_delta_scale`).
         num_blocks: residual blocks per level (encoder and decoder).
         upsample: ``"bilinear"`` or ``"nearest"``.
         norm_groups: GroupNorm groups (whole fields per group).
@@ -117,6 +121,41 @@ class FieldUNet(nn.Module):
                                                 for j in range(num_blocks)]))
         self.head = conv(group, widths[0], n_f, 1)
         self.project = FieldProjection(layout, group)
+        self.register_buffer("delta_scale", torch.ones(layout.num_channels))
+
+    # ------------------------------------------------------------------ residual head
+    @torch.no_grad()
+    def set_delta_scale(self, values) -> None:
+        """Set the residual's per-channel scale ``(C,)``; a vector field needs one value
+        for both components (so the step stays equivariant)."""
+        v = torch.as_tensor(values, dtype=self.delta_scale.dtype).reshape(-1)
+        if v.numel() != self.layout.num_channels or not torch.isfinite(v).all() \
+                or (v <= 0).any():
+            raise ValueError(f"delta_scale needs {self.layout.num_channels} positive finite "
+                             f"values, got {v.tolist()}")
+        if any(v[i] != v[j] for i, j in self.layout.vector_indices):
+            raise ValueError("delta_scale must be equal for both components of a vector")
+        self.delta_scale.copy_(v.to(self.delta_scale.device))
+
+    @torch.no_grad()
+    def init_persistence(self) -> None:
+        """Zero the output head (filters and biases), so that a residual model predicts
+        exactly ``x[t+1] = x[t]`` (persistence) until it is trained; gradients still
+        reach the head at once, and the body from the first step on."""
+        if not self.residual:
+            raise ValueError("init_persistence needs a residual model (residual=True)")
+        for name, p in self.head.named_parameters():
+            if name != "relaxed_weights":  # the relaxed mixing weights stay at 1/L
+                p.zero_()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
+        # checkpoints written before the delta scale existed predict x[t] + out
+        key = prefix + "delta_scale"
+        if key not in state_dict:
+            state_dict = {**state_dict, key: torch.ones_like(self.delta_scale)}
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
 
     # ------------------------------------------------------------------ forward
     def _check_input(self, x: torch.Tensor) -> None:
@@ -166,7 +205,9 @@ class FieldUNet(nn.Module):
         for dec in self.decoder:
             z = dec(concat_fields(self.up(z), skips.pop()))
         out = self.project(self.head(z))
-        return x[:, -1] + out if self.residual else out
+        if not self.residual:
+            return out
+        return x[:, -1] + out * self.delta_scale.to(out.dtype).view(1, -1, 1, 1)
 
     # ------------------------------------------------------------------ relaxation
     def field_convs(self) -> Iterator[tuple[str, nn.Module]]:

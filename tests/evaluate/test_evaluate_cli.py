@@ -14,7 +14,7 @@ from PIL import Image
 import evaluate
 from evaluate.cli import main
 
-from evaluate_helpers import make_dataset
+from evaluate_helpers import T_IN, make_dataset
 
 STEPS = 4
 
@@ -36,8 +36,8 @@ def test_cli_writes_csv(cli_run):
     assert rc == 0
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 * 2 * STEPS
-    assert {r["model"] for r in rows} == {"unet", "relaxed_gconv_unet"}
+    assert len(rows) == 3 * 2 * STEPS  # two models and persistence
+    assert {r["model"] for r in rows} == {"unet", "relaxed_gconv_unet", "persistence"}
     assert {r["split"] for r in rows} == {"test-future", "test-domain"}
     for r in rows:
         assert 1 <= int(r["step"]) <= STEPS
@@ -52,10 +52,12 @@ def test_cli_writes_csv(cli_run):
 def test_cli_writes_summary_table(cli_run):
     _, out = cli_run
     md = (out / "summary.md").read_text()
-    assert "| model | test-future | test-domain |" in md
-    for label in ("unet", "relaxed_gconv_unet"):
+    assert "| model | test-future | vs persistence | test-domain | vs persistence |" in md
+    for label in ("unet", "relaxed_gconv_unet", "persistence"):
         assert any(line.startswith(f"| {label} |") and line.count("±") == 2
                    for line in md.splitlines()), label
+    assert any(line.startswith("| persistence |") and "1 (reference)" in line
+               for line in md.splitlines())
     assert "Data equivariance error" in md and "Model equivariance error" in md
     assert "what symmetry the model discovered" in md
     summary = json.loads((out / "summary.json").read_text())
@@ -64,6 +66,41 @@ def test_cli_writes_summary_table(cli_run):
     assert models["unet"]["equivariance_error"]["test-domain"]["mean"] > 1e-2
     assert models["relaxed_gconv_unet"]["relaxation"]
     assert models["relaxed_gconv_unet"]["equivariance_error"]["test-domain"]["mean"] > 1e-4
+    # every model is judged against persistence on its own windows
+    pers = models["persistence"]
+    assert pers["baseline"] and not models["unet"]["baseline"]
+    for label in ("unet", "relaxed_gconv_unet"):
+        for split in ("test-future", "test-domain"):
+            ratio = models[label]["vs_persistence"][split]["rmse"]
+            own = models[label]["splits"][split]["rmse"]
+            assert ratio == pytest.approx(own / pers["splits"][split]["rmse"])
+
+
+def test_persistence_rows_are_the_last_frame_repeated(cli_run, tiny_data):
+    """The persistence rows of metrics.csv equal the RMSE of repeating the last history
+    frame, recomputed here from the data with numpy."""
+    _, out = cli_run
+    data, _ = tiny_data
+    summary = json.loads((out / "summary.json").read_text())
+    models = {m["label"]: m for m in summary["models"]}
+    with open(out / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["model"] == "persistence"
+                and r["split"] == "test-domain"]
+    windows = evaluate.build_windows(_metadata(models["unet"]["checkpoint"]), "test-domain",
+                                     evaluate.open_data(data), T_IN, STEPS, max_windows=6)
+    ds = evaluate.open_data(data)
+    arr = np.stack([ds[v].values for v in ("u", "v", "density")], axis=2)  # (S, T, C, H, W)
+    for step in range(1, STEPS + 1):
+        last = T_IN - 1
+        errs = [np.sqrt(np.mean((arr[s, t + last] - arr[s, t + last + step]) ** 2))
+                for s, t in zip(windows.sims, windows.starts)]
+        row = next(r for r in rows if int(r["step"]) == step)
+        assert float(row["rmse"]) == pytest.approx(np.mean(errs), rel=1e-4)
+
+
+def _metadata(checkpoint):
+    from surrogate.checkpoint import read_checkpoint
+    return read_checkpoint(checkpoint)["metadata"]
 
 
 def _check_png(path, min_size=150):

@@ -18,7 +18,8 @@ def _metrics(out):
 @pytest.mark.parametrize("model", ["unet", "relaxed_gconv_unet"])
 def test_training_lowers_valid_loss_and_checkpoint_reproduces_it(tiny_nc, tmp_path, model):
     out = tmp_path / model
-    best = fit(tiny_config(tiny_nc, out, model=model, epochs=3))
+    best = fit(tiny_config(tiny_nc, out, model=model, epochs=3, targets="state",
+                           persistence_init=False, schedule="step"))
     assert best == out / "best.pt"
     m = _metrics(out)
     assert [r["epoch"] for r in m] == [0, 1, 2, 3]
@@ -69,10 +70,12 @@ def test_checkpoint_metadata_is_self_sufficient(tiny_nc, tmp_path):
 
 
 def test_resume_equals_uninterrupted(tiny_nc, tmp_path):
-    straight = read_checkpoint(fit(tiny_config(tiny_nc, tmp_path / "a", epochs=4)).parent
+    """Step schedule: a run may be resumed with more epochs than it first had."""
+    kw = dict(schedule="step")
+    straight = read_checkpoint(fit(tiny_config(tiny_nc, tmp_path / "a", epochs=4, **kw)).parent
                                / "last.pt")
-    fit(tiny_config(tiny_nc, tmp_path / "b", epochs=2))
-    fit(tiny_config(tiny_nc, tmp_path / "b", epochs=4, resume=True))
+    fit(tiny_config(tiny_nc, tmp_path / "b", epochs=2, **kw))
+    fit(tiny_config(tiny_nc, tmp_path / "b", epochs=4, resume=True, **kw))
     resumed = read_checkpoint(tmp_path / "b" / "last.pt")
     assert straight["state_dict"].keys() == resumed["state_dict"].keys()
     for k, v in straight["state_dict"].items():
@@ -80,6 +83,79 @@ def test_resume_equals_uninterrupted(tiny_nc, tmp_path):
     assert [r["epoch"] for r in _metrics(tmp_path / "b")] == [0, 1, 2, 3, 4]
     a, b = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
     assert [r["valid_rmse"] for r in a] == pytest.approx([r["valid_rmse"] for r in b], rel=1e-5)
+
+
+def test_killed_recipe_run_resumes_bit_identical(tiny_nc, tmp_path, monkeypatch):
+    """The default recipe (delta targets, cosine schedule) with noise, weight EMA and a
+    K curriculum: a run killed after epoch 2 and resumed ends with the weights, EMA and
+    metrics of the uninterrupted run."""
+    kw = dict(epochs=4, noise=0.3, ema=0.9, curriculum=True)
+    fit(tiny_config(tiny_nc, tmp_path / "a", **kw))
+    real_save, saves = train_loop.save, {"n": 0}
+
+    def dying_save(model, path, **k):
+        real_save(model, path, **k)
+        if path.name == "last.pt":
+            saves["n"] += 1
+            if saves["n"] == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_loop, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_config(tiny_nc, tmp_path / "b", **kw))
+    monkeypatch.setattr(train_loop, "save", real_save)
+    assert read_checkpoint(tmp_path / "b" / "last.pt")["training_state"]["epoch"] == 2
+    fit(tiny_config(tiny_nc, tmp_path / "b", resume=True, **kw))
+    a, b = (read_checkpoint(tmp_path / d / "last.pt") for d in "ab")
+    for k, v in a["state_dict"].items():  # the EMA weights
+        torch.testing.assert_close(b["state_dict"][k], v, rtol=1e-6, atol=1e-7)
+    for k, v in a["training_state"]["raw_state_dict"].items():
+        torch.testing.assert_close(b["training_state"]["raw_state_dict"][k], v,
+                                   rtol=1e-6, atol=1e-7)
+    assert [r["valid_rmse"] for r in _metrics(tmp_path / "a")] == pytest.approx(
+        [r["valid_rmse"] for r in _metrics(tmp_path / "b")], rel=1e-5)
+
+
+def test_persistence_init_scores_persistence_and_training_beats_it(tiny_nc, tmp_path):
+    """The untrained model of the default recipe is exactly persistence (its epoch-0
+    valid RMSE is that of repeating the last frame); a few epochs beat it."""
+    best = fit(tiny_config(tiny_nc, tmp_path, epochs=6, lr=1e-2))
+    m = _metrics(tmp_path)
+    ckpt = read_checkpoint(best)
+    norm, spec = ckpt["normalization"], ckpt["metadata"]["splits"]
+    from train.data import open_data
+    data = open_data([str(tiny_nc)], ("u", "v", "density"), min_time=4)
+    v = spec["valid"]
+    se, n = 0.0, 0
+    K = ckpt["metadata"]["valid_steps"]
+    for s in v["sims"]:
+        for t in range(v["start"], v["stop"], v.get("stride", 1)):
+            f = torch.from_numpy(data.frames(s, t, t + 2 + K)).double()
+            se += ((f[2:] - f[1]) ** 2).sum().item()
+            n += f[2:].numel()
+    assert m[0]["valid_rmse"] == pytest.approx((se / n) ** 0.5, rel=1e-5)
+    assert min(r["valid_rmse"] for r in m[1:]) < 0.9 * m[0]["valid_rmse"]
+    assert norm.delta_scale is not None and norm.delta_scale[0] == norm.delta_scale[1]
+    model = model_from_checkpoint(ckpt)
+    torch.testing.assert_close(model.delta_scale,
+                               torch.tensor(norm.delta_gain, dtype=torch.float32))
+    assert ckpt["metadata"]["recipe"]["targets"] == "delta"
+
+
+def test_cosine_schedule_warms_up_and_decays(tiny_nc, tmp_path):
+    fit(tiny_config(tiny_nc, tmp_path, epochs=4, warmup=0.3, lr=1e-2))
+    lrs = [r["lr"] for r in _metrics(tmp_path)[1:]]  # lr at the start of each epoch
+    assert lrs[0] < 0.5e-2 and max(lrs) > lrs[0] and lrs[-1] < max(lrs)
+
+
+def test_state_targets_need_no_residual_but_delta_does(tiny_nc, tmp_path):
+    with pytest.raises(ConfigError, match="residual"):
+        fit(tiny_config(tiny_nc, tmp_path, model_config={"hidden": 4, "depth": 2,
+                                                         "norm_groups": 1,
+                                                         "residual": False}))
+    fit(tiny_config(tiny_nc, tmp_path, epochs=1, targets="state", persistence_init=False,
+                    model_config={"hidden": 4, "depth": 2, "norm_groups": 1,
+                                  "residual": False}))
 
 
 def test_run_directory_guards(tiny_nc, tmp_path):
