@@ -108,6 +108,10 @@ COST = {"unet": 1.0, "gconv_unet": 2.3, "relaxed_gconv_unet": 1.8, "steer_unet":
 # --------------------------------------------------------------------------------------
 # Scales
 # --------------------------------------------------------------------------------------
+#: the training recipe of issue 11 (docs/accuracy.md, "Training recipe"); part of every
+#: run's cache key, so results of an older recipe are never reused
+RECIPE = {"targets": "delta", "persistence_init": True, "noise": 0.5, "schedule": "cosine"}
+
 SCALES: dict[str, dict[str, Any]] = {
     # 2 CPU cores, <= 60 min including data generation
     "cpu": {
@@ -121,7 +125,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "sweep": {"levels": [0.0, 0.5, 1.0], "n_magnitudes": 3, "asymmetry": 3.0},
         "model": {"depth": 3, "params": 104_000},
         # small batches learn far more per CPU-second here than batch 8-16 (measured)
-        "train": {"T_in": 4, "K": 2, "batch_size": 4, "epochs": 12, "max_steps_per_epoch": 50,
+        "train": {"recipe": RECIPE, "T_in": 4, "K": 2, "batch_size": 4, "epochs": 12, "max_steps_per_epoch": 50,
                   "lr": 2e-3, "lr_decay": 0.9, "patience": None, "valid_stride": 2,
                   "valid_steps": 4, "split_preset": "auto"},
         "eval": {"steps": 20, "max_windows": 32, "batch_size": 32},
@@ -136,7 +140,7 @@ SCALES: dict[str, dict[str, Any]] = {
                   "asymmetry": 3.0},
         # the reference relaxed steerable C4 net: hidden 92 fields, ~5.6 M parameters
         "model": {"depth": 4, "params": 5_600_000},
-        "train": {"T_in": 10, "K": 6, "batch_size": 16, "epochs": 50,
+        "train": {"recipe": RECIPE, "T_in": 10, "K": 6, "batch_size": 16, "epochs": 50,
                   "max_steps_per_epoch": None, "lr": 1e-3, "lr_decay": 0.95, "patience": 10,
                   "valid_stride": 1, "valid_steps": None, "split_preset": "paper"},
         "eval": {"steps": 20, "max_windows": None, "batch_size": 64},
@@ -150,7 +154,7 @@ SCALES: dict[str, dict[str, Any]] = {
                             "symmetric": {"n_magnitudes": 2}},
         "sweep": {"levels": [0.0, 1.0], "n_magnitudes": 2, "asymmetry": 3.0},
         "model": {"depth": 3, "params": 20_000},
-        "train": {"T_in": 4, "K": 2, "batch_size": 8, "epochs": 2, "max_steps_per_epoch": 4,
+        "train": {"recipe": RECIPE, "T_in": 4, "K": 2, "batch_size": 8, "epochs": 2, "max_steps_per_epoch": 4,
                   "lr": 2e-3, "lr_decay": 0.9, "patience": None, "valid_stride": 4,
                   "valid_steps": None, "split_preset": "auto"},
         "eval": {"steps": 20, "max_windows": 8, "batch_size": 32},
@@ -472,7 +476,7 @@ def run_task(task: RunTask) -> dict:
                 batch_size=tr["batch_size"], epochs=tr["epochs"], lr=tr["lr"],
                 lr_decay=tr["lr_decay"], patience=tr["patience"],
                 max_steps_per_epoch=tr["max_steps_per_epoch"],
-                valid_steps=tr.get("valid_steps"), seed=task.seed,
+                valid_steps=tr.get("valid_steps"), seed=task.seed, **tr.get("recipe", {}),
                 device=task.device, progress=False, resume=resume, overwrite=not resume,
                 split=split)
         try:

@@ -67,7 +67,20 @@ def _extent(x, y, w: int, h: int):
             float(y[-1]) + dy / 2)
 
 
-def _quiver(ax, frame: np.ndarray, channels, velocity, extent, n: int = 12) -> None:
+def _max_speed(frame: np.ndarray, channels, velocity) -> float | None:
+    """Largest speed of one frame ``(C, H, W)`` (None without a velocity field)."""
+    if velocity is None or not all(v in channels for v in velocity):
+        return None
+    u = frame[list(channels).index(velocity[0])]
+    v = frame[list(channels).index(velocity[1])]
+    sp = np.sqrt(u.astype(float) ** 2 + v.astype(float) ** 2)
+    return float(np.nanmax(sp)) if np.isfinite(sp).any() else None
+
+
+def _quiver(ax, frame: np.ndarray, channels, velocity, extent, n: int = 12,
+            speed: float | None = None) -> None:
+    """Velocity arrows; ``speed``: the speed drawn as one arrow spacing long (shared by
+    the panels of one step, so truth and predictions compare), default per panel."""
     if velocity is None or not all(v in channels for v in velocity):
         return
     u = frame[list(channels).index(velocity[0])]
@@ -81,7 +94,11 @@ def _quiver(ax, frame: np.ndarray, channels, velocity, extent, n: int = 12) -> N
     Y = y0 + (ys + 0.5) * (y1 - y0) / h
     U, V = u[np.ix_(ys, xs)], v[np.ix_(ys, xs)]
     if np.isfinite(U).all() and np.isfinite(V).all() and np.abs(U).max() + np.abs(V).max() > 0:
-        ax.quiver(X, Y, U, V, color="white", alpha=0.8, width=0.006)
+        kw = {}
+        if speed is not None and np.isfinite(speed) and speed > 0:
+            # arrow length = speed / (speed per spacing), in data units of the axes
+            kw = dict(scale=speed / (sx * (x1 - x0) / w), scale_units="xy", angles="xy")
+        ax.quiver(X, Y, U, V, color="white", alpha=0.8, width=0.006, **kw)
 
 
 def rollout_panels(true: np.ndarray, preds: Mapping[str, np.ndarray], path,
@@ -136,7 +153,8 @@ def rollout_panels(true: np.ndarray, preds: Mapping[str, np.ndarray], path,
                                vmin=vmin, vmax=vmax)
                 if quiver:
                     src = true if kind is None else preds[kind]
-                    _quiver(ax, src[s - 1], channels, velocity, ext)
+                    _quiver(ax, src[s - 1], channels, velocity, ext,
+                            speed=_max_speed(true[s - 1], channels, velocity))
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

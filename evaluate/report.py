@@ -324,7 +324,7 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
         stride: int | None = None, max_windows: int | None = None,
         equivariance_windows: int = 8, group: str | None = None,
         labels: Sequence[str] | None = None, figures: bool = True, gif: bool = True,
-        quantity: str = "speed", plot_steps: Sequence[int] | None = None,
+        quantity: str | Sequence[str] = "speed", plot_steps: Sequence[int] | None = None,
         verbose: bool = False) -> Path:
     """Evaluate ``checkpoints`` on ``splits`` of ``data`` and write the report to ``out``.
 
@@ -335,7 +335,11 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     are used for the model equivariance error (``group``: default the model's, C4 for
     ``unet``; ``"D4"`` adds mirrors). Writes ``metrics.csv``, ``summary.md``,
     ``summary.json`` and (``figures``) PNGs plus (``gif``) one GIF per model and split.
-    Returns the output directory. Raises :class:`EvaluationError` (a ``ValueError``)
+    Persistence (the last given frame repeated) is scored on every model's windows: a
+    row of its own in every table, a dashed line in every error curve and a
+    "vs persistence" ratio for each model. ``quantity``: the field drawn in the rollout
+    panels (``speed``, ``vorticity``, ``density``), or several (one panel figure each;
+    the GIFs show the first). Returns the output directory. Raises :class:`EvaluationError` (a ``ValueError``)
     for bad input."""
     from surrogate.checkpoint import CheckpointError
     from surrogate.forecast import ForecastError, load
@@ -352,8 +356,10 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
         raise EvaluationError(f"steps must be >= 1, got {steps}")
     if labels is not None and len(labels) != len(ckpts):
         raise EvaluationError(f"{len(labels)} labels for {len(ckpts)} checkpoints")
-    if quantity not in plots.QUANTITIES:
-        raise EvaluationError(f"unknown quantity {quantity!r}; choose from "
+    quantities = [quantity] if isinstance(quantity, str) else list(quantity)
+    bad = [q for q in quantities if q not in plots.QUANTITIES]
+    if bad or not quantities:
+        raise EvaluationError(f"unknown quantity {(bad or [None])[0]!r}; choose from "
                               f"{', '.join(plots.QUANTITIES)}")
     if group is not None and group not in ("C4", "D4"):
         raise EvaluationError(f"group must be C4 or D4 (grid-exact), got {group!r}")
@@ -423,7 +429,7 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     write_metrics_csv(evals, out / "metrics.csv")
     figs: list[Path] = []
     if figures:
-        figs = _figures(evals, split_names, out, quantity, plot_steps, gif)
+        figs = _figures(evals, split_names, out, quantities, plot_steps, gif)
     scen = ds.attrs.get("scenario")
     dt = next((r.dt for ev in evals for r in ev.results.values()), 1.0)
     meta = {"data": data_paths, "scenario": str(scen) if scen is not None else None,
@@ -470,7 +476,7 @@ def _json_default(o: Any) -> Any:
 
 
 def _figures(evals: Sequence[ModelEvaluation], splits: Sequence[str], out: Path,
-             quantity: str, plot_steps, gif: bool) -> list[Path]:
+             quantities: Sequence[str], plot_steps, gif: bool) -> list[Path]:
     figs: list[Path] = []
     for s in splits:
         have = [ev for ev in evals if s in ev.results]
@@ -500,12 +506,14 @@ def _figures(evals: Sequence[ModelEvaluation], splits: Sequence[str], out: Path,
             if "true" not in ex:
                 continue
             tag = "compare" if len(grp) > 1 else _slug(grp[0].label)
-            figs.append(plots.rollout_panels(
-                ex["true"][0], {ev.label: ev.results[s].examples["pred"][0] for ev in grp},
-                out / f"rollout_{s}_{tag}.png", ex["channels"], ex["velocity"],
-                steps=plot_steps, quantity=quantity, x=ex["x"], y=ex["y"], dt=dt,
-                title=f"{s}: sim {int(ex['sims'][0])}, start frame "
-                      f"{int(ex['starts'][0])} ({quantity})"))
+            for i, quantity in enumerate(quantities):
+                suffix = "" if i == 0 else f"_{quantity}"
+                figs.append(plots.rollout_panels(
+                    ex["true"][0], {ev.label: ev.results[s].examples["pred"][0] for ev in grp},
+                    out / f"rollout_{s}_{tag}{suffix}.png", ex["channels"], ex["velocity"],
+                    steps=plot_steps, quantity=quantity, x=ex["x"], y=ex["y"], dt=dt,
+                    title=f"{s}: sim {int(ex['sims'][0])}, start frame "
+                          f"{int(ex['starts'][0])} ({quantity}, arrows: velocity)"))
         if gif:
             for ev in have:
                 ex = ev.results[s].examples
@@ -513,7 +521,7 @@ def _figures(evals: Sequence[ModelEvaluation], splits: Sequence[str], out: Path,
                     continue
                 figs.append(plots.rollout_gif(
                     ex["true"][0], ex["pred"][0], out / f"rollout_{s}_{_slug(ev.label)}.gif",
-                    ex["channels"], ex["velocity"], quantity, ex["x"], ex["y"], dt,
+                    ex["channels"], ex["velocity"], quantities[0], ex["x"], ex["y"], dt,
                     title=f"{ev.label}, {s}"))
     for ev in evals:
         if ev.relaxation:

@@ -57,7 +57,7 @@ from .normalize import fit_aux, fit_delta_scale, fit_normalization, normalize_ba
 from .splits import SplitError, resolve_splits
 from .windows import WindowDataset
 
-__all__ = ["fit", "TrainingError", "Rollout", "multistep_loss", "train_step",
+__all__ = ["fit", "TrainingError", "Rollout", "multistep_loss", "train_step", "add_input_noise",
            "resolve_device", "build_model"]
 
 METRICS_FILE = "metrics.jsonl"
@@ -113,6 +113,16 @@ def multistep_loss(preds: torch.Tensor, y: torch.Tensor,
     return se.mean(dim=(0, 2, 3, 4)).sum()
 
 
+def add_input_noise(x: torch.Tensor, std: torch.Tensor,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """``x + n`` for a history ``x (B, T, C, H, W)``, ``n`` i.i.d. Gaussian with std
+    ``std[c]`` per channel. A vector field's components share one std (the caller's
+    :attr:`Normalization.delta_gain` guarantees it), so the law of ``n`` is invariant
+    under rotations and mirrors: ``g . (x + n)`` is distributed as ``g . x + n``."""
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return x + noise * std.to(x).view(1, 1, -1, 1, 1)
+
+
 def _penalty(model: nn.Module, device: torch.device) -> torch.Tensor:
     fn = getattr(model, "equivariance_penalty", None)
     p = fn() if fn is not None else 0.0
@@ -142,7 +152,7 @@ def train_step(module: nn.Module, model: nn.Module, opt: torch.optim.Optimizer,
     gradient is not finite; the caller sees it in the returned values."""
     info = info or D.DistInfo()
     if noise is not None:
-        x = x + torch.randn_like(x) * noise.to(x).view(1, 1, -1, 1, 1)
+        x = add_input_noise(x, noise)
     with _autocast(x.device, amp):
         preds = module(x, y.shape[1], pushforward, aux)
     data_loss = multistep_loss(preds, y, weight)
