@@ -6,8 +6,8 @@ lr 2e-3, 15 epochs x 24 optimiser steps, as ``make demo``) on the demo's ``rotat
 dataset (32 plumes, 32x32, 8 buoyancy magnitudes per wall) and scores 20-step rollouts
 on test-future and test-domain against persistence on the same windows. Variants:
 
-* ``recipe``      - the default :class:`train.TrainConfig` recipe plus the demo's noise
-  (delta targets, persistence-initialised head, noise 0.5, warm-up + cosine);
+* ``recipe``      - the default :class:`train.TrainConfig` recipe (delta targets,
+  persistence-initialised head, noise 0.5, warm-up + cosine);
 * ``no-delta``    - targets in normalised state units (``targets="state"``);
 * ``no-persist``  - a randomly initialised head (``persistence_init=False``);
 * ``no-noise``    - no training noise;

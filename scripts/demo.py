@@ -12,6 +12,7 @@ report folder. Copy it and change the knobs at the top for your own study.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             T_in=common["T_in"], K=3, batch_size=16, epochs=args.epochs, lr=2e-3,
             max_steps_per_epoch=args.steps_per_epoch, noise=args.noise,
             patience=None, overwrite=True, seed=0, device="cpu",
-            split=train.SplitConfig(test_steps=args.rollout))
+            split=train.SplitConfig(test_steps=args.rollout, valid_stride=2))
         checkpoints.append(train.fit(cfg))
 
     # 3. evaluate rollouts on unseen times and unseen simulations, write the report
@@ -92,8 +93,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nreport: {report.resolve()}  ({time.time() - t_start:.0f} s in all)\n")
     summary = (report / "summary.md").read_text()
     headline = summary.split("\n## ")[1]  # the RMSE table, models x (test-future, test-domain)
-    print("## " + headline.strip() + "\n\nFull report: " + str(report / "summary.md"))
+    print("## " + headline.strip() + "\n")
+    print(verdict(json.loads((report / "summary.json").read_text())))
+    print("\nFull report: " + str(report / "summary.md"))
     return 0
+
+
+def verdict(summary: dict) -> str:
+    """One line per model: where it beats persistence (velocity RMSE ratio < 1)."""
+    lines = ["Against persistence (velocity RMSE ratio; < 1 beats \"nothing changes\"):"]
+    for m in summary["models"]:
+        if m.get("baseline"):
+            continue
+        parts = []
+        for split, r in m["vs_persistence"].items():
+            ratio = r.get("rmse_velocity", r.get("rmse"))
+            parts.append(f"{split} {ratio:.2f}x ({'beats' if ratio < 1 else 'LOSES TO'} "
+                         "persistence)")
+        lines.append(f"  {m['label']}: " + ", ".join(parts))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                    action=argparse.BooleanOptionalAction,
                    help="zero the output head so the untrained model is persistence (on)")
     g.add_argument("--noise", type=float, help="std of the training noise on the input "
-                   "history, in units of one step's change (0 = off)")
+                   "history, in units of one step's change (0.5; 0 = off)")
     g.add_argument("--schedule", choices=("cosine", "step"),
                    help="cosine: warm-up + cosine decay per step (default); step: "
                    "--lr-decay every --lr-step-epochs")

@@ -124,7 +124,7 @@ class TrainConfig:
     pushforward: bool = False
     targets: str = "delta"
     persistence_init: bool = True
-    noise: float = 0.0
+    noise: float = 0.5
     schedule: str = "cosine"
     warmup: float = 0.05
     ema: float | None = None
