@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noise", type=float, default=0.5,
                    help="training noise, in units of one step's change")
     p.add_argument("--rollout", type=int, default=20, help="test rollout steps")
+    p.add_argument("--T-in", dest="T_in", type=int, default=8,
+                   help="input frames (8 beat 4 on later times: docs/accuracy.md)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. train three models at equal parameter count
     print(f"[2/3] training {', '.join(MODELS)} (~{args.params:,} parameters each)")
-    common = dict(T_in=4, depth=3)
+    common = dict(T_in=args.T_in, depth=3)
     checkpoints = []
     for name in MODELS:
         hidden = surrogate.width_for_params(name, args.params, **common)
