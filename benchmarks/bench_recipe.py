@@ -2,7 +2,8 @@
 persistence, measured on the demo's data at the demo's CPU budget.
 
 Every run trains one model (default ``unet``, ~60k parameters, T_in 4, K 3, batch 16,
-lr 2e-3, 15 epochs x 24 optimiser steps, as ``make demo``) on the demo's ``rotation``
+lr 2e-3, 15 epochs x 24 optimiser steps: ``make demo``'s budget, whose T_in is now 8) on
+the demo's ``rotation``
 dataset (32 plumes, 32x32, 8 buoyancy magnitudes per wall) and scores 20-step rollouts
 on test-future and test-domain against persistence on the same windows. Variants:
 
