@@ -22,7 +22,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -101,9 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                       (work / "runs" / m / "metrics.jsonl").read_text().splitlines())
                for m in MODELS}
     import torch
-    cpu = next((l.split(":", 1)[1].strip() for l in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.machine())
+    from bench_models import machine_name
+    cpu = machine_name(torch.device("cpu"))
     L = ["# A user's own dataset (diagonal plumes, bare NetCDF) through the CLIs", "",
          f"Measured by `benchmarks/bench_own_data.py` on {dt.date.today()} on {cpu} "
          f"({os.cpu_count()} cores; the two trainings side by side, one thread each), "

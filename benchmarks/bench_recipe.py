@@ -34,7 +34,6 @@ import concurrent.futures as cf
 import datetime as dt
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -161,9 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['test-domain/rmse_velocity']:.3f} (velocity RMSE / persistence)",
                   flush=True)
     import torch
-    cpu = next((l.split(":", 1)[1].strip() for l in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.machine())
+    from bench_models import machine_name
+    cpu = machine_name(torch.device("cpu"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     L = ["# Training-recipe ablation", "",

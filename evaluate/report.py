@@ -59,6 +59,12 @@ class ModelEvaluation:
             return None
         return r.summary[key] / p.summary[key]
 
+    def ratios(self, split: str) -> dict[str, float]:
+        """``key -> vs_persistence(split, key)`` for the keys of :data:`RATIO_KEYS` that
+        both have."""
+        out = {k: self.vs_persistence(split, k) for k in RATIO_KEYS}
+        return {k: v for k, v in out.items() if v is not None}
+
 
 #: the ratios to persistence that every table reports
 RATIO_KEYS = ("rmse_velocity", "rmse")
@@ -144,9 +150,7 @@ def _summary_dict(evals: Sequence[ModelEvaluation], data_eq: tuple[float | None,
             "splits": {s: {**r.summary, "windows_note": r.windows.note}
                        for s, r in ev.results.items()},
             "baseline": ev.baseline,
-            "vs_persistence": {s: {k: ev.vs_persistence(s, k) for k in RATIO_KEYS
-                                   if ev.vs_persistence(s, k) is not None}
-                               for s in ev.results if not ev.baseline},
+            "vs_persistence": {s: ev.ratios(s) for s in ev.results if not ev.baseline},
             "equivariance_error": {s: asdict(e) for s, e in ev.equivariance.items()},
             "relaxation": [{"layer": l.name, "kind": l.kind, "shape": list(l.shape),
                             "relative_deviation": l.relative_deviation,
@@ -160,8 +164,7 @@ def _summary_dict(evals: Sequence[ModelEvaluation], data_eq: tuple[float | None,
 
 
 def _ratios(ev: ModelEvaluation, split: str) -> str:
-    vals = [ev.vs_persistence(split, k) for k in RATIO_KEYS]
-    vals = [v for v in vals if v is not None]
+    vals = ev.ratios(split).values()
     return " / ".join(f"{v:.2f}x" for v in vals) if vals else "n/a"
 
 

@@ -395,15 +395,14 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
         raise ConfigError(f"targets='delta' and persistence_init need a residual model; "
                           f"{cfg.model!r} is built with residual=False (set targets='state' "
                           "and persistence_init=false)")
+    delta_scale = (norm.delta_scale if norm.delta_scale is not None
+                   else fit_delta_scale(data, spec.train, T_in, layout))
     if ckpt is None and delta:
-        norm = dataclasses.replace(norm, delta_scale=fit_delta_scale(data, spec.train, T_in,
-                                                                     layout))
+        norm = dataclasses.replace(norm, delta_scale=delta_scale)
     # one unit of the one-step change in normalised state units, per channel: the scale
     # of the training noise (and of the residual and the loss weights with delta targets)
-    gain_values = (norm.delta_gain if norm.delta_scale is not None else
-                   Normalization(layout, norm.scale, norm.shift, delta_scale=fit_delta_scale(
-                       data, spec.train, T_in, layout)).delta_gain)
-    gain = torch.tensor(gain_values, dtype=torch.float32, device=device)
+    gain = torch.tensor([d / s for d, s in zip(delta_scale, norm.scale)],
+                        dtype=torch.float32, device=device)
     loss_weight = 1.0 / gain ** 2 if delta else None
     noise_std = cfg.noise * gain if cfg.noise > 0 else None
 
@@ -471,10 +470,6 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
         "train_config": cfg.to_dict() | {"model_config": model_config},
         "world_size": info.world_size,
         "normalization_fitted_on": "train split (frames covered by the train windows)",
-        "recipe": {"targets": cfg.targets, "persistence_init": cfg.persistence_init,
-                   "noise": cfg.noise, "schedule": cfg.schedule, "warmup": cfg.warmup,
-                   "ema": cfg.ema, "curriculum": cfg.curriculum,
-                   "pushforward": cfg.pushforward},
     }
 
     _reset_out(run, cfg, info)

@@ -16,8 +16,6 @@ no shift; masks as they are), fitted on the training simulations and kept in
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 
@@ -32,24 +30,16 @@ __all__ = ["fit_normalization", "fit_delta_scale", "fit_aux", "normalize_batch",
            "train_frames"]
 
 
+def _frame_stop(split: SplitRange, T_in: int) -> int:
+    """One past the last frame the windows of a non-empty ``split`` read."""
+    return split.starts[-1] + T_in + split.horizon
+
+
 def train_frames(split: SplitRange, T_in: int) -> list[tuple[int, int]]:
     """``(sim, frame)`` pairs covered by the windows of ``split``."""
     if len(split) == 0:
         return []
-    last = split.starts[-1] + T_in + split.horizon
-    return [(s, t) for s in split.sims for t in range(split.start, last)]
-
-
-def fit_normalization(data: FieldData, split: SplitRange, T_in: int, layout: FieldLayout,
-                      max_bytes: int = 2**30, delta: bool = False) -> Normalization:
-    """Fit on the frames of the train split; when they exceed ``max_bytes`` (as float64)
-    an evenly spaced subset of frames is used. ``delta``: also fit
-    :attr:`Normalization.delta_scale` on the one-step differences of those frames."""
-    norm = _fit_state(data, split, T_in, layout, max_bytes)
-    if delta:
-        norm = dataclasses.replace(norm, delta_scale=fit_delta_scale(data, split, T_in,
-                                                                     layout))
-    return norm
+    return [(s, t) for s in split.sims for t in range(split.start, _frame_stop(split, T_in))]
 
 
 def fit_delta_scale(data: FieldData, split: SplitRange, T_in: int,
@@ -59,11 +49,11 @@ def fit_delta_scale(data: FieldData, split: SplitRange, T_in: int,
     one simulation at a time."""
     if len(split) == 0:
         raise ValueError("cannot fit the delta scale: the train split is empty")
-    last = split.starts[-1] + T_in + split.horizon
+    stop = _frame_stop(split, T_in)
     sums = np.zeros(len(layout.channels))
     count = 0
     for s in split.sims:
-        d = np.diff(data.frames(s, split.start, last).astype(np.float64), axis=0)
+        d = np.diff(data.frames(s, split.start, stop).astype(np.float64), axis=0)
         if not np.isfinite(d).all():
             raise ValueError(f"cannot fit the delta scale: sim {s} contains NaN or Inf")
         sums += (d ** 2).sum(axis=(0, 2, 3))
@@ -71,8 +61,10 @@ def fit_delta_scale(data: FieldData, split: SplitRange, T_in: int,
     return Normalization.delta_scale_from_mean_squares(sums / max(count, 1), layout)
 
 
-def _fit_state(data: FieldData, split: SplitRange, T_in: int, layout: FieldLayout,
-               max_bytes: int) -> Normalization:
+def fit_normalization(data: FieldData, split: SplitRange, T_in: int, layout: FieldLayout,
+                      max_bytes: int = 2**30) -> Normalization:
+    """Fit on the frames of the train split; when they exceed ``max_bytes`` (as float64)
+    an evenly spaced subset of frames is used."""
     frames = train_frames(split, T_in)
     if not frames:
         raise ValueError("cannot fit normalisation: the train split is empty")

@@ -139,7 +139,7 @@ def test_persistence_init_scores_persistence_and_training_beats_it(tiny_nc, tmp_
     model = model_from_checkpoint(ckpt)
     torch.testing.assert_close(model.delta_scale,
                                torch.tensor(norm.delta_gain, dtype=torch.float32))
-    assert ckpt["metadata"]["recipe"]["targets"] == "delta"
+    assert ckpt["metadata"]["train_config"]["targets"] == "delta"
 
 
 def test_cosine_schedule_warms_up_and_decays(tiny_nc, tmp_path):
