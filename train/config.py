@@ -155,6 +155,7 @@ class TrainConfig:
             if k in self.model_config:
                 raise ConfigError(f"model config must not hold {k!r}: set it with "
                                   f"{'model' if k == 'name' else 'T_in'} instead")
+        _check_scalar_types(self)
         checks = [
             (self.T_in >= 1, "T_in must be >= 1"),
             (self.K >= 1, "K must be >= 1"),
@@ -192,6 +193,28 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+_SCALAR_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _check_scalar_types(cfg) -> None:
+    """Each scalar field (annotated ``int``, ``float``, ``bool``, ``str``, optionally
+    ``| None``) holds a value of that type, so that a TOML typo such as ``ema = "none"``
+    gets an error naming the field rather than a comparison failure."""
+    for f in dataclasses.fields(cfg):
+        ann = str(f.type).replace(" ", "")
+        optional = ann.endswith("|None")
+        base = ann.removesuffix("|None")
+        if base not in _SCALAR_TYPES:
+            continue
+        v = getattr(cfg, f.name)
+        if v is None and optional:
+            continue
+        ok = isinstance(v, _SCALAR_TYPES[base]) and (base == "bool" or not isinstance(v, bool))
+        if not ok:
+            raise ConfigError(f"{f.name} must be {'a number' if base == 'float' else base}"
+                              f"{' or unset' if optional else ''}, got {v!r}")
 
 
 def _build(cls, d: dict, where: str):

@@ -83,3 +83,17 @@ def test_load_config_python_api(tmp_path):
     f.write_text("epoch = 3\n")
     with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['epoch'\]"):
         load_config(f)
+
+
+@pytest.mark.parametrize("line,message", [
+    ('ema = "none"', r"ema must be a number or unset, got 'none'"),
+    ('lr = "1e-3"', r"lr must be a number, got '1e-3'"),
+    ("epochs = 2.5", r"epochs must be int, got 2.5"),
+    ('persistence_init = "yes"', r"persistence_init must be bool, got 'yes'"),
+])
+def test_toml_values_of_the_wrong_type_name_the_field(tmp_path, line, message):
+    from train import ConfigError, load_config
+    f = tmp_path / "c.toml"
+    f.write_text(f'data = "a.nc"\n{line}\n')
+    with pytest.raises(ConfigError, match=message):
+        load_config(f)
