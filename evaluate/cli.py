@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
 __all__ = ["main", "build_parser"]
 
 PROG = "relaxflow-evaluate"
+KEY_ENV = "RELAXFLOW_CHECKPOINT_KEY"  # when set: refuse checkpoints not signed with it
 EXAMPLES = """\
 examples:
   python -m evaluate --checkpoint runs/rg/best.pt --data data/rotation.nc \\
@@ -22,6 +24,8 @@ splits: test-future, test-domain, valid, train (as recorded in each checkpoint),
 all (every simulation of --data; for data the model was not trained on).
 outputs in --out: metrics.csv (per model, split and step), summary.md (models x splits),
 summary.json, PNG figures and GIF rollouts.
+environment: RELAXFLOW_CHECKPOINT_KEY, when set, refuses checkpoints that are not
+signed with it (relaxflow-train signs with the same variable).
 """
 
 
@@ -44,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split to evaluate (repeatable; default test-future and "
                         "test-domain)")
     p.add_argument("--steps", type=int, default=20, help="rollout steps (default 20)")
-    p.add_argument("--out", "-o", default="results", help="output directory")
+    p.add_argument("--out", "-o", default="results",
+                   help="output directory (new or empty, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the report in a non-empty --out (only once the new one "
+                        "is complete)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--stride", type=int, default=None,
@@ -87,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   equivariance_windows=args.equivariance_windows, group=args.group,
                   labels=args.label, figures=not args.no_figures,
                   gif=not args.no_gif and not args.no_figures, quantity=args.quantity,
-                  plot_steps=args.plot_steps, verbose=not args.quiet)
+                  plot_steps=args.plot_steps, verbose=not args.quiet,
+                  overwrite=args.overwrite, key=os.environ.get(KEY_ENV) or None)
     except (EvaluationError, ValueError, OSError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"{parser.prog}: error: {msg}", file=sys.stderr)

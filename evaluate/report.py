@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,8 +27,8 @@ from . import plots
 from .baselines import PERSISTENCE_LABEL, Persistence
 from .equivariance import (EquivarianceError, LayerRelaxation, data_equivariance_error,
                            model_equivariance_error, relaxation_summary)
-from .rollout import (EvaluationError, RolloutResult, build_windows, display_split,
-                      evaluate_split, iter_batches, load_aux, open_data)
+from .rollout import (EvaluationError, RolloutResult, Windows, build_windows, display_split,
+                      evaluate_split, iter_batches, load_aux, load_frames, open_data)
 
 __all__ = ["run", "ModelEvaluation", "write_metrics_csv", "write_summary"]
 
@@ -328,7 +329,8 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
         equivariance_windows: int = 8, group: str | None = None,
         labels: Sequence[str] | None = None, figures: bool = True, gif: bool = True,
         quantity: str | Sequence[str] = "speed", plot_steps: Sequence[int] | None = None,
-        verbose: bool = False) -> Path:
+        verbose: bool = False, overwrite: bool = False,
+        key: bytes | str | None = None) -> Path:
     """Evaluate ``checkpoints`` on ``splits`` of ``data`` and write the report to ``out``.
 
     Each checkpoint's recorded split spec decides which windows form a split (see
@@ -342,8 +344,12 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     row of its own in every table, a dashed line in every error curve and a
     "vs persistence" ratio for each model. ``quantity``: the field drawn in the rollout
     panels (``speed``, ``vorticity``, ``density``), or several (one panel figure each;
-    the GIFs show the first). Returns the output directory. Raises :class:`EvaluationError` (a ``ValueError``)
-    for bad input."""
+    the GIFs show the first). ``out`` must be new or empty unless ``overwrite``; the
+    report is written into a sibling folder and swapped in only when complete, so a
+    failed evaluation never leaves a half-written or lost report. ``key``: refuse
+    checkpoints not signed with it (see :func:`surrogate.load`). Non-finite values in
+    the evaluated frames give a warning naming split, simulation and frame. Returns the
+    output directory. Raises :class:`EvaluationError` (a ``ValueError``) for bad input."""
     from surrogate.checkpoint import CheckpointError
     from surrogate.forecast import ForecastError, load
 
@@ -370,13 +376,14 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
         if not c.is_file():
             raise EvaluationError(f"{c}: no such checkpoint file")
     out = Path(out)
+    _check_out(out, overwrite)
     ds = open_data(data)
     data_paths = [str(data)] if isinstance(data, (str, os.PathLike)) else [str(d) for d in data]
 
     models = []
     for c in ckpts:
         try:
-            models.append(load(c, device=device))
+            models.append(load(c, device=device, key=key))
         except (CheckpointError, ForecastError) as e:
             raise EvaluationError(str(e)) from e
     names = [m.name for m in models]
@@ -414,6 +421,11 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
             except ForecastError as e:
                 raise EvaluationError(f"{label}: {e}") from e
             ev.results[split] = res
+            if not all(math.isfinite(v) for v in res.summary.values()
+                       if isinstance(v, float)):
+                where = _first_nonfinite(ds, windows, list(sur.layout.channels))
+                warnings.append(f"{label} / {split}: non-finite metrics; {where}")
+                _log(f"warning: {warnings[-1]}", True)
             eq_windows = windows.subset(equivariance_windows)
             hist = np.concatenate([h for _, h, _ in iter_batches(
                 ds, eq_windows, list(sur.layout.channels), batch_size)])
@@ -428,7 +440,7 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
         evals.append(ev)
     evals.append(_persistence_row(evals, split_names))
 
-    out.mkdir(parents=True, exist_ok=True)
+    final, out = out, _staging(out)
     write_metrics_csv(evals, out / "metrics.csv")
     figs: list[Path] = []
     if figures:
@@ -442,9 +454,54 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     write_summary(evals, split_names, data_eq, figs, out, meta)
     (out / "summary.json").write_text(json.dumps(_summary_dict(evals, data_eq, meta),
                                                  indent=1, default=_json_default))
+    _swap_in(out, final)
+    out = final
     _log(f"wrote {out / 'summary.md'}, {out / 'metrics.csv'} and {len(figs)} figure(s)",
          verbose)
     return out
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise EvaluationError(f"{out} is not empty; pass --overwrite (overwrite=True) to "
+                              "replace the report in it, or choose another --out")
+
+
+def _staging(out: Path) -> Path:
+    """A fresh sibling folder the report is written into before :func:`_swap_in`."""
+    stage = out.parent / f".{out.name}.partial"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    return stage
+
+
+def _swap_in(stage: Path, out: Path) -> None:
+    """Replace ``out`` by the complete report in ``stage`` (two renames)."""
+    old = out.parent / f".{out.name}.replaced"
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        os.rename(out, old)
+    os.rename(stage, out)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _first_nonfinite(ds, windows: Windows, channels: Sequence[str]) -> str:
+    """Where the first NaN/inf of the frames the windows read lies."""
+    for sim in dict.fromkeys(int(s) for s in windows.sims):
+        starts = windows.starts[windows.sims == sim]
+        lo, hi = int(starts.min()), int(starts.max()) + windows.T_in + windows.steps
+        frames = load_frames(ds, channels, sim, lo, hi)  # (T, C, H, W)
+        bad = ~np.isfinite(frames)
+        if bad.any():
+            t, c = np.argwhere(bad.any(axis=(2, 3)))[0]
+            return (f"the data hold non-finite values in simulation {sim}, frame "
+                    f"{lo + int(t)}, variable {channels[int(c)]!r}")
+    return "the data are finite there: the model's rollout diverged"
 
 
 def _persistence(sur, ds, windows, batch_size: int,

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     report = evaluate.run(checkpoints, [data], splits=("test-future", "test-domain"),
                           steps=args.rollout, out=out / "report", labels=MODELS, device="cpu",
                           quantity=("density", "speed"),
-                          plot_steps=[s for s in (1, 5, 10, 20) if s <= args.rollout])
+                          plot_steps=[s for s in (1, 5, 10, 20) if s <= args.rollout],
+                          overwrite=True)
     print(f"\nreport: {report.resolve()}  ({time.time() - t_start:.0f} s in all)\n")
     summary = (report / "summary.md").read_text()
     headline = summary.split("\n## ")[1]  # the RMSE table, models x (test-future, test-domain)

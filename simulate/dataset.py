@@ -179,6 +179,17 @@ def _encoding(ds: xr.Dataset) -> dict:
     return enc
 
 
+def _new_file_mode() -> int:
+    """``0o666 & ~umask``, the mode ``open()`` would give a new file."""
+    try:  # Linux: read it without changing the process umask
+        with open("/proc/self/status") as f:
+            umask = next(int(l.split()[1], 8) for l in f if l.startswith("Umask:"))
+    except (OSError, StopIteration):  # pragma: no cover - not Linux
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
     """Write ``ds`` to ``path`` atomically: a temporary file in the same directory, then
     ``os.replace`` (a killed writer never leaves a partial file under ``path``)."""
@@ -187,6 +198,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
     os.close(fd)
     try:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds))
+        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600; the dataset follows the umask
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -200,17 +212,20 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
 # ----------------------------------------------------------------------------- reading
 
 def validate_dataset(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool = False,
-                     require_metadata: bool = False) -> xr.Dataset:
-    """Check ``ds`` against the schema; raise :class:`DatasetError` naming ``name``."""
+                     require_metadata: bool = False, variables: Sequence[str] = FIELD_VARS,
+                     dim_order: bool = True) -> xr.Dataset:
+    """Check ``ds`` against the schema; raise :class:`DatasetError` naming ``name``.
+    ``variables``: the fields that must exist over ``DIMS`` (training passes its
+    channels); ``dim_order=False`` accepts them in any order of those dims."""
     def fail(msg):
         raise DatasetError(f"{name}: {msg}")
     for d in DIMS:
         if d not in ds.dims:
             fail(f"missing dimension {d!r} (dims are {tuple(ds.dims)}; expected {DIMS})")
-    for v in FIELD_VARS:
+    for v in variables:
         if v not in ds.variables:
-            fail(f"missing variable {v!r} (the schema needs {', '.join(FIELD_VARS)})")
-        if ds[v].dims != DIMS:
+            fail(f"missing variable {v!r} (the schema needs {', '.join(variables)})")
+        if (ds[v].dims != DIMS) if dim_order else (set(ds[v].dims) != set(DIMS)):
             fail(f"variable {v!r} has dims {ds[v].dims}, expected {DIMS}")
         if ds[v].dtype.kind != "f":
             fail(f"variable {v!r} has dtype {ds[v].dtype}, expected a float type")
@@ -219,7 +234,8 @@ def validate_dataset(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool 
             fail(f"variable {v!r} has dims {ds[v].dims}, expected ('sim', 'y', 'x')")
     for c in ("time", "y", "x"):
         if c not in ds.coords:
-            fail(f"missing coordinate {c!r}")
+            fail(f"missing coordinate {c!r} (the schema needs 1-D, increasing time, y and "
+                 f"x coordinates, e.g. ds.assign_coords({c}=...))")
         vals = np.asarray(ds[c].values, float)
         if ds[c].dims != (c,):
             fail(f"coordinate {c!r} has dims {ds[c].dims}, expected ({c!r},)")
@@ -235,7 +251,7 @@ def validate_dataset(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool 
         if missing:
             fail(f"scenario metadata missing: {', '.join(missing)}")
     if check_nans:
-        for v in FIELD_VARS:
+        for v in variables:
             bad = ~np.isfinite(ds[v].values)
             if bad.any():
                 s = int(np.argwhere(bad)[0][0])

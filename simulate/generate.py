@@ -87,6 +87,50 @@ def _run_part(spec_json: str, k: int, indices: list[int], path: str, device: str
     return {"part": k, "sims": len(indices), "seconds": seconds, **result["stats"]}
 
 
+_GIB = 1024 ** 3
+_PROCESS_BYTES = 0.5 * _GIB     # torch + PhiFlow in one process
+_SOLVER_ARRAYS = 64             # float64 fields per simulation alive during a step
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says a new allocation can get (``MemAvailable``); None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return None
+
+
+def memory_estimate(spec: ScenarioSpec, parts: list[list[int]], workers: int = 1) -> int:
+    """Peak bytes of :func:`generate`: the largest parts simulating at once (solver
+    arrays and stored float32 frames) or the final join (all frames, read and written)."""
+    cells = spec.resolution ** 2
+    frame = 3 * cells * 4                       # u, v, density in float32
+    per_sim = spec.n_frames * frame
+    biggest = max((len(p) for p in parts), default=0)
+    part = biggest * (2 * per_sim + _SOLVER_ARRAYS * cells * 8)
+    join = 2 * sum(map(len, parts)) * per_sim
+    return int(max(workers * (_PROCESS_BYTES + part), _PROCESS_BYTES + join))
+
+
+def _check_memory(spec: ScenarioSpec, parts: list[list[int]], workers: int) -> None:
+    need = memory_estimate(spec, parts, workers)
+    have = available_memory()
+    if have is not None and need > have:
+        n = sum(map(len, parts))
+        raise GenerateError(
+            f"this run needs about {need / _GIB:.1f} GiB of memory ({n} simulations x "
+            f"{spec.n_frames} frames at {spec.resolution}x{spec.resolution}), but only "
+            f"{have / _GIB:.1f} GiB are available: lower resolution or steps, raise "
+            "save_every, use fewer workers or split the run with --shard i/n")
+
+
 def _check_writable(out: Path):
     parent = out.parent
     if not parent.exists():
@@ -122,6 +166,9 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
     shard_t = parse_shard(shard)
     if not isinstance(workers, int) or workers <= 0:
         raise GenerateError(f"workers must be a positive integer, got {workers!r}")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
+                                or threads <= 0):
+        raise GenerateError(f"threads must be a positive integer, got {threads!r}")
     if max_parts is not None and max_parts < 0:
         raise GenerateError(f"max_parts must be non-negative, got {max_parts}")
     if device not in ("auto", "cpu", "cuda", "gpu", "CPU", "GPU"):
@@ -131,6 +178,7 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
         if not torch.cuda.is_available():
             raise GenerateError("device cuda requested but torch sees no CUDA device")
     parts = plan_parts(spec, batch_size, shard_t)
+    _check_memory(spec, parts, workers if workers > 1 and len(parts) > 1 else 1)
     _check_writable(out)
     h = spec_hash(spec)
     parts_dir = out.with_name(out.name + ".parts")
@@ -157,9 +205,27 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
             raise GenerateError(f"partial output {parts_dir} from an interrupted run exists "
                                 f"(pass --resume to continue it or --overwrite to start again)")
     try:
+        new_parts_dir = not parts_dir.exists()
         parts_dir.mkdir(exist_ok=True)
     except OSError as e:
         raise GenerateError(f"cannot create {parts_dir}: {e.strerror}") from None
+    try:
+        return _generate_parts(spec, out, parts, parts_dir, h, shard_t, shard_s, t_start,
+                               workers=workers, progress=progress, max_parts=max_parts,
+                               device=device, threads=threads, keep_parts=keep_parts)
+    except BaseException:
+        # a run that failed before finishing any part leaves nothing to resume: remove the
+        # folder it made, so that it cannot block the next (valid) run
+        if new_parts_dir and parts_dir.is_dir() and not any(parts_dir.glob("part-*.nc")):
+            shutil.rmtree(parts_dir, ignore_errors=True)
+        raise
+
+
+def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts_dir: Path,
+                    h: str, shard_t, shard_s: str, t_start: float, *, workers: int,
+                    progress: bool, max_parts: int | None, device: str, threads: int | None,
+                    keep_parts: bool) -> dict:
+    """Compute the missing parts of ``parts_dir`` and, when all exist, join them."""
 
     manifest_path = parts_dir / "manifest.json"
     manifest = {"spec_hash": h, "shard": shard_s, "parts": parts}

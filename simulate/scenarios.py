@@ -30,10 +30,54 @@ __all__ = ["SpecError", "SimSpec", "SolverSpec", "ScenarioSpec", "WALLS", "prese
            "rotate_point"]
 
 WALLS = ("bottom", "right", "top", "left")
+# PhiFlow 3.4 builds the pressure matrix with 32-bit flat indices over (cells x cells):
+# a square grid needs resolution**4 < 2**31, i.e. at most 215 cells per side
+MAX_RESOLUTION = 215
 
 
 class SpecError(ValueError):
     """A scenario spec (or preset parameter) that cannot be simulated."""
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _type_problem(ann: str, v) -> str | None:
+    """What is wrong with value ``v`` for a field annotated ``ann`` (None: nothing)."""
+    ann = ann.replace(" ", "")
+    if ann.endswith("|None"):
+        if v is None:
+            return None
+        ann = ann.removesuffix("|None")
+    if ann == "float":
+        return None if _is_number(v) else "a number"
+    if ann == "int":
+        return None if isinstance(v, int) and not isinstance(v, bool) else "an integer"
+    if ann == "bool":
+        return None if isinstance(v, bool) else "true or false"
+    if ann == "str":
+        return None if isinstance(v, str) else "a string"
+    if ann.startswith("tuple[float"):
+        n = ann.count("float")
+        want = f"a list of {n} numbers"
+        return None if isinstance(v, (list, tuple)) and len(v) == n and \
+            all(_is_number(x) for x in v) else want
+    if ann == "tuple[str,...]":
+        ok = isinstance(v, str) or (isinstance(v, (list, tuple)) and
+                                    all(isinstance(x, str) for x in v))
+        return None if ok else "a list of wall names"
+    return None
+
+
+def _check_field_types(obj, where: str) -> None:
+    """Raise a one-line :class:`SpecError` for the first field whose value has the wrong
+    type (``buoyancy = "up"``, ``seed = "x"``), before anything converts or uses it."""
+    for f in dataclasses.fields(obj):
+        problem = _type_problem(str(f.type), getattr(obj, f.name))
+        if problem:
+            raise SpecError(f"{where}{f.name} must be {problem}, got "
+                            f"{getattr(obj, f.name)!r}")
 
 
 @dataclass
@@ -56,6 +100,7 @@ class SimSpec:
     heldout: bool = False               # the preset's suggested test-domain split
 
     def __post_init__(self):
+        _check_field_types(self, "")
         self.buoyancy = tuple(float(b) for b in self.buoyancy)
         if self.buoyancy_right is not None:
             self.buoyancy_right = tuple(float(b) for b in self.buoyancy_right)
@@ -86,6 +131,9 @@ class SolverSpec:
     precision: int = 64
     check_factor: float = 10.0          # a step fails if ||div u||_2 > factor * tolerance
 
+    def __post_init__(self):
+        _check_field_types(self, "solver: ")
+
     def abs_tol(self, resolution: int) -> float:
         return self.abs_tol_per_cell * resolution
 
@@ -109,6 +157,9 @@ class ScenarioSpec:
     preset_params: dict = field(default_factory=dict)   # how a preset built it (record only)
 
     def __post_init__(self):
+        _check_field_types(self, "")
+        if not isinstance(self.sims, (list, tuple)):
+            raise SpecError(f"sims must be a list of simulations, got {self.sims!r}")
         self.sims = [s if isinstance(s, SimSpec) else SimSpec(**s) for s in self.sims]
         # record preset parameters as plain JSON data (lists, no None) so specs round-trip
         self.preset_params = {k: v for k, v in json.loads(json.dumps(self.preset_params or {})).items()
@@ -140,6 +191,9 @@ class ScenarioSpec:
         need(isinstance(self.resolution, int) and self.resolution > 0,
              f"resolution must be a positive integer, got {self.resolution!r}")
         need(self.resolution >= 4, f"resolution must be at least 4, got {self.resolution}")
+        need(self.resolution <= MAX_RESOLUTION,
+             f"resolution must be at most {MAX_RESOLUTION}, got {self.resolution}: PhiFlow "
+             "3.4 indexes the pressure matrix (cells x cells) with 32-bit integers")
         need(self.size > 0, f"box_size must be positive, got {self.box_size!r}")
         need(isinstance(self.steps, int) and self.steps > 0, f"steps must be a positive integer, got {self.steps!r}")
         need(self.dt > 0, f"dt must be positive, got {self.dt!r}")
@@ -197,16 +251,20 @@ class ScenarioSpec:
         sims = []
         sim_fields = {f.name for f in dataclasses.fields(SimSpec)}
         for i, s in enumerate(d.get("sims", [])):
+            if not isinstance(s, dict):
+                raise SpecError(f"sim {i}: must be a table of settings, got {s!r}")
             bad = set(s) - sim_fields
             if bad:
                 raise SpecError(f"sim {i}: unknown keys {', '.join(sorted(bad))}")
             s = {k: v for k, v in s.items() if v is not None}
             try:
                 sims.append(SimSpec(**s))
-            except TypeError as e:
+            except (TypeError, SpecError) as e:
                 raise SpecError(f"sim {i}: {e}") from None
         d["sims"] = sims
         if "solver" in d:
+            if not isinstance(d["solver"], dict):
+                raise SpecError(f"solver must be a table, got {d['solver']!r}")
             bad = set(d["solver"]) - {f.name for f in dataclasses.fields(SolverSpec)}
             if bad:
                 raise SpecError(f"solver: unknown keys {', '.join(sorted(bad))}")
@@ -459,6 +517,22 @@ def _get(name):
         raise SpecError(f"unknown scenario {name!r} (available: {', '.join(_PRESETS)})") from None
 
 
+def _param_problem(default, v) -> str | None:
+    """What is wrong with preset parameter value ``v``, judged by the type of its
+    default (None defaults: a number or unset; the solver table is checked later)."""
+    if isinstance(default, bool):
+        return None if isinstance(v, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(v, int) and not isinstance(v, bool) else "an integer"
+    if isinstance(default, float) or default is None:
+        if v is None or isinstance(v, dict):
+            return None
+        return None if _is_number(v) else "a number"
+    if isinstance(default, (tuple, list)):
+        return None if isinstance(v, (tuple, list, str)) else "a list"
+    return None
+
+
 def preset(name: str, **overrides) -> ScenarioSpec:
     """Build the named preset, e.g. ``preset("rotation", resolution=32, n_magnitudes=2)``."""
     fn = _get(name)
@@ -467,6 +541,10 @@ def preset(name: str, **overrides) -> ScenarioSpec:
     if bad:
         raise SpecError(f"scenario {name!r} has no parameter(s) {', '.join(sorted(bad))} "
                         f"(parameters: {', '.join(allowed)})")
+    for k, v in overrides.items():
+        problem = _param_problem(allowed[k], v)
+        if problem:
+            raise SpecError(f"scenario {name!r}: parameter {k} must be {problem}, got {v!r}")
     try:
         spec = fn(**overrides)
     except TypeError as e:

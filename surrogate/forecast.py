@@ -177,10 +177,15 @@ class Surrogate(nn.Module):
 
     # -- tensors -------------------------------------------------------------------
     def _check_tensor(self, history: torch.Tensor) -> None:
+        if not torch.is_tensor(history):
+            raise ForecastError(f"history must be a tensor (B, T, C, H, W), got "
+                                f"{type(history).__name__}")
         if history.ndim != 5:
             raise ForecastError(f"history must be (B, T, C, H, W), got shape "
                                 f"{tuple(history.shape)}")
         b, t, c, h, w = history.shape
+        if b < 1:
+            raise ForecastError("history holds no simulation (B = 0)")
         if t < self.T_in:
             raise ForecastError(f"model {self.name!r} needs at least T_in={self.T_in} "
                                 f"frames of history, got {t}")
@@ -202,8 +207,8 @@ class Surrogate(nn.Module):
         ``aux``: the static cause fields of each history, in physical units, for a
         model with the ``cause`` breaking input (see :meth:`aux_tensor`); ignored
         otherwise."""
-        if steps < 1:
-            raise ForecastError(f"steps must be >= 1, got {steps}")
+        _check_count("steps", steps)
+        _check_count("batch_size", batch_size)
         self._check_tensor(history)
         aux = self.aux_tensor(aux, history.shape[0], tuple(history.shape[-2:]))
         net = self.exported() if exported else self.model.eval()
@@ -243,11 +248,36 @@ class Surrogate(nn.Module):
                 if dim not in ds.dims:
                     raise ForecastError(f"history lacks dimension {dim!r} (dims: "
                                         f"{dict(ds.sizes)})")
+            for v in self.layout.channels:
+                extra = [d for d in ds[v].dims if d not in ("sim", "time", "y", "x")]
+                if extra:
+                    raise ForecastError(f"history variable {v!r} has extra dimension(s) "
+                                        f"{extra}; expected (sim, time, y, x) or (time, y, "
+                                        "x): select or stack them first")
+            if ds.sizes["sim"] == 0 or ds.sizes["time"] == 0:
+                raise ForecastError(f"history is empty (dims: {dict(ds.sizes)})")
             arr = np.stack([ds[v].transpose("sim", "time", "y", "x").values
                             for v in self.layout.channels], axis=2)
             return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)), ds
-        t = torch.as_tensor(np.asarray(history) if not torch.is_tensor(history) else history)
+        if history is None or isinstance(history, (dict, str, bytes)):
+            raise ForecastError(f"history must be an xarray Dataset/DataArray or an array "
+                                f"(B, T, C, H, W) / (T, C, H, W), got "
+                                f"{type(history).__name__}")
+        if torch.is_tensor(history):
+            t = history
+        else:
+            try:
+                arr = np.asarray(history, dtype=np.float32)
+            except (TypeError, ValueError) as e:
+                raise ForecastError(f"history cannot be read as a numeric array "
+                                    f"(B, T, C, H, W): {e}") from None
+            t = torch.from_numpy(arr)
         if t.ndim == 4:
+            if t.shape[1] != self.layout.num_channels:
+                raise ForecastError(
+                    f"a 4-D history is read as (T, C, H, W), but its axis 1 has "
+                    f"{t.shape[1]} entries and the model has {self.layout.num_channels} "
+                    f"channels {list(self.layout.channels)}; pass (B, T, C, H, W)")
             t = t[None]
         return t.float(), None
 
@@ -264,6 +294,8 @@ class Surrogate(nn.Module):
         :meth:`aux_tensor`); a :class:`ForecastError` names what is missing. Returns a
         Dataset ``(sim, time, y, x)`` of the predicted frames only, with the history's
         coords, a continued ``time`` and the model in ``attrs``."""
+        _check_count("steps", steps)
+        _check_count("batch_size", batch_size)
         x, ds = self._history_to_tensor(history)
         if aux is None and ds is not None and self.aux_channels:
             missing = [v for v in self.aux_channels if v not in ds.data_vars]
@@ -311,10 +343,18 @@ class Surrogate(nn.Module):
         return out
 
 
-def load(path: str | os.PathLike, device: str | torch.device | None = "cpu") -> Surrogate:
+def _check_count(name: str, v: Any) -> None:
+    if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v < 1:
+        raise ForecastError(f"{name} must be a positive integer, got {v!r}")
+
+
+def load(path: str | os.PathLike, device: str | torch.device | None = "cpu", *,
+         key: bytes | str | None = None) -> Surrogate:
     """Load a checkpoint written by training as a :class:`Surrogate` on ``device``
-    (``"cpu"``, ``"cuda"``, ``"auto"``)."""
+    (``"cpu"``, ``"cuda"``, ``"auto"``). ``key``: refuse the file unless it carries an
+    HMAC signature made with this key (``relaxflow-train`` signs with the key in
+    ``$RELAXFLOW_CHECKPOINT_KEY``)."""
     dev = _resolve_device(device)
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, key=key)
     model = model_from_checkpoint(ckpt, dev)
     return Surrogate(model, ckpt["normalization"], ckpt["metadata"], str(Path(path))).to(dev)

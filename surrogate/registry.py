@@ -89,6 +89,25 @@ def _conv_class(name: str) -> type[nn.Module]:
                           f"(surrogate.layers.steerable / relaxed_steerable): {e}") from e
 
 
+def _check_option_types(config: dict[str, Any]) -> None:
+    """Options whose default is a bool / int / float / str must have that type, so that
+    ``residual="False"`` (a string, hence truthy) or ``hidden=2.5`` is refused."""
+    for k, v in config.items():
+        d = DEFAULTS[k]
+        if isinstance(d, bool):
+            ok, want = isinstance(v, bool), "true or false"
+        elif isinstance(d, int):
+            ok, want = isinstance(v, int) and not isinstance(v, bool), "an integer"
+        elif isinstance(d, float):
+            ok, want = isinstance(v, (int, float)) and not isinstance(v, bool), "a number"
+        elif isinstance(d, str):
+            ok, want = isinstance(v, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"option {k} must be {want}, got {v!r}")
+
+
 def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {available_models()}")
@@ -97,6 +116,7 @@ def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown option(s) {unknown} for build_model; valid options: "
                          f"{sorted(DEFAULTS)}")
     cfg = {**DEFAULTS, **config}
+    _check_option_types(config)
     groups, extra = MODELS[name]
     if name == "unet":
         cfg["group"] = "trivial"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Sequence
 
@@ -12,6 +13,7 @@ from .config import ConfigError, config_from_dict, merge_overrides, read_toml
 __all__ = ["main", "build_parser"]
 
 PROG = "relaxflow-train"
+KEY_ENV = "RELAXFLOW_CHECKPOINT_KEY"  # when set: sign checkpoints (HMAC) with it
 
 EXAMPLES = """\
 examples:
@@ -49,7 +51,10 @@ config file (TOML; every flag below is a key, command-line flags win):
   heldout = "auto"         # dataset's `heldout` coordinate, else 30% of the sims
 
 outputs in --out: best.pt, last.pt (relaxflow checkpoints; load with
-surrogate.load_model) and metrics.jsonl (one JSON line per epoch).
+surrogate.load_model) and metrics.jsonl (one JSON line per epoch). --overwrite keeps
+the old run until the new one has written its first checkpoint.
+environment: RELAXFLOW_CHECKPOINT_KEY, when set, signs every checkpoint with an HMAC
+(surrogate.load(path, key=...) and relaxflow-evaluate then verify it).
 """
 
 
@@ -81,6 +86,9 @@ def _kv(s: str) -> tuple[str, Any]:
     if "=" not in s:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {s!r}")
     k, v = s.split("=", 1)
+    words = {"true": True, "false": False, "none": None, "null": None}
+    if v.strip().lower() in words:  # True/False/None as Python writes them, too
+        return k.strip(), words[v.strip().lower()]
     try:
         return k.strip(), json.loads(v)
     except json.JSONDecodeError:
@@ -219,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not cfg.data:
             raise ConfigError("no data given: pass --data FILE [FILE ...] or set data in "
                               "the --config file")
-        best = fit(cfg)
+        best = fit(cfg, key=os.environ.get(KEY_ENV) or None)
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

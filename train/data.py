@@ -142,13 +142,13 @@ def _open_one(path: str, channels: Sequence[str]) -> xr.Dataset:
         ds.close()
         raise DataError(f"{path}: missing variable(s) {missing} (has {sorted(ds.data_vars)}); "
                         f"the schema needs {list(channels)} over dims {DIMS}")
-    for c in channels:
-        if set(ds[c].dims) != set(DIMS):
-            ds.close()
-            raise DataError(f"{path}: variable {c!r} has dims {ds[c].dims}, expected {DIMS}")
-        if not np.issubdtype(ds[c].dtype, np.floating):
-            ds.close()
-            raise DataError(f"{path}: variable {c!r} has dtype {ds[c].dtype}, expected float")
+    from simulate.dataset import DatasetError, validate_dataset
+
+    try:  # the one schema check every reader uses (dims, dtypes, coordinates)
+        validate_dataset(ds, path, variables=channels, dim_order=False)
+    except DatasetError as e:
+        ds.close()
+        raise DataError(str(e)) from None
     return ds
 
 
@@ -196,6 +196,13 @@ def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u"
         raise DataError("no data files given (--data a.nc [b.nc ...])")
     channels = tuple(channels)
     aux_channels = tuple(aux_channels)
+    seen: dict[str, str] = {}
+    for p in paths:
+        real = os.path.realpath(p)
+        if real in seen:
+            raise DataError(f"{p}: the same file is given twice (also as {seen[real]}); its "
+                            "simulations would appear in two splits")
+        seen[real] = p
     datasets = [_open_one(p, channels) for p in paths]
     try:
         aux = (np.concatenate([_read_aux(p, ds, aux_channels, aux_needed_by)

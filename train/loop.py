@@ -30,10 +30,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import shutil
 import sys
 import time
+import warnings
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,10 +254,56 @@ def _seed_everything(seed: int) -> None:
 # --- the run --------------------------------------------------------------------------
 @dataclass
 class _Run:
+    """Where a run writes. With ``overwrite`` of an existing run the files go to a
+    sibling staging folder first; ``final`` is the folder it replaces once the new run
+    has its first checkpoint (:func:`_swap_in`)."""
     out: Path
     best: Path
     last: Path
     metrics: Path
+    final: Path | None = None
+
+    @classmethod
+    def at(cls, out: Path, final: Path | None = None) -> "_Run":
+        return cls(out, out / "best.pt", out / "last.pt", out / METRICS_FILE, final)
+
+
+_RUN_FILES = ("best.pt", "last.pt")  # + METRICS_FILE: what a run owns in its folder
+
+
+def _staging_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.overwrite"
+
+
+def _replaced_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.replaced"
+
+
+def _recover_swap(out: Path) -> None:
+    """Finish a swap that a kill interrupted between its two renames."""
+    stage, old = _staging_dir(out), _replaced_dir(out)
+    if not out.exists() and old.is_dir() and (stage / "last.pt").is_file():
+        os.rename(stage, out)
+    if out.exists() and old.is_dir():
+        shutil.rmtree(old)
+
+
+def _swap_in(run: _Run) -> _Run:
+    """Move the new run from its staging folder to ``run.final``: files of the old
+    folder that are not a run's (a user's notes, a report) are carried over, then the
+    old folder is renamed away and the staging folder renamed into place."""
+    out, stage, old = run.final, run.out, _replaced_dir(run.final)
+    if old.exists():
+        shutil.rmtree(old)
+    own = set(_RUN_FILES) | {METRICS_FILE}
+    for p in out.iterdir():
+        if p.name not in own and not (p.name.startswith(".") and p.name.endswith(".tmp")) \
+                and not (stage / p.name).exists():
+            os.rename(p, stage / p.name)
+    os.rename(out, old)
+    os.rename(stage, out)
+    shutil.rmtree(old)
+    return _Run.at(out)
 
 
 def _layout(cfg: TrainConfig) -> FieldLayout:
@@ -279,9 +327,12 @@ def _log(info: D.DistInfo, cfg: TrainConfig, msg: str) -> None:
         tqdm.write(msg, file=sys.stderr)
 
 
-def fit(config: TrainConfig) -> Path:
+def fit(config: TrainConfig, *, key: bytes | str | None = None) -> Path:
     """Train ``config.model`` on ``config.data``; returns the path of the best checkpoint
     (``<out>/best.pt``). Under ``torchrun`` every process calls this; rank 0 writes.
+    ``overwrite`` of an existing run keeps the old run until the new one has written
+    its first checkpoint. ``key``: sign every checkpoint (HMAC, see
+    :func:`surrogate.checkpoint.save`); a resumed ``last.pt`` must carry that signature.
 
     Raises :class:`ConfigError` / :class:`DataError` (bad input, before training starts)
     and :class:`TrainingError` (a non-finite loss; the last good checkpoint is kept)."""
@@ -292,14 +343,21 @@ def fit(config: TrainConfig) -> Path:
     if info.distributed and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     try:
-        return _fit(config, device, info)
+        return _fit(config, device, info, key)
+    except BaseException:
+        if info.is_main and not config.resume:  # a new run that died before its swap
+            shutil.rmtree(_staging_dir(Path(config.out)), ignore_errors=True)
+        raise
     finally:
         D.cleanup(info)
 
 
 def _prepare_out(cfg: TrainConfig) -> _Run:
     out = Path(cfg.out)
-    run = _Run(out, out / "best.pt", out / "last.pt", out / METRICS_FILE)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    _recover_swap(out)
+    run = _Run.at(out)
     if cfg.resume:
         if not run.last.is_file():
             raise ConfigError(f"cannot resume: {run.last} does not exist")
@@ -307,16 +365,20 @@ def _prepare_out(cfg: TrainConfig) -> _Run:
         if not cfg.overwrite:
             raise ConfigError(f"{out} already holds a training run; pass --resume to "
                               "continue it or --overwrite to start over")
+        # the old run stays until the new one has written its first checkpoint
+        return _Run.at(_staging_dir(out), final=out)
     return run
 
 
 def _reset_out(run: _Run, cfg: TrainConfig, info: D.DistInfo) -> None:
-    """Clear a previous run (``overwrite``) once every input has been validated."""
+    """Create the folder the run writes to, once every input has been validated (a
+    staging folder left by an earlier, killed ``overwrite`` is cleared first)."""
     D.barrier(info)
     if info.is_main:
-        if not cfg.resume:
-            for p in (run.best, run.last, run.metrics):
-                p.unlink(missing_ok=True)
+        if run.final is not None and run.out.exists():
+            shutil.rmtree(run.out)
+        elif not cfg.resume:
+            run.metrics.unlink(missing_ok=True)  # a folder without checkpoints
         run.out.mkdir(parents=True, exist_ok=True)
     D.barrier(info)
 
@@ -347,7 +409,8 @@ def _check_model_fits(model: nn.Module, cfg: TrainConfig, data: FieldData,
                         f"expected {(1, len(data.channels), data.ny, data.nx)}")
 
 
-def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
+def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo,
+         key: bytes | str | None = None) -> Path:
     run = _prepare_out(cfg)
     layout = _layout(cfg)
     K, T_in, steps = cfg.K, cfg.T_in, cfg.eval_steps
@@ -372,8 +435,13 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
                               K=K, valid_steps=steps, heldout_coord=data.heldout)
     except SplitError as e:
         raise DataError(f"{cfg.data[0]}: {e}") from None
+    if not spec.test_domain.sims and cfg.split.heldout != "none" and info.is_main:
+        warnings.warn(f"{cfg.data[0]}: no simulation is held out ({spec.heldout_source}), so "
+                      "test-domain is empty and nothing measures unseen simulations; list "
+                      "split.heldout indices, or set heldout = 'none' to silence this",
+                      stacklevel=2)
 
-    ckpt = read_checkpoint(run.last) if cfg.resume else None
+    ckpt = read_checkpoint(run.last, key=key) if cfg.resume else None
     model_config = _json_model_config(cfg, layout)
     if ckpt is not None:
         meta = ckpt["metadata"]
@@ -575,7 +643,7 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
             with open(run.metrics, "a") as f:
                 f.write(json.dumps(record) + "\n")
             if improved:
-                save(eval_model, run.best, normalization=norm, metadata=meta)
+                save(eval_model, run.best, normalization=norm, metadata=meta, key=key)
             state = {"epoch": epoch + 1, "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict(), "rng": _rng_state(),
                      "best_valid_rmse": best_rmse, "best_epoch": best_epoch,
@@ -585,10 +653,12 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Path:
                                            for k, v in model.state_dict().items()}
                 state["ema_updates"] = ema.updates
             save(eval_model, run.last, normalization=norm, metadata=meta,
-                 training_state=state)
+                 training_state=state, key=key)
             _log(info, cfg, f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4g}"
                  f"  valid_rmse {val['valid_rmse']:.4g}  lr {lr:.3g}  {epoch_time:.1f}s"
                  f"{'  *best*' if improved else ''}")
+        if run.final is not None:  # the new run has a checkpoint: it replaces the old
+            run = _swap_in(run) if info.is_main else _Run.at(run.final)
         D.barrier(info)
         if stop:
             _log(info, cfg, f"early stop: no valid improvement for {bad_epochs} epochs "
