@@ -19,7 +19,6 @@ raises :class:`SimulationError` naming simulation and step.
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import numpy as np
@@ -125,11 +124,14 @@ def _initial_density(spec: ScenarioSpec, sim_index: int) -> np.ndarray:
     return spec.init_noise * rng.random((n, n))
 
 
-@functools.lru_cache(maxsize=8)
 def _step_function(res, size, dt, obstacle, method, rel_tol, abs_tol, max_iterations, jit,
                    precision, device):
-    """The (compiled) step; cached so that parts of equal shape reuse one trace
-    (``precision`` and ``device`` only key the cache)."""
+    """The (compiled) step, made anew for every part (``precision`` and ``device`` are
+    unused here). PhiFlow's jit trace depends on the values of the call that traces it
+    (differences ~1e-5), so a trace shared between parts made a part depend on which
+    part its process simulated first, and a resumed run differed from an uninterrupted
+    one. A fresh trace per part costs one trace (~4 s at 32x32 on a CPU core) and makes
+    every part a function of its own simulations only."""
     flow = _phi()
     math = flow.math
     obstacles = (flow.Obstacle(flow.Box(x=(obstacle[0], obstacle[2]), y=(obstacle[1], obstacle[3]))),) \
