@@ -310,12 +310,6 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
 
 
 # -- the job -------------------------------------------------------------------------
-def _training_files(metadata: dict) -> list[str]:
-    d = metadata.get("data")
-    files = d.get("files") if isinstance(d, dict) else None
-    return [os.path.basename(str(f)) for f in files] if isinstance(files, list) else []
-
-
 def _log(msg: str, verbose: bool) -> None:
     if verbose:
         print(msg, file=sys.stderr, flush=True)
@@ -404,7 +398,7 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
         if grid is not None and (int(ds.sizes["y"]), int(ds.sizes["x"])) != grid:
             raise EvaluationError(f"{label} was trained on a {grid[0]}x{grid[1]} grid, "
                                   f"the data are {ds.sizes['y']}x{ds.sizes['x']}")
-        trained_on = _training_files(sur.metadata)
+        trained_on = [os.path.basename(f) for f in sur.record.data.files]
         given = [os.path.basename(p) for p in data_paths]
         if trained_on and trained_on != given:
             warnings.append(f"{label} was trained on {', '.join(trained_on)}; evaluated on "
@@ -413,7 +407,7 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
         ev = ModelEvaluation(label, str(ckpt), sur.name, dict(sur.model.config))
         ev.relaxation = relaxation_summary(sur)
         for split in split_names:
-            windows = build_windows(sur.metadata, split, ds, sur.T_in, int(steps), stride,
+            windows = build_windows(sur.record, split, ds, sur.T_in, int(steps), stride,
                                     max_windows)
             t = time.time()
             try:

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from surrogate.records import TrainingRecord
+
 from . import metrics as M
 
 __all__ = ["EvaluationError", "SPLITS", "canonical_split", "display_split", "Windows",
@@ -152,18 +154,16 @@ class Windows:
                        self.note)
 
 
-def _spec_of(metadata: dict) -> dict | None:
-    spec = metadata.get("splits")
-    return spec if isinstance(spec, dict) else None
-
-
-def build_windows(metadata: dict, split: str, ds: xr.Dataset, T_in: int, steps: int,
-                  stride: int | None = None, max_windows: int | None = None) -> Windows:
+def build_windows(record: TrainingRecord | dict, split: str, ds: xr.Dataset, T_in: int,
+                  steps: int, stride: int | None = None,
+                  max_windows: int | None = None) -> Windows:
     """The evaluation windows of ``split`` for data ``ds`` from the checkpoint's recorded
-    split spec. Starts whose ``T_in + steps`` frames run past the data's end are dropped
-    (a note says how many). ``stride`` overrides the spec's start stride (default: the
-    spec's; 1 for the paper's test splits); ``max_windows`` keeps that many, evenly
-    spread."""
+    split spec (``record``: its :class:`TrainingRecord`, or the raw metadata). Starts
+    whose ``T_in + steps`` frames run past the data's end are dropped (a note says how
+    many). ``stride`` overrides the spec's start stride (default: the spec's; 1 for the
+    paper's test splits); ``max_windows`` keeps that many, evenly spread."""
+    if not isinstance(record, TrainingRecord):
+        record = TrainingRecord.from_dict(record)
     key = canonical_split(split)
     n_sims, n_time = int(ds.sizes["sim"]), int(ds.sizes["time"])
     if steps < 1:
@@ -176,27 +176,26 @@ def build_windows(metadata: dict, split: str, ds: xr.Dataset, T_in: int, steps: 
         sims = list(range(n_sims))
         start, stop, st = 0, n_time - T_in - steps + 1, stride or steps
     else:
-        spec = _spec_of(metadata)
-        if spec is None or key not in spec:
+        spec = record.splits
+        if spec is None:
             raise EvaluationError(f"the checkpoint records no split spec for {split!r} "
                                   "(metadata['splits']); use --split all")
         rng = spec[key]
-        if int(spec.get("n_sims", n_sims)) != n_sims:
+        if spec.n_sims != n_sims:
             raise EvaluationError(
-                f"the checkpoint's splits refer to {spec.get('n_sims')} simulations but the "
+                f"the checkpoint's splits refer to {spec.n_sims} simulations but the "
                 f"data hold {n_sims}; pass the training data files (in the same order) or "
                 "use --split all")
-        if int(spec.get("n_time", n_time)) != n_time:
+        if spec.n_time != n_time:
             raise EvaluationError(
-                f"the checkpoint's splits refer to {spec.get('n_time')} frames per "
+                f"the checkpoint's splits refer to {spec.n_time} frames per "
                 f"simulation but the data hold {n_time}; use --split all")
-        spec_T = spec.get("T_in")
-        if spec_T is not None and int(spec_T) != T_in:
-            raise EvaluationError(f"split spec was made for T_in={spec_T}, model has "
+        if spec.T_in != T_in:
+            raise EvaluationError(f"split spec was made for T_in={spec.T_in}, model has "
                                   f"T_in={T_in}")
-        sims = [int(s) for s in rng["sims"]]
-        start, stop = int(rng["start"]), int(rng["stop"])
-        st = stride or int(rng.get("stride", 1))
+        sims = list(rng.sims)
+        start, stop = rng.start, rng.stop
+        st = stride or rng.stride
         bad = [s for s in sims if not 0 <= s < n_sims]
         if bad:
             raise EvaluationError(f"split {split!r} names sims {bad} outside the data's "

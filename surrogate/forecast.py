@@ -24,6 +24,7 @@ from torch import nn
 from .breaking import data_layout
 from .checkpoint import model_from_checkpoint, read_checkpoint
 from .normalization import Normalization
+from .records import TrainingRecord
 from .symmetry import FieldLayout
 
 __all__ = ["Surrogate", "load", "ForecastError"]
@@ -76,6 +77,8 @@ class Surrogate(nn.Module):
                                 f"its normalisation's delta_scale / scale "
                                 f"{list(self.normalization.delta_gain)}")
         self.metadata = dict(metadata or {})
+        #: the typed view of ``metadata`` (what training recorded)
+        self.record = TrainingRecord.from_dict(self.metadata)
         self.path = path
         # (weights fingerprint, exported net); kept off the module tree so that
         # state_dict()/to() see only the wrapped model
@@ -85,16 +88,12 @@ class Surrogate(nn.Module):
     @property
     def grid(self) -> tuple[int, int] | None:
         """``(H, W)`` the model was trained on, when the checkpoint records it."""
-        g = self.metadata.get("grid") or self.metadata.get("data", {}).get("grid")
-        if isinstance(g, dict):
-            g = (g.get("ny"), g.get("nx"))
-        return (int(g[0]), int(g[1])) if g and None not in tuple(g) else None
+        return self.record.grid
 
     @property
     def dt(self) -> float | None:
         """Physical time between two frames of the training data, when recorded."""
-        dt = self.metadata.get("dt", self.metadata.get("data", {}).get("dt"))
-        return float(dt) if dt is not None else None
+        return self.record.dt
 
     @property
     def device(self) -> torch.device:

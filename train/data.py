@@ -26,6 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 import xarray as xr
 
+from surrogate.records import DataRecord
+
 __all__ = ["DataError", "FieldData", "open_data", "DIMS"]
 
 DIMS = ("sim", "time", "y", "x")
@@ -116,16 +118,19 @@ class FieldData:
             ds.close()
         self._open.clear()
 
+    def record(self) -> DataRecord:
+        """The facts about the data a checkpoint records."""
+        dt = self.attrs.get("dt")
+        return DataRecord(files=tuple(os.path.abspath(p) for p in self.paths),
+                          sims_per_file=tuple(self.sims_per_file), n_time=self.n_time,
+                          channels=tuple(self.channels), aux_channels=tuple(self.aux_channels),
+                          scenario=self.attrs.get("scenario"),
+                          dt=float(dt) if dt is not None else None, grid=dict(self.grid),
+                          sim_coords=dict(self.sim_coords))
+
     def describe(self) -> dict[str, Any]:
         """JSON-able facts about the data for the checkpoint metadata."""
-        return {
-            "files": [os.path.abspath(p) for p in self.paths],
-            "sims_per_file": list(self.sims_per_file), "n_sims": self.n_sims,
-            "n_time": self.n_time, "channels": list(self.channels),
-            "aux_channels": list(self.aux_channels),
-            "scenario": self.attrs.get("scenario"), "dt": self.attrs.get("dt"),
-            "grid": self.grid, "sim_coords": self.sim_coords,
-        }
+        return self.record().to_dict()
 
 
 def _open_one(path: str, channels: Sequence[str]) -> xr.Dataset:

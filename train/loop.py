@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from surrogate.breaking import canonical_breaking_inputs, data_layout
 from surrogate.checkpoint import read_checkpoint, save
 from surrogate.normalization import Normalization
+from surrogate.records import TrainingRecord
 from surrogate.symmetry import FieldLayout
 
 from . import distributed as D
@@ -444,13 +445,14 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo,
     ckpt = read_checkpoint(run.last, key=key) if cfg.resume else None
     model_config = _json_model_config(cfg, layout)
     if ckpt is not None:
-        meta = ckpt["metadata"]
-        if meta.get("model") != cfg.model or meta.get("T_in") != T_in or \
-                meta.get("model_config_requested") != json.loads(json.dumps(model_config)):
-            raise ConfigError(f"cannot resume {run.last}: it holds model {meta.get('model')!r} "
-                              f"with T_in={meta.get('T_in')} and config "
-                              f"{meta.get('model_config_requested')}, not the one configured")
-        if meta.get("splits") != json.loads(json.dumps(spec.to_dict())):
+        old = TrainingRecord.from_dict(ckpt["metadata"])
+        if old.model != cfg.model or old.T_in != T_in or \
+                old.model_config_requested != json.loads(json.dumps(model_config)):
+            raise ConfigError(f"cannot resume {run.last}: it holds model {old.model!r} "
+                              f"with T_in={old.T_in} and config "
+                              f"{old.model_config_requested}, not the one configured")
+        if old.splits is None or json.loads(json.dumps(old.splits.to_dict())) != \
+                json.loads(json.dumps(spec.to_dict())):
             raise ConfigError(f"cannot resume {run.last}: the data or split settings differ "
                               "from the run being resumed")
         norm = ckpt["normalization"]
@@ -524,21 +526,13 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo,
         rollout = nn.parallel.DistributedDataParallel(
             rollout, device_ids=[device.index] if device.type == "cuda" else None)
 
-    metadata_base = {
-        "kind": "relaxflow.train",
-        "model": cfg.model,
-        "model_config_requested": model_config,
-        "T_in": T_in, "K": K, "valid_steps": steps,
-        "layout": layout.to_dict(),
-        "channels": list(layout.channels),
-        "breaking_inputs": list(breaking),
-        "aux_channels": list(aux_layout.channels),
-        "splits": spec.to_dict(),
-        "data": data.describe(),
-        "train_config": cfg.to_dict() | {"model_config": model_config},
-        "world_size": info.world_size,
-        "normalization_fitted_on": "train split (frames covered by the train windows)",
-    }
+    train_record = TrainingRecord(
+        model=cfg.model, T_in=T_in, K=K, valid_steps=steps, layout=layout,
+        breaking_inputs=tuple(breaking), aux_channels=tuple(aux_layout.channels),
+        splits=spec, data=data.record(), model_config_requested=model_config,
+        train_config=cfg.to_dict() | {"model_config": model_config},
+        world_size=info.world_size,
+        normalization_fitted_on="train split (frames covered by the train windows)")
 
     _reset_out(run, cfg, info)
     if info.is_main:
@@ -635,9 +629,10 @@ def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo,
             "best": improved,
         }
         if info.is_main:
-            meta = metadata_base | {"epoch": epoch + 1, "valid_rmse": val["valid_rmse"],
-                                    "valid_loss": val["valid_loss"],
-                                    "best_valid_rmse": best_rmse, "best_epoch": best_epoch}
+            meta = dataclasses.replace(train_record, progress={
+                "epoch": epoch + 1, "valid_rmse": val["valid_rmse"],
+                "valid_loss": val["valid_loss"], "best_valid_rmse": best_rmse,
+                "best_epoch": best_epoch}).to_dict()
             # the metrics line first: a kill before last.pt is written leaves a line that
             # --resume trims (it keeps the epochs last.pt holds), never a missing one
             with open(run.metrics, "a") as f:

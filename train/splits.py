@@ -13,26 +13,26 @@ A window is identified by its start, so a train window that starts near the end 
 train range reads up to ``T_in + K - 1`` frames into the valid range, exactly as in the
 paper's reference code.
 
-The resolved spec (:meth:`SplitSpec.to_dict`) is self-sufficient JSON recorded in every
-checkpoint's metadata under ``"splits"``: per split the sim indices (over the
-concatenated shard files, in the order given), the half-open range ``[start, stop)`` of
-absolute start frames and the rollout ``horizon`` those starts leave room for. Readers
-(evaluate, forecast) need nothing from this module to use it.
+The resolved spec (:class:`surrogate.records.SplitSpec`, defined once at the ground floor
+so that every stage reads the same record) is recorded in every checkpoint's metadata
+under ``"splits"``: per split the sim indices (over the concatenated shard files, in
+the order given), the half-open range ``[start, stop)`` of absolute start frames and
+the rollout ``horizon`` those starts leave room for.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
+
+from surrogate.records import SPLIT_NAMES, SplitRange, SplitSpec
 
 from .config import SplitConfig
 
 __all__ = ["SplitRange", "SplitSpec", "resolve_splits", "PAPER_FRAMES", "PAPER_N_TIME",
            "SplitError", "default_heldout"]
 
-SPLIT_NAMES = ("train", "valid", "test_future", "test_domain")
 #: The paper's reference ranges: sample starts after skipping the first 2 frames.
 PAPER_SKIP = 2
 PAPER_FRAMES = {"train": (0, 160), "valid": (160, 200), "test_future": (200, 250),
@@ -42,74 +42,6 @@ PAPER_N_TIME = 310
 
 class SplitError(ValueError):
     """The data cannot hold the requested splits."""
-
-
-@dataclass(frozen=True)
-class SplitRange:
-    """Windows of ``sims`` x ``range(start, stop, stride)``, each with room for
-    ``T_in + horizon`` frames."""
-
-    sims: tuple[int, ...]
-    start: int
-    stop: int
-    horizon: int
-    stride: int = 1
-
-    @property
-    def starts(self) -> range:
-        return range(self.start, self.stop, self.stride)
-
-    def windows(self) -> list[tuple[int, int]]:
-        return [(s, t) for s in self.sims for t in self.starts]
-
-    def __len__(self) -> int:
-        return len(self.sims) * len(self.starts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sims": list(self.sims), "start": self.start, "stop": self.stop,
-                "stride": self.stride, "horizon": self.horizon, "num_windows": len(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SplitRange":
-        return cls(tuple(d["sims"]), int(d["start"]), int(d["stop"]), int(d["horizon"]),
-                   int(d.get("stride", 1)))
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    train: SplitRange
-    valid: SplitRange
-    test_future: SplitRange
-    test_domain: SplitRange
-    T_in: int
-    n_time: int
-    n_sims: int
-    preset: str
-    heldout_source: str
-    config: dict = field(default_factory=dict)
-
-    def __getitem__(self, name: str) -> SplitRange:
-        if name not in SPLIT_NAMES:
-            raise KeyError(name)
-        return getattr(self, name)
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {name: self[name].to_dict() for name in SPLIT_NAMES}
-        d.update({
-            "semantics": "window = (sim, start): inputs frames [start, start+T_in), targets "
-                         "the next `horizon` frames; sims index the concatenated files",
-            "T_in": self.T_in, "n_time": self.n_time, "n_sims": self.n_sims,
-            "preset": self.preset, "heldout_source": self.heldout_source,
-            "config": self.config,
-        })
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SplitSpec":
-        return cls(**{n: SplitRange.from_dict(d[n]) for n in SPLIT_NAMES},
-                   T_in=int(d["T_in"]), n_time=int(d["n_time"]), n_sims=int(d["n_sims"]),
-                   preset=d["preset"], heldout_source=d["heldout_source"],
-                   config=d.get("config", {}))
 
 
 def default_heldout(n_sims: int, fraction: float) -> list[int]:

@@ -1,0 +1,239 @@
+"""The typed records that cross a stage boundary, defined once.
+
+Training writes them into a checkpoint's metadata (``TrainingRecord.to_dict``);
+forecast, evaluate and the benchmarks read them back (``TrainingRecord.from_dict``)
+instead of parsing the raw metadata dict. Every record is a frozen dataclass with
+``to_dict`` / ``from_dict``; ``from_dict`` also reads the metadata of checkpoints
+written before these records existed.
+
+=================  ===============================  ==============================
+record             written by                       read by
+=================  ===============================  ==============================
+``SplitRange``     ``train.splits.resolve_splits``  train loaders, evaluate windows
+``SplitSpec``      ``train.splits.resolve_splits``  evaluate, benchmarks, ``--resume``
+``DataRecord``     ``train.data.FieldData``         evaluate (training files), forecast
+``TrainingRecord`` ``train.loop`` (checkpoint)      ``Surrogate``, evaluate, benchmarks
+=================  ===============================  ==============================
+
+A split is a set of windows ``(sim, start)``: the window starting at frame ``start``
+feeds frames ``start .. start+T_in-1`` to the model and compares the next ``horizon``
+frames. Sims index the dataset files concatenated in the order training was given them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from .symmetry import FieldLayout
+
+__all__ = ["SPLIT_NAMES", "SplitRange", "SplitSpec", "DataRecord", "TrainingRecord"]
+
+SPLIT_NAMES = ("train", "valid", "test_future", "test_domain")
+
+
+@dataclass(frozen=True)
+class SplitRange:
+    """Windows of ``sims`` x ``range(start, stop, stride)``, each with room for
+    ``T_in + horizon`` frames."""
+
+    sims: tuple[int, ...]
+    start: int
+    stop: int
+    horizon: int
+    stride: int = 1
+
+    @property
+    def starts(self) -> range:
+        return range(self.start, self.stop, self.stride)
+
+    def windows(self) -> list[tuple[int, int]]:
+        """``(sim, start)`` of every window, sim-major."""
+        return [(s, t) for s in self.sims for t in self.starts]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter(self.windows())
+
+    def __len__(self) -> int:
+        return len(self.sims) * len(self.starts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sims": list(self.sims), "start": self.start, "stop": self.stop,
+                "stride": self.stride, "horizon": self.horizon, "num_windows": len(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SplitRange":
+        return cls(tuple(int(s) for s in d["sims"]), int(d["start"]), int(d["stop"]),
+                   int(d["horizon"]), int(d.get("stride", 1)))
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """The four splits of one training run, resolved for data of ``n_sims`` x
+    ``n_time`` frames and a model of ``T_in`` input frames."""
+
+    train: SplitRange
+    valid: SplitRange
+    test_future: SplitRange
+    test_domain: SplitRange
+    T_in: int
+    n_time: int
+    n_sims: int
+    preset: str
+    heldout_source: str
+    config: dict = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> SplitRange:
+        if name not in SPLIT_NAMES:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {name: self[name].to_dict() for name in SPLIT_NAMES}
+        d.update({
+            "semantics": "window = (sim, start): inputs frames [start, start+T_in), targets "
+                         "the next `horizon` frames; sims index the concatenated files",
+            "T_in": self.T_in, "n_time": self.n_time, "n_sims": self.n_sims,
+            "preset": self.preset, "heldout_source": self.heldout_source,
+            "config": self.config,
+        })
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SplitSpec":
+        return cls(**{n: SplitRange.from_dict(d[n]) for n in SPLIT_NAMES},
+                   T_in=int(d["T_in"]), n_time=int(d["n_time"]), n_sims=int(d["n_sims"]),
+                   preset=d.get("preset", "custom"),
+                   heldout_source=d.get("heldout_source", "unknown"),
+                   config=d.get("config", {}))
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    """What a training run read: files (absolute paths, in order), their simulation
+    counts, frames per simulation, variables, frame spacing and grid."""
+
+    files: tuple[str, ...] = ()
+    sims_per_file: tuple[int, ...] = ()
+    n_time: int | None = None
+    channels: tuple[str, ...] = ()
+    aux_channels: tuple[str, ...] = ()
+    scenario: str | None = None
+    dt: float | None = None
+    grid: dict = field(default_factory=dict)   # ny, nx and the [first, last] of x, y, time
+    sim_coords: dict = field(default_factory=dict)
+
+    @property
+    def n_sims(self) -> int:
+        return sum(self.sims_per_file)
+
+    @property
+    def shape(self) -> tuple[int, int] | None:
+        """``(ny, nx)`` when recorded."""
+        ny, nx = self.grid.get("ny"), self.grid.get("nx")
+        return (int(ny), int(nx)) if ny is not None and nx is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": list(self.files), "sims_per_file": list(self.sims_per_file),
+                "n_sims": self.n_sims, "n_time": self.n_time, "channels": list(self.channels),
+                "aux_channels": list(self.aux_channels), "scenario": self.scenario,
+                "dt": self.dt, "grid": dict(self.grid), "sim_coords": dict(self.sim_coords)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataRecord":
+        grid = d.get("grid") or {}
+        if isinstance(grid, (list, tuple)):  # (ny, nx) as some hand-made metadata give it
+            grid = {"ny": grid[0], "nx": grid[1]}
+        files = d.get("files")
+        return cls(files=tuple(str(f) for f in files) if isinstance(files, list) else (),
+                   sims_per_file=tuple(int(n) for n in d.get("sims_per_file", ())),
+                   n_time=int(d["n_time"]) if d.get("n_time") is not None else None,
+                   channels=tuple(d.get("channels", ())),
+                   aux_channels=tuple(d.get("aux_channels", ())),
+                   scenario=d.get("scenario"),
+                   dt=float(d["dt"]) if d.get("dt") is not None else None,
+                   grid=dict(grid), sim_coords=dict(d.get("sim_coords") or {}))
+
+
+_PROGRESS = ("epoch", "valid_rmse", "valid_loss", "best_valid_rmse", "best_epoch")
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """What a checkpoint says about its training: model, history length, rollout
+    lengths, field layout, breaking inputs, splits, data and the full training config
+    (``train_config``, as :meth:`train.TrainConfig.to_dict` writes it). ``progress``
+    holds the epoch's scores (epoch, valid_rmse, ...) of the checkpoint."""
+
+    model: str | None = None
+    T_in: int | None = None
+    K: int | None = None
+    valid_steps: int | None = None
+    layout: FieldLayout | None = None
+    breaking_inputs: tuple[str, ...] = ()
+    aux_channels: tuple[str, ...] = ()
+    splits: SplitSpec | None = None
+    data: DataRecord = field(default_factory=DataRecord)
+    model_config_requested: dict = field(default_factory=dict)
+    train_config: dict = field(default_factory=dict)
+    world_size: int = 1
+    normalization_fitted_on: str = ""
+    progress: dict = field(default_factory=dict)
+    kind: str = "relaxflow.train"
+
+    @property
+    def grid(self) -> tuple[int, int] | None:
+        """``(H, W)`` of the training data, when recorded."""
+        return self.data.shape
+
+    @property
+    def dt(self) -> float | None:
+        """Physical time between two frames of the training data, when recorded."""
+        return self.data.dt
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(self.layout.channels) if self.layout is not None else self.data.channels
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint metadata (JSON-able)."""
+        d = {"kind": self.kind, "model": self.model,
+             "model_config_requested": self.model_config_requested, "T_in": self.T_in,
+             "K": self.K, "valid_steps": self.valid_steps,
+             "layout": self.layout.to_dict() if self.layout is not None else None,
+             "channels": list(self.channels), "breaking_inputs": list(self.breaking_inputs),
+             "aux_channels": list(self.aux_channels),
+             "splits": self.splits.to_dict() if self.splits is not None else None,
+             "data": self.data.to_dict(), "train_config": self.train_config,
+             "world_size": self.world_size,
+             "normalization_fitted_on": self.normalization_fitted_on}
+        return d | self.progress
+
+    @classmethod
+    def from_dict(cls, meta: dict | None) -> "TrainingRecord":
+        """Read checkpoint metadata; keys a (hand-made or older) checkpoint lacks stay
+        unset. A top-level ``grid`` / ``dt`` is read as the data's."""
+        meta = dict(meta or {})
+        data = dict(meta.get("data") or {})
+        for k in ("grid", "dt"):
+            if meta.get(k) is not None and data.get(k) is None:
+                data[k] = meta[k]
+        splits = meta.get("splits")
+        layout = meta.get("layout")
+        return cls(
+            model=meta.get("model"),
+            T_in=int(meta["T_in"]) if meta.get("T_in") is not None else None,
+            K=int(meta["K"]) if meta.get("K") is not None else None,
+            valid_steps=int(meta["valid_steps"]) if meta.get("valid_steps") is not None
+            else None,
+            layout=FieldLayout.from_dict(layout) if isinstance(layout, dict) else None,
+            breaking_inputs=tuple(meta.get("breaking_inputs") or ()),
+            aux_channels=tuple(meta.get("aux_channels") or ()),
+            splits=SplitSpec.from_dict(splits) if isinstance(splits, dict) else None,
+            data=DataRecord.from_dict(data),
+            model_config_requested=dict(meta.get("model_config_requested") or {}),
+            train_config=dict(meta.get("train_config") or {}),
+            world_size=int(meta.get("world_size", 1)),
+            normalization_fitted_on=str(meta.get("normalization_fitted_on", "")),
+            progress={k: meta[k] for k in _PROGRESS if k in meta},
+            kind=str(meta.get("kind", "relaxflow.train")))
