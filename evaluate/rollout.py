@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from surrogate.breaking import CauseFieldError, read_cause_fields
 from surrogate.records import TrainingRecord
 
 from . import metrics as M
@@ -100,21 +101,15 @@ def load_aux(ds: xr.Dataset, channels: Sequence[str], sims: Sequence[int] | np.n
              ) -> np.ndarray:
     """Static fields ``channels`` (over ``(sim, y, x)``) of simulations ``sims`` as
     ``(len(sims), C, y, x)`` float32: the cause fields a model's ``cause`` breaking input
-    needs."""
-    missing = [c for c in channels if c not in ds.data_vars]
-    if missing:
-        raise EvaluationError(f"data lack variable(s) {missing} that the model's breaking "
-                              f"input 'cause' needs (static fields {list(channels)} over "
-                              "(sim, y, x))")
-    idx = np.asarray(sims, dtype=int)
-    out = []
-    for c in channels:
-        var = ds[c]
-        if set(var.dims) != {"sim", "y", "x"}:
-            raise EvaluationError(f"variable {c!r} has dims {var.dims}, expected "
-                                  "('sim', 'y', 'x')")
-        out.append(var.transpose("sim", "y", "x").values[idx])
-    return np.stack(out, axis=1).astype(np.float32, copy=False)
+    needs (:func:`surrogate.breaking.read_cause_fields`)."""
+    try:
+        return read_cause_fields(ds, channels, sims)
+    except CauseFieldError as e:
+        if e.missing:
+            raise EvaluationError(f"data lack variable(s) {e.missing} that the model's "
+                                  f"breaking input 'cause' needs (static fields "
+                                  f"{list(channels)} over (sim, y, x))") from None
+        raise EvaluationError(str(e)) from None
 
 
 def frame_dt(ds: xr.Dataset) -> float:

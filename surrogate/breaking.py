@@ -26,8 +26,9 @@ break equivariance outright (the "geometric input features" variant).
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,7 +36,8 @@ from .normalization import Normalization
 from .symmetry import FieldLayout
 
 __all__ = ["BREAKING_INPUTS", "CAUSE_VARS", "canonical_breaking_inputs", "aux_layout",
-           "data_layout", "BreakingInputs", "fit_aux_normalization"]
+           "data_layout", "BreakingInputs", "fit_aux_normalization", "read_cause_fields",
+           "CauseFieldError"]
 
 #: names of the breaking inputs, in the order their channels are stacked
 BREAKING_INPUTS = ("frame", "cause", "coords")
@@ -51,6 +53,40 @@ _LAYOUTS = {
     "coords": FieldLayout(("coord_x", "coord_y"), ()),
 }
 _FROM_DATA = ("cause",)
+
+
+class CauseFieldError(ValueError):
+    """Static fields a model needs that a dataset lacks (``missing``) or holds over the
+    wrong dims."""
+
+    def __init__(self, message: str, missing: list[str] | None = None):
+        super().__init__(message)
+        self.missing = list(missing or [])
+
+
+def read_cause_fields(ds: Any, names: Sequence[str], sims: Sequence[int] | None = None,
+                      *, allow_2d: bool = False) -> np.ndarray:
+    """The static fields ``names`` of ``ds`` (an ``xarray.Dataset``, or a mapping with
+    such variables) over ``(sim, y, x)`` as float32 ``(n, C, y, x)`` -- the one reader of
+    cause fields for training, evaluation and forecasting. ``sims``: positions along
+    ``sim`` to keep (default all); ``allow_2d``: also accept ``(y, x)`` fields (one
+    simulation). Raises :class:`CauseFieldError`."""
+    missing = [c for c in names if c not in ds]
+    if missing:
+        raise CauseFieldError(f"missing variable(s) {missing}", missing)
+    out = []
+    for c in names:
+        var = ds[c]
+        dims = set(getattr(var, "dims", ()))
+        if dims == {"sim", "y", "x"}:
+            arr = var.transpose("sim", "y", "x").values
+        elif allow_2d and dims == {"y", "x"}:
+            arr = var.transpose("y", "x").values[None]
+        else:
+            raise CauseFieldError(f"variable {c!r} has dims {tuple(getattr(var, 'dims', ()))}, "
+                                  "expected ('sim', 'y', 'x')")
+        out.append(arr if sims is None else arr[np.asarray(sims, dtype=int)])
+    return np.stack(out, axis=1).astype(np.float32, copy=False)
 
 
 def canonical_breaking_inputs(names: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -21,10 +21,11 @@ import torch
 import xarray as xr
 from torch import nn
 
-from .breaking import data_layout
+from .breaking import CauseFieldError, data_layout, read_cause_fields
 from .checkpoint import model_from_checkpoint, read_checkpoint
 from .normalization import Normalization
 from .records import TrainingRecord
+from .rollout import autoregress
 from .symmetry import FieldLayout
 
 __all__ = ["Surrogate", "load", "ForecastError"]
@@ -132,15 +133,18 @@ class Surrogate(nn.Module):
                 raise ForecastError(
                     f"model {self.name!r} uses breaking_inputs {list(self.breaking_inputs)} "
                     f"and needs the cause fields {names}; {missing} are missing")
-            arrs = []
-            for v in names:
-                a = aux[v]
-                if isinstance(a, xr.DataArray):
-                    a = a.transpose(*[d for d in ("sim", "y", "x") if d in a.dims], ...)
-                arrs.append(np.asarray(a, dtype=np.float32))
-            if len({a.ndim for a in arrs}) != 1:
-                raise ForecastError(f"cause fields {names} have different numbers of dims")
-            t = torch.from_numpy(np.ascontiguousarray(np.stack(arrs, axis=-3)))
+            if isinstance(aux, xr.Dataset):
+                try:
+                    arr = read_cause_fields(aux, names, allow_2d=True)
+                except CauseFieldError as e:
+                    raise ForecastError(f"cause fields: {e}") from None
+            else:  # a mapping name -> array (B, H, W) / (H, W)
+                arrs = [np.asarray(aux[v], dtype=np.float32) for v in names]
+                if len({a.ndim for a in arrs}) != 1:
+                    raise ForecastError(f"cause fields {names} have different numbers of "
+                                        "dims")
+                arr = np.stack(arrs, axis=-3)
+            t = torch.from_numpy(np.ascontiguousarray(arr))
         else:
             t = torch.as_tensor(np.asarray(aux) if not torch.is_tensor(aux) else aux)
             t = t.detach().float().cpu()
@@ -218,12 +222,7 @@ class Surrogate(nn.Module):
             x = self.normalization.normalize(x)
             a = None if aux is None else self.normalize_aux(
                 aux[start:start + batch_size].to(dev))
-            frames = []
-            for _ in range(steps):
-                y = net(x) if a is None else net(x, a)
-                frames.append(y)
-                x = torch.cat([x[:, 1:], y[:, None]], dim=1)
-            pred = self.normalization.denormalize(torch.stack(frames, dim=1))
+            pred = self.normalization.denormalize(autoregress(net, x, steps, a))
             outs.append(pred.cpu())
         return torch.cat(outs)
 

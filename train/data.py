@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import xarray as xr
 
+from surrogate.breaking import CauseFieldError, read_cause_fields
 from surrogate.records import DataRecord
 
 __all__ = ["DataError", "FieldData", "open_data", "DIMS"]
@@ -159,24 +160,21 @@ def _open_one(path: str, channels: Sequence[str]) -> xr.Dataset:
 
 def _read_aux(path: str, ds: xr.Dataset, names: Sequence[str], needed_by: str) -> np.ndarray:
     """The static fields ``names`` of one file as ``(sim, C, y, x)`` float32."""
-    missing = [c for c in names if c not in ds.data_vars]
-    if missing:
-        raise DataError(f"{path}: missing variable(s) {missing} that {needed_by} needs "
-                        f"(static fields {list(names)} over dims ('sim', 'y', 'x'), as "
-                        "relaxflow's simulate writes them); use such data or drop it from "
-                        "breaking_inputs")
-    out = []
-    for c in names:
-        if set(ds[c].dims) != {"sim", "y", "x"}:
-            raise DataError(f"{path}: variable {c!r} has dims {ds[c].dims}, expected "
-                            f"('sim', 'y', 'x') (it is needed by {needed_by})")
-        block = ds[c].transpose("sim", "y", "x").values.astype(np.float32)
-        bad = ~np.isfinite(block)
-        if bad.any():
-            raise DataError(f"{path}: variable {c!r} holds NaN or Inf (first at sim "
-                            f"{int(np.argwhere(bad)[0][0])}); refusing to train on it")
-        out.append(block)
-    return np.stack(out, axis=1)
+    try:
+        block = read_cause_fields(ds, names)
+    except CauseFieldError as e:
+        if e.missing:
+            raise DataError(f"{path}: missing variable(s) {e.missing} that {needed_by} needs "
+                            f"(static fields {list(names)} over dims ('sim', 'y', 'x'), as "
+                            "relaxflow's simulate writes them); use such data or drop it "
+                            "from breaking_inputs") from None
+        raise DataError(f"{path}: {e} (it is needed by {needed_by})") from None
+    bad = ~np.isfinite(block)
+    if bad.any():
+        s, c = (int(i) for i in np.argwhere(bad)[0][:2])
+        raise DataError(f"{path}: variable {names[c]!r} holds NaN or Inf (first at sim "
+                        f"{s}); refusing to train on it")
+    return block
 
 
 def _check_finite(block: np.ndarray, path: str, var: str, sim: int) -> None:

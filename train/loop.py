@@ -50,6 +50,7 @@ from surrogate.breaking import canonical_breaking_inputs, data_layout
 from surrogate.checkpoint import read_checkpoint, save
 from surrogate.normalization import Normalization
 from surrogate.records import TrainingRecord
+from surrogate.rollout import autoregress
 from surrogate.symmetry import FieldLayout
 
 from . import distributed as D
@@ -95,15 +96,7 @@ class Rollout(nn.Module):
 
     def forward(self, x: torch.Tensor, steps: int, pushforward: bool = False,
                 aux: torch.Tensor | None = None) -> torch.Tensor:
-        preds = []
-        hist = x
-        for k in range(steps):
-            p = self.step(hist) if aux is None else self.step(hist, aux)
-            preds.append(p)
-            if k < steps - 1:
-                fb = (p.detach() if pushforward else p).to(hist.dtype)
-                hist = torch.cat([hist[:, 1:], fb.unsqueeze(1)], dim=1)
-        return torch.stack(preds, dim=1)
+        return autoregress(self.step, x, steps, aux, pushforward)
 
 
 def multistep_loss(preds: torch.Tensor, y: torch.Tensor,
