@@ -259,13 +259,15 @@ def validate_dataset(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool 
     return ds
 
 
-def _open_one(path: Path, check_nans: bool, require_metadata: bool, load: bool) -> xr.Dataset:
+def _open_one(path: Path, check_nans: bool, require_metadata: bool, load: bool,
+              variables: Sequence[str] = FIELD_VARS, dim_order: bool = True,
+              cache: bool = True) -> xr.Dataset:
     if not path.exists():
         raise DatasetError(f"{path}: no such file")
     if path.is_dir():
         raise DatasetError(f"{path}: is a directory, not a NetCDF file")
     try:
-        ds = xr.open_dataset(path, engine="netcdf4", decode_timedelta=False)
+        ds = xr.open_dataset(path, engine="netcdf4", decode_timedelta=False, cache=cache)
     except Exception as e:   # netCDF4/HDF5 raise OSError, RuntimeError, ValueError ...
         raise DatasetError(f"{path}: cannot be read as NetCDF4 (truncated or corrupt file?): "
                            f"{type(e).__name__}: {e}") from None
@@ -275,7 +277,8 @@ def _open_one(path: Path, check_nans: bool, require_metadata: bool, load: bool) 
             ds.close()
         if "sim" not in ds.coords and "sim" in ds.dims:
             ds = ds.assign_coords(sim=np.arange(ds.sizes["sim"]))
-        validate_dataset(ds, str(path), check_nans=check_nans, require_metadata=require_metadata)
+        validate_dataset(ds, str(path), check_nans=check_nans, require_metadata=require_metadata,
+                         variables=variables, dim_order=dim_order)
     except DatasetError:
         ds.close()
         raise
@@ -283,6 +286,13 @@ def _open_one(path: Path, check_nans: bool, require_metadata: bool, load: bool) 
         ds.close()
         raise DatasetError(f"{path}: unreadable data (truncated or corrupt file?): {type(e).__name__}: {e}") from None
     return ds
+
+
+def open_one(path: str | Path, *, variables: Sequence[str] = FIELD_VARS,
+             dim_order: bool = True, cache: bool = True) -> xr.Dataset:
+    """Open and validate one file lazily (the reader every stage uses; training passes
+    its channels as ``variables``, any dim order and ``cache=False``)."""
+    return _open_one(Path(path), False, False, False, variables, dim_order, cache)
 
 
 def open_dataset(paths: str | Path | Iterable[str | Path], *, check_nans: bool = False,

@@ -135,26 +135,29 @@ class FieldData:
 
 
 def _open_one(path: str, channels: Sequence[str]) -> xr.Dataset:
-    p = Path(path)
-    if not p.is_file():
+    """One file through simulate's reader and schema check (any dim order, the model's
+    channels, no array cache: lazy data are streamed)."""
+    from simulate.dataset import DatasetError, open_one, validate_dataset
+
+    if not Path(path).is_file():
         raise DataError(f"{path}: no such data file")
     try:
-        ds = xr.open_dataset(p, cache=False)
-    except Exception as e:
-        raise DataError(f"{path}: cannot be read as a NetCDF dataset ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        ds = open_one(path, variables=(), dim_order=False, cache=False)
+    except DatasetError as e:
+        raise DataError(str(e)) from None
     missing = [c for c in channels if c not in ds.data_vars]
-    if missing:
-        ds.close()
-        raise DataError(f"{path}: missing variable(s) {missing} (has {sorted(ds.data_vars)}); "
-                        f"the schema needs {list(channels)} over dims {DIMS}")
-    from simulate.dataset import DatasetError, validate_dataset
-
-    try:  # the one schema check every reader uses (dims, dtypes, coordinates)
+    try:
+        if missing:
+            raise DataError(f"{path}: missing variable(s) {missing} (has "
+                            f"{sorted(ds.data_vars)}); the schema needs {list(channels)} "
+                            f"over dims {DIMS}")
         validate_dataset(ds, path, variables=channels, dim_order=False)
     except DatasetError as e:
         ds.close()
         raise DataError(str(e)) from None
+    except DataError:
+        ds.close()
+        raise
     return ds
 
 

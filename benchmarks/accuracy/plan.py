@@ -1,0 +1,457 @@
+"""The plan: scales, studies, the datasets and training runs to do, widths, compute."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from .common import ROOT, log, stable_hash
+
+MODELS = ["unet", "gconv_unet", "relaxed_gconv_unet", "steer_unet", "relaxed_steer_unet"]
+SCENARIOS = ["rotation", "translation", "boundary", "symmetric"]
+STUDIES = ["main", "sweep", "inputs", "ablation"]
+DEFAULT_STUDIES = ["main", "sweep", "inputs"]  # ablation on request (--studies ... ablation)
+SPLITS = ["test-future", "test-domain"]
+SWEEP_MODELS = ["unet", "gconv_unet", "relaxed_gconv_unet"]
+INPUT_SCENARIOS = ["rotation", "boundary"]
+# issue 7: (label, model, breaking_inputs)
+INPUT_VARIANTS = [
+    ("strict", "gconv_unet", ()),
+    ("relaxed", "relaxed_gconv_unet", ()),
+    ("strict+cause", "gconv_unet", ("cause",)),
+    ("strict+frame", "gconv_unet", ("frame",)),
+    ("relaxed+cause", "relaxed_gconv_unet", ("cause",)),
+    ("plain+coords", "unet", ("coords",)),
+]
+# why relaxed is (not) ahead: (label, model, model_config overrides, width taken from)
+ABLATION_SCENARIOS = ["rotation", "symmetric"]
+ABLATION_VARIANTS = [
+    ("strict", "gconv_unet", {}, None),
+    ("relaxed L=2", "relaxed_gconv_unet", {}, None),
+    ("relaxed L=1", "relaxed_gconv_unet", {"num_banks": 1}, None),
+    ("relaxed L=2 @ strict width", "relaxed_gconv_unet", {}, "gconv_unet"),
+    ("strict steerable", "steer_unet", {}, None),
+    ("relaxed steerable (relax_scale 0.1)", "relaxed_steer_unet", {}, None),
+    ("relaxed steerable, relax_scale 1", "relaxed_steer_unet", {"relax_scale": 1.0}, None),
+    ("relaxed steerable, alpha 1e-1", "relaxed_steer_unet", {"alpha": 1e-1}, None),
+    ("relaxed steerable @ strict width", "relaxed_steer_unet", {}, "steer_unet"),
+    ("relaxed steerable @ strict width, relax_scale 1", "relaxed_steer_unet",
+     {"relax_scale": 1.0}, "steer_unet"),
+]
+STRICT_OF = {"relaxed_gconv_unet": "gconv_unet", "relaxed_steer_unet": "steer_unet"}
+# rough relative cost of one training step (for scheduling the longest runs first)
+COST = {"unet": 1.0, "gconv_unet": 2.3, "relaxed_gconv_unet": 1.8, "steer_unet": 3.5,
+        "relaxed_steer_unet": 1.0}
+
+# --------------------------------------------------------------------------------------
+# Scales
+# --------------------------------------------------------------------------------------
+#: the training recipe of issue 11 (docs/accuracy.md, "Training recipe"); part of every
+#: run's cache key, so results of an older recipe are never reused
+RECIPE = {"targets": "delta", "persistence_init": True, "noise": 0.5, "schedule": "cosine"}
+
+SCALES: dict[str, dict[str, Any]] = {
+    # 2 CPU cores, <= 60 min including data generation
+    "cpu": {
+        "data": {"resolution": 32, "steps": 160, "save_every": 2},
+        "scenario_params": {
+            "rotation": {"n_magnitudes": 3},                   # 12 runs, 3 held out
+            "translation": {"nx": 4, "ny": 3},                 # 12 runs, 3 held out
+            "boundary": {"n_inflows": 4, "n_magnitudes": 3},   # 12 runs, 3 held out
+            "symmetric": {"n_magnitudes": 3},                  # 12 runs, 3 held out
+        },
+        "sweep": {"levels": [0.0, 0.5, 1.0], "n_magnitudes": 3, "asymmetry": 3.0},
+        "model": {"depth": 3, "params": 104_000},
+        # small batches learn far more per CPU-second here than batch 8-16 (measured)
+        "train": {"recipe": RECIPE, "T_in": 4, "K": 2, "batch_size": 4, "epochs": 12, "max_steps_per_epoch": 50,
+                  "lr": 2e-3, "lr_decay": 0.9, "patience": None, "valid_stride": 2,
+                  "valid_steps": 4, "split_preset": "auto"},
+        "eval": {"steps": 20, "max_windows": 32, "batch_size": 32},
+        "seeds": 3, "jobs": 2, "device": "cpu",
+    },
+    # the paper's sizes (Wang et al. 2022; shared/REFERENCE.md), meant for a CUDA GPU
+    "paper": {
+        "data": {"resolution": 64, "steps": 310, "save_every": 1},
+        "scenario_params": {"rotation": {}, "translation": {}, "boundary": {},
+                            "symmetric": {}},                  # preset (paper) sizes
+        "sweep": {"levels": [0.0, 0.25, 0.5, 0.75, 1.0], "n_magnitudes": 2,
+                  "asymmetry": 3.0},
+        # the reference relaxed steerable C4 net: hidden 92 fields, ~5.6 M parameters
+        "model": {"depth": 4, "params": 5_600_000},
+        "train": {"recipe": RECIPE, "T_in": 10, "K": 6, "batch_size": 16, "epochs": 50,
+                  "max_steps_per_epoch": None, "lr": 1e-3, "lr_decay": 0.95, "patience": 10,
+                  "valid_stride": 1, "valid_steps": None, "split_preset": "paper"},
+        "eval": {"steps": 20, "max_windows": None, "batch_size": 64},
+        "seeds": 3, "jobs": 1, "device": "cuda",
+    },
+    # a pipeline check: one seed, one scenario, tiny everything (a few minutes)
+    "smoke": {
+        "data": {"resolution": 32, "steps": 100, "save_every": 2},
+        "scenario_params": {"rotation": {"n_magnitudes": 2}, "translation": {"nx": 3, "ny": 2},
+                            "boundary": {"n_inflows": 2, "n_magnitudes": 2},
+                            "symmetric": {"n_magnitudes": 2}},
+        "sweep": {"levels": [0.0, 1.0], "n_magnitudes": 2, "asymmetry": 3.0},
+        "model": {"depth": 3, "params": 20_000},
+        "train": {"recipe": RECIPE, "T_in": 4, "K": 2, "batch_size": 8, "epochs": 2, "max_steps_per_epoch": 4,
+                  "lr": 2e-3, "lr_decay": 0.9, "patience": None, "valid_stride": 4,
+                  "valid_steps": None, "split_preset": "auto"},
+        "eval": {"steps": 20, "max_windows": 8, "batch_size": 32},
+        "seeds": 1, "jobs": 2, "device": "cpu", "scenarios": ["rotation"],
+        "studies": ["main", "inputs"],
+    },
+}
+
+
+@dataclasses.dataclass
+class Settings:
+    """What one invocation asks for: the scale (with overrides) and the CLI choices."""
+    scale_name: str
+    scale: dict
+    studies: list[str]
+    scenarios: list[str]
+    models: list[str]
+    seeds: list[int]
+    jobs: int
+    threads: int
+    device: str
+    work: Path
+    out_dir: Path
+    dry_run: bool
+
+
+def resolve_settings(args: argparse.Namespace) -> Settings:
+    """The scale's settings with the command line's overrides and defaults applied."""
+    scale = copy.deepcopy(SCALES[args.scale])
+    if args.params:
+        scale["model"]["params"] = args.params
+    if args.epochs:
+        scale["train"]["epochs"] = args.epochs
+    work = Path(args.work or ROOT / "benchmarks" / "work" / args.scale).resolve()
+    out_dir = Path(args.out or (work / "results" if args.scale == "smoke"
+                                else ROOT / "benchmarks" / "results")).resolve()
+    return Settings(
+        scale_name=args.scale, scale=scale,
+        studies=args.studies or scale.get("studies", DEFAULT_STUDIES),
+        scenarios=args.scenarios or scale.get("scenarios", SCENARIOS),
+        models=args.models,
+        seeds=list(range(args.seeds if args.seeds is not None else scale["seeds"])),
+        jobs=args.jobs or scale["jobs"], threads=args.threads,
+        device=args.device or scale["device"], work=work, out_dir=out_dir,
+        dry_run=args.dry_run)
+
+
+@dataclasses.dataclass
+class DataJob:
+    """One dataset to generate (or reuse): a scenario preset with its parameters."""
+    key: str            # "rotation" or "breaking_sweep@0.5"
+    scenario: str       # preset name
+    params: dict
+    path: str
+    level: float | None = None
+
+
+# The fields of RunTask (less those popped in key()) are the cache key of a run: renaming,
+# adding or removing one invalidates every cached result under --work.
+@dataclasses.dataclass
+class RunTask:
+    """One training run (model, options, seed, dataset) and how it is scored."""
+    study: str          # "main" | "sweep" | "inputs" (a run may serve several)
+    data_key: str
+    label: str          # row label: model name or issue-7 variant
+    model: str
+    breaking_inputs: tuple
+    seed: int
+    hidden: int
+    params: int
+    out: str
+    data_path: str
+    train: dict
+    eval: dict
+    model_config: dict
+    device: str
+    threads: int
+    variant: str = ""   # ablation label ("" for the plain model of its name)
+
+    @property
+    def cost(self) -> float:
+        """Rough relative cost of the run (to schedule the longest runs first)."""
+        return COST.get(self.model, 1.0) * (1.2 if self.breaking_inputs else 1.0)
+
+    def key(self) -> str:
+        """The run's cache key: a hash of the settings that change its result."""
+        d = dataclasses.asdict(self)
+        for k in ("study", "label", "threads", "params", "device", "variant"):
+            d.pop(k)
+        return stable_hash(d)
+
+
+@dataclasses.dataclass
+class Plan:
+    """The datasets and runs of one invocation, and whether breaking inputs work."""
+    djobs: list[DataJob]
+    tasks: list[RunTask]
+    notes: list[str]
+    inputs_ok: bool
+    why: str
+
+
+def data_jobs(scale: dict, scenarios: list[str], studies: list[str], work: Path
+              ) -> list[DataJob]:
+    """The datasets the studies need, scenarios first, then the sweep's levels."""
+    jobs: dict[str, DataJob] = {}
+    base = dict(scale["data"])
+    need = set(scenarios) if "main" in studies else set()
+    if "inputs" in studies:
+        need |= set(INPUT_SCENARIOS)
+    if "ablation" in studies:
+        need |= set(ABLATION_SCENARIOS)
+    for sc in [s for s in SCENARIOS if s in need]:
+        p = {**base, **scale["scenario_params"].get(sc, {})}
+        jobs[sc] = DataJob(sc, sc, p, str(work / "data" / f"{sc}.nc"))
+    if "sweep" in studies:
+        sw = scale["sweep"]
+        for lv in sw["levels"]:
+            p = {**base, "levels": (float(lv),), "n_magnitudes": sw["n_magnitudes"],
+                 "asymmetry": sw["asymmetry"]}
+            k = f"breaking_sweep@{float(lv):g}"
+            jobs[k] = DataJob(k, "breaking_sweep", p,
+                              str(work / "data" / f"breaking_sweep_level{float(lv):g}.nc"),
+                              float(lv))
+    return list(jobs.values())
+
+
+def breaking_support() -> tuple[bool, str]:
+    """Whether ``build_model`` takes ``breaking_inputs`` (issue 7) in this checkout."""
+    try:
+        from surrogate import build_model
+        for name in ("frame", "cause", "coords"):
+            build_model("gconv_unet", hidden=1, T_in=2, depth=2, breaking_inputs=[name])
+        build_model("unet", hidden=1, T_in=2, depth=2, breaking_inputs=["coords"])
+        return True, ""
+    except Exception as e:  # noqa: BLE001 - any failure means "not usable yet"
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return False, f"build_model(..., breaking_inputs=...) is not available: {msg}"
+
+
+_WIDTHS: dict[tuple, tuple[int, int]] = {}
+
+
+def width(model: str, scale: dict, breaking: tuple, extra: dict | None = None,
+          hidden: int | None = None) -> tuple[int, int]:
+    """(hidden, parameters) of ``model`` with ``extra``: at the scale's target or ``hidden``."""
+    from surrogate import build_model, count_parameters, width_for_params
+    extra = dict(extra or {})
+    key = (model, breaking, tuple(sorted(extra.items())), hidden, scale["model"]["params"],
+           scale["model"]["depth"], scale["train"]["T_in"])
+    if key not in _WIDTHS:
+        cfg = {"T_in": scale["train"]["T_in"], "depth": scale["model"]["depth"], **extra}
+        if breaking:
+            cfg["breaking_inputs"] = list(breaking)
+        h = hidden or width_for_params(model, scale["model"]["params"], **cfg)
+        _WIDTHS[key] = (h, count_parameters(build_model(model, hidden=h, **cfg)))
+    return _WIDTHS[key]
+
+
+@dataclasses.dataclass
+class _TaskSet:
+    """Runs keyed by their output folder; a run asked for by several studies is one run."""
+    scale: dict
+    by_key: dict[str, DataJob]
+    work: Path
+    device: str
+    threads: int
+    tasks: dict[str, RunTask] = dataclasses.field(default_factory=dict)
+
+    def add(self, study: str, data_key: str, label: str, model: str, breaking: tuple,
+            seed: int, extra: dict | None = None, width_of: str | None = None,
+            variant: str = "") -> None:
+        """Add one run, or name ``study`` on the run already planned with its folder."""
+        extra = dict(extra or {})
+        # an ablation variant has its own options, or the width of another model
+        h = width(width_of, self.scale, breaking)[0] if width_of else None
+        h, n = width(model, self.scale, breaking, extra, hidden=h)
+        tag = model + ("+" + "+".join(breaking) if breaking else "")
+        if variant:
+            tag += "@" + "".join(c if c.isalnum() else "-" for c in variant)
+        mc = {"hidden": h, "depth": self.scale["model"]["depth"], **extra}
+        if breaking:
+            mc["breaking_inputs"] = list(breaking)
+        t = RunTask(study, data_key, label, model, tuple(breaking), seed, h, n,
+                    str(self.work / "runs" / data_key / tag / f"seed{seed}"),
+                    self.by_key[data_key].path, dict(self.scale["train"]),
+                    dict(self.scale["eval"]), mc, self.device, self.threads, variant)
+        prev = self.tasks.get(t.out)
+        if prev is None:
+            self.tasks[t.out] = t
+        elif study not in prev.study.split(","):
+            prev.study += "," + study
+
+
+def _plan_main(ts: _TaskSet, scenarios: list[str], models: list[str], seeds: list[int]
+               ) -> None:
+    """The five models on each scenario of the main study."""
+    for sc in scenarios:
+        for m in models:
+            for s in seeds:
+                ts.add("main", sc, m, m, (), s)
+
+
+def _plan_sweep(ts: _TaskSet, djobs: list[DataJob], models: list[str], seeds: list[int]
+                ) -> None:
+    """Plain, strict and relaxed on each breaking level of the sweep."""
+    for d in djobs:
+        if d.level is None:
+            continue
+        for m in SWEEP_MODELS:
+            if m in models:
+                for s in seeds:
+                    ts.add("sweep", d.key, m, m, (), s)
+
+
+def _plan_inputs(ts: _TaskSet, seeds: list[int], inputs_ok: bool) -> None:
+    """The issue-7 variants (those with breaking inputs only where they are supported)."""
+    for sc in INPUT_SCENARIOS:
+        for label, m, br in INPUT_VARIANTS:
+            if br and not inputs_ok:
+                continue
+            for s in seeds:
+                ts.add("inputs", sc, label, m, br, s)
+
+
+def _plan_ablation(ts: _TaskSet, seeds: list[int]) -> None:
+    """The ablation variants on each ablation scenario."""
+    for sc in ABLATION_SCENARIOS:
+        for label, m, extra, width_of in ABLATION_VARIANTS:
+            var = label if (extra or width_of) else ""
+            for s in seeds:
+                ts.add("ablation", sc, label if var else m, m, (), s, extra, width_of, var)
+
+
+def plan_runs(scale: dict, studies: list[str], scenarios: list[str],
+              models: list[str], seeds: list[int], djobs: list[DataJob], work: Path,
+              device: str, threads: int, inputs_ok: bool) -> tuple[list[RunTask], list[str]]:
+    """The training runs of the studies, the most expensive first, and notes on skips."""
+    ts = _TaskSet(scale, {d.key: d for d in djobs}, work, device, threads)
+    notes: list[str] = []
+    if "main" in studies:
+        _plan_main(ts, scenarios, models, seeds)
+    if "sweep" in studies:
+        _plan_sweep(ts, djobs, models, seeds)
+    if "inputs" in studies:
+        _plan_inputs(ts, seeds, inputs_ok)
+        if not inputs_ok:
+            notes.append("issue-7 variants with breaking inputs skipped")
+    if "ablation" in studies:
+        _plan_ablation(ts, seeds)
+    return sorted(ts.tasks.values(), key=lambda t: -t.cost), notes
+
+
+def build_plan(st: Settings) -> Plan:
+    """The datasets and runs for ``st`` (checks first whether breaking inputs work)."""
+    inputs_ok, why = breaking_support() if "inputs" in st.studies else (True, "")
+    djobs = data_jobs(st.scale, st.scenarios, st.studies, st.work)
+    tasks, notes = plan_runs(st.scale, st.studies, st.scenarios, st.models, st.seeds, djobs,
+                             st.work, st.device, st.threads, inputs_ok)
+    return Plan(djobs, tasks, notes, inputs_ok, why)
+
+
+def train_samples_per_epoch(scale: dict, djob: DataJob) -> int:
+    """Training windows one epoch visits (the train split ``train.fit`` would resolve)."""
+    # from the scenario spec alone: no data needed
+    import simulate
+    from train.splits import SplitConfig, resolve_splits
+    spec = simulate.preset(djob.scenario, **djob.params)
+    tr = scale["train"]
+    split = resolve_splits(
+        SplitConfig(preset=tr["split_preset"], test_steps=scale["eval"]["steps"],
+                    valid_stride=tr["valid_stride"]),
+        n_time=spec.n_frames, n_sims=len(spec.sims), T_in=tr["T_in"], K=tr["K"],
+        valid_steps=tr.get("valid_steps") or tr["K"],
+        heldout_coord=[s.heldout for s in spec.sims])
+    n = len(split.train)
+    if tr["max_steps_per_epoch"]:
+        n = min(n, tr["max_steps_per_epoch"] * tr["batch_size"])
+    return n
+
+
+def _forward_flop(t: RunTask, T_in: int, res: int) -> float:
+    """Forward FLOPs of the run's model on one sample, counted by torch."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from surrogate import build_model
+    m = build_model(t.model, T_in=T_in, **t.model_config)
+    x = torch.zeros(1, T_in, 3, res, res)
+    args = (x,)
+    if t.breaking_inputs:
+        from surrogate.breaking import data_layout
+        c = len(data_layout(t.breaking_inputs).channels)
+        args = (x, torch.zeros(1, c, res, res)) if c else (x,)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        m(*args)
+    return float(fc.get_total_flops())
+
+
+def compute_estimate(scale: dict, tasks: list[RunTask], djobs: list[DataJob]) -> dict:
+    """Training FLOPs of the plan, summed over runs (validation and tests left out)."""
+    # forward FLOPs per sample (at batch 1) x 3 (forward + backward) x K steps x windows
+    # per epoch x epochs
+    tr = scale["train"]
+    by_key = {d.key: d for d in djobs}
+    fwd: dict[str, float] = {}
+    samples: dict[str, int] = {}
+    total = 0.0
+    for t in tasks:
+        mk = json.dumps([t.model, t.model_config], sort_keys=True)
+        if mk not in fwd:
+            fwd[mk] = _forward_flop(t, tr["T_in"], scale["data"]["resolution"])
+        if t.data_key not in samples:
+            samples[t.data_key] = train_samples_per_epoch(scale, by_key[t.data_key])
+        total += fwd[mk] * 3 * tr["K"] * samples[t.data_key] * tr["epochs"]
+    return {"train_flop": total, "fwd_gflop_per_sample": {k: v / 1e9 for k, v in fwd.items()},
+            "samples_per_epoch": samples}
+
+
+def log_plan(st: Settings, plan: Plan) -> None:
+    """Log the plan: datasets, training settings and each model's width and parameters."""
+    if not plan.inputs_ok:
+        log(f"NOTE: {plan.why}; the issue-7 variants with breaking inputs are skipped "
+            "(strict and relaxed still run)")
+    scale, tasks = st.scale, plan.tasks
+    tr, ev = scale["train"], scale["eval"]
+    log(f"scale {st.scale_name}: {len(plan.djobs)} datasets, {len(tasks)} training runs, "
+        f"{st.jobs} parallel jobs x {st.threads} thread(s), device {st.device}")
+    log(f"work {st.work}; results {st.out_dir}")
+    for d in plan.djobs:
+        log(f"  data {d.key:22s} {d.scenario} {d.params}")
+    log(f"  train T_in {tr['T_in']} K {tr['K']} batch {tr['batch_size']} epochs "
+        f"{tr['epochs']} (max {tr['max_steps_per_epoch']} steps each) lr {tr['lr']} "
+        f"decay {tr['lr_decay']} patience {tr['patience']} split {tr['split_preset']}; "
+        f"eval {ev['steps']}-step rollouts, <= {ev['max_windows']} windows per split")
+    seen = set()
+    for t in tasks:
+        k = (t.model, t.breaking_inputs, t.variant)
+        if k not in seen:
+            seen.add(k)
+            name = t.model + ("+" + "+".join(t.breaking_inputs) if t.breaking_inputs else "")
+            name += f" ({t.variant})" if t.variant else ""
+            log(f"  model {name:44s}"
+                f" depth {scale['model']['depth']} hidden {t.hidden:3d} params {t.params:,}")
+
+
+def log_estimate(st: Settings, plan: Plan) -> None:
+    """Log the runs per study and the plan's training compute (the dry run's summary)."""
+    counts: dict[str, int] = {}
+    for t in plan.tasks:
+        for s in t.study.split(","):
+            counts[s] = counts.get(s, 0) + 1
+    log(f"  runs per study: {counts}; seeds {st.seeds}")
+    est = compute_estimate(st.scale, plan.tasks, plan.djobs)
+    tf = est["train_flop"] / 1e12
+    log(f"  training compute (forward x3 x K x windows x epochs, validation and tests "
+        f"left out): {tf:,.1f} TFLOP = {tf / 100 / 3600:,.2f} h at a sustained 100 "
+        f"TFLOP/s, {tf / 10 / 3600:,.1f} h at 10 TFLOP/s")
+    log("dry run: nothing generated or trained")

@@ -1,0 +1,296 @@
+"""The run: datasets, training and scoring in spawned worker processes; persistence."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .common import log, now, write_json
+from .plan import SPLITS, DataJob, Plan, RunTask
+
+
+# --------------------------------------------------------------------------------------
+# Workers (spawned processes, one torch thread each)
+# --------------------------------------------------------------------------------------
+def init_worker(threads: int) -> None:
+    """Set up a worker process: ``threads`` torch/OpenMP threads, warnings off."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["MKL_NUM_THREADS"] = str(threads)
+    import torch
+    torch.set_num_threads(threads)
+    import warnings
+    warnings.filterwarnings("ignore")
+
+
+def generate_data(job: DataJob, device: str) -> dict:
+    """Generate (or reuse) one dataset; returns its summary and data equivariance error."""
+    import simulate
+    t0 = time.perf_counter()
+    spec = simulate.preset(job.scenario, **job.params)
+    out = Path(job.path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = simulate.generate(spec, out, resume=True, progress=False, threads=1,
+                                    device=device)
+    except simulate.GenerateError:  # an older file with other settings: replace it
+        summary = simulate.generate(spec, out, overwrite=True, progress=False, threads=1,
+                                    device=device)
+    ds = simulate.open_dataset(out)
+    info = {"key": job.key, "path": str(out), "sims": int(ds.sizes["sim"]),
+            "frames": int(ds.sizes["time"]), "grid": f"{ds.sizes['y']}x{ds.sizes['x']}",
+            "heldout": int(ds["heldout"].values.sum()) if "heldout" in ds.coords else None,
+            "reused": bool(summary.get("already_complete")),
+            "seconds": time.perf_counter() - t0}
+    try:
+        info["data_equivariance_error"] = float(simulate.data_equivariance_error(ds))
+    except Exception:  # translation/boundary: no rotated partner runs
+        info["data_equivariance_error"] = None
+    ds.close()
+    return info
+
+
+def rollout_steps(meta: dict, split: str, steps: int) -> int:
+    """``steps``, or the longest rollout the split has room for (its recorded horizon)."""
+    # training records that horizon in the checkpoint's split spec when data are short
+    spec = meta.get("splits") or {}
+    h = (spec.get(split.replace("-", "_")) or {}).get("horizon")
+    return max(1, min(steps, int(h))) if h else steps
+
+
+def _cached_result(res_path: Path, key: str) -> dict | None:
+    """The finished run's result when ``result.json`` carries the same key, else None."""
+    if res_path.is_file():
+        try:
+            old = json.loads(res_path.read_text())
+            if old.get("key") == key:
+                return {**old, "reused": True}
+        except ValueError:
+            pass
+    return None
+
+
+def _train(task: RunTask, out: Path, key: str) -> str:
+    """Train the run's model with ``train.fit`` (resuming a matching interrupted run)."""
+    import train
+    from train.config import ConfigError
+
+    tr = task.train
+    out.mkdir(parents=True, exist_ok=True)
+    task_file = out / "task.json"
+    same = task_file.is_file() and json.loads(task_file.read_text()).get("key") == key
+    resume = same and (out / "last.pt").is_file()
+    write_json(task_file, {"key": key, **dataclasses.asdict(task)})
+    split = train.SplitConfig(preset=tr["split_preset"], test_steps=task.eval["steps"],
+                              valid_stride=tr["valid_stride"])
+
+    def cfg(resume: bool) -> "train.TrainConfig":
+        """The run's training configuration (resuming or starting over)."""
+        return train.TrainConfig(
+            data=[task.data_path], out=str(out), model=task.model,
+            model_config=dict(task.model_config), T_in=tr["T_in"], K=tr["K"],
+            batch_size=tr["batch_size"], epochs=tr["epochs"], lr=tr["lr"],
+            lr_decay=tr["lr_decay"], patience=tr["patience"],
+            max_steps_per_epoch=tr["max_steps_per_epoch"],
+            valid_steps=tr.get("valid_steps"), seed=task.seed, **tr.get("recipe", {}),
+            device=task.device, progress=False, resume=resume, overwrite=not resume,
+            split=split)
+    try:
+        return train.fit(cfg(resume))
+    except ConfigError:
+        if not resume:
+            raise
+        return train.fit(cfg(False))
+
+
+def _score(task: RunTask, model: Any) -> dict[str, Any]:
+    """RMSE (all fields and velocity), VRMSE and windows of the model's rollouts per split."""
+    import evaluate
+    meta = model.metadata
+    ds = evaluate.open_data([task.data_path])
+    scores: dict[str, Any] = {}
+    for split_name in SPLITS:
+        steps = rollout_steps(meta, split_name, task.eval["steps"])
+        w = evaluate.build_windows(meta, split_name, ds, model.T_in, steps,
+                                   max_windows=task.eval["max_windows"])
+        r = evaluate.evaluate_split(model, ds, w, batch_size=task.eval["batch_size"],
+                                    keep=0)
+        scores[split_name] = {
+            "rmse": r.summary["rmse"], "rmse_window_std": r.summary["rmse_std"],
+            "rmse_velocity": r.summary.get("rmse_velocity"),
+            "vrmse": r.summary.get("vrmse"), "n_windows": r.summary["n_windows"],
+            "steps": steps, "note": w.note}
+    ds.close()
+    return scores
+
+
+def _identity(task: RunTask, key: str) -> dict[str, Any]:
+    """The fields that name a run in its result (and in a failure record)."""
+    return {"key": key, "study": task.study, "data_key": task.data_key,
+            "label": task.label, "model": task.model, "variant": task.variant,
+            "breaking_inputs": list(task.breaking_inputs), "seed": task.seed}
+
+
+def _train_and_score(task: RunTask, key: str, out: Path, t0: float) -> dict[str, Any]:
+    """Train, score and write ``result.json``; returns the result."""
+    import torch
+    import surrogate
+
+    best = _train(task, out, key)
+    t_train = time.perf_counter() - t0
+    metrics = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()
+               if l.strip()]
+    model = surrogate.load(best, device=task.device)
+    scores = _score(task, model)
+    best_rec = min((m for m in metrics if m.get("epoch", 0) > 0),
+                   key=lambda m: m["valid_rmse"])
+    result = {
+        **_identity(task, key),
+        "hidden": task.hidden, "params": surrogate.count_parameters(model.model),
+        "scores": scores, "best_epoch": best_rec["epoch"],
+        "best_valid_rmse": best_rec["valid_rmse"],
+        "epochs_run": max(m["epoch"] for m in metrics),
+        "train_seconds": t_train, "seconds": time.perf_counter() - t0,
+        "torch_threads": torch.get_num_threads(), "finished": now(), "reused": False,
+    }
+    write_json(out / "result.json", result)
+    return result
+
+
+def run_task(task: RunTask) -> dict:
+    """Train one model and score its rollouts; reuse a finished run with the same key."""
+    key = task.key()
+    out = Path(task.out)
+    cached = _cached_result(out / "result.json", key)
+    if cached is not None:
+        return cached
+    t0 = time.perf_counter()
+    try:
+        return _train_and_score(task, key, out, t0)
+    except Exception as e:  # noqa: BLE001 - reported per run, the benchmark goes on
+        ident = _identity(task, key)
+        del ident["key"]
+        # limit 8: the same depth below train/evaluate as the old single function's 6
+        return {"key": key, "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(limit=8), **ident,
+                "seconds": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------------------
+# The process pool
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class RunOutcome:
+    """What the pool produced: per-run results, dataset summaries and wall times."""
+    results: list[dict]
+    dinfo: dict[str, dict]
+    t_data: float
+    t_runs: float
+
+
+def _data_line(info: dict) -> str:
+    """The log line of one dataset."""
+    return (f"data {info['key']}: {info['sims']} sims x {info['frames']} frames "
+            f"{info['grid']} ({info['heldout']} held out) "
+            f"{'reused' if info['reused'] else '%.0f s' % info['seconds']}"
+            + (f", data equivariance error {info['data_equivariance_error']:.4f}"
+               if info["data_equivariance_error"] is not None else ""))
+
+
+def _run_line(done: int, n: int, t: RunTask, r: dict, elapsed: float) -> str:
+    """The log line of one finished (or failed) run."""
+    if "error" in r:
+        return f"[{done}/{n}] FAILED {t.data_key} {t.label} seed {t.seed}: {r['error']}"
+    sc = r["scores"]
+    return (f"[{done}/{n}] {t.data_key} {t.label} seed {t.seed}: "
+            f"future {sc['test-future']['rmse']:.4f} domain "
+            f"{sc['test-domain']['rmse']:.4f}"
+            f" ({'cached' if r.get('reused') else '%.0f s' % r['seconds']}; "
+            f"{elapsed / 60:.1f} min elapsed)")
+
+
+def _generate_all(pool: cf.Executor, djobs: list[DataJob], device: str
+                  ) -> dict[str, dict]:
+    """Generate (or reuse) every dataset in the pool; summaries by dataset key."""
+    dinfo: dict[str, dict] = {}
+    futs = {pool.submit(generate_data, d, device): d for d in djobs}
+    for f in cf.as_completed(futs):
+        info = f.result()
+        dinfo[info["key"]] = info
+        log(_data_line(info))
+    return dinfo
+
+
+def _run_all(pool: cf.Executor, tasks: list[RunTask]) -> list[dict]:
+    """Train and score every run in the pool; results in the order they finished."""
+    results: list[dict] = []
+    t0 = time.perf_counter()
+    futs = {pool.submit(run_task, t): t for t in tasks}
+    for f in cf.as_completed(futs):
+        r = f.result()
+        results.append(r)
+        log(_run_line(len(results), len(tasks), futs[f], r, time.perf_counter() - t0))
+    return results
+
+
+def execute(plan: Plan, jobs: int, device: str, threads: int) -> RunOutcome:
+    """Generate the plan's datasets, then train and score its runs, ``jobs`` at a time."""
+    ctx = mp.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=init_worker,
+                                initargs=(threads,)) as pool:
+        t0 = time.perf_counter()
+        dinfo = _generate_all(pool, plan.djobs, device)
+        t_data = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        results = _run_all(pool, plan.tasks)
+        t_runs = time.perf_counter() - t0
+    return RunOutcome(results, dinfo, t_data, t_runs)
+
+
+# --------------------------------------------------------------------------------------
+# Persistence baseline (last given frame repeated), on the windows the models are scored on
+# --------------------------------------------------------------------------------------
+def persistence(data_path: str, checkpoint: str, steps: int, max_windows: int | None
+                ) -> dict[str, float]:
+    """RMSE per split of repeating the last given frame, on the checkpoint's windows."""
+    import numpy as np
+    import evaluate
+    from evaluate import metrics as M
+    from evaluate.rollout import iter_batches
+    from surrogate import read_checkpoint
+
+    meta = read_checkpoint(checkpoint)["metadata"]
+    T_in = int(meta["T_in"])
+    channels = list(meta["channels"])
+    ds = evaluate.open_data([data_path])
+    out = {}
+    for split in SPLITS:
+        n = rollout_steps(meta, split, steps)
+        w = evaluate.build_windows(meta, split, ds, T_in, n, max_windows=max_windows)
+        per: list[np.ndarray] = []
+        for _, hist, targ in iter_batches(ds, w, channels, 64):
+            pred = np.repeat(hist[:, -1:], n, axis=1)
+            per.append(M.rmse_rollout(pred, targ))
+        out[split] = float(np.concatenate(per).mean())
+    ds.close()
+    return out
+
+
+def persistence_baselines(djobs: list[DataJob], tasks: list[RunTask], results: list[dict],
+                          ev: dict) -> dict[str, dict[str, float]]:
+    """Persistence per dataset, on the windows of its first successful run's checkpoint."""
+    base: dict[str, dict[str, float]] = {}
+    task_of = {t.key(): t for t in tasks}
+    for d in djobs:
+        r = next((r for r in results if r.get("data_key") == d.key and "error" not in r), None)
+        if r is not None:
+            t = task_of[r["key"]]
+            base[d.key] = persistence(d.path, str(Path(t.out) / "best.pt"), ev["steps"],
+                                      ev["max_windows"])
+    return base
