@@ -61,7 +61,7 @@ from .normalize import fit_aux, fit_delta_scale, fit_normalization, normalize_ba
 from .splits import SplitError, resolve_splits
 from .windows import WindowDataset
 
-__all__ = ["fit", "TrainingError", "Rollout", "multistep_loss", "train_step", "add_input_noise",
+__all__ = ["fit", "Trainer", "TrainingError", "Rollout", "multistep_loss", "train_step", "add_input_noise",
            "resolve_device", "build_model"]
 
 METRICS_FILE = "metrics.jsonl"
@@ -337,7 +337,7 @@ def fit(config: TrainConfig, *, key: bytes | str | None = None) -> Path:
     if info.distributed and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     try:
-        return _fit(config, device, info, key)
+        return Trainer(config, device, info, key).fit()
     except BaseException:
         if info.is_main and not config.resume:  # a new run that died before its swap
             shutil.rmtree(_staging_dir(Path(config.out)), ignore_errors=True)
@@ -403,260 +403,331 @@ def _check_model_fits(model: nn.Module, cfg: TrainConfig, data: FieldData,
                         f"expected {(1, len(data.channels), data.ny, data.nx)}")
 
 
-def _fit(cfg: TrainConfig, device: torch.device, info: D.DistInfo,
-         key: bytes | str | None = None) -> Path:
-    run = _prepare_out(cfg)
-    layout = _layout(cfg)
-    K, T_in, steps = cfg.K, cfg.T_in, cfg.eval_steps
+class Trainer:
+    """One training run, in small steps: ``__init__`` sets up (run folder, model, data,
+    splits, normalisation, targets, weights, loaders, optimiser, resume state), then
+    :meth:`fit` runs epochs of :meth:`train_one_epoch`, :meth:`validate`,
+    :meth:`checkpoint` and :meth:`should_stop`. Every input is refused before training
+    starts; the order of random draws is that of a straight run, so a resumed run ends
+    bit-identical to it."""
 
-    # ---- model first: a bad name or option fails before any data is read ----------
-    _seed_everything(cfg.seed)
-    try:
-        model = build_model(cfg.model, T_in=T_in, **{**cfg.model_config, "layout": layout})
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"model {cfg.model!r}: {e}") from None
+    def __init__(self, cfg: TrainConfig, device: torch.device, info: D.DistInfo,
+                 key: bytes | str | None = None):
+        self.cfg, self.device, self.info, self.key = cfg, device, info, key
+        self.run = _prepare_out(cfg)
+        self.layout = _layout(cfg)
+        self.K, self.T_in, self.steps = cfg.K, cfg.T_in, cfg.eval_steps
+        self.model = self._build_model()   # a bad name or option fails before any data
+        self._open_data()
+        self.ckpt = read_checkpoint(self.run.last, key=key) if cfg.resume else None
+        self.model_config = _json_model_config(cfg, self.layout)
+        self.norm = self._normalization()
+        self._targets()
+        self._init_weights()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay)
+        self._loaders()
+        self._resume_state()
+        self._wrap()
+        self.record = TrainingRecord(
+            model=cfg.model, T_in=self.T_in, K=self.K, valid_steps=self.steps,
+            layout=self.layout, breaking_inputs=self.breaking,
+            aux_channels=tuple(self.aux_layout.channels), splits=self.spec,
+            data=self.data.record(), model_config_requested=self.model_config,
+            train_config=cfg.to_dict() | {"model_config": self.model_config},
+            world_size=info.world_size,
+            normalization_fitted_on="train split (frames covered by the train windows)")
 
-    # ---- data, splits, normalisation (all refused before training starts) --------
-    breaking = tuple(model.config.get("breaking_inputs", ()))
-    aux_layout = data_layout(breaking)
-    data = open_data(cfg.data, layout.channels, min_time=T_in + K,
-                     in_memory=cfg.in_memory, max_memory_gb=cfg.max_memory_gb,
-                     aux_channels=aux_layout.channels,
-                     aux_needed_by=f"the breaking input 'cause' (breaking_inputs "
-                                   f"{list(breaking)})")
-    try:
-        spec = resolve_splits(cfg.split, n_time=data.n_time, n_sims=data.n_sims, T_in=T_in,
-                              K=K, valid_steps=steps, heldout_coord=data.heldout)
-    except SplitError as e:
-        raise DataError(f"{cfg.data[0]}: {e}") from None
-    if not spec.test_domain.sims and cfg.split.heldout != "none" and info.is_main:
-        warnings.warn(f"{cfg.data[0]}: no simulation is held out ({spec.heldout_source}), so "
-                      "test-domain is empty and nothing measures unseen simulations; list "
-                      "split.heldout indices, or set heldout = 'none' to silence this",
-                      stacklevel=2)
+    # ---- setup ------------------------------------------------------------------------
+    def _build_model(self) -> nn.Module:
+        cfg = self.cfg
+        _seed_everything(cfg.seed)
+        try:
+            return build_model(cfg.model, T_in=self.T_in,
+                               **{**cfg.model_config, "layout": self.layout})
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"model {cfg.model!r}: {e}") from None
 
-    ckpt = read_checkpoint(run.last, key=key) if cfg.resume else None
-    model_config = _json_model_config(cfg, layout)
-    if ckpt is not None:
-        old = TrainingRecord.from_dict(ckpt["metadata"])
-        if old.model != cfg.model or old.T_in != T_in or \
-                old.model_config_requested != json.loads(json.dumps(model_config)):
-            raise ConfigError(f"cannot resume {run.last}: it holds model {old.model!r} "
+    def _open_data(self) -> None:
+        """Data and splits, refused with a one-line error when they cannot train."""
+        cfg = self.cfg
+        self.breaking = tuple(self.model.config.get("breaking_inputs", ()))
+        self.aux_layout = data_layout(self.breaking)
+        self.data = open_data(cfg.data, self.layout.channels, min_time=self.T_in + self.K,
+                              in_memory=cfg.in_memory, max_memory_gb=cfg.max_memory_gb,
+                              aux_channels=self.aux_layout.channels,
+                              aux_needed_by=f"the breaking input 'cause' (breaking_inputs "
+                                            f"{list(self.breaking)})")
+        try:
+            self.spec = resolve_splits(cfg.split, n_time=self.data.n_time,
+                                       n_sims=self.data.n_sims, T_in=self.T_in, K=self.K,
+                                       valid_steps=self.steps,
+                                       heldout_coord=self.data.heldout)
+        except SplitError as e:
+            raise DataError(f"{cfg.data[0]}: {e}") from None
+        if not self.spec.test_domain.sims and cfg.split.heldout != "none" \
+                and self.info.is_main:
+            warnings.warn(f"{cfg.data[0]}: no simulation is held out "
+                          f"({self.spec.heldout_source}), so test-domain is empty and "
+                          "nothing measures unseen simulations; list split.heldout "
+                          "indices, or set heldout = 'none' to silence this", stacklevel=3)
+
+    def _normalization(self) -> Normalization:
+        """The resumed run's normalisation (after checking it is the same run), or one
+        fitted on the train split."""
+        if self.ckpt is None:
+            norm = fit_normalization(self.data, self.spec.train, self.T_in, self.layout)
+            if self.aux_layout.num_channels:
+                norm = dataclasses.replace(norm, aux=fit_aux(self.data, self.spec.train,
+                                                             self.aux_layout))
+            return norm
+        old, last = TrainingRecord.from_dict(self.ckpt["metadata"]), self.run.last
+        if old.model != self.cfg.model or old.T_in != self.T_in or \
+                old.model_config_requested != json.loads(json.dumps(self.model_config)):
+            raise ConfigError(f"cannot resume {last}: it holds model {old.model!r} "
                               f"with T_in={old.T_in} and config "
                               f"{old.model_config_requested}, not the one configured")
         if old.splits is None or json.loads(json.dumps(old.splits.to_dict())) != \
-                json.loads(json.dumps(spec.to_dict())):
-            raise ConfigError(f"cannot resume {run.last}: the data or split settings differ "
+                json.loads(json.dumps(self.spec.to_dict())):
+            raise ConfigError(f"cannot resume {last}: the data or split settings differ "
                               "from the run being resumed")
-        norm = ckpt["normalization"]
-    else:
-        norm = fit_normalization(data, spec.train, T_in, layout)
-        if aux_layout.num_channels:
-            norm = dataclasses.replace(norm, aux=fit_aux(data, spec.train, aux_layout))
-    delta = cfg.targets == "delta"
-    if (delta or cfg.persistence_init) and not getattr(model, "residual", False):
-        raise ConfigError(f"targets='delta' and persistence_init need a residual model; "
-                          f"{cfg.model!r} is built with residual=False (set targets='state' "
-                          "and persistence_init=false)")
-    delta_scale = (norm.delta_scale if norm.delta_scale is not None
-                   else fit_delta_scale(data, spec.train, T_in, layout))
-    if ckpt is None and delta:
-        norm = dataclasses.replace(norm, delta_scale=delta_scale)
-    # one unit of the one-step change in normalised state units, per channel: the scale
-    # of the training noise (and of the residual and the loss weights with delta targets)
-    gain = torch.tensor([d / s for d, s in zip(delta_scale, norm.scale)],
-                        dtype=torch.float32, device=device)
-    loss_weight = 1.0 / gain ** 2 if delta else None
-    noise_std = cfg.noise * gain if cfg.noise > 0 else None
+        return self.ckpt["normalization"]
 
-    # ---- model, optimiser, schedule ---------------------------------------------------
-    ts = (ckpt.get("training_state") or {}) if ckpt is not None else {}
-    if ckpt is not None:
-        model.load_state_dict(ts.get("raw_state_dict", ckpt["state_dict"]))
-    else:
-        if delta:
-            model.set_delta_scale(norm.delta_gain)
-        if cfg.persistence_init:
-            model.init_persistence()
-    model.to(device)
-    _check_model_fits(model, cfg, data, device)
-    ema = EMA(model, cfg.ema) if cfg.ema is not None else None
-    if ema is not None and ckpt is not None:
-        ema.module.load_state_dict(ckpt["state_dict"])
-        ema.updates = int(ts.get("ema_updates", 0))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start_epoch, best_rmse, best_epoch, bad_epochs = 0, math.inf, 0, 0
-    # ---- loaders ---------------------------------------------------------------------
-    pin = device.type == "cuda"
-    train_ds = WindowDataset.from_split(data, spec.train, T_in)
-    valid_ds = WindowDataset.from_split(data, spec.valid, T_in)
-    sampler = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank,
-                                 shuffle=True, seed=cfg.seed)
-    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
-                              num_workers=cfg.num_workers, pin_memory=pin,
-                              persistent_workers=cfg.num_workers > 0)
-    valid_part = Subset(valid_ds, list(range(info.rank, len(valid_ds), info.world_size)))
-    valid_loader = DataLoader(valid_part, batch_size=cfg.batch_size, shuffle=False,
-                              num_workers=cfg.num_workers, pin_memory=pin)
-    steps_per_epoch = len(train_loader)
-    if cfg.max_steps_per_epoch is not None:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    sched = _scheduler(opt, cfg, steps_per_epoch)
-    if ckpt is not None:
-        opt.load_state_dict(ts["optimizer"])
-        sched.load_state_dict(ts["scheduler"])
-        start_epoch = int(ts["epoch"])
-        best_rmse = float(ts["best_valid_rmse"])
-        best_epoch = int(ts["best_epoch"])
-        bad_epochs = int(ts["bad_epochs"])
+    def _targets(self) -> None:
+        """Delta scale, loss weights and training-noise scale, per channel."""
+        cfg, norm = self.cfg, self.norm
+        self.delta = cfg.targets == "delta"
+        if (self.delta or cfg.persistence_init) and not getattr(self.model, "residual", False):
+            raise ConfigError(f"targets='delta' and persistence_init need a residual model; "
+                              f"{cfg.model!r} is built with residual=False (set "
+                              "targets='state' and persistence_init=false)")
+        delta_scale = (norm.delta_scale if norm.delta_scale is not None
+                       else fit_delta_scale(self.data, self.spec.train, self.T_in, self.layout))
+        if self.ckpt is None and self.delta:
+            self.norm = norm = dataclasses.replace(norm, delta_scale=delta_scale)
+        # one unit of the one-step change in normalised state units, per channel: the
+        # scale of the training noise (and of the residual and loss weights with delta)
+        gain = torch.tensor([d / s for d, s in zip(delta_scale, norm.scale)],
+                            dtype=torch.float32, device=self.device)
+        self.loss_weight = 1.0 / gain ** 2 if self.delta else None
+        self.noise_std = cfg.noise * gain if cfg.noise > 0 else None
+
+    def _init_weights(self) -> None:
+        """Resumed weights, or the delta scale and persistence head; the EMA copy."""
+        cfg, model, ckpt = self.cfg, self.model, self.ckpt
+        self.ts = (ckpt.get("training_state") or {}) if ckpt is not None else {}
+        if ckpt is not None:
+            model.load_state_dict(self.ts.get("raw_state_dict", ckpt["state_dict"]))
+        else:
+            if self.delta:
+                model.set_delta_scale(self.norm.delta_gain)
+            if cfg.persistence_init:
+                model.init_persistence()
+        model.to(self.device)
+        _check_model_fits(model, cfg, self.data, self.device)
+        self.ema = EMA(model, cfg.ema) if cfg.ema is not None else None
+        if self.ema is not None and ckpt is not None:
+            self.ema.module.load_state_dict(ckpt["state_dict"])
+            self.ema.updates = int(self.ts.get("ema_updates", 0))
+
+    def _loaders(self) -> None:
+        cfg, info = self.cfg, self.info
+        pin = self.device.type == "cuda"
+        self.train_ds = WindowDataset.from_split(self.data, self.spec.train, self.T_in)
+        self.valid_ds = WindowDataset.from_split(self.data, self.spec.valid, self.T_in)
+        self.sampler = DistributedSampler(self.train_ds, num_replicas=info.world_size,
+                                          rank=info.rank, shuffle=True, seed=cfg.seed)
+        self.train_loader = DataLoader(self.train_ds, batch_size=cfg.batch_size,
+                                       sampler=self.sampler, num_workers=cfg.num_workers,
+                                       pin_memory=pin, persistent_workers=cfg.num_workers > 0)
+        part = Subset(self.valid_ds, list(range(info.rank, len(self.valid_ds),
+                                                info.world_size)))
+        self.valid_loader = DataLoader(part, batch_size=cfg.batch_size, shuffle=False,
+                                       num_workers=cfg.num_workers, pin_memory=pin)
+        self.n_batches = len(self.train_loader)
+        if cfg.max_steps_per_epoch is not None:
+            self.n_batches = min(self.n_batches, cfg.max_steps_per_epoch)
+
+    def _resume_state(self) -> None:
+        """Schedule, epoch counters and (resuming) optimiser, schedule and RNG states."""
+        self.sched = _scheduler(self.opt, self.cfg, self.n_batches)
+        self.start_epoch, self.best_rmse, self.best_epoch, self.bad_epochs = 0, math.inf, 0, 0
+        if self.ckpt is None:
+            return
+        ts = self.ts
+        self.opt.load_state_dict(ts["optimizer"])
+        self.sched.load_state_dict(ts["scheduler"])
+        self.start_epoch = int(ts["epoch"])
+        self.best_rmse = float(ts["best_valid_rmse"])
+        self.best_epoch = int(ts["best_epoch"])
+        self.bad_epochs = int(ts["bad_epochs"])
         _set_rng_state(ts["rng"])
 
-    step_fn = torch.compile(model) if cfg.compile else model
-    eval_model = ema.module if ema is not None else model  # what is validated and saved
-    eval_fn = ema.module if ema is not None else step_fn
-    rollout: nn.Module = Rollout(step_fn)
-    if info.distributed:
-        rollout = nn.parallel.DistributedDataParallel(
-            rollout, device_ids=[device.index] if device.type == "cuda" else None)
+    def _wrap(self) -> None:
+        """The compiled step, the model that is validated and saved (the EMA copy when
+        there is one) and the (DDP-wrapped) multi-step rollout."""
+        model, ema = self.model, self.ema
+        step_fn = torch.compile(model) if self.cfg.compile else model
+        self.eval_model = ema.module if ema is not None else model
+        self.eval_fn = ema.module if ema is not None else step_fn
+        self.rollout: nn.Module = Rollout(step_fn)
+        if self.info.distributed:
+            dev = self.device
+            self.rollout = nn.parallel.DistributedDataParallel(
+                self.rollout, device_ids=[dev.index] if dev.type == "cuda" else None)
 
-    train_record = TrainingRecord(
-        model=cfg.model, T_in=T_in, K=K, valid_steps=steps, layout=layout,
-        breaking_inputs=tuple(breaking), aux_channels=tuple(aux_layout.channels),
-        splits=spec, data=data.record(), model_config_requested=model_config,
-        train_config=cfg.to_dict() | {"model_config": model_config},
-        world_size=info.world_size,
-        normalization_fitted_on="train split (frames covered by the train windows)")
-
-    _reset_out(run, cfg, info)
-    if info.is_main:
-        _trim_metrics(run.metrics, start_epoch)
-        _log(info, cfg, f"train: {cfg.model} on {data.n_sims} sims x {data.n_time} frames "
-             f"{data.ny}x{data.nx} ({'in memory' if data.in_memory else 'lazy'}); windows "
-             f"train {len(train_ds)}, valid {len(valid_ds)}; device {device}"
-             f"{f', {info.world_size} processes' if info.distributed else ''}")
-
-    from tqdm import tqdm
-
-    if start_epoch == 0:  # the untrained model's score: the baseline every epoch improves on
-        model.eval()
-        val0 = evaluate(eval_fn, valid_loader, norm, device, K=K, steps=steps, amp=cfg.amp,
-                        info=info, weight=loss_weight)
+    # ---- epochs -----------------------------------------------------------------------
+    def fit(self) -> Path:
+        """Train from the start (or resumed) epoch to the last; the best checkpoint."""
+        cfg, info, run = self.cfg, self.info, self.run
+        _reset_out(run, cfg, info)
         if info.is_main:
-            with open(run.metrics, "a") as f:
-                f.write(json.dumps({"epoch": 0, "train_loss": None, "penalty": None, **val0,
-                                    "lr": opt.param_groups[0]["lr"], "epoch_time_s": 0.0,
-                                    "train_samples_per_s": None, "best": False}) + "\n")
-
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        sampler.set_epoch(epoch)
-        model.train()
-        n_batches = len(train_loader)
-        if cfg.max_steps_per_epoch is not None:
-            n_batches = min(n_batches, cfg.max_steps_per_epoch)
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (info.is_main and cfg.progress), file=sys.stderr)
-        acc = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, penalty*n, n
-        lr = opt.param_groups[0]["lr"]
-        k_epoch = _curriculum_K(epoch, cfg)
-        for i, batch in enumerate(train_loader):
-            if i >= n_batches:
+            _trim_metrics(run.metrics, self.start_epoch)
+            d = self.data
+            _log(info, cfg, f"train: {cfg.model} on {d.n_sims} sims x {d.n_time} frames "
+                 f"{d.ny}x{d.nx} ({'in memory' if d.in_memory else 'lazy'}); windows "
+                 f"train {len(self.train_ds)}, valid {len(self.valid_ds)}; device "
+                 f"{self.device}{f', {info.world_size} processes' if info.distributed else ''}")
+        if self.start_epoch == 0:  # the untrained model: the baseline every epoch beats
+            self._write_metrics({"epoch": 0, "train_loss": None, "penalty": None,
+                                 **self.validate(0), "lr": self.opt.param_groups[0]["lr"],
+                                 "epoch_time_s": 0.0, "train_samples_per_s": None,
+                                 "best": False})
+        for epoch in range(self.start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            lr = self.opt.param_groups[0]["lr"]
+            loss, penalty, n = self.train_one_epoch(epoch)
+            train_time = time.perf_counter() - t0
+            val = self.validate(epoch)
+            improved = self._update_best(val, epoch)
+            record = {"epoch": epoch + 1, "train_loss": loss, "penalty": penalty, **val,
+                      "lr": lr, "epoch_time_s": time.perf_counter() - t0,
+                      "train_samples_per_s": n / max(train_time, 1e-9), "best": improved}
+            if info.is_main:
+                self.checkpoint(epoch, record, improved)
+            if self.run.final is not None:  # the new run has a checkpoint: it replaces the old
+                self.run = _swap_in(self.run) if info.is_main else _Run.at(self.run.final)
+            D.barrier(info)
+            if self.should_stop():
+                _log(info, cfg, f"early stop: no valid improvement for {self.bad_epochs} "
+                     f"epochs (best {self.best_rmse:.4g} at epoch {self.best_epoch})")
                 break
-            x, y, aux = _to_device(batch, device)
-            x, y = normalize_batch(norm, x, y[:, :k_epoch])
-            loss, pen, gnorm = train_step(rollout, model, opt, x, y,
+        self.data.close()
+        D.barrier(info)
+        if not self.run.best.is_file():  # pragma: no cover - resumed a finished run
+            raise TrainingError(f"no best checkpoint in {self.run.out}")
+        return self.run.best
+
+    def train_one_epoch(self, epoch: int) -> tuple[float, float, float]:
+        """Optimiser steps over (at most ``max_steps_per_epoch``) train batches; the
+        mean loss and penalty and the number of samples, summed over processes."""
+        from tqdm import tqdm
+
+        cfg, info, model, dev = self.cfg, self.info, self.model, self.device
+        self.sampler.set_epoch(epoch)
+        model.train()
+        bar = tqdm(total=self.n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not (info.is_main and cfg.progress), file=sys.stderr)
+        acc = torch.zeros(3, dtype=torch.float64, device=dev)  # loss*n, penalty*n, n
+        k_epoch = _curriculum_K(epoch, cfg)
+        for i, batch in enumerate(self.train_loader):
+            if i >= self.n_batches:
+                break
+            x, y, aux = _to_device(batch, dev)
+            x, y = normalize_batch(self.norm, x, y[:, :k_epoch])
+            loss, pen, gnorm = train_step(self.rollout, model, self.opt, x, y,
                                           pushforward=cfg.pushforward,
                                           grad_clip=cfg.grad_clip, amp=cfg.amp, info=info,
-                                          aux=norm.normalize_aux(aux), noise=noise_std,
-                                          weight=loss_weight)
-            # train_step returns a NaN grad norm whenever loss or penalty is non-finite
-            if not torch.isfinite(gnorm):
-                what = "loss" if not (torch.isfinite(loss) and torch.isfinite(pen)) \
-                    else "gradient"
+                                          aux=self.norm.normalize_aux(aux),
+                                          noise=self.noise_std, weight=self.loss_weight)
+            if not torch.isfinite(gnorm):  # NaN whenever loss or penalty is non-finite
                 bar.close()
-                kept = (f"the last good checkpoint {run.last} (epoch {epoch}) is kept"
-                        if run.last.is_file() else "no checkpoint had been written yet")
-                raise TrainingError(
-                    f"non-finite {what} (loss {loss.item():g}, penalty {pen.item():g}) at "
-                    f"epoch {epoch + 1}, step {i + 1}; training stopped, {kept}. "
-                    "Try a lower lr or a grad_clip.")
+                self._non_finite(loss, pen, epoch, i)
             if cfg.schedule == "cosine":
-                sched.step()
-            if ema is not None:
-                ema.update(model)
+                self.sched.step()
+            if self.ema is not None:
+                self.ema.update(model)
             b = x.shape[0]
             acc += torch.stack([loss * b, pen * b,
-                                torch.tensor(float(b), dtype=torch.float64, device=device)])
+                                torch.tensor(float(b), dtype=torch.float64, device=dev)])
             bar.update(1)
             if info.is_main and cfg.progress:
                 bar.set_postfix(loss=f"{(acc[0] / acc[2]).item():.4g}")
         bar.close()
         if cfg.schedule == "step":
-            sched.step()
+            self.sched.step()
         D.all_reduce_sum(acc, info)
-        train_time = time.perf_counter() - t0
+        return (acc[0] / acc[2]).item(), (acc[1] / acc[2]).item(), acc[2].item()
 
-        model.eval()
-        val = evaluate(eval_fn, valid_loader, norm, device, K=K, steps=steps, amp=cfg.amp,
-                       info=info, weight=loss_weight)
+    def _kept(self, epoch: int) -> str:
+        return (f"the last good checkpoint {self.run.last} (epoch {epoch}) is kept"
+                if self.run.last.is_file() else "no checkpoint had been written yet")
+
+    def _non_finite(self, loss: torch.Tensor, pen: torch.Tensor, epoch: int, i: int):
+        what = "loss" if not (torch.isfinite(loss) and torch.isfinite(pen)) else "gradient"
+        raise TrainingError(
+            f"non-finite {what} (loss {loss.item():g}, penalty {pen.item():g}) at "
+            f"epoch {epoch + 1}, step {i + 1}; training stopped, {self._kept(epoch)}. "
+            "Try a lower lr or a grad_clip.")
+
+    def validate(self, epoch: int) -> dict[str, Any]:
+        """Valid loss and rollout RMSE (physical units) of the evaluated model (the EMA
+        copy when there is one) after ``epoch`` epochs."""
+        self.model.eval()
+        val = evaluate(self.eval_fn, self.valid_loader, self.norm, self.device, K=self.K,
+                       steps=self.steps, amp=self.cfg.amp, info=self.info,
+                       weight=self.loss_weight)
+        return val
+
+    def _update_best(self, val: dict[str, Any], epoch: int) -> bool:
         if not math.isfinite(val["valid_rmse"]):
-            kept = (f"the last good checkpoint {run.last} (epoch {epoch}) is kept"
-                    if run.last.is_file() else "no checkpoint had been written yet")
             raise TrainingError(f"non-finite valid RMSE at epoch {epoch + 1}; training "
-                                f"stopped, {kept}")
-        improved = val["valid_rmse"] < best_rmse
+                                f"stopped, {self._kept(epoch)}")
+        improved = val["valid_rmse"] < self.best_rmse
         if improved:
-            best_rmse, best_epoch, bad_epochs = val["valid_rmse"], epoch + 1, 0
+            self.best_rmse, self.best_epoch, self.bad_epochs = val["valid_rmse"], epoch + 1, 0
         else:
-            bad_epochs += 1
-        stop = cfg.patience is not None and bad_epochs >= cfg.patience
-        epoch_time = time.perf_counter() - t0
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": (acc[0] / acc[2]).item(),
-            "penalty": (acc[1] / acc[2]).item(),
-            **val,
-            "lr": lr,
-            "epoch_time_s": epoch_time,
-            "train_samples_per_s": acc[2].item() / max(train_time, 1e-9),
-            "best": improved,
-        }
-        if info.is_main:
-            meta = dataclasses.replace(train_record, progress={
-                "epoch": epoch + 1, "valid_rmse": val["valid_rmse"],
-                "valid_loss": val["valid_loss"], "best_valid_rmse": best_rmse,
-                "best_epoch": best_epoch}).to_dict()
-            # the metrics line first: a kill before last.pt is written leaves a line that
-            # --resume trims (it keeps the epochs last.pt holds), never a missing one
-            with open(run.metrics, "a") as f:
+            self.bad_epochs += 1
+        return improved
+
+    def should_stop(self) -> bool:
+        """Early stopping: ``patience`` epochs without a better valid RMSE."""
+        return self.cfg.patience is not None and self.bad_epochs >= self.cfg.patience
+
+    def _write_metrics(self, record: dict[str, Any]) -> None:
+        if self.info.is_main:
+            with open(self.run.metrics, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            if improved:
-                save(eval_model, run.best, normalization=norm, metadata=meta, key=key)
-            state = {"epoch": epoch + 1, "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "rng": _rng_state(),
-                     "best_valid_rmse": best_rmse, "best_epoch": best_epoch,
-                     "bad_epochs": bad_epochs}
-            if ema is not None:
-                state["raw_state_dict"] = {k: v.detach().cpu().clone()
-                                           for k, v in model.state_dict().items()}
-                state["ema_updates"] = ema.updates
-            save(eval_model, run.last, normalization=norm, metadata=meta,
-                 training_state=state, key=key)
-            _log(info, cfg, f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4g}"
-                 f"  valid_rmse {val['valid_rmse']:.4g}  lr {lr:.3g}  {epoch_time:.1f}s"
-                 f"{'  *best*' if improved else ''}")
-        if run.final is not None:  # the new run has a checkpoint: it replaces the old
-            run = _swap_in(run) if info.is_main else _Run.at(run.final)
-        D.barrier(info)
-        if stop:
-            _log(info, cfg, f"early stop: no valid improvement for {bad_epochs} epochs "
-                 f"(best {best_rmse:.4g} at epoch {best_epoch})")
-            break
-    data.close()
-    D.barrier(info)
-    if not run.best.is_file():  # pragma: no cover - resumed a finished run without best
-        raise TrainingError(f"no best checkpoint in {run.out}")
-    return run.best
+
+    def checkpoint(self, epoch: int, record: dict[str, Any], improved: bool) -> None:
+        """The epoch's metrics line, ``best.pt`` (when improved) and ``last.pt``."""
+        meta = dataclasses.replace(self.record, progress={
+            "epoch": epoch + 1, "valid_rmse": record["valid_rmse"],
+            "valid_loss": record["valid_loss"], "best_valid_rmse": self.best_rmse,
+            "best_epoch": self.best_epoch}).to_dict()
+        # the metrics line first: a kill before last.pt is written leaves a line that
+        # --resume trims (it keeps the epochs last.pt holds), never a missing one
+        self._write_metrics(record)
+        if improved:
+            save(self.eval_model, self.run.best, normalization=self.norm, metadata=meta,
+                 key=self.key)
+        save(self.eval_model, self.run.last, normalization=self.norm, metadata=meta,
+             training_state=self._training_state(epoch), key=self.key)
+        _log(self.info, self.cfg, f"epoch {epoch + 1}/{self.cfg.epochs}  loss "
+             f"{record['train_loss']:.4g}  valid_rmse {record['valid_rmse']:.4g}  lr "
+             f"{record['lr']:.3g}  {record['epoch_time_s']:.1f}s"
+             f"{'  *best*' if improved else ''}")
+
+    def _training_state(self, epoch: int) -> dict[str, Any]:
+        state = {"epoch": epoch + 1, "optimizer": self.opt.state_dict(),
+                 "scheduler": self.sched.state_dict(), "rng": _rng_state(),
+                 "best_valid_rmse": self.best_rmse, "best_epoch": self.best_epoch,
+                 "bad_epochs": self.bad_epochs}
+        if self.ema is not None:
+            state["raw_state_dict"] = {k: v.detach().cpu().clone()
+                                       for k, v in self.model.state_dict().items()}
+            state["ema_updates"] = self.ema.updates
+        return state
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
