@@ -102,12 +102,7 @@ def _model_layout(model: nn.Module) -> FieldLayout:
     if isinstance(layout, FieldLayout):
         return layout
     cfg = getattr(model, "config", {}) or {}
-    lay = cfg.get("layout")
-    if isinstance(lay, dict):
-        return FieldLayout.from_dict(lay)
-    if isinstance(lay, FieldLayout):
-        return lay
-    return FieldLayout()
+    return FieldLayout.of(cfg.get("layout"))
 
 
 def one_step_fn(model: nn.Module, dtype: torch.dtype | None = torch.float64

@@ -24,7 +24,7 @@ from torch import nn
 from .breaking import CauseFieldError, data_layout, read_cause_fields
 from .checkpoint import model_from_checkpoint, read_checkpoint
 from .normalization import Normalization
-from .records import TrainingRecord
+from .records import ModelConfig, TrainingRecord
 from .rollout import autoregress
 from .symmetry import FieldLayout
 
@@ -59,10 +59,8 @@ class Surrogate(nn.Module):
         self.model = model
         config = model.config
         self.name: str = config["name"]
-        self.T_in: int = int(config.get("T_in", 10))
-        layout = config.get("layout")
-        self.layout = (FieldLayout.from_dict(layout) if isinstance(layout, dict)
-                       else layout if isinstance(layout, FieldLayout) else FieldLayout())
+        self.T_in: int = int(config.get("T_in", ModelConfig.T_in))
+        self.layout = FieldLayout.of(config.get("layout"))
         self.normalization = normalization or Normalization.identity(self.layout)
         self.breaking_inputs: tuple[str, ...] = tuple(config.get("breaking_inputs", ()))
         self.aux_layout = data_layout(self.breaking_inputs)

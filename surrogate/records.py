@@ -9,6 +9,7 @@ written before these records existed.
 =================  ===============================  ==============================
 record             written by                       read by
 =================  ===============================  ==============================
+``ModelConfig``    the user, TOML, the train CLI    ``build_model`` (registry)
 ``SplitRange``     ``train.splits.resolve_splits``  train loaders, evaluate windows
 ``SplitSpec``      ``train.splits.resolve_splits``  evaluate, benchmarks, ``--resume``
 ``DataRecord``     ``train.data.FieldData``         evaluate (training files), forecast
@@ -22,12 +23,14 @@ frames. Sims index the dataset files concatenated in the order training was give
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from .symmetry import FieldLayout
+from .symmetry import DEFAULT_LAYOUT, FieldLayout
 
-__all__ = ["SPLIT_NAMES", "SplitRange", "SplitSpec", "DataRecord", "TrainingRecord"]
+__all__ = ["SPLIT_NAMES", "SplitRange", "SplitSpec", "DataRecord", "TrainingRecord",
+           "ModelConfig"]
 
 SPLIT_NAMES = ("train", "valid", "test_future", "test_domain")
 
@@ -226,7 +229,7 @@ class TrainingRecord:
             K=int(meta["K"]) if meta.get("K") is not None else None,
             valid_steps=int(meta["valid_steps"]) if meta.get("valid_steps") is not None
             else None,
-            layout=FieldLayout.from_dict(layout) if isinstance(layout, dict) else None,
+            layout=FieldLayout.of(layout) if layout is not None else None,
             breaking_inputs=tuple(meta.get("breaking_inputs") or ()),
             aux_channels=tuple(meta.get("aux_channels") or ()),
             splits=SplitSpec.from_dict(splits) if isinstance(splits, dict) else None,
@@ -237,3 +240,47 @@ class TrainingRecord:
             normalization_fitted_on=str(meta.get("normalization_fitted_on", "")),
             progress={k: meta[k] for k in _PROGRESS if k in meta},
             kind=str(meta.get("kind", "relaxflow.train")))
+
+
+def _opt(default: Any, help: str, cli: bool = True) -> Any:
+    """A :class:`ModelConfig` field: its default (written here once), a help line, and
+    whether the train CLI offers it as a flag."""
+    return field(default=default, metadata={"help": help, "cli": cli})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every option of :func:`surrogate.build_model`, with its default. Options that do
+    not apply to a model (``group`` for ``unet``, ``num_banks`` for all but
+    ``relaxed_gconv_unet``, ``relax_scale`` for all but ``relaxed_steer_unet``) are
+    accepted and ignored, so one config drives every model."""
+
+    T_in: int = _opt(10, "input frames", cli=False)   # a TrainConfig flag of its own
+    hidden: int = _opt(16, "fields at the first U-Net level (doubles per level)")
+    depth: int = _opt(4, "U-Net levels")
+    kernel_size: int = _opt(3, "convolution kernel size")
+    group: str = _opt("C4", "C4, D4 (C8 for steer models); ignored by unet")
+    num_banks: int = _opt(2, "filter banks L (relaxed_gconv_unet)")
+    alpha: float = _opt(1e-5, "equivariance penalty weight (relaxed models)")
+    relax_scale: float = _opt(0.1, "step scale of the per-position relaxation, "
+                                   "w = w_bar + relax_scale * delta (relaxed_steer_unet)")
+    layout: Any = _opt(DEFAULT_LAYOUT, "FieldLayout or {channels: [...], vectors: [[..]]}",
+                       cli=False)
+    residual: bool = _opt(True, "predict last frame + delta", cli=False)
+    num_blocks: int = _opt(1, "residual blocks per level", cli=False)
+    upsample: str = _opt("bilinear", "bilinear or nearest", cli=False)
+    norm_groups: int = _opt(8, "GroupNorm groups", cli=False)
+    exported: bool = _opt(False, "build, then .export() (to load exported checkpoints)",
+                          cli=False)
+    breaking_inputs: tuple = _opt((), "any of frame, cause, coords (surrogate.breaking)")
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """``{option: default}``."""
+        return {f.name: f.default for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def cli_options(cls) -> list[tuple[str, Any, str]]:
+        """``(name, default, help)`` of the options the train CLI offers as flags."""
+        return [(f.name, f.default, f.metadata["help"]) for f in dataclasses.fields(cls)
+                if f.metadata.get("cli")]

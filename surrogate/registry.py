@@ -25,45 +25,49 @@ Every model takes ``breaking_inputs`` (any of ``frame``, ``cause``, ``coords``; 
 
 from __future__ import annotations
 
+import importlib
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
 from .breaking import canonical_breaking_inputs
 from .groups import get_group
-from .symmetry import DEFAULT_LAYOUT, FieldLayout
+from .symmetry import FieldLayout
 from .nets.unet import FieldUNet
+from .records import ModelConfig
 
 __all__ = ["build_model", "available_models", "count_parameters", "width_for_params",
            "DEFAULTS", "MODELS"]
 
-DEFAULTS: dict[str, Any] = {
-    "T_in": 10,            # past frames
-    "hidden": 16,          # fields at the first level (doubles per level)
-    "depth": 4,            # U-Net levels
-    "kernel_size": 3,
-    "group": "C4",         # C4 | D4 (| C8 for steer models); ignored by unet
-    "num_banks": 2,        # filter banks L of relaxed_gconv_unet
-    "alpha": 1e-5,         # equivariance-penalty weight (relaxed models)
-    "relax_scale": 0.1,    # relaxed_steer_unet: w(y) = w_bar + relax_scale * delta(y)
-    "layout": DEFAULT_LAYOUT,  # FieldLayout or {"channels": [...], "vectors": [[..]]}
-    "residual": True,      # predict last frame + delta
-    "num_blocks": 1,       # residual blocks per level
-    "upsample": "bilinear",  # or "nearest"
-    "norm_groups": 8,
-    "exported": False,     # build, then .export() (to load exported checkpoints)
-    "breaking_inputs": (),  # any of "frame", "cause", "coords" (surrogate.breaking)
-}
+#: every build_model option and its default (defined once, in :class:`ModelConfig`)
+DEFAULTS: dict[str, Any] = ModelConfig.defaults()
 
-# name -> (groups allowed, conv_kwargs keys)
-MODELS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "unet": (("trivial",), ()),
-    "gconv_unet": (("C4", "D4"), ()),
-    "relaxed_gconv_unet": (("C4", "D4"), ("num_banks",)),
-    "steer_unet": (("C4", "D4", "C8"), ()),
-    "relaxed_steer_unet": (("C4", "D4", "C8"), ("relax_scale",)),
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One row of the registry: the convolution (``module:Class`` under
+    ``surrogate.layers``, imported on demand), the groups it is exact for and the
+    options passed to the convolution."""
+
+    conv: str
+    groups: tuple[str, ...]
+    conv_options: tuple[str, ...] = ()
+
+
+#: the registry, one table: name -> convolution, allowed groups, extra options
+MODELS: dict[str, ModelEntry] = {
+    "unet": ModelEntry("group_conv:GroupConv", ("trivial",)),
+    "gconv_unet": ModelEntry("group_conv:GroupConv", ("C4", "D4")),
+    "relaxed_gconv_unet": ModelEntry("relaxed_group_conv:RelaxedGroupConv", ("C4", "D4"),
+                                     ("num_banks",)),
+    "steer_unet": ModelEntry("steerable:SteerableConv", ("C4", "D4", "C8")),
+    "relaxed_steer_unet": ModelEntry("relaxed_steerable:RelaxedSteerableConv",
+                                     ("C4", "D4", "C8"), ("relax_scale",)),
 }
+#: options that only some models take (the others ignore them)
+_MODEL_ONLY = {k for e in MODELS.values() for k in e.conv_options}
 
 
 def available_models() -> list[str]:
@@ -72,21 +76,12 @@ def available_models() -> list[str]:
 
 
 def _conv_class(name: str) -> type[nn.Module]:
-    if name == "unet" or name == "gconv_unet":
-        from .layers.group_conv import GroupConv
-        return GroupConv
-    if name == "relaxed_gconv_unet":
-        from .layers.relaxed_group_conv import RelaxedGroupConv
-        return RelaxedGroupConv
-    try:  # steerable layers live in their own modules, imported on demand
-        if name == "steer_unet":
-            from .layers.steerable import SteerableConv
-            return SteerableConv
-        from .layers.relaxed_steerable import RelaxedSteerableConv
-        return RelaxedSteerableConv
-    except ImportError as e:
-        raise ImportError(f"model {name!r} needs the steerable layers "
-                          f"(surrogate.layers.steerable / relaxed_steerable): {e}") from e
+    module, cls = MODELS[name].conv.split(":")
+    try:
+        return getattr(importlib.import_module(f"surrogate.layers.{module}"), cls)
+    except ImportError as e:  # the steerable layers need escnn
+        raise ImportError(f"model {name!r} needs the layers of surrogate.layers.{module}: "
+                          f"{e}") from e
 
 
 def _check_option_types(config: dict[str, Any]) -> None:
@@ -117,7 +112,7 @@ def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
                          f"{sorted(DEFAULTS)}")
     cfg = {**DEFAULTS, **config}
     _check_option_types(config)
-    groups, extra = MODELS[name]
+    groups = MODELS[name].groups
     if name == "unet":
         cfg["group"] = "trivial"
     else:
@@ -127,18 +122,10 @@ def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
                              f"choose one of {list(groups)}"
                              + (" (C8 is not exact on a pixel grid for group convolutions;"
                                 " use a steer model)" if cfg["group"] == "C8" else ""))
-    layout = cfg["layout"]
-    if isinstance(layout, dict):
-        layout = FieldLayout.from_dict(layout)
-    elif not isinstance(layout, FieldLayout):
-        raise ValueError(f"layout must be a FieldLayout or a dict with 'channels' and "
-                         f"'vectors', got {type(layout).__name__}")
-    cfg["layout"] = layout
+    cfg["layout"] = FieldLayout.of(cfg["layout"])
     cfg["breaking_inputs"] = canonical_breaking_inputs(cfg["breaking_inputs"])
-    if name != "relaxed_gconv_unet":
-        cfg.pop("num_banks")
-    if name != "relaxed_steer_unet":
-        cfg.pop("relax_scale")
+    for k in _MODEL_ONLY - set(MODELS[name].conv_options):
+        cfg.pop(k)
     return cfg
 
 
@@ -148,7 +135,7 @@ def build_model(name: str, **config: Any) -> FieldUNet:
     ``aux (B, C_aux, H, W)`` with ``breaking_inputs``)."""
     cfg = _resolve(name, config)
     exported = bool(cfg.pop("exported"))
-    conv_kwargs = {k: cfg.pop(k) for k in MODELS[name][1]}
+    conv_kwargs = {k: cfg.pop(k) for k in MODELS[name].conv_options}
     model = FieldUNet(_conv_class(name), name=name, conv_kwargs=conv_kwargs, **cfg)
     model.config = {**model.config, "exported": exported}
     if exported:

@@ -70,6 +70,19 @@ class FieldLayout:
     def from_dict(cls, d: dict) -> "FieldLayout":
         return cls(tuple(d["channels"]), tuple(tuple(p) for p in d["vectors"]))
 
+    @classmethod
+    def of(cls, layout: "FieldLayout | dict | None") -> "FieldLayout":
+        """``layout`` as a FieldLayout: itself, read from its dict, or the default for
+        None; anything else is a ``ValueError``."""
+        if layout is None:
+            return cls()
+        if isinstance(layout, FieldLayout):
+            return layout
+        if isinstance(layout, dict):
+            return cls.from_dict(layout)
+        raise ValueError(f"layout must be a FieldLayout or a dict with 'channels' and "
+                         f"'vectors', got {type(layout).__name__}")
+
 
 DEFAULT_LAYOUT = FieldLayout()
 

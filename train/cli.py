@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any, Sequence
 
+from surrogate.records import ModelConfig
+
 from .config import ConfigError, config_from_dict, merge_overrides, read_toml
 
 __all__ = ["main", "build_parser"]
@@ -118,24 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model (other options: --model-opt KEY=VALUE)")
     g.add_argument("--model", help="unet, gconv_unet, relaxed_gconv_unet, steer_unet or "
                    "relaxed_steer_unet (default unet)")
-    g.add_argument("--hidden", type=int, help="fields at the first U-Net level")
-    g.add_argument("--depth", type=int, help="U-Net levels")
-    g.add_argument("--kernel-size", dest="kernel_size", type=int)
-    g.add_argument("--group", help="C4, D4 (C8 for steer models)")
-    g.add_argument("--num-banks", dest="num_banks", type=int,
-                   help="filter banks (relaxed_gconv_unet)")
-    g.add_argument("--alpha", type=float, help="equivariance penalty weight")
-    g.add_argument("--relax-scale", dest="relax_scale", type=float,
-                   help="step scale of the per-position relaxation (relaxed_steer_unet)")
-    g.add_argument("--breaking-inputs", dest="breaking_inputs", type=_names,
-                   metavar="NAMES", help="symmetry-breaking inputs, comma-separated: frame "
-                   "(global axes), cause (buoyancy and masks from the data), coords "
-                   "(x, y); 'none' for none")
+    for name, default, text in ModelConfig.cli_options():  # one flag per option
+        if name == "breaking_inputs":
+            g.add_argument("--breaking-inputs", dest=name, type=_names, metavar="NAMES",
+                           help="symmetry-breaking inputs, comma-separated: frame (global "
+                                "axes), cause (buoyancy and masks from the data), coords "
+                                "(x, y); 'none' for none")
+        else:
+            g.add_argument("--" + name.replace("_", "-"), dest=name, type=type(default),
+                           help=f"{text} ({default})")
     g.add_argument("--model-opt", dest="model_opt", action="append", type=_kv,
                    metavar="KEY=VALUE", help="any other build_model option (JSON value)")
 
     g = p.add_argument_group("training")
-    g.add_argument("--T-in", "--t-in", dest="T_in", type=int, help="input frames (10)")
+    g.add_argument("--T-in", "--t-in", dest="T_in", type=int, help=f"input frames ({ModelConfig.T_in})")
     g.add_argument("--K", "--k", dest="K", type=int, help="autoregressive loss steps (6)")
     g.add_argument("--batch-size", dest="batch_size", type=int, help="per process (16)")
     g.add_argument("--epochs", type=int, help="maximum epochs (50)")
@@ -189,8 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_MODEL_KEYS = ("hidden", "depth", "kernel_size", "group", "num_banks", "relax_scale",
-               "alpha", "breaking_inputs")
+_MODEL_KEYS = tuple(name for name, _, _ in ModelConfig.cli_options())
 _SPLIT_KEYS = {"split_preset": "preset", "heldout": "heldout", "skip": "skip",
                "test_steps": "test_steps"}
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from surrogate.records import ModelConfig
+
 __all__ = ["ConfigError", "SplitConfig", "TrainConfig", "load_config", "config_from_dict"]
 
 
@@ -111,7 +113,7 @@ class TrainConfig:
     out: str = "runs/train"
     model: str = "unet"
     model_config: dict[str, Any] = field(default_factory=dict)
-    T_in: int = 10
+    T_in: int = ModelConfig.T_in          # written once, in surrogate.records
     K: int = 6
     batch_size: int = 16
     epochs: int = 50

@@ -301,10 +301,7 @@ def _swap_in(run: _Run) -> _Run:
 
 
 def _layout(cfg: TrainConfig) -> FieldLayout:
-    lay = cfg.model_config.get("layout")
-    if lay is None:
-        return FieldLayout()
-    return lay if isinstance(lay, FieldLayout) else FieldLayout.from_dict(lay)
+    return FieldLayout.of(cfg.model_config.get("layout"))
 
 
 def _json_model_config(cfg: TrainConfig, layout: FieldLayout) -> dict[str, Any]:

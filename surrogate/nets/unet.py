@@ -72,7 +72,7 @@ class FieldUNet(nn.Module):
                  name: str = "custom", breaking_inputs: Iterable[str] = ()) -> None:
         super().__init__()
         group = get_group(group) if isinstance(group, str) else group
-        layout = FieldLayout.from_dict(layout) if isinstance(layout, dict) else layout
+        layout = FieldLayout.of(layout)
         for key, val in (("T_in", T_in), ("hidden", hidden), ("depth", depth),
                          ("num_blocks", num_blocks)):
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:
