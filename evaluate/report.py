@@ -344,9 +344,47 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     checkpoints not signed with it (see :func:`surrogate.load`). Non-finite values in
     the evaluated frames give a warning naming split, simulation and frame. Returns the
     output directory. Raises :class:`EvaluationError` (a ``ValueError``) for bad input."""
-    from surrogate.checkpoint import CheckpointError
-    from surrogate.forecast import ForecastError, load
+    ckpts, split_names, quantities = _check_request(checkpoints, splits, steps, labels,
+                                                    quantity, group)
+    out = Path(out)
+    _check_out(out, overwrite)
+    ds = open_data(data)
+    data_paths = [str(data)] if isinstance(data, (str, os.PathLike)) else [str(d) for d in data]
+    models = _load_models(ckpts, device, key)
+    labels = list(labels) if labels is not None else _labels(ckpts, [m.name for m in models])
 
+    t0 = time.time()
+    _log(f"evaluating {len(models)} model(s) on {', '.join(split_names)} of "
+         f"{', '.join(data_paths)}", verbose)
+    data_eq = data_equivariance_error(ds)
+    job = _Job(ds, split_names, int(steps), batch_size, stride, max_windows,
+               equivariance_windows, group, verbose)
+    evals = [_evaluate_model(job, sur, label, ckpt, data_paths)
+             for ckpt, sur, label in zip(ckpts, models, labels)]
+    evals.append(_persistence_row(evals, split_names))
+
+    final, stage = out, _staging(out)
+    write_metrics_csv(evals, stage / "metrics.csv")
+    figs = _figures(evals, split_names, stage, quantities, plot_steps, gif) if figures else []
+    scen = ds.attrs.get("scenario")
+    dt = next((r.dt for ev in evals for r in ev.results.values()), 1.0)
+    meta = {"data": data_paths, "scenario": str(scen) if scen is not None else None,
+            "dt": dt, "steps": int(steps), "splits": split_names,
+            "checkpoints": [str(c) for c in ckpts], "device": str(models[0].device),
+            "seconds": round(time.time() - t0, 2), "warnings": job.warnings}
+    write_summary(evals, split_names, data_eq, figs, stage, meta)
+    (stage / "summary.json").write_text(json.dumps(_summary_dict(evals, data_eq, meta),
+                                                   indent=1, default=_json_default))
+    _swap_in(stage, final)
+    _log(f"wrote {final / 'summary.md'}, {final / 'metrics.csv'} and {len(figs)} figure(s)",
+         verbose)
+    return final
+
+
+def _check_request(checkpoints, splits, steps, labels, quantity, group
+                   ) -> tuple[list[Path], list[str], list[str]]:
+    """The checkpoint paths, split names and quantities of a request, or a one-line
+    :class:`EvaluationError` (before any file is read)."""
     ckpts = [Path(checkpoints)] if isinstance(checkpoints, (str, os.PathLike)) \
         else [Path(c) for c in checkpoints]
     if not ckpts:
@@ -369,10 +407,12 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     for c in ckpts:
         if not c.is_file():
             raise EvaluationError(f"{c}: no such checkpoint file")
-    out = Path(out)
-    _check_out(out, overwrite)
-    ds = open_data(data)
-    data_paths = [str(data)] if isinstance(data, (str, os.PathLike)) else [str(d) for d in data]
+    return ckpts, split_names, quantities
+
+
+def _load_models(ckpts: Sequence[Path], device: str, key) -> list:
+    from surrogate.checkpoint import CheckpointError
+    from surrogate.forecast import ForecastError, load
 
     models = []
     for c in ckpts:
@@ -380,79 +420,78 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
             models.append(load(c, device=device, key=key))
         except (CheckpointError, ForecastError) as e:
             raise EvaluationError(str(e)) from e
-    names = [m.name for m in models]
-    labels = list(labels) if labels is not None else _labels(ckpts, names)
+    return models
 
-    t0 = time.time()
-    _log(f"evaluating {len(models)} model(s) on {', '.join(split_names)} of "
-         f"{', '.join(data_paths)}", verbose)
-    data_eq = data_equivariance_error(ds)
-    evals: list[ModelEvaluation] = []
-    warnings: list[str] = []
-    cache: dict[bytes, RolloutResult] = {}
-    for ckpt, sur, label in zip(ckpts, models, labels):
-        missing = [v for v in sur.layout.channels if v not in ds.data_vars]
-        if missing:
-            raise EvaluationError(f"data lack variable(s) {missing} that {label} needs")
-        grid = sur.grid
-        if grid is not None and (int(ds.sizes["y"]), int(ds.sizes["x"])) != grid:
-            raise EvaluationError(f"{label} was trained on a {grid[0]}x{grid[1]} grid, "
-                                  f"the data are {ds.sizes['y']}x{ds.sizes['x']}")
-        trained_on = [os.path.basename(f) for f in sur.record.data.files]
-        given = [os.path.basename(p) for p in data_paths]
-        if trained_on and trained_on != given:
-            warnings.append(f"{label} was trained on {', '.join(trained_on)}; evaluated on "
-                            f"{', '.join(given)} (split windows index the given files)")
-            _log(f"warning: {warnings[-1]}", verbose)
-        ev = ModelEvaluation(label, str(ckpt), sur.name, dict(sur.model.config))
-        ev.relaxation = relaxation_summary(sur)
-        for split in split_names:
-            windows = build_windows(sur.record, split, ds, sur.T_in, int(steps), stride,
-                                    max_windows)
-            t = time.time()
-            try:
-                res = evaluate_split(sur, ds, windows, batch_size, keep=1)
-            except ForecastError as e:
-                raise EvaluationError(f"{label}: {e}") from e
-            ev.results[split] = res
-            if not all(math.isfinite(v) for v in res.summary.values()
-                       if isinstance(v, float)):
-                where = _first_nonfinite(ds, windows, list(sur.layout.channels))
-                warnings.append(f"{label} / {split}: non-finite metrics; {where}")
-                _log(f"warning: {warnings[-1]}", True)
-            eq_windows = windows.subset(equivariance_windows)
-            hist = np.concatenate([h for _, h, _ in iter_batches(
-                ds, eq_windows, list(sur.layout.channels), batch_size)])
-            aux = (torch.from_numpy(load_aux(ds, sur.aux_channels, eq_windows.sims))
-                   if sur.aux_channels else None)
-            ev.equivariance[split] = model_equivariance_error(
-                sur, torch.from_numpy(hist), group=group, aux=aux)
-            ev.persistence[split] = _persistence(sur, ds, windows, batch_size, cache)
-            _log(f"  {label} / {split}: {len(windows)} windows, RMSE "
-                 f"{_fmt(res.summary.get('rmse'))}, equivariance error "
-                 f"{_fmt(ev.equivariance[split].mean)} ({time.time() - t:.1f} s)", verbose)
-        evals.append(ev)
-    evals.append(_persistence_row(evals, split_names))
 
-    final, out = out, _staging(out)
-    write_metrics_csv(evals, out / "metrics.csv")
-    figs: list[Path] = []
-    if figures:
-        figs = _figures(evals, split_names, out, quantities, plot_steps, gif)
-    scen = ds.attrs.get("scenario")
-    dt = next((r.dt for ev in evals for r in ev.results.values()), 1.0)
-    meta = {"data": data_paths, "scenario": str(scen) if scen is not None else None,
-            "dt": dt, "steps": int(steps), "splits": split_names,
-            "checkpoints": [str(c) for c in ckpts], "device": str(models[0].device),
-            "seconds": round(time.time() - t0, 2), "warnings": warnings}
-    write_summary(evals, split_names, data_eq, figs, out, meta)
-    (out / "summary.json").write_text(json.dumps(_summary_dict(evals, data_eq, meta),
-                                                 indent=1, default=_json_default))
-    _swap_in(out, final)
-    out = final
-    _log(f"wrote {out / 'summary.md'}, {out / 'metrics.csv'} and {len(figs)} figure(s)",
-         verbose)
-    return out
+@dataclass
+class _Job:
+    """What every model of one :func:`run` is evaluated on, and the warnings so far."""
+    ds: Any
+    splits: list[str]
+    steps: int
+    batch_size: int
+    stride: int | None
+    max_windows: int | None
+    equivariance_windows: int
+    group: str | None
+    verbose: bool
+    warnings: list[str] = field(default_factory=list)
+    cache: dict = field(default_factory=dict)   # persistence results per window set
+
+    def warn(self, msg: str, always: bool = False) -> None:
+        self.warnings.append(msg)
+        _log(f"warning: {msg}", self.verbose or always)
+
+
+def _evaluate_model(job: _Job, sur, label: str, ckpt: Path,
+                    data_paths: Sequence[str]) -> ModelEvaluation:
+    """One model on every split: rollout metrics, equivariance error, persistence."""
+    ds = job.ds
+    missing = [v for v in sur.layout.channels if v not in ds.data_vars]
+    if missing:
+        raise EvaluationError(f"data lack variable(s) {missing} that {label} needs")
+    grid = sur.grid
+    if grid is not None and (int(ds.sizes["y"]), int(ds.sizes["x"])) != grid:
+        raise EvaluationError(f"{label} was trained on a {grid[0]}x{grid[1]} grid, "
+                              f"the data are {ds.sizes['y']}x{ds.sizes['x']}")
+    trained_on = [os.path.basename(f) for f in sur.record.data.files]
+    given = [os.path.basename(p) for p in data_paths]
+    if trained_on and trained_on != given:
+        job.warn(f"{label} was trained on {', '.join(trained_on)}; evaluated on "
+                 f"{', '.join(given)} (split windows index the given files)")
+    ev = ModelEvaluation(label, str(ckpt), sur.name, dict(sur.model.config))
+    ev.relaxation = relaxation_summary(sur)
+    for split in job.splits:
+        _evaluate_split_of(job, sur, label, split, ev)
+    return ev
+
+
+def _evaluate_split_of(job: _Job, sur, label: str, split: str, ev: ModelEvaluation) -> None:
+    from surrogate.forecast import ForecastError
+
+    ds, channels = job.ds, list(sur.layout.channels)
+    windows = build_windows(sur.record, split, ds, sur.T_in, job.steps, job.stride,
+                            job.max_windows)
+    t = time.time()
+    try:
+        res = evaluate_split(sur, ds, windows, job.batch_size, keep=1)
+    except ForecastError as e:
+        raise EvaluationError(f"{label}: {e}") from e
+    ev.results[split] = res
+    if not all(math.isfinite(v) for v in res.summary.values() if isinstance(v, float)):
+        job.warn(f"{label} / {split}: non-finite metrics; "
+                 f"{_first_nonfinite(ds, windows, channels)}", always=True)
+    eq_windows = windows.subset(job.equivariance_windows)
+    hist = np.concatenate([h for _, h, _ in iter_batches(ds, eq_windows, channels,
+                                                          job.batch_size)])
+    aux = (torch.from_numpy(load_aux(ds, sur.aux_channels, eq_windows.sims))
+           if sur.aux_channels else None)
+    ev.equivariance[split] = model_equivariance_error(sur, torch.from_numpy(hist),
+                                                      group=job.group, aux=aux)
+    ev.persistence[split] = _persistence(sur, ds, windows, job.batch_size, job.cache)
+    _log(f"  {label} / {split}: {len(windows)} windows, RMSE "
+         f"{_fmt(res.summary.get('rmse'))}, equivariance error "
+         f"{_fmt(ev.equivariance[split].mean)} ({time.time() - t:.1f} s)", job.verbose)
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
