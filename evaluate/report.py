@@ -174,6 +174,25 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
                   meta: dict) -> Path:
     """``summary.md``: the paper's table (models x test-future / test-domain RMSE), one
     table of every metric per split, equivariance errors and the learned symmetry."""
+    L = _md_header(evals, splits, meta)
+    for s in splits:
+        L += _md_split(evals, s)
+    L += _md_equivariance(evals, data_eq)
+    L += _md_relaxation(evals)
+    if figures:
+        L += ["## Figures", ""]
+        for p in figures:
+            rel = os.path.relpath(p, out)
+            L.append(f"- [{rel}]({rel})" if p.suffix != ".png" else f"![{rel}]({rel})")
+        L.append("")
+    path = out / "summary.md"
+    path.write_text("\n".join(L))
+    return path
+
+
+def _md_header(evals: Sequence[ModelEvaluation], splits: Sequence[str], meta: dict
+               ) -> list[str]:
+    """Title, data line, warnings and the headline RMSE table with the ratios."""
     L: list[str] = ["# Evaluation summary", ""]
     L.append(f"Data: {', '.join(meta['data'])} ({meta.get('scenario') or 'scenario n/a'}, "
              f"frame spacing dt = {_fmt(meta['dt'])}); rollouts of {meta['steps']} steps "
@@ -200,47 +219,59 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
             cells.append("1 (reference)" if ev.baseline else _ratios(ev, s))
         L.append(f"| {ev.label} | " + " | ".join(cells) + " |")
     L.append("")
-    for s in splits:
-        L.append(f"## {s}")
+    return L
+
+
+def _md_split(evals: Sequence[ModelEvaluation], s: str) -> list[str]:
+    """Every metric of split ``s``, per model, with per-variable RMSEs and notes."""
+    L: list[str] = []
+    L.append(f"## {s}")
+    L.append("")
+    cols = ["model", "windows", "RMSE (all)", "vs persistence", "VRMSE",
+            "corr. time (steps)",
+            "corr. time", "spectrum err.", "div(pred)", "div(true)", "equiv. err."]
+    L.append("| " + " | ".join(cols) + " |")
+    L.append("|---" * len(cols) + "|")
+    notes = []
+    for ev in evals:
+        r = ev.results.get(s)
+        if r is None:
+            continue
+        m = r.summary
+        eq = ev.equivariance.get(s)
+        cens = m.get("corr_time_censored", 0.0)
+        ct = _pm(m, "corr_time_steps") + (" (≥, censored)" if cens >= 1 else "")
+        L.append("| " + " | ".join([
+            ev.label, str(m.get("n_windows", 0)), _pm(m, "rmse"),
+            "1" if ev.baseline else _fmt(ev.vs_persistence(s, "rmse"), 3),
+            _pm(m, "vrmse"), ct,
+            _fmt(m.get("corr_time")), _pm(m, "spectrum_error"), _fmt(m.get("div_pred")),
+            _fmt(m.get("div_true")),
+            f"{_fmt(eq.mean)} ({eq.group})" if eq is not None else "n/a"]) + " |")
+        if r.windows.note:
+            notes.append(f"{ev.label}: {r.windows.note}")
+    L.append("")
+    per_var = sorted({k for ev in evals if s in ev.results
+                      for k in ev.results[s].summary
+                      if re.fullmatch(r"(rmse|vrmse)_(?!velocity)[A-Za-z0-9_]+", k)
+                      and not k.endswith("_std")})
+    if per_var:
+        L.append("Per variable: " + "; ".join(
+            f"{ev.label}: " + ", ".join(f"{k} {_fmt(ev.results[s].summary[k])}"
+                                        for k in per_var)
+            for ev in evals if s in ev.results))
         L.append("")
-        cols = ["model", "windows", "RMSE (all)", "vs persistence", "VRMSE",
-                "corr. time (steps)",
-                "corr. time", "spectrum err.", "div(pred)", "div(true)", "equiv. err."]
-        L.append("| " + " | ".join(cols) + " |")
-        L.append("|---" * len(cols) + "|")
-        notes = []
-        for ev in evals:
-            r = ev.results.get(s)
-            if r is None:
-                continue
-            m = r.summary
-            eq = ev.equivariance.get(s)
-            cens = m.get("corr_time_censored", 0.0)
-            ct = _pm(m, "corr_time_steps") + (" (≥, censored)" if cens >= 1 else "")
-            L.append("| " + " | ".join([
-                ev.label, str(m.get("n_windows", 0)), _pm(m, "rmse"),
-                "1" if ev.baseline else _fmt(ev.vs_persistence(s, "rmse"), 3),
-                _pm(m, "vrmse"), ct,
-                _fmt(m.get("corr_time")), _pm(m, "spectrum_error"), _fmt(m.get("div_pred")),
-                _fmt(m.get("div_true")),
-                f"{_fmt(eq.mean)} ({eq.group})" if eq is not None else "n/a"]) + " |")
-            if r.windows.note:
-                notes.append(f"{ev.label}: {r.windows.note}")
+    for n in notes:
+        L.append(f"- {n}")
+    if notes:
         L.append("")
-        per_var = sorted({k for ev in evals if s in ev.results
-                          for k in ev.results[s].summary
-                          if re.fullmatch(r"(rmse|vrmse)_(?!velocity)[A-Za-z0-9_]+", k)
-                          and not k.endswith("_std")})
-        if per_var:
-            L.append("Per variable: " + "; ".join(
-                f"{ev.label}: " + ", ".join(f"{k} {_fmt(ev.results[s].summary[k])}"
-                                            for k in per_var)
-                for ev in evals if s in ev.results))
-            L.append("")
-        for n in notes:
-            L.append(f"- {n}")
-        if notes:
-            L.append("")
+    return L
+
+
+def _md_equivariance(evals: Sequence[ModelEvaluation], data_eq: tuple[float | None, str]
+                     ) -> list[str]:
+    """Data and model equivariance errors."""
+    L: list[str] = []
     L.append("## Equivariance")
     L.append("")
     de, note = data_eq
@@ -262,6 +293,12 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
             L.append(f"  - {ev.label}, {s}: {_fmt(e.mean)} ({e.group}: {per})"
                      + (f" [{e.note}]" if e.note else ""))
     L.append("")
+    return L
+
+
+def _md_relaxation(evals: Sequence[ModelEvaluation]) -> list[str]:
+    """What symmetry the relaxed layers learned (nothing without relaxed models)."""
+    L: list[str] = []
     relaxed = [ev for ev in evals if ev.relaxation]
     if relaxed:
         L.append("## Learned relaxation (what symmetry the model discovered)")
@@ -297,16 +334,7 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
                 L.append(f"| {l.name} | {l.kind} | {_fmt(l.relative_deviation)} | {sym} | "
                          f"{prof} |")
             L.append("")
-    if figures:
-        L.append("## Figures")
-        L.append("")
-        for p in figures:
-            rel = os.path.relpath(p, out)
-            L.append(f"- [{rel}]({rel})" if p.suffix != ".png" else f"![{rel}]({rel})")
-        L.append("")
-    path = out / "summary.md"
-    path.write_text("\n".join(L))
-    return path
+    return L
 
 
 # -- the job -------------------------------------------------------------------------
