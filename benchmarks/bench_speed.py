@@ -96,7 +96,8 @@ def surrogate_rate(name: str, params: float, args, device: torch.device) -> dict
             "fps": args.batch * args.rollout_steps / best}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--res", type=int, default=64)
     p.add_argument("--sim-steps", type=int, default=310,
@@ -121,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed_run.md")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -139,6 +144,16 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(r)
             print(f"{name:>20} {r['params']:>9,} params: {r['fps']:8.1f} frames/s", flush=True)
 
+    text = report(sim, rows, args, device)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+def report(sim: dict, rows: list[dict], args: argparse.Namespace, device: torch.device) -> str:
+    """The markdown table: simulator (eager, batched) and every surrogate."""
+    sdt = sim["solver_dt"]
     best_sim = sim["batched_fps"] * sdt
     eager_sim = sim["eager_fps"] * sdt
     lines = [
@@ -167,11 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['fps']:.1f} | {r['sim_time_per_s']:.1f} | "
                      f"{r['sim_time_per_s'] / best_sim:.1f}x | "
                      f"{r['sim_time_per_s'] / eager_sim:.0f}x |")
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
-    return 0
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

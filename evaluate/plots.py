@@ -101,6 +101,20 @@ def _quiver(ax, frame: np.ndarray, channels, velocity, extent, n: int = 12,
         ax.quiver(X, Y, U, V, color="white", alpha=0.8, width=0.006, **kw)
 
 
+def _shared_range(fields: Sequence[np.ndarray], steps: Sequence[int], sym: bool
+                  ) -> tuple[float, float]:
+    """One colour range for every panel: 0.5-99.5 percentiles of the shown steps
+    (symmetric about 0 for ``sym``)."""
+    vals = np.concatenate([q[[s - 1 for s in steps]].ravel() for q in fields])
+    vals = vals[np.isfinite(vals)]
+    if vals.size:
+        vmax = float(np.percentile(np.abs(vals) if sym else vals, 99.5))
+        vmin = -vmax if sym else float(np.percentile(vals, 0.5))
+    else:
+        vmin, vmax = 0.0, 1.0
+    return vmin, (vmax if vmax > vmin else vmin + 1e-12)
+
+
 def rollout_panels(true: np.ndarray, preds: Mapping[str, np.ndarray], path,
                    channels: Sequence[str], velocity: Sequence[str] | None = ("u", "v"),
                    steps: Sequence[int] | None = None, quantity: str = "speed",
@@ -122,17 +136,8 @@ def rollout_panels(true: np.ndarray, preds: Mapping[str, np.ndarray], path,
               for k, p in preds.items()}
     h, w = q_true.shape[-2:]
     ext = _extent(x, y, w, h)
-    vals = np.concatenate([q_true[[s - 1 for s in steps]].ravel()]
-                          + [q[[s - 1 for s in steps]].ravel() for q in q_pred.values()])
-    vals = vals[np.isfinite(vals)]
     sym = quantity == "vorticity"
-    if vals.size:
-        vmax = float(np.percentile(np.abs(vals) if sym else vals, 99.5))
-        vmin = -vmax if sym else float(np.percentile(vals, 0.5))
-    else:
-        vmin, vmax = 0.0, 1.0
-    if vmax <= vmin:
-        vmax = vmin + 1e-12
+    vmin, vmax = _shared_range([q_true] + list(q_pred.values()), steps, sym)
     errs = {k: q - q_true for k, q in q_pred.items()}
     emax = max([float(np.nanmax(np.abs(e[[s - 1 for s in steps]]))) for e in errs.values()
                 if np.isfinite(e).any()] or [1e-12]) or 1e-12

@@ -200,8 +200,32 @@ def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u"
     paths = [str(p) for p in paths]
     if not paths:
         raise DataError("no data files given (--data a.nc [b.nc ...])")
-    channels = tuple(channels)
-    aux_channels = tuple(aux_channels)
+    channels, aux_channels = tuple(channels), tuple(aux_channels)
+    _refuse_repeats(paths)
+    datasets = [_open_one(p, channels) for p in paths]
+    try:
+        aux = (np.concatenate([_read_aux(p, ds, aux_channels, aux_needed_by)
+                               for p, ds in zip(paths, datasets)])
+               if aux_channels else None)
+        n_time, ny, nx = _shared_sizes(paths, datasets, min_time)
+        sims_per_file = [int(ds.sizes["sim"]) for ds in datasets]
+        heldout, sim_coords = _sim_coords(datasets)
+        first = datasets[0]
+        attrs = {k: _json_attr(v) for k, v in first.attrs.items()
+                 if isinstance(_json_attr(v), (str, int, float, bool))}
+        data = FieldData(paths, channels, sims_per_file, n_time, ny, nx, attrs,
+                         _grid(first, ny, nx), heldout, sim_coords,
+                         aux_channels=aux_channels, aux=aux)
+        budget = min(max_memory_gb * 2**30, 0.5 * _available_memory())
+        load = in_memory == "yes" or (in_memory == "auto" and data.nbytes <= budget)
+        data.array = _read_fields(paths, datasets, data, load)
+        return data
+    finally:
+        for ds in datasets:
+            ds.close()
+
+
+def _refuse_repeats(paths: Sequence[str]) -> None:
     seen: dict[str, str] = {}
     for p in paths:
         real = os.path.realpath(p)
@@ -209,69 +233,71 @@ def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u"
             raise DataError(f"{p}: the same file is given twice (also as {seen[real]}); its "
                             "simulations would appear in two splits")
         seen[real] = p
-    datasets = [_open_one(p, channels) for p in paths]
-    try:
-        aux = (np.concatenate([_read_aux(p, ds, aux_channels, aux_needed_by)
-                               for p, ds in zip(paths, datasets)])
-               if aux_channels else None)
-        first = datasets[0]
-        n_time, ny, nx = (int(first.sizes[d]) for d in ("time", "y", "x"))
-        for p, ds in zip(paths, datasets):
-            sizes = tuple(int(ds.sizes[d]) for d in ("time", "y", "x"))
-            if sizes != (n_time, ny, nx):
-                raise DataError(f"{p}: (time, y, x) sizes {sizes} differ from {paths[0]}'s "
-                                f"{(n_time, ny, nx)}; shards must share one grid and time axis")
-            if int(ds.sizes["sim"]) < 1:
-                raise DataError(f"{p}: no simulations (sim dimension is empty)")
-        if n_time < min_time:
-            raise DataError(f"{paths[0]}: {n_time} time steps are too few; training needs at "
-                            f"least {min_time} (T_in + K plus skipped frames)")
-        sims_per_file = [int(ds.sizes["sim"]) for ds in datasets]
 
-        heldout = None
-        if all("heldout" in ds.coords and ds["heldout"].dims == ("sim",) for ds in datasets):
-            heldout = np.concatenate([ds["heldout"].values.astype(bool) for ds in datasets])
-        sim_coords: dict[str, list] = {}
-        for name in first.coords:
-            if all(name in ds.coords and ds[name].dims == ("sim",) for ds in datasets):
-                vals = np.concatenate([np.atleast_1d(ds[name].values) for ds in datasets])
-                if vals.dtype.kind in "biufU":
-                    sim_coords[str(name)] = [_json_attr(v) for v in vals]
-        grid: dict[str, Any] = {"ny": ny, "nx": nx}
-        for d in ("x", "y"):
-            if d in first.coords and first[d].size:
-                v = first[d].values
-                grid[d] = [float(v[0]), float(v[-1])]
-        if "time" in first.coords and first["time"].size and \
-                np.issubdtype(first["time"].dtype, np.number):
-            grid["time"] = [float(first["time"].values[0]), float(first["time"].values[-1])]
-        attrs = {k: _json_attr(v) for k, v in first.attrs.items()
-                 if isinstance(_json_attr(v), (str, int, float, bool))}
-        data = FieldData(paths, channels, sims_per_file, n_time, ny, nx, attrs, grid,
-                         heldout, sim_coords, aux_channels=aux_channels, aux=aux)
 
-        budget = min(max_memory_gb * 2**30, 0.5 * _available_memory())
-        load = in_memory == "yes" or (in_memory == "auto" and data.nbytes <= budget)
-        # loaded data go straight into one (sim, time, C, y, x) float32 array, so the
-        # peak is that array plus one variable of one file, not two full copies
-        array = (np.empty((sum(sims_per_file), n_time, len(channels), ny, nx), np.float32)
-                 if load else None)
-        offset = 0
-        for p, ds, n_sims in zip(paths, datasets, sims_per_file):
-            for ci, c in enumerate(channels):
-                var = ds[c].transpose(*DIMS)
-                if load:
-                    block = var.values.astype(np.float32, copy=False)
-                    for s in range(block.shape[0]):
-                        _check_finite(block[s], p, c, s)
-                    array[offset:offset + n_sims, :, ci] = block
-                    del block
-                else:  # stream through the file once, one sim at a time
-                    for s in range(var.sizes["sim"]):
-                        _check_finite(var.isel(sim=s).values, p, c, s)
-            offset += n_sims
-        data.array = array
-        return data
-    finally:
-        for ds in datasets:
-            ds.close()
+def _shared_sizes(paths: Sequence[str], datasets: Sequence[xr.Dataset], min_time: int
+                  ) -> tuple[int, int, int]:
+    """``(n_time, ny, nx)``, which every file must share."""
+    n_time, ny, nx = (int(datasets[0].sizes[d]) for d in ("time", "y", "x"))
+    for p, ds in zip(paths, datasets):
+        sizes = tuple(int(ds.sizes[d]) for d in ("time", "y", "x"))
+        if sizes != (n_time, ny, nx):
+            raise DataError(f"{p}: (time, y, x) sizes {sizes} differ from {paths[0]}'s "
+                            f"{(n_time, ny, nx)}; shards must share one grid and time axis")
+        if int(ds.sizes["sim"]) < 1:
+            raise DataError(f"{p}: no simulations (sim dimension is empty)")
+    if n_time < min_time:
+        raise DataError(f"{paths[0]}: {n_time} time steps are too few; training needs at "
+                        f"least {min_time} (T_in + K plus skipped frames)")
+    return n_time, ny, nx
+
+
+def _sim_coords(datasets: Sequence[xr.Dataset]) -> tuple[np.ndarray | None, dict[str, list]]:
+    """The ``heldout`` flags (when every file has them) and the JSON-able per-simulation
+    coordinates that every file shares, over the concatenated files."""
+    heldout = None
+    if all("heldout" in ds.coords and ds["heldout"].dims == ("sim",) for ds in datasets):
+        heldout = np.concatenate([ds["heldout"].values.astype(bool) for ds in datasets])
+    sim_coords: dict[str, list] = {}
+    for name in datasets[0].coords:
+        if all(name in ds.coords and ds[name].dims == ("sim",) for ds in datasets):
+            vals = np.concatenate([np.atleast_1d(ds[name].values) for ds in datasets])
+            if vals.dtype.kind in "biufU":
+                sim_coords[str(name)] = [_json_attr(v) for v in vals]
+    return heldout, sim_coords
+
+
+def _grid(first: xr.Dataset, ny: int, nx: int) -> dict[str, Any]:
+    grid: dict[str, Any] = {"ny": ny, "nx": nx}
+    for d in ("x", "y"):
+        if d in first.coords and first[d].size:
+            v = first[d].values
+            grid[d] = [float(v[0]), float(v[-1])]
+    if "time" in first.coords and first["time"].size and \
+            np.issubdtype(first["time"].dtype, np.number):
+        grid["time"] = [float(first["time"].values[0]), float(first["time"].values[-1])]
+    return grid
+
+
+def _read_fields(paths: Sequence[str], datasets: Sequence[xr.Dataset], data: FieldData,
+                 load: bool) -> np.ndarray | None:
+    """Check every value is finite; with ``load`` also return the fields as one
+    ``(sim, time, C, y, x)`` float32 array (the peak is that array plus one variable of
+    one file, not two full copies)."""
+    array = (np.empty((data.n_sims, data.n_time, len(data.channels), data.ny, data.nx),
+                      np.float32) if load else None)
+    offset = 0
+    for p, ds, n_sims in zip(paths, datasets, data.sims_per_file):
+        for ci, c in enumerate(data.channels):
+            var = ds[c].transpose(*DIMS)
+            if load:
+                block = var.values.astype(np.float32, copy=False)
+                for s in range(block.shape[0]):
+                    _check_finite(block[s], p, c, s)
+                array[offset:offset + n_sims, :, ci] = block
+                del block
+            else:  # stream through the file once, one sim at a time
+                for s in range(var.sizes["sim"]):
+                    _check_finite(var.isel(sim=s).values, p, c, s)
+        offset += n_sims
+    return array

@@ -53,6 +53,23 @@ def default_heldout(n_sims: int, fraction: float) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, n_sims - 1, n + 2)[1:-1].round()})
 
 
+def _held_out(cfg: SplitConfig, n_sims: int, heldout_coord: Sequence[bool] | None
+              ) -> tuple[list[int], str]:
+    """The held-out (test-domain) simulations and where the choice came from."""
+    if isinstance(cfg.heldout, list):
+        bad = [i for i in cfg.heldout if not 0 <= i < n_sims]
+        if bad:
+            raise SplitError(f"held-out sim indices {bad} out of range (data has {n_sims} sims)")
+        return sorted(set(cfg.heldout)), "explicit"
+    if cfg.heldout == "none":
+        return [], "none"
+    if heldout_coord is not None:
+        return ([i for i, h in enumerate(np.asarray(heldout_coord, bool)) if h],
+                "dataset coordinate 'heldout'")
+    return (default_heldout(n_sims, cfg.heldout_fraction),
+            f"default: {cfg.heldout_fraction:g} of the sims, evenly spread")
+
+
 def resolve_splits(cfg: SplitConfig, *, n_time: int, n_sims: int, T_in: int, K: int,
                    valid_steps: int, heldout_coord: Sequence[bool] | None = None) -> SplitSpec:
     """Turn a :class:`SplitConfig` into concrete windows for data of ``n_sims`` x
@@ -66,20 +83,7 @@ def resolve_splits(cfg: SplitConfig, *, n_time: int, n_sims: int, T_in: int, K: 
         skip, units = cfg.skip, cfg.units
         ranges = {n: getattr(cfg, n) for n in SPLIT_NAMES}
 
-    # --- simulations ---------------------------------------------------------------
-    if isinstance(cfg.heldout, list):
-        bad = [i for i in cfg.heldout if not 0 <= i < n_sims]
-        if bad:
-            raise SplitError(f"held-out sim indices {bad} out of range (data has {n_sims} sims)")
-        held, source = sorted(set(cfg.heldout)), "explicit"
-    elif cfg.heldout == "none":
-        held, source = [], "none"
-    elif heldout_coord is not None:
-        held = [i for i, h in enumerate(np.asarray(heldout_coord, bool)) if h]
-        source = "dataset coordinate 'heldout'"
-    else:
-        held = default_heldout(n_sims, cfg.heldout_fraction)
-        source = f"default: {cfg.heldout_fraction:g} of the sims, evenly spread"
+    held, source = _held_out(cfg, n_sims, heldout_coord)
     train_sims = tuple(i for i in range(n_sims) if i not in set(held))
     if not train_sims:
         raise SplitError("every simulation is held out: no training simulations left")
