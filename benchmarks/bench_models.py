@@ -63,9 +63,16 @@ def autocast(device: torch.device, amp: str):
     return contextlib.nullcontext()
 
 
+def grid_option(name: str, size: int) -> dict:
+    """``{"grid": (size, size)}`` for models whose weights depend on position."""
+    from surrogate.registry import MODELS
+    return {"grid": (size, size)} if "grid" in MODELS[name].conv_options else {}
+
+
 def setup_model(name: str, args, device: torch.device) -> dict:
     """Build ``name`` at the target size; return its description and timed closures."""
-    common = dict(T_in=args.T_in, depth=args.depth, group=args.group_for(name))
+    common = dict(T_in=args.T_in, depth=args.depth, group=args.group_for(name),
+                  **grid_option(name, args.size))
     hidden = args.hidden or width_for_params(name, args.params, **common)
     torch.manual_seed(0)
     model = build_model(name, hidden=hidden, **common).to(device)
@@ -93,7 +100,8 @@ def setup_model(name: str, args, device: torch.device) -> dict:
         return run
 
     exported = model.export()
-    return {"name": name, "group": common["group"] if name != "unet" else "-",
+    group = model.config.get("group")
+    return {"name": name, "group": group if group != "trivial" else "-",
             "hidden": hidden, "params": count_parameters(model),
             "fns": {"train": train, "infer": infer_fn(model), "export": infer_fn(exported)}}
 

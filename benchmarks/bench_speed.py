@@ -67,7 +67,8 @@ def simulator_rates(res: int, steps: int, sims: int, eager_sims: int, device: st
 
 
 def surrogate_rate(name: str, params: float, args, device: torch.device) -> dict:
-    cfg = dict(T_in=args.T_in, depth=args.depth)
+    from bench_models import grid_option
+    cfg = dict(T_in=args.T_in, depth=args.depth, **grid_option(name, args.res))
     hidden = surrogate.width_for_params(name, int(params), **cfg)
     model = surrogate.build_model(name, hidden=hidden, **cfg).to(device).eval()
     n_params = surrogate.count_parameters(model)

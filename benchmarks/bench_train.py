@@ -36,7 +36,8 @@ def bench_model(name: str, args, device: torch.device) -> dict:
     from surrogate import build_model, count_parameters, width_for_params
     from train.loop import Rollout, train_step
 
-    common = dict(T_in=args.T_in, depth=args.depth)
+    from bench_models import grid_option
+    common = dict(T_in=args.T_in, depth=args.depth, **grid_option(name, args.size))
     hidden = width_for_params(name, args.params, **common)
     torch.manual_seed(0)
     model = build_model(name, hidden=hidden, **common).to(device)

@@ -253,7 +253,8 @@ class LayerRelaxation:
     banks divided by its mean over ``g`` (all 1 = equivariant), keyed by element name;
     for ``steerable`` a ``(k, k)`` array, the RMS deviation at each kernel position
     relative to the RMS of ``w``. ``matrix``: ``w`` itself (group) or the profile
-    (steerable), for heatmaps. ``symmetry``: the largest subgroup whose violation is below
+    (steerable), for heatmaps; ``"translation"`` (relaxed translation conv, ``w``
+    ``(L, H, W)``): an ``(H, W)`` map of the deviation from the mean over positions. ``symmetry``: the largest subgroup whose violation is below
     :data:`DISCOVERY_TOLERANCE` (group kind only) and ``violations`` per subgroup."""
 
     name: str
@@ -334,6 +335,17 @@ def _steerable_layer(name: str, w: np.ndarray) -> LayerRelaxation:
     return LayerRelaxation(name, "steerable", w.shape, rel, prof, prof)
 
 
+def _translation_layer(name: str, w: np.ndarray) -> LayerRelaxation:
+    """``w (L, H, W)`` of a relaxed translation conv: the RMS deviation over the banks
+    from each bank's mean over positions, relative to the RMS of ``w``, as an ``(H, W)``
+    map (where in the box the layer breaks translation symmetry)."""
+    dev = w - w.mean(axis=(-2, -1), keepdims=True)
+    rel = float(np.linalg.norm(dev) / (np.linalg.norm(w) or 1e-30))
+    rms_w = math.sqrt(float((w ** 2).mean())) or 1e-30
+    prof = np.sqrt((dev ** 2).mean(axis=0)) / rms_w
+    return LayerRelaxation(name, "translation", w.shape, rel, prof, prof)
+
+
 def relaxation_summary(model: nn.Module) -> list[LayerRelaxation]:
     """Per relaxed layer of ``model``: how far its learned weights are from equivariance
     and which group elements (relaxed group conv) or kernel positions (relaxed steerable
@@ -345,6 +357,10 @@ def relaxation_summary(model: nn.Module) -> list[LayerRelaxation]:
             out.append(_group_layer(name, w, _group_of(model, name)))
         elif w.ndim == 5:
             out.append(_steerable_layer(name, w))
+        elif w.ndim == 3:
+            out.append(_translation_layer(name, w))
+        elif w.ndim == 4:  # w_l(g, x) of a roto-translation relaxed group conv
+            out.append(_translation_layer(name, w.reshape(-1, *w.shape[-2:])))
         else:  # unknown layout: deviation from the mean over the last axis
             dev = w - w.mean(axis=-1, keepdims=True)
             rel = float(np.linalg.norm(dev) / (np.linalg.norm(w) or 1e-30))

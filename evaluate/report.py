@@ -322,6 +322,12 @@ def _md_relaxation(evals: Sequence[ModelEvaluation]) -> list[str]:
                 if l.kind == "group":
                     prof = ", ".join(f"{k} {v:.3g}" for k, v in l.profile.items())
                     sym = l.symmetry or "trivial"
+                elif l.kind == "translation":
+                    p = np.asarray(l.profile)
+                    i, j = np.unravel_index(int(np.argmax(p)), p.shape)
+                    sym = (f"max at y={i}, x={j} of {p.shape[0]}x{p.shape[1]}"
+                           if l.relative_deviation > 1e-6 else "none (equivariant)")
+                    prof = "map in the relaxation figure"
                 elif l.profile is not None:
                     p = np.asarray(l.profile)
                     i, j = np.unravel_index(int(np.argmax(p)), p.shape)

@@ -273,6 +273,12 @@ class ModelConfig:
     exported: bool = _opt(False, "build, then .export() (to load exported checkpoints)",
                           cli=False)
     breaking_inputs: tuple = _opt((), "any of frame, cause, coords (surrogate.breaking)")
+    relax: str = _opt("rotation", "what the relaxed group conv's weights depend on: "
+                                  "rotation, translation or both (relaxed_gconv_unet)")
+    rpp_ratio: float = _opt(0.01, "prior of the equivariant path relative to the plain "
+                                  "one (rpp_unet)")
+    grid: Any = _opt(None, "(H, W) the position-dependent weights live on "
+                           "(relaxed_conv_unet; training sets it from the data)", cli=False)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -61,10 +61,13 @@ MODELS: dict[str, ModelEntry] = {
     "unet": ModelEntry("group_conv:GroupConv", ("trivial",)),
     "gconv_unet": ModelEntry("group_conv:GroupConv", ("C4", "D4")),
     "relaxed_gconv_unet": ModelEntry("relaxed_group_conv:RelaxedGroupConv", ("C4", "D4"),
-                                     ("num_banks",)),
+                                     ("num_banks", "relax", "grid")),
     "steer_unet": ModelEntry("steerable:SteerableConv", ("C4", "D4", "C8")),
     "relaxed_steer_unet": ModelEntry("relaxed_steerable:RelaxedSteerableConv",
                                      ("C4", "D4", "C8"), ("relax_scale",)),
+    "rpp_unet": ModelEntry("rpp_conv:RPPConv", ("C4", "D4"), ("rpp_ratio",)),
+    "relaxed_conv_unet": ModelEntry("relaxed_translation_conv:RelaxedTranslationConv",
+                                    ("trivial",), ("num_banks", "grid")),
 }
 #: options that only some models take (the others ignore them)
 _MODEL_ONLY = {k for e in MODELS.values() for k in e.conv_options}
@@ -113,7 +116,7 @@ def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
     cfg = {**DEFAULTS, **config}
     _check_option_types(config)
     groups = MODELS[name].groups
-    if name == "unet":
+    if groups == ("trivial",):  # plain models
         cfg["group"] = "trivial"
     else:
         get_group(cfg["group"])  # clear error for an unknown group name
@@ -126,7 +129,19 @@ def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
     cfg["breaking_inputs"] = canonical_breaking_inputs(cfg["breaking_inputs"])
     for k in _MODEL_ONLY - set(MODELS[name].conv_options):
         cfg.pop(k)
+    if cfg.get("relax", "rotation") == "rotation" and "relax" in cfg:
+        cfg.pop("relax")     # the default relaxed group conv: config as before the option
+        cfg.pop("grid", None)
     return cfg
+
+
+def needs_grid(name: str, config: dict[str, Any]) -> bool:
+    """Whether model ``name`` with ``config`` has position-dependent weights (and so
+    needs ``grid``: ``relaxed_conv_unet``, or ``relax`` translation / both)."""
+    options = MODELS[name].conv_options if name in MODELS else ()
+    if "relax" in options:
+        return config.get("relax", "rotation") != "rotation"
+    return "grid" in options
 
 
 def build_model(name: str, **config: Any) -> FieldUNet:
@@ -135,7 +150,7 @@ def build_model(name: str, **config: Any) -> FieldUNet:
     ``aux (B, C_aux, H, W)`` with ``breaking_inputs``)."""
     cfg = _resolve(name, config)
     exported = bool(cfg.pop("exported"))
-    conv_kwargs = {k: cfg.pop(k) for k in MODELS[name].conv_options}
+    conv_kwargs = {k: cfg.pop(k) for k in MODELS[name].conv_options if k in cfg}
     model = FieldUNet(_conv_class(name), name=name, conv_kwargs=conv_kwargs, **cfg)
     model.config = {**model.config, "exported": exported}
     if exported:

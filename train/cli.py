@@ -9,6 +9,7 @@ import sys
 from typing import Any, Sequence
 
 from surrogate.records import ModelConfig
+from surrogate.registry import MODELS
 
 from .config import ConfigError, config_from_dict, merge_overrides, read_toml
 
@@ -131,8 +132,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 def _model_args(p: argparse.ArgumentParser) -> None:
     """The model and its build_model options (generated from ModelConfig)."""
     g = p.add_argument_group("model (other options: --model-opt KEY=VALUE)")
-    g.add_argument("--model", help="unet, gconv_unet, relaxed_gconv_unet, steer_unet or "
-                   "relaxed_steer_unet (default unet)")
+    g.add_argument("--model", help=", ".join(MODELS) + " (default unet)")
     for name, default, text in ModelConfig.cli_options():  # one flag per option
         if name == "breaking_inputs":
             g.add_argument("--breaking-inputs", dest=name, type=_names, metavar="NAMES",

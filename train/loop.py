@@ -50,6 +50,7 @@ from surrogate.breaking import canonical_breaking_inputs, data_layout
 from surrogate.checkpoint import read_checkpoint, save
 from surrogate.normalization import Normalization
 from surrogate.records import TrainingRecord
+from surrogate.registry import needs_grid
 from surrogate.rollout import autoregress
 from surrogate.symmetry import FieldLayout
 
@@ -300,6 +301,19 @@ def _swap_in(run: _Run) -> _Run:
     return _Run.at(out)
 
 
+def _data_grid(paths) -> tuple[int, int]:
+    """``(ny, nx)`` of the first data file (read lazily, nothing loaded)."""
+    from simulate.dataset import DatasetError, open_one
+
+    if not paths:
+        raise ConfigError("no data given: pass --data FILE [FILE ...]")
+    try:
+        with open_one(paths[0], variables=(), dim_order=False) as ds:
+            return int(ds.sizes["y"]), int(ds.sizes["x"])
+    except DatasetError as e:
+        raise DataError(str(e)) from None
+
+
 def _layout(cfg: TrainConfig) -> FieldLayout:
     return FieldLayout.of(cfg.model_config.get("layout"))
 
@@ -438,10 +452,12 @@ class Trainer:
     # ---- setup ------------------------------------------------------------------------
     def _build_model(self) -> nn.Module:
         cfg = self.cfg
+        options = {**cfg.model_config, "layout": self.layout}
+        if needs_grid(cfg.model, options) and options.get("grid") is None:
+            options["grid"] = _data_grid(cfg.data)  # position-dependent weights
         _seed_everything(cfg.seed)
         try:
-            return build_model(cfg.model, T_in=self.T_in,
-                               **{**cfg.model_config, "layout": self.layout})
+            return build_model(cfg.model, T_in=self.T_in, **options)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"model {cfg.model!r}: {e}") from None
 

@@ -23,6 +23,21 @@ Design choices
   over all *ordered* pairs ``(g, h)`` (each unordered pair counts twice), without any
   normalisation or the weight ``alpha`` (the network applies ``alpha``). It is zero
   exactly when ``w`` is constant over ``g``.
+
+Roto-translation relaxation (``relax``)
+---------------------------------------
+``relax="rotation"`` (default) is the layer above. ``"translation"`` makes the weights
+depend on position only, ``w_l(x)`` of shape ``(L, H, W)``; ``"both"`` on the group
+element and the position, ``w_l(g, x)`` of shape ``(L, |G|, H, W)`` (relaxed over
+p4 = C4 x| Z^2, or D4 x| Z^2):
+
+    [f *~ Psi](g, x) = sum_l w_l(g, x) [f * Psi_l](g, x),
+
+the ``L`` strict group convolutions mixed per output element and position (so the
+layer is tied to its ``grid``). Constant weights give the strict layer: exactly
+equivariant at initialisation. The penalty adds the mean smoothness over positions,
+``mean |w(x+e_x) - w(x)| + mean |w(x+e_y) - w(x)|``, to the (position-averaged)
+pair term over ``g``.
 """
 
 from __future__ import annotations
@@ -30,13 +45,17 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..groups import Group
 from .group_conv import check_grid_group, expand_group_filter, group_filter_index, kaiming_std
 from .regular import RegularConv
 
-__all__ = ["RelaxedGroupConv"]
+__all__ = ["RelaxedGroupConv", "RELAX"]
+
+#: what the combination weights may depend on
+RELAX = ("rotation", "translation", "both")
 
 
 class RelaxedGroupConv(RegularConv):
@@ -47,31 +66,85 @@ class RelaxedGroupConv(RegularConv):
     """
 
     def __init__(self, group: Group, in_fields: int, out_fields: int, kernel_size: int = 3,
-                 bias: bool = True, num_banks: int = 2) -> None:
+                 bias: bool = True, num_banks: int = 2, relax: str = "rotation",
+                 grid: tuple[int, int] | None = None) -> None:
         super().__init__(group, in_fields, out_fields, kernel_size, bias)
         check_grid_group(group, type(self).__name__)
         if num_banks < 1:
             raise ValueError(f"num_banks must be >= 1, got {num_banks}")
+        if relax not in RELAX:
+            raise ValueError(f"relax must be one of {', '.join(RELAX)}, got {relax!r}")
         n, k = group.order, kernel_size
-        self.num_banks = num_banks
+        self.num_banks, self.relax = num_banks, relax
         std = math.sqrt(num_banks) * kaiming_std(in_fields * n * k * k)
         self.weight = nn.Parameter(torch.randn(num_banks, out_fields, in_fields, n, k, k) * std)
-        self.relaxed_weights = nn.Parameter(torch.full((num_banks, n), 1.0 / num_banks))
+        if relax == "rotation":
+            shape: tuple[int, ...] = (num_banks, n)
+        else:
+            if grid is None or len(grid) != 2:
+                raise ValueError(f"relax={relax!r} needs grid=(H, W) of the layer's level, "
+                                 f"got {grid!r}")
+            self.grid = (int(grid[0]), int(grid[1]))
+            shape = (num_banks, *self.grid) if relax == "translation" else \
+                (num_banks, n, *self.grid)
+        self.relaxed_weights = nn.Parameter(torch.full(shape, 1.0 / num_banks))
         self.register_buffer("filter_index", group_filter_index(group, k), persistent=False)
 
     def expand_filter(self) -> torch.Tensor:
+        """The kernel; with position-dependent weights, that of their mean over the grid
+        (the layer itself then mixes ``L`` strict convolutions, see :meth:`forward`)."""
         n, k = self.group.order, self.kernel_size
         banks = expand_group_filter(self.weight, self.filter_index, n)  # (L, Fo, G, Fi, G, k, k)
-        w = torch.einsum("lg,logihyx->ogihyx", self.relaxed_weights.to(banks.dtype), banks)
+        w = self.relaxed_weights
+        if self.relax == "translation":
+            w = w.mean(dim=(1, 2))[:, None].expand(-1, n)
+        elif self.relax == "both":
+            w = w.mean(dim=(2, 3))
+        w = torch.einsum("lg,logihyx->ogihyx", w.to(banks.dtype), banks)
         return w.reshape(self.out_fields * n, self.in_fields * n, k, k)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.relax == "rotation":
+            return super().forward(x)
+        if tuple(x.shape[-2:]) != self.grid:
+            raise ValueError(f"{type(self).__name__} (relax={self.relax!r}) was built for a "
+                             f"{self.grid[0]}x{self.grid[1]} grid, got "
+                             f"{x.shape[-2]}x{x.shape[-1]}")
+        n, k, L, fo = self.group.order, self.kernel_size, self.num_banks, self.out_fields
+        banks = expand_group_filter(self.weight, self.filter_index, n)
+        y = F.conv2d(x, banks.reshape(L * fo * n, self.in_fields * n, k, k),
+                     padding=k // 2)
+        b, _, h, wd = y.shape
+        y = y.view(b, L, fo, n, h, wd)
+        w = self.relaxed_weights.to(y.dtype)
+        w = w[:, None, :, :] if self.relax == "translation" else w  # (L, G or 1, H, W)
+        y = (y * w[None, :, None]).sum(1).reshape(b, fo * n, h, wd)
+        bias = self.expand_bias()
+        return y if bias is None else y + bias.view(1, -1, 1, 1).to(y.dtype)
+
     def equivariance_penalty(self) -> torch.Tensor:
-        """``sum_l sum_{g,h} |w_l(g) - w_l(h)|`` (raw, ordered pairs, no ``alpha``)."""
+        """``sum_l sum_{g,h} |w_l(g) - w_l(h)|`` (raw, ordered pairs, no ``alpha``);
+        with position-dependent weights the pair term is averaged over positions and
+        the smoothness over positions is added."""
         w = self.relaxed_weights
-        return (w[:, :, None] - w[:, None, :]).abs().sum()
+        if self.relax == "rotation":
+            return (w[:, :, None] - w[:, None, :]).abs().sum()
+        smooth = ((w[..., 1:] - w[..., :-1]).abs().mean()
+                  + (w[..., 1:, :] - w[..., :-1, :]).abs().mean())
+        if self.relax == "translation":
+            return smooth
+        pairs = (w[:, :, None] - w[:, None, :]).abs().sum(dim=(0, 1, 2)).mean()
+        return pairs + smooth
+
+    @torch.no_grad()
+    def export(self) -> nn.Module:
+        if self.relax == "rotation":
+            return super().export()
+        import copy
+        return copy.deepcopy(self)  # position-dependent: the layer itself is plain ops
 
     def relaxation_weights(self) -> dict[str, torch.Tensor]:
         return {"w": self.relaxed_weights}
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", num_banks={self.num_banks}"
+        return super().extra_repr() + f", num_banks={self.num_banks}, relax={self.relax!r}"

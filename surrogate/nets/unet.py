@@ -93,9 +93,20 @@ class FieldUNet(nn.Module):
             "upsample": upsample, "norm_groups": norm_groups,
             "breaking_inputs": list(self.breaking.names), **conv_kwargs}
 
-        conv = partial(_make_conv, conv_cls, conv_kwargs)
-        block = partial(ResidualBlock, conv, group, kernel_size=kernel_size,
-                        norm_groups=norm_groups)
+        if conv_kwargs.get("grid") is not None:  # position-dependent layers: one grid per level
+            conv_kwargs["grid"] = _level_grid(conv_kwargs["grid"], 0, depth)
+            self.config["grid"] = list(conv_kwargs["grid"])
+
+        def conv_at(level: int):
+            kw = dict(conv_kwargs)
+            if kw.get("grid") is not None:
+                kw["grid"] = _level_grid(kw["grid"], level, depth)
+            return partial(_make_conv, conv_cls, kw)
+
+        def block(level: int, w_in: int, w_out: int) -> ResidualBlock:
+            return ResidualBlock(conv_at(level), group, w_in, w_out, kernel_size=kernel_size,
+                                 norm_groups=norm_groups)
+        conv = conv_at(0)
         self.lift = FieldLift(layout, group)
         n_f = self.lift.out_fields
         # aux fields lifted as the state is (vectors rho_1, scalars trivial); no buffers
@@ -112,12 +123,13 @@ class FieldUNet(nn.Module):
         self.encoder = nn.ModuleList()
         for i, w in enumerate(widths):
             w_in = widths[max(i - 1, 0)]
-            self.encoder.append(nn.Sequential(*[block(w_in if j == 0 else w, w)
+            self.encoder.append(nn.Sequential(*[block(i, w_in if j == 0 else w, w)
                                                 for j in range(num_blocks)]))
         self.decoder = nn.ModuleList()
         for i in reversed(range(depth - 1)):
             w_in = widths[i + 1] + widths[i]
-            self.decoder.append(nn.Sequential(*[block(w_in if j == 0 else widths[i], widths[i])
+            self.decoder.append(nn.Sequential(*[block(i, w_in if j == 0 else widths[i],
+                                                      widths[i])
                                                 for j in range(num_blocks)]))
         self.head = conv(group, widths[0], n_f, 1)
         self.project = FieldProjection(layout, group)
@@ -248,6 +260,15 @@ class FieldUNet(nn.Module):
         return (f"name={self.config['name']!r}, group={self.group.name}, T_in={self.T_in}, "
                 f"widths={self.widths}, breaking_inputs={list(self.breaking.names)}, "
                 f"exported={self.exported}")
+
+
+def _level_grid(grid, level: int, depth: int) -> tuple[int, int]:
+    """The ``(H, W)`` of U-Net level ``level`` for input grid ``grid``."""
+    h, w = (int(g) for g in grid)
+    m = 2 ** (depth - 1)
+    if h % m or w % m:
+        raise ValueError(f"grid {h}x{w} must be divisible by 2**(depth-1) = {m}")
+    return h >> level, w >> level
 
 
 def _make_conv(conv_cls, conv_kwargs, group, in_fields, out_fields, kernel_size):

@@ -146,7 +146,8 @@ def test_layouts_and_options():
 
 
 def test_registry_errors():
-    assert available_models() == MODELS
+    # the paper's other models, tested in test_relaxed_translation.py / test_rpp.py
+    assert available_models() == MODELS + ["rpp_unet", "relaxed_conv_unet"]
     with pytest.raises(ValueError, match="relaxed_gconv_unet"):
         build_model("resnet")
     with pytest.raises(ValueError, match="hidden"):

@@ -1,0 +1,37 @@
+"""relaxed_conv_unet through training, checkpoint, forecast and evaluate (issue 12)."""
+
+import numpy as np
+import pytest
+
+import evaluate
+from surrogate.forecast import ForecastError, load
+from surrogate.checkpoint import read_checkpoint
+from train import fit
+
+from train_fixtures import N, tiny_config
+
+
+def test_trains_records_its_grid_and_refuses_another(tiny_nc, tmp_path):
+    best = fit(tiny_config(tiny_nc, tmp_path / "run", model="relaxed_conv_unet", epochs=2))
+    ck = read_checkpoint(best)
+    assert ck["model_config"]["grid"] == [N, N]
+    sur = load(best)
+    hist = np.zeros((1, 2, 3, N, N), np.float32)
+    assert sur.forecast(hist, steps=2).sizes["time"] == 2
+    with pytest.raises(ForecastError, match=f"trained on a {N}x{N} grid"):
+        sur.forecast(np.zeros((1, 2, 3, 2 * N, 2 * N), np.float32), steps=1)
+    # training moved the position-dependent weights: evaluate reports where
+    out = evaluate.run(best, tiny_nc, splits="test-domain", steps=2, out=tmp_path / "rep",
+                       device="cpu", figures=True, gif=False)
+    md = (out / "summary.md").read_text()
+    assert "| translation |" in md
+    assert (out / "relaxation_relaxed_conv_unet.png").is_file() or \
+        list(out.glob("relaxation_*.png"))
+
+
+def test_roto_translation_relaxation_trains_with_the_data_grid(tiny_nc, tmp_path):
+    cfg = tiny_config(tiny_nc, tmp_path / "both", model="relaxed_gconv_unet", epochs=1,
+                      model_config={"hidden": 2, "depth": 2, "norm_groups": 1,
+                                    "relax": "both"})
+    ck = read_checkpoint(fit(cfg))
+    assert ck["model_config"]["relax"] == "both" and ck["model_config"]["grid"] == [N, N]
