@@ -253,8 +253,11 @@ class LayerRelaxation:
     banks divided by its mean over ``g`` (all 1 = equivariant), keyed by element name;
     for ``steerable`` a ``(k, k)`` array, the RMS deviation at each kernel position
     relative to the RMS of ``w``. ``matrix``: ``w`` itself (group) or the profile
-    (steerable), for heatmaps; ``"translation"`` (relaxed translation conv, ``w``
-    ``(L, H, W)``): an ``(H, W)`` map of the deviation from the mean over positions. ``symmetry``: the largest subgroup whose violation is below
+    (steerable), for heatmaps; ``"rpp"`` (residual pathway prior:
+    ``||W_plain|| / ||W_equivariant||``, profile the RMS of the plain path per kernel
+    offset relative to the equivariant one); ``"translation"`` (relaxed translation
+    conv, ``w`` ``(L, H, W)``): an ``(H, W)`` map of the deviation from the mean over
+    positions. ``symmetry``: the largest subgroup whose violation is below
     :data:`DISCOVERY_TOLERANCE` (group kind only) and ``violations`` per subgroup."""
 
     name: str
@@ -353,7 +356,13 @@ def relaxation_summary(model: nn.Module) -> list[LayerRelaxation]:
     out = []
     for name, d in collect_relaxation_weights(model).items():
         w = d["w"].double().numpy()
-        if w.ndim == 2:
+        if "equivariant" in d:  # residual pathway prior: plain path against equivariant
+            eq = d["equivariant"].double().numpy()
+            rel = float(np.linalg.norm(w) / (np.linalg.norm(eq) or 1e-30))
+            prof = np.sqrt((w ** 2).mean(axis=(0, 1))) / (math.sqrt(float((eq ** 2).mean()))
+                                                          or 1e-30)
+            out.append(LayerRelaxation(name, "rpp", w.shape, rel, prof, prof))
+        elif w.ndim == 2:
             out.append(_group_layer(name, w, _group_of(model, name)))
         elif w.ndim == 5:
             out.append(_steerable_layer(name, w))

@@ -322,6 +322,10 @@ def _md_relaxation(evals: Sequence[ModelEvaluation]) -> list[str]:
                 if l.kind == "group":
                     prof = ", ".join(f"{k} {v:.3g}" for k, v in l.profile.items())
                     sym = l.symmetry or "trivial"
+                elif l.kind == "rpp":
+                    sym = "plain path / equivariant path (norms)"
+                    prof = " / ".join(" ".join(f"{v:.2g}" for v in row)
+                                      for row in np.asarray(l.profile))
                 elif l.kind == "translation":
                     p = np.asarray(l.profile)
                     i, j = np.unravel_index(int(np.argmax(p)), p.shape)

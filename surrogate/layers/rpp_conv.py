@@ -56,7 +56,9 @@ class RPPConv(RegularConv):
         return self.plain_weight.square().sum() + self.rpp_ratio * self.weight.square().sum()
 
     def relaxation_weights(self) -> dict[str, torch.Tensor]:
-        return {"plain": self.plain_weight}
+        """``w``: the plain path; ``equivariant``: the expanded equivariant kernel (the
+        size of one against the other is how far the layer left equivariance)."""
+        return {"w": self.plain_weight, "equivariant": self.equivariant_filter()}
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", rpp_ratio={self.rpp_ratio:g}"

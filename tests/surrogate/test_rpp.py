@@ -44,3 +44,17 @@ def test_penalty_is_differentiable_and_ratio_validated():
     assert grads and all(g is not None for g in grads)
     with pytest.raises(ValueError, match="rpp_ratio"):
         build_model("rpp_unet", T_in=2, hidden=2, depth=2, rpp_ratio=-1.0)
+
+
+def test_evaluate_summarises_how_far_the_plain_path_moved():
+    from evaluate import relaxation_summary
+    m = build_model("rpp_unet", T_in=2, hidden=2, depth=2)
+    assert all(l.kind == "rpp" and l.relative_deviation == 0.0
+               for l in relaxation_summary(m))
+    with torch.no_grad():
+        for mod in m.modules():
+            if hasattr(mod, "plain_weight"):
+                mod.plain_weight.normal_(0, 0.1)
+    layers = relaxation_summary(m)
+    assert layers and all(l.relative_deviation > 0 for l in layers)
+    assert layers[0].profile.shape == (3, 3)
