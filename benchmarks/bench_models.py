@@ -65,8 +65,8 @@ def autocast(device: torch.device, amp: str):
 
 def grid_option(name: str, size: int) -> dict:
     """``{"grid": (size, size)}`` for models whose weights depend on position."""
-    from surrogate.registry import MODELS
-    return {"grid": (size, size)} if "grid" in MODELS[name].conv_options else {}
+    from surrogate.registry import needs_grid
+    return {"grid": (size, size)} if needs_grid(name, {}) else {}
 
 
 def setup_model(name: str, args, device: torch.device) -> dict:

@@ -65,12 +65,9 @@ def make_data(work: Path) -> Path:
     import simulate
     path = work / "rotation.nc"
     spec = simulate.preset("rotation", **DATA)
-    if path.exists():
-        with simulate.open_dataset(path) as ds:
-            if ds.attrs.get("spec_hash") == simulate.spec_hash(spec):
-                return path
-        path.unlink()
-    simulate.generate(spec, path)
+    if simulate.holds_spec(path, spec):
+        return path
+    simulate.generate(spec, path, overwrite=True)
     return path
 
 

@@ -36,12 +36,9 @@ def simulate_data(work: Path, res: int, steps: int) -> Path:
     import simulate
     spec = simulate.preset("translation", resolution=res, steps=steps, save_every=2)
     path = work / "translation.nc"
-    if path.exists():
-        with simulate.open_dataset(path) as ds:
-            if ds.attrs.get("spec_hash") == simulate.spec_hash(spec):
-                return path
-        path.unlink()
-    simulate.generate(spec, path, progress=False)
+    if simulate.holds_spec(path, spec):
+        return path
+    simulate.generate(spec, path, progress=False, overwrite=True)
     return path
 
 

@@ -55,13 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = simulate.preset("rotation", resolution=args.resolution, n_magnitudes=args.magnitudes,
                            base_buoyancy=args.base_buoyancy, steps=args.steps,
                            save_every=args.save_every)
-    reuse = False
-    if data.exists():
-        with simulate.open_dataset(data) as old:
-            reuse = old.attrs.get("spec_hash") == simulate.spec_hash(spec)
-        if not reuse:
-            print(f"[1/3] {data} was made with other settings: simulating anew")
-            data.unlink()
+    reuse = simulate.holds_spec(data, spec)
+    if data.exists() and not reuse:
+        print(f"[1/3] {data} was made with other settings: simulating anew")
+        data.unlink()
     if reuse:
         print(f"[1/3] reusing {data}")
     else:

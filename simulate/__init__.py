@@ -10,8 +10,8 @@ Public API::
 PhiFlow is imported only when simulating, so reading datasets stays light.
 """
 
-from .dataset import (CAUSE_VARS, FIELD_VARS, SIM_COORDS, DatasetError, merge, open_dataset,
-                      spec_hash, validate_dataset)
+from .dataset import (CAUSE_VARS, FIELD_VARS, SIM_COORDS, DatasetError, holds_spec, merge,
+                      open_dataset, spec_hash, validate_dataset)
 from .equivariance import data_equivariance_error
 from .generate import GenerateError, generate
 from .phiflow_step import SimulationError
@@ -22,4 +22,4 @@ from .scenarios import (WALLS, ScenarioSpec, SimSpec, SolverSpec, SpecError, ava
 __all__ = ["open_dataset", "validate_dataset", "DatasetError", "data_equivariance_error", "ScenarioSpec",
            "SimSpec", "SolverSpec", "SpecError", "GenerateError", "SimulationError", "preset",
            "available_scenarios", "preset_parameters", "load_spec", "spec_to_toml", "generate", "merge",
-           "WALLS", "FIELD_VARS", "CAUSE_VARS", "SIM_COORDS", "spec_hash"]
+           "WALLS", "FIELD_VARS", "CAUSE_VARS", "SIM_COORDS", "spec_hash", "holds_spec"]

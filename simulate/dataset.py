@@ -34,7 +34,8 @@ from .phiflow_step import cell_centres     # numpy only: PhiFlow is imported laz
 from .scenarios import ScenarioSpec
 
 __all__ = ["DatasetError", "open_dataset", "validate_dataset", "build_dataset", "write_dataset",
-           "merge", "SIM_COORDS", "FIELD_VARS", "CAUSE_VARS", "SCHEMA_VERSION", "spec_hash"]
+           "merge", "SIM_COORDS", "FIELD_VARS", "CAUSE_VARS", "SCHEMA_VERSION", "spec_hash",
+           "holds_spec"]
 
 SCHEMA_VERSION = 1
 DIMS = ("sim", "time", "y", "x")
@@ -91,6 +92,20 @@ class DatasetError(ValueError):
 
 def spec_hash(spec: ScenarioSpec) -> str:
     return hashlib.sha256(spec.to_json().encode()).hexdigest()[:16]
+
+
+def holds_spec(path: str | Path, spec: ScenarioSpec, shard: str = "0/1") -> bool:
+    """Whether ``path`` is a readable dataset made from ``spec`` (same spec hash) and
+    ``shard``: the check that decides whether a finished output can be reused."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with open_dataset(path) as ds:
+            return ds.attrs.get("spec_hash") == spec_hash(spec) and \
+                ds.attrs.get("shard", "0/1") == shard
+    except DatasetError:
+        return False
 
 
 def _versions() -> dict:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import DatasetError, build_dataset, open_dataset, spec_hash, write_dataset
+from .dataset import (DatasetError, build_dataset, holds_spec, open_dataset, spec_hash,
+                      write_dataset)
 from .scenarios import ScenarioSpec, SpecError
 
 __all__ = ["generate", "plan_parts", "parse_shard", "GenerateError", "format_summary"]
@@ -187,13 +188,7 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
 
     if out.exists() and not overwrite:
         if resume:
-            try:
-                done = open_dataset(out)
-                same = done.attrs.get("spec_hash") == h and done.attrs.get("shard", "0/1") == shard_s
-                done.close()
-            except DatasetError:
-                same = False
-            if same and not parts_dir.exists():
+            if holds_spec(out, spec, shard_s) and not parts_dir.exists():
                 return {"scenario": spec.name, "output": str(out), "complete": True, "already_complete": True,
                         "sims": sum(map(len, parts)), "parts_computed": 0, "parts_reused": len(parts),
                         "seconds": 0.0}

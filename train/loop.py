@@ -603,7 +603,7 @@ class Trainer:
                  f"{self.device}{f', {info.world_size} processes' if info.distributed else ''}")
         if self.start_epoch == 0:  # the untrained model: the baseline every epoch beats
             self._write_metrics({"epoch": 0, "train_loss": None, "penalty": None,
-                                 **self.validate(0), "lr": self.opt.param_groups[0]["lr"],
+                                 **self.validate(), "lr": self.opt.param_groups[0]["lr"],
                                  "epoch_time_s": 0.0, "train_samples_per_s": None,
                                  "best": False})
         for epoch in range(self.start_epoch, cfg.epochs):
@@ -611,7 +611,7 @@ class Trainer:
             lr = self.opt.param_groups[0]["lr"]
             loss, penalty, n = self.train_one_epoch(epoch)
             train_time = time.perf_counter() - t0
-            val = self.validate(epoch)
+            val = self.validate()
             improved = self._update_best(val, epoch)
             record = {"epoch": epoch + 1, "train_loss": loss, "penalty": penalty, **val,
                       "lr": lr, "epoch_time_s": time.perf_counter() - t0,
@@ -683,14 +683,13 @@ class Trainer:
             f"epoch {epoch + 1}, step {i + 1}; training stopped, {self._kept(epoch)}. "
             "Try a lower lr or a grad_clip.")
 
-    def validate(self, epoch: int) -> dict[str, Any]:
+    def validate(self) -> dict[str, Any]:
         """Valid loss and rollout RMSE (physical units) of the evaluated model (the EMA
-        copy when there is one) after ``epoch`` epochs."""
+        copy when there is one)."""
         self.model.eval()
-        val = evaluate(self.eval_fn, self.valid_loader, self.norm, self.device, K=self.K,
-                       steps=self.steps, amp=self.cfg.amp, info=self.info,
-                       weight=self.loss_weight)
-        return val
+        return evaluate(self.eval_fn, self.valid_loader, self.norm, self.device, K=self.K,
+                        steps=self.steps, amp=self.cfg.amp, info=self.info,
+                        weight=self.loss_weight)
 
     def _update_best(self, val: dict[str, Any], epoch: int) -> bool:
         if not math.isfinite(val["valid_rmse"]):

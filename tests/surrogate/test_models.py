@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from surrogate import (FieldLayout, available_models, build_model, count_parameters, export,
-                       get_group, width_for_params)
-from surrogate.symmetry import transform_fields
+                       width_for_params)
+
+from surrogate_helpers import equivariance_error
 
 MODELS = ["unet", "gconv_unet", "relaxed_gconv_unet", "steer_unet", "relaxed_steer_unet"]
 TINY = dict(T_in=2, hidden=2, depth=2)
@@ -34,22 +35,6 @@ def frames(model, n=16, batch=2, seed=0, dtype=torch.float64):
     gen = torch.Generator().manual_seed(seed)
     c = model.layout.num_channels
     return torch.randn(batch, model.T_in, c, n, n, generator=gen, dtype=dtype)
-
-
-def equivariance_error(model, x):
-    """Largest relative error over the grid-exact elements g of the model's group
-    (all of D4 for the plain unet): rotate every input frame, compare outputs."""
-    group = model.group if model.group.order > 1 else get_group("D4")
-    lay = model.layout
-    with torch.no_grad():
-        y = model(x)
-        errs = []
-        for g in group.grid_elements:
-            k, f = group.quarter_turns(g), bool(g[1])
-            gy = transform_fields(y, lay, k, f)
-            gx = transform_fields(x, lay, k, f, channel_dim=-3)
-            errs.append(((model(gx) - gy).norm() / gy.norm()).item())
-    return max(errs)
 
 
 def relaxation_parameters(model):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from surrogate import build_model
-from surrogate.symmetry import transform_fields
+
+from surrogate_helpers import equivariance_error as _err
 
 H = 16
 
@@ -14,18 +15,6 @@ def _model(relax, group="C4", seed=0):
     torch.manual_seed(seed)
     return build_model("relaxed_gconv_unet", T_in=2, hidden=2, depth=2, group=group,
                        relax=relax, grid=(H, H), alpha=1.0).double()
-
-
-def _err(model, x):
-    errs = []
-    with torch.no_grad():
-        y = model(x)
-        for g in model.group.grid_elements:
-            k, f = model.group.quarter_turns(g), bool(g[1])
-            gy = transform_fields(y, model.layout, k, f)
-            gx = transform_fields(x, model.layout, k, f, channel_dim=-3)
-            errs.append(((model(gx) - gy).norm() / gy.norm()).item())
-    return max(errs)
 
 
 X = torch.randn(2, 2, 3, H, H, dtype=torch.float64, generator=torch.Generator().manual_seed(3))

@@ -3,20 +3,9 @@
 import pytest
 import torch
 
-from surrogate import build_model, get_group
-from surrogate.symmetry import transform_fields
+from surrogate import build_model
 
-
-def _err(model, x):
-    errs = []
-    with torch.no_grad():
-        y = model(x)
-        for g in model.group.grid_elements:
-            k, f = model.group.quarter_turns(g), bool(g[1])
-            gy = transform_fields(y, model.layout, k, f)
-            gx = transform_fields(x, model.layout, k, f, channel_dim=-3)
-            errs.append(((model(gx) - gy).norm() / gy.norm()).item())
-    return max(errs)
+from surrogate_helpers import equivariance_error as _err
 
 
 @pytest.mark.parametrize("group", ["C4", "D4"])
