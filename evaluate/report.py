@@ -563,9 +563,7 @@ def _swap_in(stage: Path, out: Path) -> None:
 
 def _first_nonfinite(ds, windows: Windows, channels: Sequence[str]) -> str:
     """Where the first NaN/inf of the frames the windows read lies."""
-    for sim in dict.fromkeys(int(s) for s in windows.sims):
-        starts = windows.starts[windows.sims == sim]
-        lo, hi = int(starts.min()), int(starts.max()) + windows.T_in + windows.steps
+    for sim, (lo, hi) in windows.spans().items():
         frames = load_frames(ds, channels, sim, lo, hi)  # (T, C, H, W)
         bad = ~np.isfinite(frames)
         if bad.any():

@@ -26,7 +26,7 @@ import torch
 import xarray as xr
 
 from surrogate.breaking import CauseFieldError, read_cause_fields
-from surrogate.records import TrainingRecord
+from surrogate.records import TrainingRecord, Windows
 
 from . import metrics as M
 
@@ -126,29 +126,6 @@ def frame_dt(ds: xr.Dataset) -> float:
 
 
 # -- windows -------------------------------------------------------------------------
-@dataclass
-class Windows:
-    """The windows of one split: ``sims[i], starts[i]`` for window ``i``."""
-
-    split: str
-    sims: np.ndarray
-    starts: np.ndarray
-    T_in: int
-    steps: int
-    note: str = ""
-
-    def __len__(self) -> int:
-        return len(self.sims)
-
-    def subset(self, n: int | None) -> "Windows":
-        """At most ``n`` windows, evenly spread over the split (all when ``n`` is None)."""
-        if n is None or n >= len(self):
-            return self
-        idx = np.unique(np.linspace(0, len(self) - 1, n).round().astype(int))
-        return Windows(self.split, self.sims[idx], self.starts[idx], self.T_in, self.steps,
-                       self.note)
-
-
 def build_windows(record: TrainingRecord | dict, split: str, ds: xr.Dataset, T_in: int,
                   steps: int, stride: int | None = None,
                   max_windows: int | None = None) -> Windows:
@@ -206,32 +183,14 @@ def build_windows(record: TrainingRecord | dict, split: str, ds: xr.Dataset, T_i
         raise EvaluationError(f"split {display_split(split)!r} has no window with room for "
                               f"T_in + steps = {T_in} + {steps} frames"
                               + ("" if sims else " (it holds no simulations)"))
-    s_arr = np.repeat(np.asarray(sims, dtype=int), len(fit))
-    t_arr = np.tile(np.asarray(fit, dtype=int), len(sims))
-    return Windows(display_split(split), s_arr, t_arr, T_in, steps, note).subset(max_windows)
+    return Windows.grid(sims, fit, T_in, steps, display_split(split), note).subset(max_windows)
 
 
 def iter_batches(ds: xr.Dataset, windows: Windows, channels: Sequence[str],
                  batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(index, history (b, T_in, C, H, W), target (b, steps, C, H, W))`` batches; each
-    simulation's frames are read from the file once per batch."""
-    T, S = windows.T_in, windows.steps
-    cache: dict[int, tuple[int, np.ndarray]] = {}
-    for i0 in range(0, len(windows), batch_size):
-        idx = np.arange(i0, min(i0 + batch_size, len(windows)))
-        hist, targ = [], []
-        for i in idx:
-            sim, t = int(windows.sims[i]), int(windows.starts[i])
-            if sim not in cache:
-                cache.clear()  # windows are ordered by sim: keep one sim in memory
-                mask = windows.sims == sim
-                lo = int(windows.starts[mask].min())
-                hi = int(windows.starts[mask].max()) + T + S
-                cache[sim] = (lo, load_frames(ds, channels, sim, lo, hi))
-            lo, frames = cache[sim]
-            hist.append(frames[t - lo:t - lo + T])
-            targ.append(frames[t - lo + T:t - lo + T + S])
-        yield idx, np.stack(hist), np.stack(targ)
+    """:meth:`Windows.batches` of ``channels`` read from ``ds``."""
+    return windows.batches(lambda s, t0, t1: load_frames(ds, channels, s, t0, t1),
+                           batch_size)
 
 
 # -- evaluation ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ record             written by                       read by
 =================  ===============================  ==============================
 ``ModelConfig``    the user, TOML, the train CLI    ``build_model`` (registry)
 ``SplitRange``     ``train.splits.resolve_splits``  train loaders, evaluate windows
+``Windows``        ``SplitRange.windows``           train loaders, evaluate rollouts
 ``SplitSpec``      ``train.splits.resolve_splits``  evaluate, benchmarks, ``--resume``
 ``DataRecord``     ``train.data.FieldData``         evaluate (training files), forecast
 ``TrainingRecord`` ``train.loop`` (checkpoint)      ``Surrogate``, evaluate, benchmarks
@@ -25,14 +26,96 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
 
 from .symmetry import DEFAULT_LAYOUT, FieldLayout
 
-__all__ = ["SPLIT_NAMES", "SplitRange", "SplitSpec", "DataRecord", "TrainingRecord",
-           "ModelConfig"]
+__all__ = ["SPLIT_NAMES", "Windows", "SplitRange", "SplitSpec", "DataRecord",
+           "TrainingRecord", "ModelConfig", "fits_type"]
 
 SPLIT_NAMES = ("train", "valid", "test_future", "test_domain")
+
+#: ``frames(sim, t0, t1)``: frames ``t0 .. t1-1`` of simulation ``sim``, ``(t1-t0, C, H, W)``
+FrameReader = Callable[[int, int, int], np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class Windows:
+    """Windows ``(sims[i], starts[i])``, sim-major: window ``i`` feeds frames ``start ..
+    start+T_in-1`` of its simulation to the model and compares the next ``steps``
+    frames. Training reads them one at a time (``train.windows.WindowDataset``),
+    evaluation in batches (:meth:`batches`), both through a :data:`FrameReader`."""
+
+    sims: np.ndarray
+    starts: np.ndarray
+    T_in: int
+    steps: int
+    split: str = ""
+    note: str = ""
+
+    @classmethod
+    def grid(cls, sims: Iterable[int], starts: Iterable[int], T_in: int, steps: int,
+             split: str = "", note: str = "") -> "Windows":
+        """Every start of every simulation."""
+        sims, starts = np.asarray(list(sims), dtype=int), np.asarray(list(starts), dtype=int)
+        return cls(np.repeat(sims, len(starts)), np.tile(starts, len(sims)), T_in, steps,
+                   split, note)
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[int, int]], T_in: int, steps: int) -> "Windows":
+        """The windows ``(sim, start)`` listed."""
+        a = np.asarray(list(pairs), dtype=int).reshape(-1, 2)
+        return cls(a[:, 0], a[:, 1], T_in, steps)
+
+    def __len__(self) -> int:
+        return len(self.sims)
+
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        return int(self.sims[i]), int(self.starts[i])
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return zip(self.sims.tolist(), self.starts.tolist())
+
+    def subset(self, n: int | None) -> "Windows":
+        """At most ``n`` windows, evenly spread over the split (all when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        idx = np.unique(np.linspace(0, len(self) - 1, n).round().astype(int))
+        return dataclasses.replace(self, sims=self.sims[idx], starts=self.starts[idx])
+
+    def spans(self) -> dict[int, tuple[int, int]]:
+        """Per simulation (in window order) the frames ``[lo, hi)`` its windows read."""
+        out: dict[int, tuple[int, int]] = {}
+        for s, t in self:
+            lo, hi = out.get(s, (t, t))
+            out[s] = (min(lo, t), max(hi, t + self.T_in + self.steps))
+        return out
+
+    def read(self, i: int, frames: FrameReader) -> tuple[np.ndarray, np.ndarray]:
+        """History ``(T_in, C, H, W)`` and target ``(steps, C, H, W)`` of window ``i``."""
+        s, t = self[i]
+        block = frames(s, t, t + self.T_in + self.steps)
+        return block[: self.T_in], block[self.T_in:]
+
+    def batches(self, frames: FrameReader, batch_size: int
+                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(index, history (b, T_in, C, H, W), target (b, steps, C, H, W))`` batches;
+        each simulation's frames are read once (windows are ordered by simulation)."""
+        spans, cache = self.spans(), {}
+
+        def cached(s: int, t0: int, t1: int) -> np.ndarray:
+            if s not in cache:
+                cache.clear()  # keep one simulation in memory
+                cache[s] = (spans[s][0], frames(s, *spans[s]))
+            lo, block = cache[s]
+            return block[t0 - lo:t1 - lo]
+
+        for i0 in range(0, len(self), batch_size):
+            idx = np.arange(i0, min(i0 + batch_size, len(self)))
+            hist, targ = zip(*(self.read(i, cached) for i in idx))
+            yield idx, np.stack(hist), np.stack(targ)
 
 
 @dataclass(frozen=True)
@@ -50,12 +133,9 @@ class SplitRange:
     def starts(self) -> range:
         return range(self.start, self.stop, self.stride)
 
-    def windows(self) -> list[tuple[int, int]]:
-        """``(sim, start)`` of every window, sim-major."""
-        return [(s, t) for s in self.sims for t in self.starts]
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter(self.windows())
+    def windows(self, T_in: int, split: str = "") -> Windows:
+        """Every window, for a model of ``T_in`` input frames."""
+        return Windows.grid(self.sims, self.starts, T_in, self.horizon, split)
 
     def __len__(self) -> int:
         return len(self.sims) * len(self.starts)
