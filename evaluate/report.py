@@ -23,6 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from surrogate.folders import sibling, swap_in
+
 from . import plots
 from .baselines import PERSISTENCE_LABEL, Persistence
 from .equivariance import (EquivarianceError, LayerRelaxation, data_equivariance_error,
@@ -413,7 +415,7 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     write_summary(evals, split_names, data_eq, figs, stage, meta)
     (stage / "summary.json").write_text(json.dumps(_summary_dict(evals, data_eq, meta),
                                                    indent=1, default=_json_default))
-    _swap_in(stage, final)
+    swap_in(stage, final)
     _log(f"wrote {final / 'summary.md'}, {final / 'metrics.csv'} and {len(figs)} figure(s)",
          verbose)
     return final
@@ -541,24 +543,12 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def _staging(out: Path) -> Path:
-    """A fresh sibling folder the report is written into before :func:`_swap_in`."""
-    stage = out.parent / f".{out.name}.partial"
+    """A fresh sibling folder the report is written into before :func:`swap_in`."""
+    stage = sibling(out, "partial")
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
     return stage
-
-
-def _swap_in(stage: Path, out: Path) -> None:
-    """Replace ``out`` by the complete report in ``stage`` (two renames)."""
-    old = out.parent / f".{out.name}.replaced"
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        os.rename(out, old)
-    os.rename(stage, out)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def _first_nonfinite(ds, windows: Windows, channels: Sequence[str]) -> str:

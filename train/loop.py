@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from surrogate.breaking import canonical_breaking_inputs, data_layout
 from surrogate.checkpoint import read_checkpoint, save
+from surrogate.folders import sibling, swap_in
 from surrogate.normalization import Normalization
 from surrogate.records import TrainingRecord
 from surrogate.registry import needs_grid
@@ -263,20 +264,16 @@ class _Run:
         return cls(out, out / "best.pt", out / "last.pt", out / METRICS_FILE, final)
 
 
-_RUN_FILES = ("best.pt", "last.pt")  # + METRICS_FILE: what a run owns in its folder
+_RUN_FILES = ("best.pt", "last.pt", METRICS_FILE)  # what a run owns in its folder
 
 
 def _staging_dir(out: Path) -> Path:
-    return out.parent / f".{out.name}.overwrite"
-
-
-def _replaced_dir(out: Path) -> Path:
-    return out.parent / f".{out.name}.replaced"
+    return sibling(out, "overwrite")
 
 
 def _recover_swap(out: Path) -> None:
     """Finish a swap that a kill interrupted between its two renames."""
-    stage, old = _staging_dir(out), _replaced_dir(out)
+    stage, old = _staging_dir(out), sibling(out, "replaced")
     if not out.exists() and old.is_dir() and (stage / "last.pt").is_file():
         os.rename(stage, out)
     if out.exists() and old.is_dir():
@@ -284,21 +281,11 @@ def _recover_swap(out: Path) -> None:
 
 
 def _swap_in(run: _Run) -> _Run:
-    """Move the new run from its staging folder to ``run.final``: files of the old
-    folder that are not a run's (a user's notes, a report) are carried over, then the
-    old folder is renamed away and the staging folder renamed into place."""
-    out, stage, old = run.final, run.out, _replaced_dir(run.final)
-    if old.exists():
-        shutil.rmtree(old)
-    own = set(_RUN_FILES) | {METRICS_FILE}
-    for p in out.iterdir():
-        if p.name not in own and not (p.name.startswith(".") and p.name.endswith(".tmp")) \
-                and not (stage / p.name).exists():
-            os.rename(p, stage / p.name)
-    os.rename(out, old)
-    os.rename(stage, out)
-    shutil.rmtree(old)
-    return _Run.at(out)
+    """Move the new run from its staging folder to ``run.final``, carrying over the
+    files of the old folder that are not a run's (a user's notes, a report)."""
+    swap_in(run.out, run.final, carry=lambda name: name not in _RUN_FILES and not (
+        name.startswith(".") and name.endswith(".tmp")))
+    return _Run.at(run.final)
 
 
 def _data_grid(paths) -> tuple[int, int]:
