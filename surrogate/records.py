@@ -75,9 +75,6 @@ class Windows:
     def __getitem__(self, i: int) -> tuple[int, int]:
         return int(self.sims[i]), int(self.starts[i])
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return zip(self.sims.tolist(), self.starts.tolist())
-
     def subset(self, n: int | None) -> "Windows":
         """At most ``n`` windows, evenly spread over the split (all when ``n`` is None)."""
         if n is None or n >= len(self):
