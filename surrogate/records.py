@@ -367,3 +367,14 @@ class ModelConfig:
         """``(name, default, help)`` of the options the train CLI offers as flags."""
         return [(f.name, f.default, f.metadata["help"]) for f in dataclasses.fields(cls)
                 if f.metadata.get("cli")]
+
+
+def fits_type(kind: str, v: Any) -> bool:
+    """Whether ``v`` is a value of the plain config type ``kind`` (``"bool"``, ``"int"``,
+    ``"float"``, ``"str"``) for ``build_model``'s options and train's config: a bool is
+    only a bool, an int is also a float (TOML ``lr = 1``). (``simulate`` keeps its own
+    spec checks: it does not import ``surrogate``.)"""
+    if kind == "bool":
+        return isinstance(v, bool)
+    types = {"int": int, "float": (int, float), "str": str}[kind]
+    return isinstance(v, types) and not isinstance(v, bool)

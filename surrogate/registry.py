@@ -36,7 +36,7 @@ from .breaking import canonical_breaking_inputs
 from .groups import get_group
 from .symmetry import FieldLayout
 from .nets.unet import FieldUNet
-from .records import ModelConfig
+from .records import ModelConfig, fits_type
 
 __all__ = ["build_model", "available_models", "count_parameters", "width_for_params",
            "DEFAULTS", "MODELS"]
@@ -87,23 +87,17 @@ def _conv_class(name: str) -> type[nn.Module]:
                           f"{e}") from e
 
 
+_WANTED = {"bool": "true or false", "int": "an integer", "float": "a number",
+           "str": "a string"}
+
+
 def _check_option_types(config: dict[str, Any]) -> None:
     """Options whose default is a bool / int / float / str must have that type, so that
     ``residual="False"`` (a string, hence truthy) or ``hidden=2.5`` is refused."""
     for k, v in config.items():
-        d = DEFAULTS[k]
-        if isinstance(d, bool):
-            ok, want = isinstance(v, bool), "true or false"
-        elif isinstance(d, int):
-            ok, want = isinstance(v, int) and not isinstance(v, bool), "an integer"
-        elif isinstance(d, float):
-            ok, want = isinstance(v, (int, float)) and not isinstance(v, bool), "a number"
-        elif isinstance(d, str):
-            ok, want = isinstance(v, str), "a string"
-        else:
-            continue
-        if not ok:
-            raise ValueError(f"option {k} must be {want}, got {v!r}")
+        kind = type(DEFAULTS[k]).__name__
+        if kind in _WANTED and not fits_type(kind, v):
+            raise ValueError(f"option {k} must be {_WANTED[kind]}, got {v!r}")
 
 
 def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:

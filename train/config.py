@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from surrogate.records import ModelConfig
+from surrogate.records import ModelConfig, fits_type
 
 __all__ = ["ConfigError", "SplitConfig", "TrainConfig", "load_config", "config_from_dict"]
 
@@ -197,9 +197,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-_SCALAR_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
-
-
 def _check_scalar_types(cfg) -> None:
     """Each scalar field (annotated ``int``, ``float``, ``bool``, ``str``, optionally
     ``| None``) holds a value of that type, so that a TOML typo such as ``ema = "none"``
@@ -208,13 +205,9 @@ def _check_scalar_types(cfg) -> None:
         ann = str(f.type).replace(" ", "")
         optional = ann.endswith("|None")
         base = ann.removesuffix("|None")
-        if base not in _SCALAR_TYPES:
-            continue
         v = getattr(cfg, f.name)
-        if v is None and optional:
-            continue
-        ok = isinstance(v, _SCALAR_TYPES[base]) and (base == "bool" or not isinstance(v, bool))
-        if not ok:
+        if base in ("int", "float", "bool", "str") and not (v is None and optional) \
+                and not fits_type(base, v):
             raise ConfigError(f"{f.name} must be {'a number' if base == 'float' else base}"
                               f"{' or unset' if optional else ''}, got {v!r}")
 
