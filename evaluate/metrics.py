@@ -47,7 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = [
-    "as_array", "mse", "rmse", "rmse_per_channel", "rmse_rollout", "vrmse",
+    "as_array", "rmse", "rmse_per_channel", "rmse_rollout", "vrmse",
     "energy_spectrum", "spectrum_error", "divergence", "divergence_rms", "correlation",
     "correlation_time", "CorrelationTime", "rollout_metrics", "aggregate", "VRMSE_EPS",
     "CORRELATION_THRESHOLD",
@@ -75,12 +75,6 @@ def _pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- errors --------------------------------------------------------------------------
-def mse(pred, true) -> np.ndarray:
-    """Mean squared error over ``C, H, W``: ``(B, S)``."""
-    p, t = _pair(pred, true)
-    return ((p - t) ** 2).mean(axis=(2, 3, 4))
-
-
 def rmse(pred, true, channels: Sequence[int] | None = None) -> np.ndarray:
     """The paper's RMSE per window and step, ``(B, S)``: root of the mean squared error
     over space and the selected ``channels`` (all by default)."""
