@@ -21,7 +21,6 @@ core made two-thread timings 2-10x slower and erratic on the project's 2-core bo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import platform
 import sys
@@ -35,6 +34,7 @@ if str(ROOT) not in sys.path:  # run from anywhere without relying on the instal
 import torch  # noqa: E402
 
 from surrogate import available_models, build_model, count_parameters, width_for_params  # noqa: E402
+from train.loop import autocast  # noqa: E402  (bench_speed imports it from here too)
 
 PAIRS = [("relaxed_gconv_unet", "gconv_unet"), ("relaxed_steer_unet", "steer_unet")]
 PHASES = ("train", "infer", "export")
@@ -55,12 +55,6 @@ def machine_name(device: torch.device) -> str:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def autocast(device: torch.device, amp: str):
-    if amp == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def grid_option(name: str, size: int) -> dict:

@@ -64,7 +64,7 @@ from .splits import SplitError, resolve_splits
 from .windows import WindowDataset
 
 __all__ = ["fit", "Trainer", "TrainingError", "Rollout", "multistep_loss", "train_step", "add_input_noise",
-           "resolve_device", "build_model"]
+           "resolve_device", "build_model", "autocast"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -129,7 +129,8 @@ def _penalty(model: nn.Module, device: torch.device) -> torch.Tensor:
     return p.float().reshape(())
 
 
-def _autocast(device: torch.device, amp: str):
+def autocast(device: torch.device, amp: str):
+    """bf16 autocast on ``device`` for ``amp='bf16'``, else no context."""
     if amp == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -151,7 +152,7 @@ def train_step(module: nn.Module, model: nn.Module, opt: torch.optim.Optimizer,
     info = info or D.DistInfo()
     if noise is not None:
         x = add_input_noise(x, noise)
-    with _autocast(x.device, amp):
+    with autocast(x.device, amp):
         preds = module(x, y.shape[1], pushforward, aux)
     data_loss = multistep_loss(preds, y, weight)
     penalty = _penalty(model, x.device)
@@ -188,7 +189,7 @@ def evaluate(step: nn.Module, loader, norm: Normalization, device: torch.device,
     for batch in loader:
         x, y, aux = _to_device(batch, device)
         xn, yn = normalize_batch(norm, x, y)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             pred_n = rollout(xn, max(K, steps), False, norm.normalize_aux(aux))
         pred_n = pred_n.float()
         se_n = (pred_n[:, :K] - yn[:, :K]) ** 2
