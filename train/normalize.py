@@ -30,16 +30,10 @@ __all__ = ["fit_normalization", "fit_delta_scale", "fit_aux", "normalize_batch",
            "train_frames"]
 
 
-def _frame_stop(split: SplitRange, T_in: int) -> int:
-    """One past the last frame the windows of a non-empty ``split`` read."""
-    return split.starts[-1] + T_in + split.horizon
-
-
 def train_frames(split: SplitRange, T_in: int) -> list[tuple[int, int]]:
     """``(sim, frame)`` pairs covered by the windows of ``split``."""
-    if len(split) == 0:
-        return []
-    return [(s, t) for s in split.sims for t in range(split.start, _frame_stop(split, T_in))]
+    return [(s, t) for s, (lo, hi) in split.windows(T_in).spans().items()
+            for t in range(lo, hi)]
 
 
 def fit_delta_scale(data: FieldData, split: SplitRange, T_in: int,
@@ -49,11 +43,10 @@ def fit_delta_scale(data: FieldData, split: SplitRange, T_in: int,
     one simulation at a time."""
     if len(split) == 0:
         raise ValueError("cannot fit the delta scale: the train split is empty")
-    stop = _frame_stop(split, T_in)
     sums = np.zeros(len(layout.channels))
     count = 0
-    for s in split.sims:
-        d = np.diff(data.frames(s, split.start, stop).astype(np.float64), axis=0)
+    for s, (lo, hi) in split.windows(T_in).spans().items():
+        d = np.diff(data.frames(s, lo, hi).astype(np.float64), axis=0)
         if not np.isfinite(d).all():
             raise ValueError(f"cannot fit the delta scale: sim {s} contains NaN or Inf")
         sums += (d ** 2).sum(axis=(0, 2, 3))
