@@ -20,6 +20,8 @@ record             written by                       read by
 A split is a set of windows ``(sim, start)``: the window starting at frame ``start``
 feeds frames ``start .. start+T_in-1`` to the model and compares the next ``horizon``
 frames. Sims index the dataset files concatenated in the order training was given them.
+:class:`Windows` are those windows as arrays, derived from a ``SplitRange`` (never
+stored), with the one way to read and batch them.
 """
 
 from __future__ import annotations
