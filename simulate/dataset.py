@@ -51,6 +51,8 @@ CAUSE_VARS = {
     "obstacle_mask": ("fraction of the cell covered by an obstacle", "1"),
     "open_mask": ("1 on cells adjacent to an open (outflow) wall", "1"),
 }
+#: coordinates that datasets written before they existed lack
+_OPTIONAL_COORDS = ("warmup_steps",)
 # name: (getter, dtype, long_name, units)
 SIM_COORDS = {
     "wall": (lambda s: s.wall, np.int64, "inflow wall as counter-clockwise quarter turns from the bottom "
@@ -70,6 +72,8 @@ SIM_COORDS = {
                           "x of the buoyancy vector where x >= split_x", "m s-2"),
     "buoyancy_right_vy": (lambda s: np.nan if s.buoyancy_right is None else s.buoyancy_right[1], np.float64,
                           "y of the buoyancy vector where x >= split_x", "m s-2"),
+    "warmup_steps": (lambda s: s.warmup_steps, np.int64, "solver steps run before frame 0 (the "
+                     "physical time of a frame is time + warmup_steps * solver_dt)", "1"),
     "open_walls": (lambda s: ",".join(s.open_walls), str, "comma-separated open walls (empty: closed box)", ""),
     "obstacle_x0": (lambda s: np.nan if s.obstacle is None else s.obstacle[0], np.float64, "obstacle box x min (NaN: none)", "m"),
     "obstacle_y0": (lambda s: np.nan if s.obstacle is None else s.obstacle[1], np.float64, "obstacle box y min", "m"),
@@ -132,7 +136,7 @@ def build_dataset(spec: ScenarioSpec, indices: Sequence[int], fields: dict, caus
     coords = {
         "sim": ("sim", np.asarray(indices, np.int64), {"long_name": "simulation index in the scenario spec"}),
         "time": ("time", np.arange(n_frames) * spec.stored_dt,
-                 {"long_name": "physical time of the stored frame", "units": "s"}),
+                 {"long_name": "time since frame 0", "units": "s"}),
         "y": ("y", centres, {"long_name": "y of the cell centre", "units": "m", "axis": "Y"}),
         "x": ("x", centres, {"long_name": "x of the cell centre", "units": "m", "axis": "X"}),
     }
@@ -262,7 +266,7 @@ def validate_dataset(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool 
         if c not in ("time", "y", "x") and "sim" in coord.dims and coord.dims != ("sim",):
             fail(f"per-simulation coordinate {c!r} has dims {coord.dims}, expected ('sim',)")
     if require_metadata:
-        missing = [c for c in SIM_COORDS if c not in ds.coords] + [a for a in ("spec", "dt") if a not in ds.attrs]
+        missing = [c for c in SIM_COORDS if c not in ds.coords and c not in _OPTIONAL_COORDS] + [a for a in ("spec", "dt") if a not in ds.attrs]
         if missing:
             fail(f"scenario metadata missing: {', '.join(missing)}")
     if check_nans:

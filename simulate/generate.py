@@ -47,7 +47,7 @@ def parse_shard(shard) -> tuple[int, int] | None:
 
 def plan_parts(spec: ScenarioSpec, batch_size: int, shard=None) -> list[list[int]]:
     """Simulation indices of each part: the shard's contiguous block of simulations,
-    grouped by (open walls, obstacle) in spec order, each group split into equal batches."""
+    grouped by (open walls, obstacle, warm-up) in spec order, each group split into equal batches."""
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise GenerateError(f"batch_size must be a positive integer, got {batch_size!r}")
     idx = np.arange(len(spec.sims))
@@ -253,7 +253,7 @@ def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts
 
     spec_json = spec.to_json()
     stats = []
-    total_steps = len(todo) * spec.steps
+    total_steps = sum(spec.sims[parts[k][0]].warmup_steps + spec.steps for k in todo)
     from tqdm.auto import tqdm
     bar = tqdm(total=total_steps, unit="step", desc=f"{spec.name} ({sum(len(parts[k]) for k in todo)} sims)",
                disable=not progress or total_steps == 0, dynamic_ncols=True)
@@ -281,7 +281,8 @@ def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts
         "parts_computed": len(stats), "parts_reused": len(done), "parts_remaining": len(remaining),
         "complete": not remaining, "already_complete": False,
         "compute_seconds": sum(s["seconds"] for s in stats),
-        "sim_steps_computed": sum(s["sims"] for s in stats) * spec.steps,
+        "sim_steps_computed": sum(len(parts[s["part"]]) * (spec.sims[parts[s["part"]][0]].warmup_steps
+                                                           + spec.steps) for s in stats),
         "max_residual_over_tolerance": max((s["max_residual_over_tolerance"] for s in stats), default=float("nan")),
     }
     if not remaining:

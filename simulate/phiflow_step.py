@@ -157,20 +157,21 @@ def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | Non
                    jit: bool = True, device: str = "auto", on_step=None,
                    return_state: bool = False) -> dict:
     """Run the simulations ``spec.sims[i] for i in indices`` together (they must share
-    open walls and obstacle). Returns ``{"u", "v", "density"}`` arrays ``(n, T, y, x)``
+    open walls, obstacle and warm-up). Returns ``{"u", "v", "density"}`` arrays ``(n, T, y, x)``
     float32 (``T = spec.n_frames``; frame 0 is the initial state) and ``"stats"``.
-    ``on_step()`` is called after every solver step."""
+    ``on_step()`` is called after every solver step, the ``warmup_steps`` the batch shares
+    before frame 0 included."""
     flow = _phi()
     math = flow.math
     sims = [spec.sims[i] for i in indices]
     keys = {s.static_key for s in sims}
     if len(keys) != 1:
-        raise ValueError("simulate_batch: all simulations of a batch must share open_walls and obstacle")
+        raise ValueError("simulate_batch: all simulations of a batch must share open_walls, obstacle and warmup_steps")
     if causes is None:
         causes = cause_fields(spec, sims)
     nb, res, dt = len(sims), spec.resolution, spec.dt
     sv = spec.solver
-    open_walls, obstacle = sims[0].static_key
+    open_walls, obstacle, warmup = sims[0].static_key
     if device == "auto":
         import torch
         device = "GPU" if torch.cuda.is_available() else "CPU"
@@ -210,8 +211,9 @@ def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | Non
             out["u"][:, f] = c[..., 0]
             out["v"][:, f] = c[..., 1]
 
-        store(0)
-        for s in range(1, spec.steps + 1):
+        if warmup == 0:
+            store(0)
+        for s in range(1, warmup + spec.steps + 1):
             smoke, vel, pressure, res_norm, rhs_norm = fn(smoke, vel, pressure, source, buoy)
             r = np.asarray(res_norm.numpy("sim"), float).reshape(nb)
             tol = np.maximum(sv.rel_tol * np.asarray(rhs_norm.numpy("sim"), float).reshape(nb), sv.abs_tol(res))
@@ -223,8 +225,10 @@ def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | Non
                     f"simulation {indices[b]} (scenario {spec.name!r}): pressure solve did not converge "
                     f"at step {s}: ||div u||_2 = {r[b]:.3g} > {sv.check_factor:g} x tolerance {tol[b]:.3g} "
                     f"(try a larger solver.max_iterations, now {sv.iterations(res)}, or precision 64)")
-            if s % spec.save_every == 0:
-                f = s // spec.save_every
+            if s == warmup:
+                store(0)
+            elif s > warmup and (s - warmup) % spec.save_every == 0:
+                f = (s - warmup) // spec.save_every
                 store(f)
                 for k in ("u", "v", "density"):
                     finite = np.isfinite(out[k][:, f]).all(axis=(1, 2))

@@ -93,6 +93,7 @@ class SimSpec:
     buoyancy_right: tuple[float, float] | None = None
     open_walls: tuple[str, ...] = ()    # subset of WALLS; the others are closed (no-slip normal)
     obstacle: tuple[float, float, float, float] | None = None   # box x0, y0, x1, y1
+    warmup_steps: int = 0               # solver steps run before frame 0 (not stored)
     # labels (metadata only, they do not change the physics)
     wall: int = -1                      # quarter-turn index of the inflow wall, -1: none
     magnitude_index: int = -1           # index of the buoyancy magnitude within the preset
@@ -109,11 +110,13 @@ class SimSpec:
         self.open_walls = tuple(sorted(set(self.open_walls), key=_wall_order))
         if self.obstacle is not None:
             self.obstacle = tuple(float(o) for o in self.obstacle)
+        if self.warmup_steps < 0:
+            raise SpecError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
     @property
     def static_key(self):
         """Settings that must be shared by all simulations of one batch."""
-        return (self.open_walls, self.obstacle)
+        return (self.open_walls, self.obstacle, self.warmup_steps)
 
 
 def _wall_order(w):
@@ -236,7 +239,11 @@ class ScenarioSpec:
 
     # --- (de)serialisation ---
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        for sim in d["sims"]:       # written only when used, so older specs keep their hash
+            if sim["warmup_steps"] == 0:
+                del sim["warmup_steps"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, allow_nan=True)
@@ -354,9 +361,24 @@ def _check_pos(name, v):
         raise SpecError(f"{name} must be a positive integer, got {v!r}")
 
 
+def _late_start(block: list[SimSpec], late_start: int) -> None:
+    """Record the training runs of odd magnitude index ``j`` (all four walls, so no run
+    is a rotated copy of a late one) after ``late_start`` solver steps of warm-up, so that
+    the train split holds the later flow regime that test-future asks about; held-out
+    runs start at frame 0 (test-domain keeps meaning their early times)."""
+    if not isinstance(late_start, int) or isinstance(late_start, bool) or late_start < 0:
+        raise SpecError(f"late_start must be a non-negative integer, got {late_start!r}")
+    for s in block:
+        if not s.heldout and s.magnitude_index % 2 == 1:
+            s.warmup_steps = late_start
+
+
 def _rotation_family(name, description, magnitude_fn, n_magnitudes, levels, resolution,
-                     inflow_radius, wall_distance, inflow_rate, heldout_fraction, params, **common):
+                     inflow_radius, wall_distance, inflow_rate, heldout_fraction, params,
+                     late_start=0, **common):
     _check_pos("n_magnitudes", n_magnitudes)
+    if not params.get("late_start"):
+        params.pop("late_start", None)   # unused: the spec (and its hash) as before
     size, r, d = _geom(resolution, inflow_radius, wall_distance)
     sims = []
     for level in levels:
@@ -364,6 +386,7 @@ def _rotation_family(name, description, magnitude_fn, n_magnitudes, levels, reso
                             magnitude_index=j, level=float(level))
                  for j in range(n_magnitudes) for k in range(4)]
         _mark_heldout(block, heldout_fraction)
+        _late_start(block, late_start)
         sims += block
     return ScenarioSpec(name=name, sims=sims, description=description, preset_params=params,
                         resolution=resolution, **common)
@@ -374,25 +397,28 @@ def _rotation_family(name, description, magnitude_fn, n_magnitudes, levels, reso
 def rotation(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float = 0.01,
              steps: int = 310, dt: float = 1.0, save_every: int = 1, seed: int = 0,
              inflow_radius: float | None = None, wall_distance: float | None = None,
-             inflow_rate: float = 0.2, heldout_fraction: float = 0.28, solver=None) -> ScenarioSpec:
+             inflow_rate: float = 0.2, heldout_fraction: float = 0.28, late_start: int = 0,
+             solver=None) -> ScenarioSpec:
     """Paper's rotation set: inflow near the middle of each wall, buoyancy away from it.
     Run ``n = 4 j + k`` (magnitude index ``j``, wall ``k``) has magnitude
     ``base_buoyancy * (n + 1)``, so magnitudes differ between walls and runs (the paper's
     k = 1..36 scaling for ``n_magnitudes=9``). Held out: an evenly spread ~28% of the runs
-    (10 of 36; every run has its own, so an unseen, magnitude)."""
+    (10 of 36; every run has its own, so an unseen, magnitude). ``late_start > 0``: the
+    training runs of odd ``j`` are recorded after that many solver steps of warm-up."""
     params = dict(locals())
     params.pop("solver")
     return _rotation_family(
         "rotation", rotation.__doc__.split("\n")[0],
         lambda j, k, level: base_buoyancy * (4 * j + k + 1), n_magnitudes, [float("nan")],
-        resolution, inflow_radius, wall_distance, inflow_rate, heldout_fraction, params,
+        resolution, inflow_radius, wall_distance, inflow_rate, heldout_fraction, params, late_start,
         **_common(resolution, steps, dt, save_every, seed, solver))
 
 
 def symmetric(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float = 0.01,
               steps: int = 310, dt: float = 1.0, save_every: int = 1, seed: int = 0,
               inflow_radius: float | None = None, wall_distance: float | None = None,
-              inflow_rate: float = 0.2, heldout_fraction: float = 0.28, solver=None) -> ScenarioSpec:
+              inflow_rate: float = 0.2, heldout_fraction: float = 0.28, late_start: int = 0,
+              solver=None) -> ScenarioSpec:
     """Control: the same magnitude ``base_buoyancy * (4 j + 1)`` for all four walls, so the
     run from wall ``k`` is the wall-0 run rotated by ``k`` quarter turns (to solver
     tolerance). Inflow positions are exact rotations about the box centre. Held out: an
@@ -402,7 +428,7 @@ def symmetric(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float 
     return _rotation_family(
         "symmetric", symmetric.__doc__.split("\n")[0],
         lambda j, k, level: base_buoyancy * (4 * j + 1), n_magnitudes, [float("nan")],
-        resolution, inflow_radius, wall_distance, inflow_rate, heldout_fraction, params,
+        resolution, inflow_radius, wall_distance, inflow_rate, heldout_fraction, params, late_start,
         **_common(resolution, steps, dt, save_every, seed, solver))
 
 
@@ -410,7 +436,8 @@ def breaking_sweep(resolution: int = 64, levels=(0.0, 0.25, 0.5, 0.75, 1.0), n_m
                    base_buoyancy: float = 0.01, asymmetry: float = 3.0,
                    steps: int = 310, dt: float = 1.0, save_every: int = 1, seed: int = 0,
                    inflow_radius: float | None = None, wall_distance: float | None = None,
-                   inflow_rate: float = 0.2, heldout_fraction: float = 0.28, solver=None) -> ScenarioSpec:
+                   inflow_rate: float = 0.2, heldout_fraction: float = 0.28, late_start: int = 0,
+                   solver=None) -> ScenarioSpec:
     """Family of rotation sets indexed by ``level`` in [0, 1]: wall ``k`` has magnitude
     ``base_buoyancy * (4 j + 1) * (1 + asymmetry * level * k)``; level 0 is ``symmetric``,
     level 1 with ``asymmetry=3`` has wall ratios 1:4:7:10 (the paper's Figure-4 scheme).
@@ -427,7 +454,7 @@ def breaking_sweep(resolution: int = 64, levels=(0.0, 0.25, 0.5, 0.75, 1.0), n_m
         "breaking_sweep", breaking_sweep.__doc__.split("\n")[0],
         lambda j, k, level: base_buoyancy * (4 * j + 1) * (1 + asymmetry * level * k),
         n_magnitudes, levels, resolution, inflow_radius, wall_distance, inflow_rate,
-        heldout_fraction, params, **_common(resolution, steps, dt, save_every, seed, solver))
+        heldout_fraction, params, late_start, **_common(resolution, steps, dt, save_every, seed, solver))
 
 
 def translation(resolution: int = 64, nx: int = 7, ny: int = 5, buoyancy_left: float = 0.1,

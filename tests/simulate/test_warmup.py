@@ -1,0 +1,67 @@
+"""Per-run warm-up: frames recorded after ``warmup_steps`` unsaved solver steps."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import simulate
+from simulate.generate import plan_parts
+
+
+def _pair(warmup: int):
+    spec = simulate.preset("rotation", resolution=16, n_magnitudes=1, steps=6, save_every=2)
+    first = spec.sims[0]
+    late = dataclasses.replace(first, warmup_steps=warmup)
+    return dataclasses.replace(spec, sims=[first, late], name="warmup_pair")
+
+
+def test_warm_run_continues_the_cold_run(tmp_path):
+    """Frame f of a run warmed up 4 steps is frame f + 2 of the same run from rest
+    (save_every 2), to solver tolerance; the dataset records the warm-up."""
+    spec = _pair(4)
+    assert plan_parts(spec, 16) == [[0], [1]]        # a batch shares its warm-up
+    s = simulate.generate(spec, tmp_path / "w.nc", progress=False)
+    assert s["sim_steps_computed"] == 6 + 10
+    ds = simulate.open_dataset(tmp_path / "w.nc", load=True)
+    assert list(ds["warmup_steps"].values) == [0, 4]
+    for v in ("u", "v", "density"):
+        cold, warm = ds[v].values[0], ds[v].values[1]
+        scale = np.abs(cold).max()
+        np.testing.assert_allclose(warm[:2], cold[2:], atol=1e-4 * scale)
+        assert np.abs(warm[3] - cold[3]).max() > 1e-3 * scale   # frame 3 is later in time
+    assert simulate.ScenarioSpec.from_json(ds.attrs["spec"]).sims[1].warmup_steps == 4
+
+
+def test_default_warmup_keeps_the_spec_hash_and_old_files_open(tmp_path):
+    spec = simulate.preset("rotation", resolution=16, n_magnitudes=1, steps=2)
+    assert "warmup_steps" not in spec.to_json()
+    assert "late_start" not in spec.to_json()
+    path = tmp_path / "old.nc"
+    simulate.generate(spec, path, progress=False)
+    ds = simulate.open_dataset(path, load=True).drop_vars("warmup_steps")
+    old = tmp_path / "old_schema.nc"
+    ds.to_netcdf(old)                   # a file written before the coordinate existed
+    assert simulate.open_dataset(old).sizes["sim"] == 4
+
+
+def test_late_start_preset():
+    spec = simulate.preset("rotation", resolution=16, n_magnitudes=4, steps=2, late_start=10)
+    late = [s for s in spec.sims if s.warmup_steps]
+    assert late and all(s.warmup_steps == 10 for s in late)
+    assert all(not s.heldout and s.magnitude_index % 2 == 1 for s in late)
+    # all four walls of a late magnitude are late unless held out (no rotated twin early)
+    for s in spec.sims:
+        if s.magnitude_index % 2 == 1 and not s.heldout:
+            assert s.warmup_steps == 10
+    assert any(s.heldout for s in spec.sims) and all(s.warmup_steps == 0 for s in spec.sims if s.heldout)
+    sym = simulate.preset("symmetric", resolution=16, n_magnitudes=2, steps=2, late_start=4)
+    assert {s.warmup_steps for s in sym.sims if s.magnitude_index == 1 and not s.heldout} == {4}
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "10"])
+def test_bad_warmup_is_refused(bad):
+    with pytest.raises(simulate.SpecError, match="late_start|warmup_steps"):
+        simulate.preset("rotation", resolution=16, n_magnitudes=2, steps=2, late_start=bad)
+    with pytest.raises(simulate.SpecError, match="warmup_steps"):
+        simulate.SimSpec(inflow_x=8, inflow_y=2, warmup_steps=bad)
