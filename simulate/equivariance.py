@@ -24,6 +24,7 @@ def _error(ds: xr.Dataset, variables) -> float:
     mag = ds["magnitude_index"].values.astype(int)
     level = ds["level"].values.astype(float) if "level" in ds.coords else np.full(len(wall), np.nan)
     level = np.where(np.isnan(level), -1.0, level)
+    warm = ds["warmup_steps"].values if "warmup_steps" in ds.coords else np.zeros(len(wall))
     needed = ("u", "v", "density") if "density" in variables else ("u", "v")
     arrs = {k: ds[k].values for k in needed if k in ds.variables}
     total, count = 0.0, 0
@@ -31,7 +32,8 @@ def _error(ds: xr.Dataset, variables) -> float:
         if wall[a] < 0:
             continue
         for b in range(len(wall)):
-            if b == a or wall[b] < 0 or wall[b] == wall[a] or mag[b] != mag[a] or level[b] != level[a]:
+            if b == a or wall[b] < 0 or wall[b] == wall[a] or mag[b] != mag[a] or level[b] != level[a] \
+                    or warm[b] != warm[a]:
                 continue
             k = (wall[b] - wall[a]) % 4          # wall b = wall a rotated by k CCW quarter turns
             if "density" in variables:
@@ -51,7 +53,8 @@ def _error(ds: xr.Dataset, variables) -> float:
 
 def data_equivariance_error(ds: xr.Dataset, variables=("u", "v"), by: str | None = None):
     """Mean absolute difference between each run and the 90-degree rotations of the runs
-    from the other walls with the same ``magnitude_index`` (and ``level``, if present):
+    from the other walls with the same ``magnitude_index`` (and ``level`` and
+    ``warmup_steps``, if present, so frames compare the same physical times):
     for runs ``a`` (wall ``k_a``) and ``b`` (wall ``k_b``), rotate ``a`` by
     ``k_b - k_a`` counter-clockwise quarter turns (:func:`simulate.symmetry.transform_fields`,
     grid and vector components) and average ``|g a - b|`` over frames, cells, the chosen
