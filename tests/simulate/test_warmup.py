@@ -79,3 +79,12 @@ def test_symmetric_data_stay_symmetric_with_late_starts(tmp_path):
     # comparing across warm-ups (coordinate dropped) is what the check avoids
     mixed = simulate.data_equivariance_error(ds.drop_vars("warmup_steps"))
     assert same_time < 1e-5 and mixed > 100 * same_time
+
+
+def test_warmup_round_trips_through_toml(tmp_path):
+    spec = simulate.preset("rotation", resolution=16, n_magnitudes=2, steps=2, late_start=6)
+    path = tmp_path / "late.toml"
+    path.write_text(simulate.spec_to_toml(spec))
+    again = simulate.load_spec(path)
+    assert [s.warmup_steps for s in again.sims] == [s.warmup_steps for s in spec.sims]
+    assert simulate.spec_hash(again) == simulate.spec_hash(spec)
