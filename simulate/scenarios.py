@@ -361,15 +361,17 @@ def _check_pos(name, v):
         raise SpecError(f"{name} must be a positive integer, got {v!r}")
 
 
-def _late_start(block: list[SimSpec], late_start: int) -> None:
-    """Record the training runs of odd magnitude index ``j`` (all four walls, so no run
-    is a rotated copy of a late one) after ``late_start`` solver steps of warm-up, so that
-    the train split holds the later flow regime that test-future asks about; held-out
-    runs start at frame 0 (test-domain keeps meaning their early times)."""
+def _late_start(sims: list[SimSpec], late_start: int, late: list[bool], params: dict) -> None:
+    """Record the training runs flagged in ``late`` after ``late_start`` solver steps of
+    warm-up, so that the train split holds the later flow regime that test-future asks
+    about; held-out runs start at frame 0 (test-domain keeps meaning their early times).
+    ``late_start = 0`` leaves the spec, and its hash, as before the option existed."""
     if not isinstance(late_start, int) or isinstance(late_start, bool) or late_start < 0:
         raise SpecError(f"late_start must be a non-negative integer, got {late_start!r}")
-    for s in block:
-        if not s.heldout and s.magnitude_index % 2 == 1:
+    if not late_start:
+        params.pop("late_start", None)
+    for s, flag in zip(sims, late):
+        if flag and not s.heldout:
             s.warmup_steps = late_start
 
 
@@ -377,8 +379,6 @@ def _rotation_family(name, description, magnitude_fn, n_magnitudes, levels, reso
                      inflow_radius, wall_distance, inflow_rate, heldout_fraction, params,
                      late_start=0, **common):
     _check_pos("n_magnitudes", n_magnitudes)
-    if not params.get("late_start"):
-        params.pop("late_start", None)   # unused: the spec (and its hash) as before
     size, r, d = _geom(resolution, inflow_radius, wall_distance)
     sims = []
     for level in levels:
@@ -386,7 +386,9 @@ def _rotation_family(name, description, magnitude_fn, n_magnitudes, levels, reso
                             magnitude_index=j, level=float(level))
                  for j in range(n_magnitudes) for k in range(4)]
         _mark_heldout(block, heldout_fraction)
-        _late_start(block, late_start)
+        # odd magnitude index: all four walls of a magnitude together, so no early run
+        # is a rotated copy of a late one (exactly so in `symmetric`)
+        _late_start(block, late_start, [s.magnitude_index % 2 == 1 for s in block], params)
         sims += block
     return ScenarioSpec(name=name, sims=sims, description=description, preset_params=params,
                         resolution=resolution, **common)
@@ -460,11 +462,13 @@ def breaking_sweep(resolution: int = 64, levels=(0.0, 0.25, 0.5, 0.75, 1.0), n_m
 def translation(resolution: int = 64, nx: int = 7, ny: int = 5, buoyancy_left: float = 0.1,
                 buoyancy_right: float = 0.2, steps: int = 310, dt: float = 0.5, save_every: int = 1,
                 seed: int = 0, inflow_radius: float | None = None, inflow_rate: float = 0.2,
-                heldout_fraction: float = 0.28, solver=None) -> ScenarioSpec:
+                heldout_fraction: float = 0.28, late_start: int = 0, solver=None) -> ScenarioSpec:
     """Paper's translation set: upward buoyancy ``buoyancy_left`` in the left half and
     ``buoyancy_right`` in the right half; inflows on an ``nx x ny`` grid (x at
     ``size*(i+1)/(nx+1)``, y at ``size*5(j+1)/64``: 8..56 x 5..25 at 64x64).
-    Held out: an evenly spread ~28% of the inflow positions."""
+    Held out: an evenly spread ~28% of the inflow positions. ``late_start > 0``: the
+    training runs of odd inflow rows (both halves) are recorded after that many solver
+    steps of warm-up."""
     params = dict(locals())
     params.pop("solver")
     _check_pos("nx", nx)
@@ -479,6 +483,7 @@ def translation(resolution: int = 64, nx: int = 7, ny: int = 5, buoyancy_left: f
                                 buoyancy=(0.0, buoyancy_left), split_x=size / 2,
                                 buoyancy_right=(0.0, buoyancy_right)))
     _mark_heldout(sims, heldout_fraction)
+    _late_start(sims, late_start, [(k // nx) % 2 == 1 for k in range(len(sims))], params)
     return ScenarioSpec(name="translation", sims=sims, description=translation.__doc__.split("\n")[0],
                         preset_params=params, resolution=resolution, **common)
 
@@ -487,12 +492,14 @@ def boundary(resolution: int = 64, n_inflows: int = 4, n_magnitudes: int = 3, ba
              open_walls=("top",), obstacle: bool = True, steps: int = 310, dt: float = 1.0,
              save_every: int = 1, seed: int = 0, inflow_radius: float | None = None,
              wall_distance: float | None = None, inflow_rate: float = 0.2,
-             heldout_fraction: float = 0.28, solver=None) -> ScenarioSpec:
+             heldout_fraction: float = 0.28, late_start: int = 0, solver=None) -> ScenarioSpec:
     """Symmetry broken by boundary conditions: inflows along the bottom wall (x spread over
     the middle 40% of the box), buoyancy up with magnitude ``base_buoyancy * (j + 1)``,
     the walls in ``open_walls`` are open (outflow: zero-gradient velocity, zero pressure),
     and, if ``obstacle``, an off-centre box obstacle (x 55-75%, y 45-55% of the box).
-    Held out: an evenly spread ~28% of the runs ((inflow, magnitude) pairs)."""
+    Held out: an evenly spread ~28% of the runs ((inflow, magnitude) pairs).
+    ``late_start > 0``: the training runs of odd magnitude index are recorded after that
+    many solver steps of warm-up."""
     params = dict(locals())
     params.pop("solver")
     _check_pos("n_inflows", n_inflows)
@@ -516,6 +523,7 @@ def boundary(resolution: int = 64, n_inflows: int = 4, n_magnitudes: int = 3, ba
                                 buoyancy=(0.0, base_buoyancy * (j + 1)), open_walls=open_walls,
                                 obstacle=obs, wall=0, magnitude_index=j))
     _mark_heldout(sims, heldout_fraction)
+    _late_start(sims, late_start, [s.magnitude_index % 2 == 1 for s in sims], params)
     return ScenarioSpec(name="boundary", sims=sims, description=boundary.__doc__.split("\n")[0],
                         preset_params=params, resolution=resolution, **common)
 
