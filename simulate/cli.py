@@ -147,7 +147,11 @@ def _cmd_info(args):
         ds = open_dataset(f, check_nans=args.check_nans)
         a = ds.attrs
         held = int(ds["heldout"].values.sum()) if "heldout" in ds.coords else "?"
-        print(f"{f}: scenario {a.get('scenario', '?')}, sims {ds.sizes['sim']} (held out {held}), "
+        warm = ds["warmup_steps"].values if "warmup_steps" in ds.coords else []
+        late = (f", {int((warm > 0).sum())} recorded after a warm-up of "
+                f"{'/'.join(str(int(w)) for w in sorted(set(warm[warm > 0])))} steps"
+                if len(warm) and (warm > 0).any() else "")
+        print(f"{f}: scenario {a.get('scenario', '?')}, sims {ds.sizes['sim']} (held out {held}{late}), "
               f"frames {ds.sizes['time']} (dt {a.get('dt', '?')}), grid {ds.sizes['y']}x{ds.sizes['x']}, "
               f"variables {', '.join(ds.data_vars)}; valid")
         ds.close()

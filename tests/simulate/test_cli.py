@@ -71,3 +71,11 @@ def test_generate_info_merge_and_spec(tmp_path):
     (tmp_path / "s.toml").write_text(r.stdout)
     r = run("list")
     assert r.returncode == 0 and "breaking_sweep" in r.stdout
+
+
+def test_generate_with_late_start_and_info_says_so(tmp_path):
+    r = run("generate", "rotation", "--resolution", "16", "--steps", "2", "--set", "n_magnitudes=2",
+            "--set", "late_start=2", "--no-progress", "-o", tmp_path / "late.nc")
+    assert r.returncode == 0, r.stderr
+    r = run("info", tmp_path / "late.nc")
+    assert r.returncode == 0 and "recorded after a warm-up of 2 steps" in r.stdout, r.stdout + r.stderr
