@@ -51,6 +51,7 @@ from torch import nn
 from ..groups import Group
 from .group_conv import check_grid_group, expand_group_filter, group_filter_index, kaiming_std
 from .regular import RegularConv
+from .relaxed_translation_conv import check_grid, mix_banks, smoothness_penalty
 
 __all__ = ["RelaxedGroupConv", "RELAX"]
 
@@ -106,19 +107,12 @@ class RelaxedGroupConv(RegularConv):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.relax == "rotation":
             return super().forward(x)
-        if tuple(x.shape[-2:]) != self.grid:
-            raise ValueError(f"{type(self).__name__} (relax={self.relax!r}) was built for a "
-                             f"{self.grid[0]}x{self.grid[1]} grid, got "
-                             f"{x.shape[-2]}x{x.shape[-1]}")
+        check_grid(x, self.grid, f"{type(self).__name__} (relax={self.relax!r})")
         n, k, L, fo = self.group.order, self.kernel_size, self.num_banks, self.out_fields
         banks = expand_group_filter(self.weight, self.filter_index, n)
         y = F.conv2d(x, banks.reshape(L * fo * n, self.in_fields * n, k, k),
                      padding=k // 2)
-        b, _, h, wd = y.shape
-        y = y.view(b, L, fo, n, h, wd)
-        w = self.relaxed_weights.to(y.dtype)
-        w = w[:, None, :, :] if self.relax == "translation" else w  # (L, G or 1, H, W)
-        y = (y * w[None, :, None]).sum(1).reshape(b, fo * n, h, wd)
+        y = mix_banks(y, self.relaxed_weights)  # w (L, H, W) or (L, G, H, W)
         bias = self.expand_bias()
         return y if bias is None else y + bias.view(1, -1, 1, 1).to(y.dtype)
 
@@ -129,8 +123,7 @@ class RelaxedGroupConv(RegularConv):
         w = self.relaxed_weights
         if self.relax == "rotation":
             return (w[:, :, None] - w[:, None, :]).abs().sum()
-        smooth = ((w[..., 1:] - w[..., :-1]).abs().mean()
-                  + (w[..., 1:, :] - w[..., :-1, :]).abs().mean())
+        smooth = smoothness_penalty(w)
         if self.relax == "translation":
             return smooth
         pairs = (w[:, :, None] - w[:, None, :]).abs().sum(dim=(0, 1, 2)).mean()

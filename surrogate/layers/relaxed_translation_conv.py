@@ -33,16 +33,27 @@ from ..groups import Group
 from .group_conv import kaiming_std
 from .regular import RegularConv
 
-__all__ = ["RelaxedTranslationConv", "MixedConv"]
+__all__ = ["RelaxedTranslationConv", "MixedConv", "mix_banks", "smoothness_penalty",
+           "check_grid"]
 
 
-def _mix(y: torch.Tensor, w: torch.Tensor, banks: int) -> torch.Tensor:
-    """``(B, L * F, H, W)`` bank outputs -> ``sum_l w_l(x) y_l(x)``, ``(B, F, H, W)``."""
+def mix_banks(y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``(B, L * F, H, W)`` bank outputs -> ``sum_l w_l(x) y_l(x)``, ``(B, F, H, W)``.
+    ``w`` is ``(L, H, W)``, or ``(L, G, H, W)`` for outputs laid out ``(F, G)`` per bank
+    (weights per group element and position, ``relax="both"``)."""
     b, _, h, wd = y.shape
-    return (y.view(b, banks, -1, h, wd) * w.to(y.dtype)[None, :, None]).sum(1)
+    banks = y.view(b, w.shape[0], -1, *w.shape[1:])
+    return (banks * w.to(y.dtype)[None, :, None]).sum(1).reshape(b, -1, h, wd)
 
 
-def _check_grid(x: torch.Tensor, grid: tuple[int, int], name: str) -> None:
+def smoothness_penalty(w: torch.Tensor) -> torch.Tensor:
+    """``mean |w(x+e_x) - w(x)| + mean |w(x+e_y) - w(x)|`` over the last two dims."""
+    return ((w[..., 1:] - w[..., :-1]).abs().mean()
+            + (w[..., 1:, :] - w[..., :-1, :]).abs().mean())
+
+
+def check_grid(x: torch.Tensor, grid: tuple[int, int], name: str) -> None:
+    """Refuse an input whose ``(H, W)`` is not the grid a position-dependent layer has."""
     if tuple(x.shape[-2:]) != grid:
         raise ValueError(f"{name} was built for a {grid[0]}x{grid[1]} grid (its position-"
                          f"dependent weights), got {x.shape[-2]}x{x.shape[-1]}; build the "
@@ -80,18 +91,16 @@ class RelaxedTranslationConv(RegularConv):
         return torch.einsum("l,loiyx->oiyx", wbar, self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_grid(x, self.grid, type(self).__name__)
+        check_grid(x, self.grid, type(self).__name__)
         L, k = self.num_banks, self.kernel_size
         y = F.conv2d(x, self.weight.reshape(L * self.out_fields, self.in_fields, k, k),
                      padding=k // 2)
-        y = _mix(y, self.relaxed_weights, L)
+        y = mix_banks(y, self.relaxed_weights)
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1).to(y.dtype)
 
     def equivariance_penalty(self) -> torch.Tensor:
         """``mean |w(x+e_x) - w(x)| + mean |w(x+e_y) - w(x)|`` (raw, no ``alpha``)."""
-        w = self.relaxed_weights
-        return ((w[:, :, 1:] - w[:, :, :-1]).abs().mean()
-                + (w[:, 1:, :] - w[:, :-1, :]).abs().mean())
+        return smoothness_penalty(self.relaxed_weights)
 
     def relaxation_weights(self) -> dict[str, torch.Tensor]:
         return {"w": self.relaxed_weights}
@@ -123,5 +132,5 @@ class MixedConv(nn.Module):
         self.register_buffer("bias", bias if bias is not None else torch.zeros(f_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_grid(x, self.grid, "exported relaxed translation conv")
-        return _mix(self.conv(x), self.w, self.num_banks) + self.bias.view(1, -1, 1, 1)
+        check_grid(x, self.grid, "exported relaxed translation conv")
+        return mix_banks(self.conv(x), self.w) + self.bias.view(1, -1, 1, 1)
