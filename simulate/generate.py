@@ -66,6 +66,11 @@ def plan_parts(spec: ScenarioSpec, batch_size: int, shard=None) -> list[list[int
     return parts
 
 
+def _solver_steps(spec: ScenarioSpec, part: list[int]) -> int:
+    """Solver steps one part runs: the warm-up its simulations share, then ``steps``."""
+    return spec.sims[part[0]].warmup_steps + spec.steps
+
+
 def _part_path(parts_dir: Path, k: int) -> Path:
     return parts_dir / f"part-{k:05d}.nc"
 
@@ -253,7 +258,7 @@ def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts
 
     spec_json = spec.to_json()
     stats = []
-    total_steps = sum(spec.sims[parts[k][0]].warmup_steps + spec.steps for k in todo)
+    total_steps = sum(_solver_steps(spec, parts[k]) for k in todo)
     from tqdm.auto import tqdm
     bar = tqdm(total=total_steps, unit="step", desc=f"{spec.name} ({sum(len(parts[k]) for k in todo)} sims)",
                disable=not progress or total_steps == 0, dynamic_ncols=True)
@@ -281,8 +286,8 @@ def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts
         "parts_computed": len(stats), "parts_reused": len(done), "parts_remaining": len(remaining),
         "complete": not remaining, "already_complete": False,
         "compute_seconds": sum(s["seconds"] for s in stats),
-        "sim_steps_computed": sum(len(parts[s["part"]]) * (spec.sims[parts[s["part"]][0]].warmup_steps
-                                                           + spec.steps) for s in stats),
+        "sim_steps_computed": sum(len(parts[s["part"]]) * _solver_steps(spec, parts[s["part"]])
+                                  for s in stats),
         "max_residual_over_tolerance": max((s["max_residual_over_tolerance"] for s in stats), default=float("nan")),
     }
     if not remaining:

@@ -225,9 +225,7 @@ def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | Non
                     f"simulation {indices[b]} (scenario {spec.name!r}): pressure solve did not converge "
                     f"at step {s}: ||div u||_2 = {r[b]:.3g} > {sv.check_factor:g} x tolerance {tol[b]:.3g} "
                     f"(try a larger solver.max_iterations, now {sv.iterations(res)}, or precision 64)")
-            if s == warmup:
-                store(0)
-            elif s > warmup and (s - warmup) % spec.save_every == 0:
+            if s >= warmup and (s - warmup) % spec.save_every == 0:  # frame 0 after a warm-up
                 f = (s - warmup) // spec.save_every
                 store(f)
                 for k in ("u", "v", "density"):

@@ -1,14 +1,16 @@
-"""Model registry: five U-Net surrogates with one interface.
+"""Model registry: U-Net surrogates with one interface (the table :data:`MODELS`).
 
-=====================  ======================================  =================
-name                   convolution                             groups
-=====================  ======================================  =================
-``unet``               plain ``Conv2d`` (trivial group)         --
-``gconv_unet``         :class:`GroupConv`                       C4, D4
-``relaxed_gconv_unet`` :class:`RelaxedGroupConv` (``num_banks``) C4, D4
-``steer_unet``         ``SteerableConv`` (escnn)                C4, D4, C8
-``relaxed_steer_unet`` ``RelaxedSteerableConv`` (``relax_scale``) C4, D4, C8
-=====================  ======================================  =================
+=====================  ================================================  ==========
+name                   convolution                                       groups
+=====================  ================================================  ==========
+``unet``               plain ``Conv2d`` (trivial group)                   --
+``gconv_unet``         :class:`GroupConv`                                 C4, D4
+``relaxed_gconv_unet`` :class:`RelaxedGroupConv` (``num_banks``, ``relax``) C4, D4
+``steer_unet``         ``SteerableConv`` (escnn)                          C4, D4, C8
+``relaxed_steer_unet`` ``RelaxedSteerableConv`` (``relax_scale``)         C4, D4, C8
+``rpp_unet``           ``RPPConv`` (``rpp_ratio``)                        C4, D4
+``relaxed_conv_unet``  ``RelaxedTranslationConv`` (``num_banks``, grid)   --
+=====================  ================================================  ==========
 
 ``build_model(name, **config)`` accepts the options in :data:`DEFAULTS`. Options that do
 not apply to a model (``group`` for ``unet``, ``num_banks`` for all but
