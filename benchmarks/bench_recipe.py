@@ -1,14 +1,17 @@
 """Training-recipe ablation (issue 11): which ingredient makes a small surrogate beat
 persistence, measured on the demo's data at the demo's CPU budget.
 
-Every run trains one model (default ``unet``, ~60k parameters, T_in 4, K 3, batch 16,
-lr 2e-3, 15 epochs x 24 optimiser steps: ``make demo``'s budget, whose T_in is now 8) on
-the demo's ``rotation``
-dataset (32 plumes, 32x32, 8 buoyancy magnitudes per wall) and scores 20-step rollouts
-on test-future and test-domain against persistence on the same windows. Variants:
+Every run trains one model (default ``unet``, ~60k parameters) at ``make demo``'s budget
+and settings (T_in 8, K 3, batch 16, lr 4e-3, 15 epochs x 32 optimiser steps, density
+weighed 2x in the loss) on the demo's ``rotation`` dataset (32 plumes, 32x32, 8 buoyancy
+magnitudes per wall, the odd-magnitude training plumes recorded after 60 warm-up steps)
+and scores 20-step rollouts on test-future and test-domain against persistence on the
+same windows. Variants (each switches one ingredient off, or an optional one on):
 
-* ``recipe``      - the default :class:`train.TrainConfig` recipe (delta targets,
-  persistence-initialised head, noise 0.5, warm-up + cosine);
+* ``recipe``      - the demo's recipe (delta targets, persistence-initialised head,
+  noise 0.5, warm-up + cosine, density weight 2, lr 4e-3 x 480 steps);
+* ``no-density``  - every field weighed alike in the delta-unit loss;
+* ``old-budget``  - lr 2e-3 and 15 x 24 steps (the demo before 2026-12-02);
 * ``no-delta``    - targets in normalised state units (``targets="state"``);
 * ``no-persist``  - a randomly initialised head (``persistence_init=False``);
 * ``no-noise``    - no training noise;
@@ -16,9 +19,9 @@ on test-future and test-domain against persistence on the same windows. Variants
 * ``ema``         - with a weight EMA (decay 0.99);
 * ``curriculum``  - K grown from 1 to 3 over the first half of the epochs;
 * ``pushforward`` - detached feedback;
-* ``old``         - everything off: the recipe before issue 11.
+* ``old``         - everything off: the recipe before issue 11 (same lr and budget).
 
-    python benchmarks/bench_recipe.py --variants recipe no-delta old   # unet, 3 seeds
+    python benchmarks/bench_recipe.py --variants recipe no-density old   # unet, 3 seeds
     python benchmarks/bench_recipe.py --models unet gconv_unet --seeds 3 --jobs 2
 
 Runs are cached under ``--work`` (default ``benchmarks/work/recipe``; a finished run's
@@ -43,10 +46,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BASE = dict(T_in=4, K=3, batch_size=16, epochs=15, max_steps_per_epoch=24, lr=2e-3,
-            patience=None, noise=0.5)
+BASE = dict(T_in=8, K=3, batch_size=16, epochs=15, max_steps_per_epoch=32, lr=4e-3,
+            patience=None, noise=0.5, loss_weights={"density": 2.0})
 VARIANTS: dict[str, dict] = {
     "recipe": {},
+    "no-density": {"loss_weights": {}},
+    "old-budget": {"lr": 2e-3, "max_steps_per_epoch": 24},
     "no-delta": {"targets": "state"},
     "no-persist": {"persistence_init": False},
     "no-noise": {"noise": 0.0},
@@ -55,9 +60,10 @@ VARIANTS: dict[str, dict] = {
     "curriculum": {"curriculum": True},
     "pushforward": {"pushforward": True},
     "old": {"targets": "state", "persistence_init": False, "noise": 0.0,
-            "schedule": "step"},
+            "schedule": "step", "loss_weights": {}},
 }
-DATA = dict(resolution=32, n_magnitudes=8, base_buoyancy=0.00375, steps=160, save_every=2)
+DATA = dict(resolution=32, n_magnitudes=8, base_buoyancy=0.00375, steps=160, save_every=2,
+            late_start=60)
 METRICS = ("rmse_velocity", "rmse")
 
 
@@ -67,7 +73,7 @@ def make_data(work: Path) -> Path:
     spec = simulate.preset("rotation", **DATA)
     if simulate.holds_spec(path, spec):
         return path
-    simulate.generate(spec, path, overwrite=True)
+    simulate.generate(spec, path, overwrite=True, workers=2, progress=False)
     return path
 
 
@@ -93,7 +99,7 @@ def run_one(data: str, work: str, model: str, variant: str, seed: int, params: i
     cfg = train.TrainConfig(data=[data], out=str(out), model=model,
                             model_config={"hidden": hidden, "depth": 3}, seed=seed,
                             overwrite=True, device="cpu", progress=False,
-                            split=train.SplitConfig(test_steps=20), **kw)
+                            split=train.SplitConfig(test_steps=20, valid_stride=2), **kw)
     t0 = time.perf_counter()
     best = train.fit(cfg)
     train_s = time.perf_counter() - t0
@@ -165,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
          f"Measured by `benchmarks/bench_recipe.py` on {dt.date.today()} on {cpu} "
          f"({os.cpu_count()} cores, {args.jobs} runs at a time, one torch thread each), "
          f"torch {torch.__version__}; {time.time() - t0:.0f} s wall in all.", "",
-         f"Data: `rotation` {DATA}; 32 plumes, 9 held out (test-domain). Training: "
+         f"Data: `rotation` {DATA}; 32 plumes, 9 held out (test-domain), 12 training "
+         "plumes recorded after the warm-up. Training: "
          f"{BASE}, ~{args.params:,} parameters, {args.seeds} seeds. Cells: model RMSE / "
          "persistence RMSE on the same 20-step windows (below 1 beats persistence), "
          "mean ± std over seeds.", ""]

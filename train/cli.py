@@ -179,6 +179,10 @@ def _training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ema", type=_opt_float, help="weight EMA decay, or 'none'")
     g.add_argument("--curriculum", action=argparse.BooleanOptionalAction,
                    help="grow the unrolled loss from 1 to K steps over half the epochs")
+    g.add_argument("--loss-weight", dest="loss_weights", action="append", type=_kv,
+                   metavar="CHANNEL=W", help="weight of a field in the loss (repeatable; "
+                   "a vector field's components take one weight each, e.g. "
+                   "--loss-weight u=1 --loss-weight v=1); default 1")
     g.add_argument("--valid-steps", dest="valid_steps", type=int,
                    help="rollout steps of the valid RMSE (default K)")
     g.add_argument("--max-steps-per-epoch", dest="max_steps_per_epoch", type=_opt_int)
@@ -226,6 +230,8 @@ def args_to_config(ns: argparse.Namespace):
     model_cfg.update(dict(args.pop("model_opt", [])))
     if model_cfg:
         overrides["model_config"] = model_cfg
+    if "loss_weights" in args:
+        overrides["loss_weights"] = dict(args.pop("loss_weights"))
     split = {v: args.pop(k) for k, v in _SPLIT_KEYS.items() if k in args}
     if split:
         overrides["split"] = split

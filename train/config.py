@@ -18,6 +18,7 @@ model's registry name plus its constructor config) and a ``[split]`` table
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,10 @@ class TrainConfig:
       validated and saved (None: off).
     * ``curriculum``: grow the unrolled loss from 1 to ``K`` steps over the first half of
       the epochs.
+    * ``loss_weights``: extra weight of a field in the loss, by channel name (both
+      components of a vector field get one weight; unnamed channels weigh 1). With delta
+      targets every field's normalised change counts alike, so a slowly changing field
+      whose state-unit error matters (density) can be weighed up.
     """
 
     data: list[str] = field(default_factory=list)
@@ -131,6 +136,7 @@ class TrainConfig:
     warmup: float = 0.05
     ema: float | None = None
     curriculum: bool = False
+    loss_weights: dict[str, float] = field(default_factory=dict)
     valid_steps: int | None = None
     max_steps_per_epoch: int | None = None
     device: str = "auto"
@@ -158,6 +164,14 @@ class TrainConfig:
                 raise ConfigError(f"model config must not hold {k!r}: set it with "
                                   f"{'model' if k == 'name' else 'T_in'} instead")
         _check_scalar_types(self)
+        if not isinstance(self.loss_weights, dict):
+            raise ConfigError(f"loss_weights must be a table of channel name -> weight, "
+                              f"got {self.loss_weights!r}")
+        for k, w in self.loss_weights.items():
+            if not fits_type("float", w) or not (0 < w < math.inf):
+                raise ConfigError(f"loss_weights[{k!r}] must be a positive finite number, "
+                                  f"got {w!r}")
+        self.loss_weights = {str(k): float(w) for k, w in self.loss_weights.items()}
         checks = [
             (self.T_in >= 1, "T_in must be >= 1"),
             (self.K >= 1, "K must be >= 1"),
@@ -258,12 +272,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 def merge_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Overlay ``overrides`` on a TOML-layout dict: ``model`` (a name) replaces the name
-    only, ``model_config`` and ``split`` are merged key by key."""
+    only, ``model_config``, ``split`` and ``loss_weights`` are merged key by key."""
     d = dict(d)
     for k, v in overrides.items():
         if k == "model" and isinstance(d.get("model"), dict) and isinstance(v, str):
             d["model"] = {**d["model"], "name": v}
-        elif k in ("model_config", "split") and isinstance(v, dict):
+        elif k in ("model_config", "split", "loss_weights") and isinstance(v, dict):
             base = d.get(k, {})
             d[k] = {**base, **v}
         else:

@@ -10,9 +10,10 @@ Loss of one window (``x``: ``T_in`` frames, ``y``: ``K`` frames, both normalised
 
 With delta targets (the default) the residual model predicts ``x[t] + g * out`` with
 ``g = delta_scale / scale`` per channel (:attr:`Normalization.delta_gain`), and the loss
-weights are ``w_c = 1 / g_c^2``: the first step's loss is the MSE of the normalised
-one-step difference. Noise is i.i.d. Gaussian with std ``noise * g_c`` per channel (one
-value for both components of a vector, so its distribution is rotation invariant).
+weights are ``w_c = lambda_c / g_c^2`` (``lambda_c``: ``loss_weights``, 1 by default): the
+first step's loss is the (weighted) MSE of the normalised one-step difference. Noise is
+i.i.d. Gaussian with std ``noise * g_c`` per channel (one value for both components of a
+vector, so its distribution is rotation invariant).
 
 With ``pushforward`` the prediction fed back is detached, so each step's loss is
 back-propagated through that one step only while still seeing the distribution of the
@@ -63,7 +64,8 @@ from .normalize import fit_aux, fit_delta_scale, fit_normalization, normalize_ba
 from .splits import SplitError, resolve_splits
 from .windows import WindowDataset
 
-__all__ = ["fit", "Trainer", "TrainingError", "Rollout", "multistep_loss", "train_step", "add_input_noise",
+__all__ = ["fit", "Trainer", "TrainingError", "Rollout", "field_weights", "multistep_loss",
+           "train_step", "add_input_noise",
            "resolve_device", "build_model", "autocast"]
 
 METRICS_FILE = "metrics.jsonl"
@@ -99,6 +101,23 @@ class Rollout(nn.Module):
     def forward(self, x: torch.Tensor, steps: int, pushforward: bool = False,
                 aux: torch.Tensor | None = None) -> torch.Tensor:
         return autoregress(self.step, x, steps, aux, pushforward)
+
+
+def field_weights(weights: dict[str, float], layout: FieldLayout) -> torch.Tensor:
+    """Per-channel loss weights ``(C,)`` from ``{channel name: weight}`` (unnamed: 1).
+    Both components of a vector field must get one weight (a weight per component would
+    make the loss, and so the trained model, depend on the frame's orientation)."""
+    unknown = sorted(set(weights) - set(layout.channels))
+    if unknown:
+        raise ConfigError(f"loss_weights names unknown channel(s) {unknown}; the data's "
+                          f"channels are {list(layout.channels)}")
+    w = [float(weights.get(c, 1.0)) for c in layout.channels]
+    for a, b in layout.vectors:
+        wa, wb = weights.get(a), weights.get(b)
+        if (wa is None) != (wb is None) or (wa is not None and wa != wb):
+            raise ConfigError(f"loss_weights: the vector field ({a}, {b}) needs one weight "
+                              f"for both components, got {a}={wa}, {b}={wb}")
+    return torch.tensor(w, dtype=torch.float32)
 
 
 def multistep_loss(preds: torch.Tensor, y: torch.Tensor,
@@ -510,7 +529,11 @@ class Trainer:
         # scale of the training noise (and of the residual and loss weights with delta)
         gain = torch.tensor([d / s for d, s in zip(delta_scale, norm.scale)],
                             dtype=torch.float32, device=self.device)
-        self.loss_weight = 1.0 / gain ** 2 if self.delta else None
+        extra = field_weights(cfg.loss_weights, self.layout)
+        if self.delta:
+            self.loss_weight = extra.to(self.device) / gain ** 2
+        else:
+            self.loss_weight = extra.to(self.device) if cfg.loss_weights else None
         self.noise_std = cfg.noise * gain if cfg.noise > 0 else None
 
     def _init_weights(self) -> None:

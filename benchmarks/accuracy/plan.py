@@ -52,12 +52,13 @@ COST = {"unet": 1.0, "gconv_unet": 2.3, "relaxed_gconv_unet": 1.8, "steer_unet":
 # --------------------------------------------------------------------------------------
 #: the training recipe of issue 11 (docs/accuracy.md, "Training recipe"); part of every
 #: run's cache key, so results of an older recipe are never reused
-RECIPE = {"targets": "delta", "persistence_init": True, "noise": 0.5, "schedule": "cosine"}
+RECIPE = {"targets": "delta", "persistence_init": True, "noise": 0.5, "schedule": "cosine",
+          "loss_weights": {"density": 2.0}}
 
 SCALES: dict[str, dict[str, Any]] = {
     # 2 CPU cores: the demo's data design and recipe (docs/accuracy.md, "Late-started
     # plumes"): 32 runs per dataset, half of the training runs recorded after 60 warm-up
-    # steps, T_in 8, K 3, batch 16, 15 x 24 steps, ~60k parameters
+    # steps, T_in 8, K 3, batch 16, 15 x 32 steps at lr 4e-3, ~60k parameters
     "cpu": {
         "data": {"resolution": 32, "steps": 160, "save_every": 2, "late_start": 60},
         "scenario_params": {
@@ -71,7 +72,7 @@ SCALES: dict[str, dict[str, Any]] = {
                   "base_buoyancy": 0.00375},
         "model": {"depth": 3, "params": 60_000},
         "train": {"recipe": RECIPE, "T_in": 8, "K": 3, "batch_size": 16, "epochs": 15,
-                  "max_steps_per_epoch": 24, "lr": 2e-3, "lr_decay": 0.9, "patience": None,
+                  "max_steps_per_epoch": 32, "lr": 4e-3, "lr_decay": 0.9, "patience": None,
                   "valid_stride": 2, "valid_steps": None, "split_preset": "auto"},
         "eval": {"steps": 20, "max_windows": 32, "batch_size": 32},
         "seeds": 3, "jobs": 2, "device": "cpu",

@@ -56,10 +56,14 @@ depth = 2
 norm_groups = 1
 [split]
 heldout = [0]
+[loss_weights]
+density = 2.0
 """)
     ns = build_parser().parse_args(["--config", str(cfg_file), "--epochs", "2",
-                                    "--hidden", "3", "--heldout", "1,2", "--lr", "0.001"])
+                                    "--hidden", "3", "--heldout", "1,2", "--lr", "0.001",
+                                    "--loss-weight", "u=1.5", "--loss-weight", "v=1.5"])
     cfg = args_to_config(ns)
+    assert cfg.loss_weights == {"density": 2.0, "u": 1.5, "v": 1.5}
     assert (cfg.epochs, cfg.lr, cfg.model) == (2, 0.001, "relaxed_gconv_unet")
     assert cfg.model_config == {"hidden": 3, "depth": 2, "norm_groups": 1}
     assert cfg.split.heldout == [1, 2] and cfg.T_in == 2

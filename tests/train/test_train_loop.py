@@ -225,3 +225,27 @@ def test_bf16_autocast_path_and_lazy_data_run_on_cpu(tiny_nc, tmp_path):
                     pushforward=True, max_steps_per_epoch=3))
     m = _metrics(tmp_path)
     assert m[-1]["epoch"] == 1 and m[-1]["valid_rmse"] == m[-1]["valid_rmse"]  # finite
+
+
+def test_loss_weights_scale_the_loss_per_field(tiny_nc, tmp_path):
+    """The epoch-0 valid loss (the persistence-initialised model) is sum_c w_c MSE_c:
+    doubling every weight doubles it exactly; weighing density alone up raises it by
+    less than that factor. Bad weights are refused naming the problem."""
+    def loss0(sub, **kw):
+        fit(tiny_config(tiny_nc, tmp_path / sub, epochs=1, **kw))
+        return _metrics(tmp_path / sub)[0]["valid_loss"]
+
+    plain = loss0("plain")
+    assert loss0("all2", loss_weights={"u": 2, "v": 2, "density": 2}) == \
+        pytest.approx(2 * plain, rel=1e-6)
+    dens = loss0("dens3", loss_weights={"density": 3.0})
+    assert plain * 1.001 < dens < 3 * plain * 0.999
+    assert read_checkpoint(tmp_path / "dens3" / "best.pt")["metadata"]["train_config"][
+        "loss_weights"] == {"density": 3.0}
+    with pytest.raises(ConfigError, match=r"unknown channel\(s\) \['rho'\]"):
+        fit(tiny_config(tiny_nc, tmp_path / "bad1", loss_weights={"rho": 2}))
+    with pytest.raises(ConfigError, match=r"vector field \(u, v\) needs one weight"):
+        fit(tiny_config(tiny_nc, tmp_path / "bad2", loss_weights={"u": 2}))
+    for bad in (-1, 0, float("inf"), "2", True):
+        with pytest.raises(ConfigError, match="loss_weights"):
+            tiny_config(tiny_nc, tmp_path / "bad3", loss_weights={"density": bad})
