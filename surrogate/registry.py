@@ -10,6 +10,8 @@ name                   convolution                                       groups
 ``relaxed_steer_unet`` ``RelaxedSteerableConv`` (``relax_scale``)         C4, D4, C8
 ``rpp_unet``           ``RPPConv`` (``rpp_ratio``)                        C4, D4
 ``relaxed_conv_unet``  ``RelaxedTranslationConv`` (``num_banks``, grid)   --
+``combo_unet``         plain U-Net + ``GroupConv`` U-Net, outputs mixed   C4, D4
+                       by learned weights (:class:`ComboUNet`)
 =====================  ================================================  ==========
 
 ``build_model(name, **config)`` accepts the options in :data:`DEFAULTS`. Options that do
@@ -37,6 +39,7 @@ from torch import nn
 from .breaking import canonical_breaking_inputs
 from .groups import get_group
 from .symmetry import FieldLayout
+from .nets.combo import ComboUNet
 from .nets.unet import FieldUNet
 from .records import ModelConfig, fits_type
 
@@ -50,12 +53,14 @@ DEFAULTS: dict[str, Any] = ModelConfig.defaults()
 @dataclass(frozen=True)
 class ModelEntry:
     """One row of the registry: the convolution (``module:Class`` under
-    ``surrogate.layers``, imported on demand), the groups it is exact for and the
-    options passed to the convolution."""
+    ``surrogate.layers``, imported on demand), the groups it is exact for, the
+    options passed to the convolution and the network (``"unet"``: one
+    :class:`FieldUNet`; ``"combo"``: :class:`ComboUNet`)."""
 
     conv: str
     groups: tuple[str, ...]
     conv_options: tuple[str, ...] = ()
+    net: str = "unet"
 
 
 #: the registry, one table: name -> convolution, allowed groups, extra options
@@ -70,6 +75,7 @@ MODELS: dict[str, ModelEntry] = {
     "rpp_unet": ModelEntry("rpp_conv:RPPConv", ("C4", "D4"), ("rpp_ratio",)),
     "relaxed_conv_unet": ModelEntry("relaxed_translation_conv:RelaxedTranslationConv",
                                     ("trivial",), ("num_banks", "grid")),
+    "combo_unet": ModelEntry("group_conv:GroupConv", ("C4", "D4"), net="combo"),
 }
 #: options that only some models take (the others ignore them)
 _MODEL_ONLY = {k for e in MODELS.values() for k in e.conv_options}
@@ -140,14 +146,17 @@ def needs_grid(name: str, config: dict[str, Any]) -> bool:
     return "grid" in options
 
 
-def build_model(name: str, **config: Any) -> FieldUNet:
+def build_model(name: str, **config: Any) -> FieldUNet | ComboUNet:
     """Build surrogate ``name`` (see :func:`available_models`); options as in
     :data:`DEFAULTS`. The model maps ``(B, T_in, C, H, W) -> (B, C, H, W)`` (plus
     ``aux (B, C_aux, H, W)`` with ``breaking_inputs``)."""
     cfg = _resolve(name, config)
     exported = bool(cfg.pop("exported"))
     conv_kwargs = {k: cfg.pop(k) for k in MODELS[name].conv_options if k in cfg}
-    model = FieldUNet(_conv_class(name), name=name, conv_kwargs=conv_kwargs, **cfg)
+    if MODELS[name].net == "combo":
+        model = ComboUNet(name=name, **cfg)
+    else:
+        model = FieldUNet(_conv_class(name), name=name, conv_kwargs=conv_kwargs, **cfg)
     model.config = {**model.config, "exported": exported}
     if exported:
         model = model.export()

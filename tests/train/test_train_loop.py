@@ -15,7 +15,7 @@ def _metrics(out):
     return [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("model", ["unet", "relaxed_gconv_unet"])
+@pytest.mark.parametrize("model", ["unet", "relaxed_gconv_unet", "combo_unet"])
 def test_training_lowers_valid_loss_and_checkpoint_reproduces_it(tiny_nc, tmp_path, model):
     out = tmp_path / model
     best = fit(tiny_config(tiny_nc, out, model=model, epochs=3, targets="state",
