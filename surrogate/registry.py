@@ -12,6 +12,8 @@ name                   convolution                                       groups
 ``relaxed_conv_unet``  ``RelaxedTranslationConv`` (``num_banks``, grid)   --
 ``combo_unet``         plain U-Net + ``GroupConv`` U-Net, outputs mixed   C4, D4
                        by learned weights (:class:`ComboUNet`)
+``clc_unet``           ``LocallyConnectedConv`` (a kernel per position,   --
+                       smoothness penalty; grid; size-limited)
 =====================  ================================================  ==========
 
 ``build_model(name, **config)`` accepts the options in :data:`DEFAULTS`. Options that do
@@ -76,6 +78,8 @@ MODELS: dict[str, ModelEntry] = {
     "relaxed_conv_unet": ModelEntry("relaxed_translation_conv:RelaxedTranslationConv",
                                     ("trivial",), ("num_banks", "grid")),
     "combo_unet": ModelEntry("group_conv:GroupConv", ("C4", "D4"), net="combo"),
+    "clc_unet": ModelEntry("locally_connected_conv:LocallyConnectedConv", ("trivial",),
+                           ("grid",)),
 }
 #: options that only some models take (the others ignore them)
 _MODEL_ONLY = {k for e in MODELS.values() for k in e.conv_options}

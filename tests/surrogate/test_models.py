@@ -131,9 +131,10 @@ def test_layouts_and_options():
 
 
 def test_registry_errors():
-    # the paper's other models, tested in test_relaxed_translation.py, test_rpp.py and
-    # test_combo.py
-    assert available_models() == MODELS + ["rpp_unet", "relaxed_conv_unet", "combo_unet"]
+    # the paper's other models, tested in test_relaxed_translation.py, test_rpp.py,
+    # test_combo.py and test_clc.py
+    assert available_models() == MODELS + ["rpp_unet", "relaxed_conv_unet", "combo_unet",
+                                           "clc_unet"]
     with pytest.raises(ValueError, match="relaxed_gconv_unet"):
         build_model("resnet")
     with pytest.raises(ValueError, match="hidden"):

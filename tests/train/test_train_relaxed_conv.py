@@ -35,3 +35,15 @@ def test_roto_translation_relaxation_trains_with_the_data_grid(tiny_nc, tmp_path
                                     "relax": "both"})
     ck = read_checkpoint(fit(cfg))
     assert ck["model_config"]["relax"] == "both" and ck["model_config"]["grid"] == [N, N]
+
+
+def test_clc_unet_trains_records_its_grid_and_evaluate_maps_it(tiny_nc, tmp_path):
+    best = fit(tiny_config(tiny_nc, tmp_path / "clc", model="clc_unet", epochs=2))
+    ck = read_checkpoint(best)
+    assert ck["model_config"]["grid"] == [N, N]
+    sur = load(best)
+    with pytest.raises(ForecastError, match=f"trained on a {N}x{N} grid"):
+        sur.forecast(np.zeros((1, 2, 3, 2 * N, 2 * N), np.float32), steps=1)
+    out = evaluate.run(best, tiny_nc, splits="test-domain", steps=2, out=tmp_path / "rep",
+                       device="cpu", figures=False, gif=False)
+    assert "| translation |" in (out / "summary.md").read_text()
