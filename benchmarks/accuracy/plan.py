@@ -13,7 +13,7 @@ from .common import ROOT, log, stable_hash
 
 MODELS = ["unet", "gconv_unet", "relaxed_gconv_unet", "steer_unet", "relaxed_steer_unet"]
 SCENARIOS = ["rotation", "translation", "boundary", "symmetric"]
-STUDIES = ["main", "sweep", "inputs", "ablation"]
+STUDIES = ["main", "sweep", "inputs", "ablation", "table1"]
 DEFAULT_STUDIES = ["main", "sweep", "inputs"]  # ablation on request (--studies ... ablation)
 SPLITS = ["test-future", "test-domain"]
 SWEEP_MODELS = ["unet", "gconv_unet", "relaxed_gconv_unet"]
@@ -42,10 +42,26 @@ ABLATION_VARIANTS = [
     ("relaxed steerable @ strict width, relax_scale 1", "relaxed_steer_unet",
      {"relax_scale": 1.0}, "steer_unet"),
 ]
+# issue 12: the paper's Table 1 as U-Nets on one skeleton; (label, model, options,
+# scenarios or None for all); position-dependent models get the data grid
+TABLE1_ROWS = [
+    ("plain", "unet", {}, None),
+    ("strict gconv", "gconv_unet", {}, None),
+    ("strict steer", "steer_unet", {}, None),
+    ("RPP", "rpp_unet", {}, None),
+    ("combo", "combo_unet", {}, None),
+    ("CLC", "clc_unet", {"grid": True}, ["translation"]),
+    ("relaxed gconv", "relaxed_gconv_unet", {}, None),
+    ("relaxed steer", "relaxed_steer_unet", {}, None),
+    ("relaxed translation conv", "relaxed_conv_unet", {"grid": True}, None),
+    ("relaxed roto-translation", "relaxed_gconv_unet", {"relax": "both", "grid": True},
+     None),
+]
 STRICT_OF = {"relaxed_gconv_unet": "gconv_unet", "relaxed_steer_unet": "steer_unet"}
 # rough relative cost of one training step (for scheduling the longest runs first)
 COST = {"unet": 1.0, "gconv_unet": 2.3, "relaxed_gconv_unet": 1.8, "steer_unet": 3.5,
-        "relaxed_steer_unet": 1.0}
+        "relaxed_steer_unet": 1.0, "rpp_unet": 2.5, "combo_unet": 3.3, "clc_unet": 2.0,
+        "relaxed_conv_unet": 1.5}
 
 # --------------------------------------------------------------------------------------
 # Scales
@@ -208,7 +224,7 @@ def data_jobs(scale: dict, scenarios: list[str], studies: list[str], work: Path
     """The datasets the studies need, scenarios first, then the sweep's levels."""
     jobs: dict[str, DataJob] = {}
     base = dict(scale["data"])
-    need = set(scenarios) if "main" in studies else set()
+    need = set(scenarios) if ("main" in studies or "table1" in studies) else set()
     if "inputs" in studies:
         need |= set(INPUT_SCENARIOS)
     if "ablation" in studies:
@@ -249,7 +265,7 @@ def width(model: str, scale: dict, breaking: tuple, extra: dict | None = None,
     """(hidden, parameters) of ``model`` with ``extra``: at the scale's target or ``hidden``."""
     from surrogate import build_model, count_parameters, width_for_params
     extra = dict(extra or {})
-    key = (model, breaking, tuple(sorted(extra.items())), hidden, scale["model"]["params"],
+    key = (model, breaking, json.dumps(extra, sort_keys=True), hidden, scale["model"]["params"],
            scale["model"]["depth"], scale["train"]["T_in"])
     if key not in _WIDTHS:
         cfg = {"T_in": scale["train"]["T_in"], "depth": scale["model"]["depth"], **extra}
@@ -335,6 +351,20 @@ def _plan_ablation(ts: _TaskSet, seeds: list[int]) -> None:
                 ts.add("ablation", sc, label if var else m, m, (), s, extra, width_of, var)
 
 
+def _plan_table1(ts: _TaskSet, scenarios: list[str], seeds: list[int]) -> None:
+    """The rows of the paper's Table 1 on each scenario (issue 12); the main study's
+    five models are the same runs."""
+    res = ts.scale["data"]["resolution"]
+    for sc in scenarios:
+        for label, m, extra, only in TABLE1_ROWS:
+            if only is not None and sc not in only:
+                continue
+            opts = {k: ([res, res] if k == "grid" else v) for k, v in extra.items()}
+            var = label if set(opts) - {"grid"} else ""
+            for s in seeds:
+                ts.add("table1", sc, label if var else m, m, (), s, opts, variant=var)
+
+
 def plan_runs(scale: dict, studies: list[str], scenarios: list[str],
               models: list[str], seeds: list[int], djobs: list[DataJob], work: Path,
               device: str, threads: int, inputs_ok: bool) -> tuple[list[RunTask], list[str]]:
@@ -351,6 +381,8 @@ def plan_runs(scale: dict, studies: list[str], scenarios: list[str],
             notes.append("issue-7 variants with breaking inputs skipped")
     if "ablation" in studies:
         _plan_ablation(ts, seeds)
+    if "table1" in studies:
+        _plan_table1(ts, scenarios, seeds)
     return sorted(ts.tasks.values(), key=lambda t: -t.cost), notes
 
 

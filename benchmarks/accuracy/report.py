@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from .common import log, now, write_json
-from .plan import INPUT_VARIANTS, SPLITS, SWEEP_MODELS, DataJob, Plan, Settings
+from .plan import (INPUT_VARIANTS, SPLITS, SWEEP_MODELS, TABLE1_ROWS, DataJob, Plan,
+                   Settings)
 from .run import RunOutcome, persistence_baselines
 from .tables import (Agg, Base, ablation_table, collect, inputs_table, main_tables,
                      mean_std, relaxation_table, sweep_table, verdicts)
@@ -235,6 +236,28 @@ def _ablation_section(rep: Report) -> list[str]:
     return md
 
 
+def _table1_section(rep: Report) -> list[str]:
+    """The paper's Table 1 shape (issue 12): every baseline and relaxed model per
+    scenario and split, persistence as the floor."""
+    keys, params = [], {}
+    for label, m, extra, _ in TABLE1_ROWS:
+        key = label if set(extra) - {"grid"} else m
+        keys.append(key)
+        t = next((t for t in rep.plan.tasks if "table1" in t.study.split(",")
+                  and t.model == m and (t.variant or t.model) == key), None)
+        if t is not None:
+            params[key] = t.params
+    md = ["", "## The paper's Table 1 on one U-Net skeleton (issue 12)", "",
+          "Rows: " + "; ".join(f"{label} = `{m}`" + (f" ({', '.join(k for k in extra)})"
+                                                      if extra else "")
+                               for label, m, extra, _ in TABLE1_ROWS)
+          + ". `clc_unet` runs on `translation` only and cannot be sized to the common "
+          "parameter target (its smallest width has more: see params). RMSE over all "
+          "fields.", ""]
+    md += main_tables(rep.agg, rep.base, rep.st.scenarios, keys, params, len(rep.st.seeds))
+    return md
+
+
 def markdown(rep: Report) -> list[str]:
     """The lines of ``accuracy_<scale>.md``."""
     studies = rep.st.studies
@@ -247,6 +270,8 @@ def markdown(rep: Report) -> list[str]:
         md += _inputs_section(rep)
     if "ablation" in studies:
         md += _ablation_section(rep)
+    if "table1" in studies:
+        md += _table1_section(rep)
     if rep.failed:
         md += ["", "## Failed runs", ""]
         md += [f"- {r['data_key']} {r['label']} seed {r['seed']}: {r['error']}"

@@ -43,3 +43,13 @@ def test_accuracy_default_studies_leave_out_the_ablation(tmp_path):
     out = _dry_run(tmp_path, "--scale", "paper")  # no --studies: the default three
     counts = dict(re.findall(r"'(\w+)': (\d+)", out.split("runs per study:")[1]))
     assert set(counts) == {"main", "sweep", "inputs"}
+
+
+def test_accuracy_table1_study_plans_every_row_clc_on_translation_only(tmp_path):
+    out = _dry_run(tmp_path, "--scale", "smoke", "--studies", "table1", "--scenarios",
+                   "rotation", "translation")
+    counts = dict(re.findall(r"'(\w+)': (\d+)", out.split("runs per study:")[1]))
+    assert {k: int(v) for k, v in counts.items()} == {"table1": 9 + 10}
+    for name in ("rpp_unet", "combo_unet", "clc_unet", "relaxed_conv_unet",
+                 "(relaxed roto-translation)"):
+        assert name in out
