@@ -51,7 +51,7 @@ from torch import nn
 from ..groups import Group
 from .group_conv import check_grid_group, expand_group_filter, group_filter_index, kaiming_std
 from .regular import RegularConv
-from .relaxed_translation_conv import check_grid, mix_banks, smoothness_penalty
+from .relaxed_translation_conv import MixedConv, check_grid, mix_banks, smoothness_penalty
 
 __all__ = ["RelaxedGroupConv", "RELAX"]
 
@@ -131,10 +131,17 @@ class RelaxedGroupConv(RegularConv):
 
     @torch.no_grad()
     def export(self) -> nn.Module:
+        """One ``Conv2d`` (``relax="rotation"``), or, with position-dependent weights, a
+        :class:`MixedConv`: the ``L`` expanded strict kernels in one ``Conv2d`` and the
+        fixed mixing map ``w``; same outputs, no basis expansion."""
         if self.relax == "rotation":
             return super().export()
-        import copy
-        return copy.deepcopy(self)  # position-dependent: the layer itself is plain ops
+        n, k, L = self.group.order, self.kernel_size, self.num_banks
+        banks = expand_group_filter(self.weight, self.filter_index, n)
+        banks = banks.reshape(L, self.out_fields * n, self.in_fields * n, k, k)
+        bias = self.expand_bias()
+        return MixedConv(banks.detach().clone(), self.relaxed_weights.detach().clone(),
+                         None if bias is None else bias.detach().clone(), k)
 
     def relaxation_weights(self) -> dict[str, torch.Tensor]:
         return {"w": self.relaxed_weights}

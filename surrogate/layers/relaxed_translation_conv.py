@@ -117,8 +117,10 @@ class RelaxedTranslationConv(RegularConv):
 
 
 class MixedConv(nn.Module):
-    """Exported :class:`RelaxedTranslationConv`: one ``Conv2d`` with the ``L`` banks as
-    ``L * F_out`` output channels, mixed per position by the fixed map ``w``."""
+    """Exported position-dependent layer (:class:`RelaxedTranslationConv`, or a relaxed
+    group conv with ``relax`` translation / both): one ``Conv2d`` with the ``L`` banks as
+    ``L * F_out`` output channels, mixed per position by the fixed map ``w`` (``(L, H, W)``
+    or ``(L, |G|, H, W)``)."""
 
     def __init__(self, banks: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None,
                  kernel_size: int) -> None:
@@ -132,5 +134,5 @@ class MixedConv(nn.Module):
         self.register_buffer("bias", bias if bias is not None else torch.zeros(f_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_grid(x, self.grid, "exported relaxed translation conv")
+        check_grid(x, self.grid, "exported position-dependent conv")
         return mix_banks(self.conv(x), self.w) + self.bias.view(1, -1, 1, 1)

@@ -65,9 +65,15 @@ def test_both_perturbed_breaks_symmetry_penalty_grid_export():
     assert all(p.grad is not None for n, p in m.named_parameters() if "relaxed" in n)
     assert {tuple(w.shape) for w in m.relaxation_weights().values()} == \
         {(2, 4, H, H), (2, 4, H // 2, H // 2)}
-    assert torch.allclose(m.export()(X), m(X), atol=1e-10)
-    with pytest.raises(ValueError, match="built for a 16x16 grid"):
-        m(torch.randn(1, 2, 3, 2 * H, 2 * H, dtype=torch.float64))
+    ex = m.export()  # L expanded strict kernels in one Conv2d + the fixed mixing map
+    assert torch.allclose(ex(X), m(X), atol=1e-10)
+    assert not any(hasattr(mod, "expand_filter") for mod in ex.modules())
+    rebuilt = build_model(**{**m.config, "exported": True}).double()
+    rebuilt.load_state_dict(ex.state_dict())
+    assert torch.allclose(rebuilt(X), m(X), atol=1e-10)
+    for net in (m, ex):
+        with pytest.raises(ValueError, match="built for a 16x16 grid"):
+            net(torch.randn(1, 2, 3, 2 * H, 2 * H, dtype=torch.float64))
     with pytest.raises(ValueError, match="needs grid"):
         build_model("relaxed_gconv_unet", T_in=2, hidden=2, depth=2, relax="both")
     with pytest.raises(ValueError, match="relax must be one of"):
