@@ -130,7 +130,8 @@ def _model_and_training_lines(scale: dict) -> list[str]:
         + (f", early stopping patience {tr['patience']}" if tr['patience'] else
            ", no early stopping")
         + "; the checkpoint with the best valid RMSE ("
-        + f"{tr.get('valid_steps') or tr['K']}-step rollouts) is scored"]
+        + f"{tr.get('valid_steps') or tr['K']}-step rollouts) is scored"
+        + (f"; recipe {tr['recipe']}" if tr.get("recipe") else "")]
 
 
 def _split_and_score_lines(rep: Report) -> list[str]:
