@@ -242,7 +242,10 @@ def _md_split(evals: Sequence[ModelEvaluation], s: str) -> list[str]:
         m = r.summary
         eq = ev.equivariance.get(s)
         cens = m.get("corr_time_censored", 0.0)
-        ct = _pm(m, "corr_time_steps") + (" (≥, censored)" if cens >= 1 else "")
+        # windows that never drop below the threshold count the rollout length: the
+        # mean is then a lower bound, and the table says for what share of windows
+        ct = _pm(m, "corr_time_steps") + (" (≥, censored)" if cens >= 1 else
+                                          f" (≥; {cens:.0%} censored)" if cens > 0 else "")
         L.append("| " + " | ".join([
             ev.label, str(m.get("n_windows", 0)), _pm(m, "rmse"),
             "1" if ev.baseline else _fmt(ev.vs_persistence(s, "rmse"), 3),

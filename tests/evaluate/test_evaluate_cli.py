@@ -184,3 +184,22 @@ def test_module_entry_point_usage_error():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "--checkpoint" in r.stderr
+
+
+def test_summary_marks_censored_correlation_times(cli_run):
+    """A mean correlation time over windows of which some never dropped below the
+    threshold is a lower bound: the table says so, with the censored share."""
+    _, out = cli_run
+    md = (out / "summary.md").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    for m in summary["models"]:
+        for split, r in m["splits"].items():
+            section = md.split(f"## {split}\n")[1].split("\n## ")[0]
+            row = next(l for l in section.splitlines() if l.startswith(f"| {m['label']} |"))
+            cens = r["corr_time_censored"]
+            if cens >= 1:
+                assert "(≥, censored)" in row
+            elif cens > 0:
+                assert f"(≥; {cens:.0%} censored)" in row
+            else:
+                assert "censored" not in row
