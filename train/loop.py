@@ -114,7 +114,7 @@ def field_weights(weights: dict[str, float], layout: FieldLayout) -> torch.Tenso
     w = [float(weights.get(c, 1.0)) for c in layout.channels]
     for a, b in layout.vectors:
         wa, wb = weights.get(a), weights.get(b)
-        if (wa is None) != (wb is None) or (wa is not None and wa != wb):
+        if wa != wb:  # also when only one component is named
             raise ConfigError(f"loss_weights: the vector field ({a}, {b}) needs one weight "
                               f"for both components, got {a}={wa}, {b}={wb}")
     return torch.tensor(w, dtype=torch.float32)

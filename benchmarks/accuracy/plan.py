@@ -57,6 +57,14 @@ TABLE1_ROWS = [
     ("relaxed roto-translation", "relaxed_gconv_unet", {"relax": "both", "grid": True},
      None),
 ]
+
+
+def table1_key(label: str, model: str, extra: dict) -> str:
+    """A Table-1 row's key in the aggregates: its label when it sets options beyond the
+    grid (a variant of its model), else the model name (the run the main study shares)."""
+    return label if set(extra) - {"grid"} else model
+
+
 STRICT_OF = {"relaxed_gconv_unet": "gconv_unet", "relaxed_steer_unet": "steer_unet"}
 # rough relative cost of one training step (for scheduling the longest runs first)
 COST = {"unet": 1.0, "gconv_unet": 2.3, "relaxed_gconv_unet": 1.8, "steer_unet": 3.5,
@@ -360,9 +368,9 @@ def _plan_table1(ts: _TaskSet, scenarios: list[str], seeds: list[int]) -> None:
             if only is not None and sc not in only:
                 continue
             opts = {k: ([res, res] if k == "grid" else v) for k, v in extra.items()}
-            var = label if set(opts) - {"grid"} else ""
+            key = table1_key(label, m, extra)
             for s in seeds:
-                ts.add("table1", sc, label if var else m, m, (), s, opts, variant=var)
+                ts.add("table1", sc, key, m, (), s, opts, variant="" if key == m else key)
 
 
 def plan_runs(scale: dict, studies: list[str], scenarios: list[str],

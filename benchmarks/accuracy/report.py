@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .common import log, now, write_json
 from .plan import (INPUT_VARIANTS, SPLITS, SWEEP_MODELS, TABLE1_ROWS, DataJob, Plan,
-                   Settings)
+                   Settings, table1_key)
 from .run import RunOutcome, persistence_baselines
 from .tables import (Agg, Base, ablation_table, collect, inputs_table, main_tables,
                      mean_std, relaxation_table, sweep_table, verdicts)
@@ -242,7 +242,7 @@ def _table1_section(rep: Report) -> list[str]:
     scenario and split, persistence as the floor."""
     keys, params = [], {}
     for label, m, extra, _ in TABLE1_ROWS:
-        key = label if set(extra) - {"grid"} else m
+        key = table1_key(label, m, extra)
         keys.append(key)
         t = next((t for t in rep.plan.tasks if "table1" in t.study.split(",")
                   and t.model == m and (t.variant or t.model) == key), None)

@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..groups import get_group
 from ..layers.group_conv import GroupConv
 from .unet import FieldUNet
 
@@ -44,7 +43,7 @@ class ComboUNet(nn.Module):
         self.equiv = FieldUNet(GroupConv, group=group, name=name, **options)
         self.plain = FieldUNet(GroupConv, group="trivial", name=name, **options)
         self.combo_weights = nn.Parameter(torch.full((2,), 0.5))  # (w_p, w_e)
-        self.group = get_group(group) if isinstance(group, str) else group
+        self.group = self.equiv.group
         self.layout, self.T_in, self.depth = self.equiv.layout, self.equiv.T_in, self.equiv.depth
         self.residual, self.alpha = True, self.equiv.alpha
         self.breaking = self.equiv.breaking
@@ -88,8 +87,9 @@ class ComboUNet(nn.Module):
     @torch.no_grad()
     def export(self) -> "ComboUNet":
         """A copy whose two nets are exported (plain ``Conv2d`` layers): same outputs."""
-        model = copy.deepcopy(self)
-        model.equiv, model.plain = self.equiv.export(), self.plain.export()
+        # each net's export is already a copy: deep-copy the rest around them
+        memo = {id(self.equiv): self.equiv.export(), id(self.plain): self.plain.export()}
+        model = copy.deepcopy(self, memo)
         model.exported = True
         return model
 
