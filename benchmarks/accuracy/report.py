@@ -15,7 +15,7 @@ from .plan import (INPUT_VARIANTS, SPLITS, SWEEP_MODELS, TABLE1_ROWS, DataJob, P
                    Settings, table1_key)
 from .run import RunOutcome, persistence_baselines
 from .tables import (Agg, Base, ablation_table, collect, inputs_table, main_tables,
-                     mean_std, relaxation_table, sweep_table, verdicts)
+                     mean_std, ratio_tables, relaxation_table, sweep_table, verdicts)
 
 
 def machine(device: str) -> str:
@@ -52,6 +52,8 @@ class Report:
     total: float
     versions: str
     cmd: str
+    base_velocity: Base = dataclasses.field(default_factory=dict)  # persistence, u and v
+    agg_velocity: Agg = dataclasses.field(default_factory=dict)   # velocity RMSE per seed
 
     @property
     def failed(self) -> list[dict]:
@@ -151,7 +153,8 @@ def _split_and_score_lines(rep: Report) -> list[str]:
         f"{'all' if ev['max_windows'] is None else 'at most %d evenly spread' % ev['max_windows']}"
         " windows of the split; tables give mean ± sample std over "
         f"{len(seeds)} seed(s) (seeds {seeds}); bold = lowest mean in the column. "
-        "Velocity-only RMSE and VRMSE per run are in the CSV.",
+        "Velocity-only RMSE and VRMSE per run are in the CSV; the ratio tables divide "
+        "both RMSEs by persistence's on the same windows.",
         "- persistence: the last given frame repeated, on the same windows",
     ]
 
@@ -171,6 +174,8 @@ def _main_section(rep: Report) -> list[str]:
     md = ["", "## Five models at equal parameter count", ""]
     md += main_tables(rep.agg, rep.base, rep.main_scenarios, rep.st.models, params,
                       len(rep.st.seeds))
+    md += ratio_tables(rep.agg, rep.agg_velocity, rep.base, rep.base_velocity,
+                       rep.main_scenarios, rep.st.models, len(rep.st.seeds))
     md += ["Relaxed vs plain and vs its strict counterpart (relative change of the "
            "mean RMSE; negative = relaxed better):", ""]
     md += verdicts(rep.agg, rep.main_scenarios, rep.st.models)
@@ -256,6 +261,8 @@ def _table1_section(rep: Report) -> list[str]:
           "parameter target (its smallest width has more: see params). RMSE over all "
           "fields.", ""]
     md += main_tables(rep.agg, rep.base, rep.st.scenarios, keys, params, len(rep.st.seeds))
+    md += ratio_tables(rep.agg, rep.agg_velocity, rep.base, rep.base_velocity,
+                       rep.st.scenarios, keys, len(rep.st.seeds))
     return md
 
 
@@ -305,7 +312,7 @@ def _csv_rows(r: dict) -> list[list]:
     return rows
 
 
-def write_csv(path: Path, results: list[dict], base: Base) -> None:
+def write_csv(path: Path, results: list[dict], base: Base, base_vel: Base) -> None:
     """Write ``accuracy_<scale>.csv``: one row per run and split, then persistence."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -314,8 +321,10 @@ def write_csv(path: Path, results: list[dict], base: Base) -> None:
             w.writerows(_csv_rows(r))
         for k, b in base.items():
             for s in SPLITS:
+                v = base_vel.get(k, {}).get(s, math.nan)
                 w.writerow(["baseline", k, "persistence", "persistence", "", "", "", 0, s,
-                            f"{b[s]:.6g}", "", "", "", "", "", ""])
+                            f"{b[s]:.6g}", "" if math.isnan(v) else f"{v:.6g}", "", "", "",
+                            "", ""])
 
 
 def summary(rep: Report) -> dict:
@@ -328,6 +337,7 @@ def summary(rep: Report) -> dict:
         "seeds": st.seeds, "jobs": st.jobs, "threads": st.threads, "device": st.device,
         "wall_seconds": {"total": rep.total, "data": out.t_data, "runs": out.t_runs},
         "datasets": out.dinfo, "persistence": rep.base,
+        "persistence_velocity": rep.base_velocity,
         "breaking_inputs_available": rep.plan.inputs_ok,
         "breaking_inputs_note": rep.plan.why,
         "aggregate": {f"{k[0]}|{k[1]}": {s: dict(zip(("mean", "std", "n"), mean_std(v)))
@@ -379,13 +389,14 @@ def write_reports(st: Settings, plan: Plan, out: RunOutcome, cmd: str, t_start: 
                   ) -> int:
     """Score persistence, write the markdown, CSV, JSON (and plot); 1 if a run failed."""
     ev = st.scale["eval"]
-    base = persistence_baselines(plan.djobs, plan.tasks, out.results, ev)
+    base, base_vel = persistence_baselines(plan.djobs, plan.tasks, out.results, ev)
     agg = collect(out.results)
-    rep = Report(st, plan, out, base, agg, time.perf_counter() - t_start, versions(), cmd)
+    rep = Report(st, plan, out, base, agg, time.perf_counter() - t_start, versions(), cmd,
+                 base_vel, collect(out.results, "rmse_velocity"))
     md = markdown(rep)
     md_path = st.out_dir / f"accuracy_{st.scale_name}.md"
     md_path.write_text("\n".join(md) + "\n")
-    write_csv(st.out_dir / f"accuracy_{st.scale_name}.csv", out.results, base)
+    write_csv(st.out_dir / f"accuracy_{st.scale_name}.csv", out.results, base, base_vel)
     write_json(st.out_dir / f"accuracy_{st.scale_name}.json", summary(rep))
     if "sweep" in st.studies:
         sweep_plot(agg, base, plan.djobs, out.dinfo, st.models,

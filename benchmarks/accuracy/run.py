@@ -257,8 +257,9 @@ def execute(plan: Plan, jobs: int, device: str, threads: int) -> RunOutcome:
 # Persistence baseline (last given frame repeated), on the windows the models are scored on
 # --------------------------------------------------------------------------------------
 def persistence(data_path: str, checkpoint: str, steps: int, max_windows: int | None
-                ) -> dict[str, float]:
-    """RMSE per split of repeating the last given frame, on the checkpoint's windows."""
+                ) -> tuple[dict[str, float], dict[str, float]]:
+    """RMSE per split of repeating the last given frame, on the checkpoint's windows:
+    over all fields, and over the velocity (u, v; nan when the data has no u and v)."""
     import numpy as np
     import evaluate
     from evaluate import metrics as M
@@ -268,29 +269,37 @@ def persistence(data_path: str, checkpoint: str, steps: int, max_windows: int | 
     meta = read_checkpoint(checkpoint)["metadata"]
     T_in = int(meta["T_in"])
     channels = list(meta["channels"])
+    vel = [channels.index(c) for c in ("u", "v")] if {"u", "v"} <= set(channels) else None
     ds = evaluate.open_data([data_path])
-    out = {}
+    out, out_vel = {}, {}
     for split in SPLITS:
         n = rollout_steps(meta, split, steps)
         w = evaluate.build_windows(meta, split, ds, T_in, n, max_windows=max_windows)
         per: list[np.ndarray] = []
+        per_vel: list[np.ndarray] = []
         for _, hist, targ in iter_batches(ds, w, channels, 64):
             pred = np.repeat(hist[:, -1:], n, axis=1)
             per.append(M.rmse_rollout(pred, targ))
+            if vel is not None:
+                per_vel.append(M.rmse_rollout(pred, targ, vel))
         out[split] = float(np.concatenate(per).mean())
+        out_vel[split] = float(np.concatenate(per_vel).mean()) if vel else float("nan")
     ds.close()
-    return out
+    return out, out_vel
 
 
 def persistence_baselines(djobs: list[DataJob], tasks: list[RunTask], results: list[dict],
-                          ev: dict) -> dict[str, dict[str, float]]:
-    """Persistence per dataset, on the windows of its first successful run's checkpoint."""
+                          ev: dict) -> tuple[dict[str, dict[str, float]],
+                                             dict[str, dict[str, float]]]:
+    """Persistence per dataset (all fields, velocity), on the windows of its first
+    successful run's checkpoint."""
     base: dict[str, dict[str, float]] = {}
+    base_vel: dict[str, dict[str, float]] = {}
     task_of = {t.key(): t for t in tasks}
     for d in djobs:
         r = next((r for r in results if r.get("data_key") == d.key and "error" not in r), None)
         if r is not None:
             t = task_of[r["key"]]
-            base[d.key] = persistence(d.path, str(Path(t.out) / "best.pt"), ev["steps"],
-                                      ev["max_windows"])
-    return base
+            base[d.key], base_vel[d.key] = persistence(
+                d.path, str(Path(t.out) / "best.pt"), ev["steps"], ev["max_windows"])
+    return base, base_vel

@@ -42,8 +42,9 @@ def _cell_stats(agg: Agg, data_key: str, label: str, split: str) -> tuple[float,
     return mean_std(agg.get((data_key, label), {}).get(split, []))
 
 
-def collect(results: list[dict]) -> Agg:
-    """(data_key, label) -> split -> per-seed RMSE."""
+def collect(results: list[dict], metric: str = "rmse") -> Agg:
+    """(data_key, label) -> split -> per-seed score ``metric`` ("rmse": all fields,
+    "rmse_velocity": u and v; runs without the score are left out)."""
     agg: Agg = {}
     for r in results:
         if "error" in r:
@@ -58,7 +59,9 @@ def collect(results: list[dict]) -> Agg:
         for lab in labels:
             d = agg.setdefault((r["data_key"], lab), {s: [] for s in SPLITS})
             for s in SPLITS:
-                d[s].append(r["scores"][s]["rmse"])
+                v = r["scores"][s].get(metric)
+                if v is not None:
+                    d[s].append(v)
     return agg
 
 
@@ -121,6 +124,40 @@ def main_tables(agg: Agg, base: Base, scenarios: list[str], models: list[str],
         lines.append("| *persistence* | 0 | " + " | ".join(
             f"{base[sc][split]:.4f}" if sc in base else "–" for sc in scenarios) + " |")
         lines.append("")
+    return lines
+
+
+def ratio_tables(agg: Agg, agg_vel: Agg, base: Base, base_vel: Base, scenarios: list[str],
+                 models: list[str], nseeds: int) -> list[str]:
+    """Mean RMSE over persistence RMSE per model, scenario and split, for the velocity
+    (u, v) and all fields, with the cells where a model does not beat persistence."""
+    cols = [(sc, split) for sc in scenarios for split in SPLITS]
+    lines = ["### Ratio to persistence (velocity / all fields; < 1 beats it)", "",
+             "| model | " + " | ".join(f"{sc} {split}" for sc, split in cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+    losses = []
+
+    def ratio(a: Agg, b: Base, sc: str, m: str, split: str) -> float:
+        """Mean over seeds of one model's score over persistence (nan if missing)."""
+        mean, _, n = _cell_stats(a, sc, m, split)
+        den = b.get(sc, {}).get(split, math.nan)
+        return mean / den if n and den and not math.isnan(den) else math.nan
+
+    for m in models:
+        cells = []
+        for sc, split in cols:
+            rv, ra = ratio(agg_vel, base_vel, sc, m, split), ratio(agg, base, sc, m, split)
+            if math.isnan(rv) and math.isnan(ra):
+                cells.append("–")
+                continue
+            n = _cell_stats(agg, sc, m, split)[2]
+            txt = " / ".join("–" if math.isnan(r) else f"{r:.2f}" for r in (rv, ra))
+            cells.append(txt + (f" ({n}/{nseeds} seeds)" if n < nseeds else ""))
+            if rv >= 1 or ra >= 1:  # nan compares False
+                losses.append(f"{m} on {sc} {split} ({txt})")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "Does not beat persistence on both metrics: "
+              + ("; ".join(losses) if losses else "none") + ".", ""]
     return lines
 
 
