@@ -259,7 +259,7 @@ def execute(plan: Plan, jobs: int, device: str, threads: int) -> RunOutcome:
 def persistence(data_path: str, checkpoint: str, steps: int, max_windows: int | None
                 ) -> tuple[dict[str, float], dict[str, float]]:
     """RMSE per split of repeating the last given frame, on the checkpoint's windows:
-    over all fields, and over the velocity (u, v; nan when the data has no u and v)."""
+    over all fields, and over the velocity (u, v; no entry when the data has no u and v)."""
     import numpy as np
     import evaluate
     from evaluate import metrics as M
@@ -283,7 +283,8 @@ def persistence(data_path: str, checkpoint: str, steps: int, max_windows: int | 
             if vel is not None:
                 per_vel.append(M.rmse_rollout(pred, targ, vel))
         out[split] = float(np.concatenate(per).mean())
-        out_vel[split] = float(np.concatenate(per_vel).mean()) if vel else float("nan")
+        if per_vel:
+            out_vel[split] = float(np.concatenate(per_vel).mean())
     ds.close()
     return out, out_vel
 
