@@ -33,7 +33,7 @@ Two scales::
     python benchmarks/bench_accuracy.py --scale paper --dry-run  # print the plan only
     python benchmarks/bench_accuracy.py --scale smoke            # 1 seed, rotation, tiny
 
-Options: ``--scenarios``, ``--models``, ``--studies``, ``--seeds N`` (seeds 0..N-1),
+Options: ``--scenarios``, ``--models``, ``--studies``, ``--seeds N`` (seeds 0..N-1) or ``--seed-list S ...``,
 ``--jobs`` (parallel training processes, one torch thread each by default), ``--out``
 (results folder), ``--work`` (datasets and runs). Generated datasets and finished runs
 are cached under ``--work`` (default ``benchmarks/work/<scale>``): a finished run's

@@ -27,6 +27,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="scenarios of the main study (default: all four)")
     p.add_argument("--models", nargs="+", choices=MODELS, default=MODELS)
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (0..N-1)")
+    p.add_argument("--seed-list", type=int, nargs="+", default=None, metavar="S",
+                   help="these seeds instead of 0..N-1 (e.g. 1 2 to add seeds to a "
+                        "study whose seed 0 ran elsewhere)")
     p.add_argument("--jobs", type=int, default=None, help="parallel training processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default per scale)")
@@ -36,7 +39,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", default=None,
                    help="datasets and runs (default benchmarks/work/<scale>)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.seed_list and args.seeds is not None:
+        p.error("give --seeds or --seed-list, not both")
+    if args.seed_list and min(args.seed_list) < 0:
+        p.error(f"--seed-list: seeds must be >= 0, got {min(args.seed_list)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

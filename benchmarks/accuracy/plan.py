@@ -166,7 +166,8 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
         studies=args.studies or scale.get("studies", DEFAULT_STUDIES),
         scenarios=args.scenarios or scale.get("scenarios", SCENARIOS),
         models=args.models,
-        seeds=list(range(args.seeds if args.seeds is not None else scale["seeds"])),
+        seeds=(sorted(set(args.seed_list)) if args.seed_list else
+               list(range(args.seeds if args.seeds is not None else scale["seeds"]))),
         jobs=args.jobs or scale["jobs"], threads=args.threads,
         device=args.device or scale["device"], work=work, out_dir=out_dir,
         dry_run=args.dry_run)

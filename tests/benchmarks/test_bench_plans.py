@@ -53,3 +53,14 @@ def test_accuracy_table1_study_plans_every_row_clc_on_translation_only(tmp_path)
     for name in ("rpp_unet", "combo_unet", "clc_unet", "relaxed_conv_unet",
                  "(relaxed roto-translation)"):
         assert name in out
+
+
+def test_accuracy_seed_list_plans_those_seeds_and_refuses_a_negative_one(tmp_path):
+    out = _dry_run(tmp_path, "--scale", "smoke", "--seed-list", "2", "1")
+    assert "seeds [1, 2]" in out
+    counts = dict(re.findall(r"'(\w+)': (\d+)", out.split("runs per study:")[1]))
+    assert int(counts["main"]) == 2 * 5
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_accuracy.py"),
+                        "--seed-list", "-1", "--dry-run"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert p.returncode == 2 and "seeds must be >= 0" in p.stderr
