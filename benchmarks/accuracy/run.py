@@ -259,17 +259,20 @@ def execute(plan: Plan, jobs: int, device: str, threads: int) -> RunOutcome:
 def persistence(data_path: str, checkpoint: str, steps: int, max_windows: int | None
                 ) -> tuple[dict[str, float], dict[str, float]]:
     """RMSE per split of repeating the last given frame, on the checkpoint's windows:
-    over all fields, and over the velocity (u, v; no entry when the data has no u and v)."""
+    over all fields, and over the velocity (the layout's first vector field, as
+    ``evaluate`` scores the models; no entry when the layout has no vector field)."""
     import numpy as np
     import evaluate
     from evaluate import metrics as M
     from evaluate.rollout import iter_batches
     from surrogate import read_checkpoint
+    from surrogate.symmetry import FieldLayout
 
     meta = read_checkpoint(checkpoint)["metadata"]
     T_in = int(meta["T_in"])
     channels = list(meta["channels"])
-    vel = [channels.index(c) for c in ("u", "v")] if {"u", "v"} <= set(channels) else None
+    layout = FieldLayout.of(meta.get("layout"))  # velocity = its first vector, as evaluate's
+    vel = [channels.index(c) for c in layout.vectors[0]] if layout.vectors else None
     ds = evaluate.open_data([data_path])
     out, out_vel = {}, {}
     for split in SPLITS:
