@@ -341,7 +341,7 @@ class ModelConfig:
     group: str = _opt("C4", "C4, D4 (C8 for steer models); ignored by unet")
     num_banks: int = _opt(2, "filter banks L (relaxed_gconv_unet)")
     alpha: float = _opt(1e-5, "equivariance penalty weight (relaxed models)")
-    relax_scale: float = _opt(0.1, "step scale of the per-position relaxation, "
+    relax_scale: float = _opt(1.0, "step scale of the per-position relaxation, "
                                    "w = w_bar + relax_scale * delta (relaxed_steer_unet)")
     layout: Any = _opt(DEFAULT_LAYOUT, "FieldLayout or {channels: [...], vectors: [[..]]}",
                        cli=False)

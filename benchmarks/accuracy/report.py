@@ -214,7 +214,7 @@ _ABLATION_INTRO = (
     "(one bank, one weight per group element and layer) is nearly as wide as "
     "`strict`; `relaxed L=2 @ strict width` has the strict model's hidden "
     "width and so more parameters. The relaxed steerable coefficients are "
-    "w(y) = w_bar + relax_scale * delta(y) (default relax_scale 0.1, alpha "
+    "w(y) = w_bar + relax_scale * delta(y) (default relax_scale 1, alpha "
     "1e-5); the variants change one of the two; `@ strict width` rows have "
     "the strict steerable model's width (per-position coefficients: about "
     "9x its parameters). Relaxation dev. (0 = exactly equivariant; "

@@ -32,7 +32,7 @@ def test_accuracy_plan_with_every_study(tmp_path, scale, expected):
     counts = dict(re.findall(r"'(\w+)': (\d+)", out.split("runs per study:")[1]))
     assert {k: int(v) for k, v in counts.items()} == expected
     # every ablation variant is built with its own width and parameter count
-    assert "(relaxed steerable @ strict width, relax_scale 1)" in out
+    assert "(relaxed steerable @ strict width, relax_scale 0.1)" in out
     assert "(relaxed L=1)" in out
     tflop = float(re.search(r"training compute .*?: ([\d,.]+) TFLOP", out)
                   .group(1).replace(",", ""))
