@@ -349,11 +349,28 @@ def _translation_layer(name: str, w: np.ndarray) -> LayerRelaxation:
     return LayerRelaxation(name, "translation", w.shape, rel, prof, prof)
 
 
+def _combo_entry(model: nn.Module) -> LayerRelaxation | None:
+    """The learned output weights ``(w_p, w_e)`` of a combo net (``y = x_T + w_p (f_p -
+    x_T) + w_e (f_e - x_T)``), as the plain net's share ``|w_p| / (|w_p| + |w_e|)``
+    (0 = the model is exactly equivariant); None for any other model."""
+    net = getattr(model, "model", model)
+    fn = getattr(net, "relaxation_weights", None)
+    d = fn() if fn is not None else None
+    if not isinstance(d, dict) or not torch.is_tensor(d.get("combo_weights")):
+        return None
+    w = d["combo_weights"].detach().double().cpu().numpy().reshape(-1)
+    share = float(abs(w[0]) / ((abs(w[0]) + abs(w[1])) or 1e-30))
+    return LayerRelaxation("combo_weights", "combo", w.shape, share,
+                           {"w_p": float(w[0]), "w_e": float(w[1])}, w.reshape(1, -1))
+
+
 def relaxation_summary(model: nn.Module) -> list[LayerRelaxation]:
     """Per relaxed layer of ``model``: how far its learned weights are from equivariance
     and which group elements (relaxed group conv) or kernel positions (relaxed steerable
-    conv) carry the symmetry breaking. Empty for a model without relaxed layers."""
-    out = []
+    conv) carry the symmetry breaking; for a combo net its two output weights. Empty for
+    a model without relaxed layers."""
+    combo = _combo_entry(model)
+    out = [combo] if combo is not None else []
     for name, d in collect_relaxation_weights(model).items():
         w = d["w"].double().numpy()
         if "equivariant" in d:  # residual pathway prior: plain path against equivariant

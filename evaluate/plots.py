@@ -210,7 +210,9 @@ def relaxation_heatmaps(layers, path, title: str = "") -> Path:
     layers are left out."""
     group = [l for l in layers if l.kind == "group"]
     # a 1x1 kernel has a single position: nothing to show (it cannot break the symmetry)
-    steer = [l for l in layers if l.kind != "group" and np.asarray(l.matrix).size > 1]
+    # (a combo net's two output weights are in the report's table, not drawn)
+    steer = [l for l in layers if l.kind not in ("group", "combo")
+             and np.asarray(l.matrix).size > 1]
     n_panels = (1 if group else 0) + len(steer)
     if n_panels == 0:
         fig = _figure(4, 2)

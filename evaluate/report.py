@@ -315,7 +315,8 @@ def _md_relaxation(evals: Sequence[ModelEvaluation]) -> list[str]:
                  "relaxed steerable convs, *max position* is the kernel offset whose "
                  "coefficients deviate most from their kernel mean, and the map lists "
                  "that deviation per offset, rows dy = -1 .. +1 (y up), relative to the "
-                 "RMS coefficient.")
+                 "RMS coefficient. For a combo net, the relative deviation is the plain net's "
+                 "share of the learned output weights (w_p, w_e).")
         L.append("")
         for ev in relaxed:
             L.append(f"### {ev.label}")
@@ -331,6 +332,9 @@ def _md_relaxation(evals: Sequence[ModelEvaluation]) -> list[str]:
                     sym = "plain path / equivariant path (norms)"
                     prof = " / ".join(" ".join(f"{v:.2g}" for v in row)
                                       for row in np.asarray(l.profile))
+                elif l.kind == "combo":
+                    sym = "plain net's share of the update, \\|w_p\\| / (\\|w_p\\| + \\|w_e\\|)"
+                    prof = ", ".join(f"{k} {v:.3g}" for k, v in l.profile.items())
                 elif l.kind == "translation":
                     p = np.asarray(l.profile)
                     i, j = np.unravel_index(int(np.argmax(p)), p.shape)
@@ -646,7 +650,8 @@ def _figures(evals: Sequence[ModelEvaluation], splits: Sequence[str], out: Path,
                     ex["channels"], ex["velocity"], quantities[0], ex["x"], ex["y"], dt,
                     title=f"{ev.label}, {s}"))
     for ev in evals:
-        if ev.relaxation:
+        # a combo net's two output weights are in the summary's table: no figure
+        if any(l.kind != "combo" for l in ev.relaxation):
             figs.append(plots.relaxation_heatmaps(
                 ev.relaxation, out / f"relaxation_{_slug(ev.label)}.png",
                 title=f"learned relaxation weights: {ev.label}"))

@@ -17,10 +17,10 @@ and test-domain (held-out simulations) with the splits recorded in each checkpoi
 * ``ablation`` - why the relaxed models are or are not ahead, on ``rotation`` and the
   ``symmetric`` control: strict, relaxed group conv with L = 2 banks (the default) and
   L = 1 at equal parameters, relaxed L = 2 at the strict model's width (more
-  parameters), the relaxed steerable net with a faster relaxation (``relax_scale`` 1
-  vs the default 0.1) or a stronger equivariance penalty (alpha 1e-1 vs 1e-5), at equal
-  parameters and at the strict steerable width, with how far the learned relaxation
-  weights moved from equivariance on each dataset.
+  parameters), the relaxed steerable net at its default ``relax_scale`` 1, at the
+  slower 0.1 (the default before 2026-12-02) and with a stronger equivariance penalty
+  (alpha 1e-1 vs 1e-5), at equal parameters and at the strict steerable width, with
+  how far the learned relaxation weights moved from equivariance on each dataset.
 
 A persistence forecast (the last given frame repeated) is scored on the same windows as
 a floor every model should beat.

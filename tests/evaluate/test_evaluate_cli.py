@@ -203,3 +203,16 @@ def test_summary_marks_censored_correlation_times(cli_run):
                 assert f"(≥; {cens:.0%} censored)" in row
             else:
                 assert "censored" not in row
+
+
+def test_report_gives_a_combo_nets_learned_weights_and_draws_no_empty_figure(tiny_data,
+                                                                            tmp_path):
+    from evaluate_helpers import make_checkpoint
+    data, ds = tiny_data
+    ckpt = make_checkpoint(tmp_path / "combo" / "best.pt", "combo_unet", ds, seed=2)
+    out = evaluate.run(ckpt, data, splits="test-domain", steps=2, out=tmp_path / "r",
+                       device="cpu", stride=8)
+    md = (out / "summary.md").read_text()
+    assert "| combo_weights | combo | 0.5 |" in md and "w_p 0.5, w_e 0.5" in md
+    assert not list(out.glob("relaxation_*.png"))
+    assert list(out.glob("rmse_vs_step_*.png"))

@@ -97,3 +97,25 @@ def test_checkpoint_round_trip_and_forecast(tmp_path):
                             "y": np.arange(16) + 0.5, "x": np.arange(16) + 0.5})
     out = s.forecast(ds, steps=3)
     assert out.sizes["time"] == 3 and bool(np.isfinite(out["density"]).all())
+
+
+def test_evaluate_reports_the_learned_combination_weights(tmp_path):
+    """The relaxation summary (and so the report and the benchmark's dev. column) gives
+    a combo net's plain share |w_p| / (|w_p| + |w_e|); the heatmap leaves it out."""
+    from evaluate import relaxation_summary
+    from evaluate.plots import relaxation_heatmaps
+    from evaluate.report import ModelEvaluation, _md_relaxation
+    m = _model()
+    (entry,) = relaxation_summary(m)
+    assert entry.kind == "combo" and entry.relative_deviation == pytest.approx(0.5)
+    with torch.no_grad():
+        m.combo_weights.copy_(torch.tensor([-0.2, 0.6]))
+    (entry,) = relaxation_summary(m)
+    assert entry.relative_deviation == pytest.approx(0.25)
+    assert entry.profile == pytest.approx({"w_p": -0.2, "w_e": 0.6})
+    ev = ModelEvaluation("combo", "c.pt", "combo_unet", {}, relaxation=[entry])
+    table = "\n".join(_md_relaxation([ev]))
+    assert "| combo_weights | combo | 0.25 |" in table and "w_p -0.2, w_e 0.6" in table
+    assert relaxation_heatmaps([entry], tmp_path / "r.png").is_file()
+    # a model without combo weights or relaxed layers: nothing to report
+    assert relaxation_summary(build_model("gconv_unet", T_in=2, hidden=2, depth=2)) == []
