@@ -6,12 +6,13 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from typing import Any, Sequence
 
 from surrogate.records import ModelConfig
 from surrogate.registry import MODELS
 
-from .config import ConfigError, config_from_dict, merge_overrides, read_toml
+from .config import TOML_EXAMPLE, ConfigError, config_from_dict, merge_overrides, read_toml
 
 __all__ = ["main", "build_parser"]
 
@@ -41,24 +42,14 @@ examples:
   torchrun --nproc_per_node 4 -m train --config cfg.toml
 
 config file (TOML; every flag below is a key, command-line flags win):
-  data = ["data/rotation.nc"]
-  out = "runs/rg"
-  epochs = 50
-  [model]
-  name = "relaxed_gconv_unet"
-  hidden = 32
-  depth = 4
-  breaking_inputs = ["cause"]   # any of frame, cause, coords
-  [split]
-  preset = "auto"          # "paper" ranges for 310-frame data, else fractions
-  heldout = "auto"         # dataset's `heldout` coordinate, else 30% of the sims
+{toml}
 
 outputs in --out: best.pt, last.pt (relaxflow checkpoints; load with
 surrogate.load_model) and metrics.jsonl (one JSON line per epoch). --overwrite keeps
 the old run until the new one has written its first checkpoint.
 environment: RELAXFLOW_CHECKPOINT_KEY, when set, signs every checkpoint with an HMAC
 (surrogate.load(path, key=...) and relaxflow-evaluate then verify it).
-"""
+""".format(toml=textwrap.indent(TOML_EXAMPLE, "  ").rstrip())
 
 
 def _opt_int(s: str) -> int | None:

@@ -101,3 +101,16 @@ def test_toml_values_of_the_wrong_type_name_the_field(tmp_path, line, message):
     f.write_text(f'data = "a.nc"\n{line}\n')
     with pytest.raises(ConfigError, match=message):
         load_config(f)
+
+
+def test_the_helps_config_example_is_a_valid_configuration(capsys):
+    """The TOML the help prints (train.config.TOML_EXAMPLE) loads as it reads."""
+    import tomllib
+    from train.cli import build_parser
+    from train.config import TOML_EXAMPLE, config_from_dict
+    cfg = config_from_dict(tomllib.loads(TOML_EXAMPLE))
+    assert cfg.data == ["data/rotation.nc"] and cfg.epochs == 50
+    assert cfg.model == "relaxed_gconv_unet" and cfg.split.heldout == "auto"
+    assert cfg.model_config["breaking_inputs"] == ["cause"]
+    build_parser().print_help()
+    assert 'breaking_inputs = ["cause"]' in capsys.readouterr().out
