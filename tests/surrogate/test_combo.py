@@ -100,8 +100,8 @@ def test_checkpoint_round_trip_and_forecast(tmp_path):
 
 
 def test_evaluate_reports_the_learned_combination_weights(tmp_path):
-    """The relaxation summary (and so the report and the benchmark's dev. column) gives
-    a combo net's plain share |w_p| / (|w_p| + |w_e|); the heatmap leaves it out."""
+    """The relaxation summary (and so the evaluate report) gives a combo net's plain
+    share |w_p| / (|w_p| + |w_e|); the heatmap leaves it out."""
     from evaluate import relaxation_summary
     from evaluate.plots import relaxation_heatmaps
     from evaluate.report import ModelEvaluation, _md_relaxation

@@ -3,7 +3,7 @@
 persistence. Reproduce from the repository root:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/results/unroll_k/variants.py \
-        unet base,K4,K6,K8,K10 boundary 2
+        unet K3,K4,K6,K8,K10 boundary 2
 
 Arguments: model, comma-separated variant names (below), scenario, parallel jobs. The
 runs go to /tmp/unroll_k (datasets and checkpoints); each prints velocity / all-fields
@@ -30,7 +30,7 @@ def main() -> None:
     R.generate_data(pl.djobs[0], "cpu")
     base = pl.tasks[0]
     rec = base.train["recipe"]
-    V = {"base": {}, "K3": {"K": 3}, "K4": {"K": 4}, "K6": {"K": 6}, "K8": {"K": 8},
+    V = {"K3": {"K": 3}, "K4": {"K": 4}, "K6": {"K": 6}, "K8": {"K": 8},
          "K10": {"K": 10}, "K6e30": {"K": 6, "epochs": 30},
          "ema": {"K": 3, "recipe": {**rec, "ema": 0.99}},
          "lr8e-3": {"K": 3, "lr": 8e-3}, "noise1": {"K": 3, "recipe": {**rec, "noise": 1.0}},
