@@ -22,6 +22,7 @@ WORK = "/tmp/unroll_k"
 
 def main() -> None:
     from accuracy import cli, plan as P, run as R
+    from surrogate import build_model, count_parameters, width_for_params
     model, names, sc = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
     jobs = int(sys.argv[4]) if len(sys.argv) > 4 else 2
     args = cli.parse(["--scale", "cpu", "--studies", "main", "--scenarios", sc,
@@ -39,8 +40,29 @@ def main() -> None:
          "curr": {"K": 6, "recipe": {**rec, "curriculum": True}},
          "K6dw3": {"K": 6, "recipe": {**rec, "loss_weights": {"density": 3.0}}},
          "K6dw1": {"K": 6, "recipe": {**rec, "loss_weights": {}}}}
-    tasks = [dataclasses.replace(base, train={**base.train, **V[n]},
-                                 out=f"{WORK}/exp/{sc}_{model}_{n}") for n in names]
+    # model variants at K 6: (model_config overrides, target parameters or None)
+    M = {"K6w2": ({}, 2 * P.SCALES["cpu"]["model"]["params"]),
+         "K6w4": ({}, 4 * P.SCALES["cpu"]["model"]["params"]),
+         "K6d4": ({"depth": 4}, P.SCALES["cpu"]["model"]["params"]),
+         "K6cause": ({"breaking_inputs": ["cause"]}, P.SCALES["cpu"]["model"]["params"]),
+         "K6adv": ({"advect": True}, P.SCALES["cpu"]["model"]["params"])}
+    tasks = []
+    for n in names:
+        t = dataclasses.replace(base, out=f"{WORK}/exp/{sc}_{model}_{n}")
+        if n in M:
+            extra, target = M[n]
+            cfg = {**base.model_config, **extra}
+            cfg.pop("hidden")
+            cfg["hidden"] = width_for_params(model, target, T_in=base.train["T_in"],
+                                             **cfg)
+            t = dataclasses.replace(t, train={**base.train, "K": 6}, model_config=cfg,
+                                    breaking_inputs=tuple(cfg.get("breaking_inputs", ())))
+            print(n, "hidden", cfg["hidden"], "params",
+                  count_parameters(build_model(model, T_in=base.train["T_in"], **cfg)),
+                  flush=True)
+        else:
+            t = dataclasses.replace(t, train={**base.train, **V[n]})
+        tasks.append(t)
     ctx = mp.get_context("spawn")
     with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=R.init_worker,
                                 initargs=(1,)) as pool:
