@@ -356,8 +356,6 @@ class ModelConfig:
                                   "rotation, translation or both (relaxed_gconv_unet)")
     rpp_ratio: float = _opt(0.01, "prior of the equivariant path relative to the plain "
                                   "one (rpp_unet)")
-    advect: bool = _opt(False, "carry the scalar fields (density) along the velocity "
-                               "by a learned semi-Lagrangian step before the residual")
     grid: Any = _opt(None, "(H, W) the position-dependent weights live on "
                            "(relaxed_conv_unet; training sets it from the data)", cli=False)
 

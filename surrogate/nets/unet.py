@@ -10,7 +10,6 @@ the plain ``unet`` is the trivial group (``|G| = 1``, the lift is the identity).
         --> decoder [x2 upsample, concat skip, residual blocks] x (depth - 1)
         --1x1 conv--> (B, n_f |G|, H, W) --project--> (B, C, H, W)
         residual: x[t+1] = x[t] + delta_scale * out   (delta_scale: buffer (C,), default 1)
-        advect:   x[t] first has its scalars carried by the flow (layers/advection.py)
 
 Breaking inputs (:mod:`surrogate.breaking`) are static fields lifted like the state
 (vectors rho_1, scalars trivial) and concatenated to the lifted history before the stem.
@@ -31,7 +30,6 @@ from torch import nn
 from ..breaking import BreakingInputs
 from ..groups import Group, get_group
 from ..symmetry import DEFAULT_LAYOUT, FieldLayout
-from ..layers.advection import ScalarAdvection
 from ..layers.blocks import Downsample, ResidualBlock, Upsample, concat_fields
 from ..layers.regular import FieldLift, FieldProjection, RegularConv
 
@@ -64,10 +62,6 @@ class FieldUNet(nn.Module):
         breaking_inputs: any of ``"frame"``, ``"cause"``, ``"coords"`` (see
             :mod:`surrogate.breaking`); their static fields enter :meth:`forward` as
             ``aux``. Empty: the network is exactly the one without this option.
-        advect: before the residual is added, carry the scalar fields of the last frame
-            along the mean of the last and the predicted velocity (the layout's first
-            vector), by a learned step that starts at 0 (:class:`ScalarAdvection`;
-            needs ``residual`` and a layout with a vector and a scalar field).
     """
 
     def __init__(self, conv_cls: type[nn.Module], group: Group | str = "C4",
@@ -75,8 +69,7 @@ class FieldUNet(nn.Module):
                  depth: int = 4, kernel_size: int = 3, alpha: float = 0.0,
                  residual: bool = True, num_blocks: int = 1, upsample: str = "bilinear",
                  norm_groups: int = 8, conv_kwargs: dict[str, Any] | None = None,
-                 name: str = "custom", breaking_inputs: Iterable[str] = (),
-                 advect: bool = False) -> None:
+                 name: str = "custom", breaking_inputs: Iterable[str] = ()) -> None:
         super().__init__()
         group = get_group(group) if isinstance(group, str) else group
         layout = FieldLayout.of(layout)
@@ -88,9 +81,6 @@ class FieldUNet(nn.Module):
             raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
-        if advect and not (residual and layout.vectors and layout.scalar_indices):
-            raise ValueError("advect needs residual=True and a layout with a vector and a "
-                             f"scalar field, got residual={residual}, layout {layout.to_dict()}")
         conv_kwargs = dict(conv_kwargs or {})
         self.group, self.layout, self.T_in, self.depth = group, layout, T_in, depth
         self.alpha, self.residual = float(alpha), bool(residual)
@@ -102,10 +92,6 @@ class FieldUNet(nn.Module):
             "layout": layout.to_dict(), "residual": bool(residual), "num_blocks": num_blocks,
             "upsample": upsample, "norm_groups": norm_groups,
             "breaking_inputs": list(self.breaking.names), **conv_kwargs}
-        if advect:   # recorded only when on: older configs stay as they were
-            self.config["advect"] = True
-        self.advection = (ScalarAdvection(layout.vector_indices[0], layout.scalar_indices)
-                          if advect else None)
 
         if conv_kwargs.get("grid") is not None:  # position-dependent layers: one grid per level
             conv_kwargs["grid"] = _level_grid(conv_kwargs["grid"], 0, depth)
@@ -233,11 +219,7 @@ class FieldUNet(nn.Module):
         out = self.project(self.head(z))
         if not self.residual:
             return out
-        last = x[:, -1]
-        out = out * self.delta_scale.to(out.dtype).view(1, -1, 1, 1)
-        if self.advection is not None:
-            last = self.advection(last, last + out)
-        return last + out
+        return x[:, -1] + out * self.delta_scale.to(out.dtype).view(1, -1, 1, 1)
 
     # ------------------------------------------------------------------ relaxation
     def field_convs(self) -> Iterator[tuple[str, nn.Module]]:
