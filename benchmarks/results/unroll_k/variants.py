@@ -1,9 +1,12 @@
 """Training-recipe variants of one model on one CPU-scale dataset, seed 0 (issue 11,
 2026-12-03): how the unrolled loss steps K (and a few other knobs) move the ratio to
-persistence. Reproduce from the repository root:
+persistence, and (later that day) model variants: width, depth, cause inputs.
+Reproduce from the repository root:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/results/unroll_k/variants.py \
         unet K3,K4,K6,K8,K10 boundary 2
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/results/unroll_k/variants.py \
+        unet K6w2,K6w4,K6d4,K6cause boundary 2
 
 Arguments: model, comma-separated variant names (below), scenario, parallel jobs. The
 runs go to /tmp/unroll_k (datasets and checkpoints); each prints velocity / all-fields
@@ -40,7 +43,7 @@ def main() -> None:
          "curr": {"K": 6, "recipe": {**rec, "curriculum": True}},
          "K6dw3": {"K": 6, "recipe": {**rec, "loss_weights": {"density": 3.0}}},
          "K6dw1": {"K": 6, "recipe": {**rec, "loss_weights": {}}}}
-    # model variants at K 6: (model_config overrides, target parameters or None)
+    # model variants at K 6: (model_config overrides, target parameters)
     M = {"K6w2": ({}, 2 * P.SCALES["cpu"]["model"]["params"]),
          "K6w4": ({}, 4 * P.SCALES["cpu"]["model"]["params"]),
          "K6d4": ({"depth": 4}, P.SCALES["cpu"]["model"]["params"]),
@@ -52,10 +55,8 @@ def main() -> None:
         t = dataclasses.replace(base, out=f"{WORK}/exp/{sc}_{model}_{n}")
         if n in M:
             extra, target = M[n]
-            cfg = {**base.model_config, **extra}
-            cfg.pop("hidden")
-            cfg["hidden"] = width_for_params(model, target, T_in=base.train["T_in"],
-                                             **cfg)
+            cfg = {k: v for k, v in {**base.model_config, **extra}.items() if k != "hidden"}
+            cfg["hidden"] = width_for_params(model, target, T_in=base.train["T_in"], **cfg)
             t = dataclasses.replace(t, train={**base.train, "K": 6}, model_config=cfg,
                                     breaking_inputs=tuple(cfg.get("breaking_inputs", ())))
             print(n, "hidden", cfg["hidden"], "params",
