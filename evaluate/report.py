@@ -68,6 +68,21 @@ class ModelEvaluation:
         out = {k: self.vs_persistence(split, k) for k in RATIO_KEYS}
         return {k: v for k, v in out.items() if v is not None}
 
+    def per_simulation(self, split: str) -> list[dict]:
+        """Per simulation of ``split``: ``sim``, ``n_windows``, the RMSEs of
+        :data:`RATIO_KEYS` and their ratio to persistence on the same windows
+        (``vs_persistence``), the largest all-field ratio first."""
+        r, p = self.results.get(split), self.persistence.get(split)
+        if r is None:
+            return []
+        base = p.by_simulation(RATIO_KEYS) if p is not None else {}
+        rows = []
+        for sim, m in r.by_simulation(RATIO_KEYS).items():
+            b = base.get(sim, {})
+            rows.append({"sim": sim, **m, "vs_persistence": {
+                k: m[k] / b[k] for k in RATIO_KEYS if k in m and b.get(k)}})
+        return sorted(rows, key=lambda d: -d["vs_persistence"].get("rmse", 0.0))
+
 
 #: the ratios to persistence that every table reports
 RATIO_KEYS = ("rmse_velocity", "rmse")
@@ -154,6 +169,8 @@ def _summary_dict(evals: Sequence[ModelEvaluation], data_eq: tuple[float | None,
                        for s, r in ev.results.items()},
             "baseline": ev.baseline,
             "vs_persistence": {s: ev.ratios(s) for s in ev.results if not ev.baseline},
+            "per_simulation": {s: ev.per_simulation(s) for s in ev.results
+                               if not ev.baseline},
             "equivariance_error": {s: asdict(e) for s, e in ev.equivariance.items()},
             "relaxation": [{"layer": l.name, "kind": l.kind, "shape": list(l.shape),
                             "relative_deviation": l.relative_deviation,
@@ -179,6 +196,7 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
     L = _md_header(evals, splits, meta)
     for s in splits:
         L += _md_split(evals, s)
+        L += _md_per_simulation(evals, s, meta.get("sim_labels", {}))
     L += _md_equivariance(evals, data_eq)
     L += _md_relaxation(evals)
     if figures:
@@ -271,6 +289,51 @@ def _md_split(evals: Sequence[ModelEvaluation], s: str) -> list[str]:
     if notes:
         L.append("")
     return L
+
+
+#: rows of the per-simulation table in summary.md (summary.json has every simulation)
+PER_SIM_ROWS = 12
+
+
+def _md_per_simulation(evals: Sequence[ModelEvaluation], s: str,
+                       sim_labels: dict[int, str]) -> list[str]:
+    """Which simulations of split ``s`` are hard: each model's ratio to persistence per
+    simulation (velocity / all fields), the largest first."""
+    models = [ev for ev in evals if not ev.baseline and s in ev.results]
+    tables = {ev.label: {d["sim"]: d for d in ev.per_simulation(s)} for ev in models}
+    sims = sorted({sim for t in tables.values() for sim in t}, key=lambda sim: -max(
+        t[sim]["vs_persistence"].get("rmse", 0.0) for t in tables.values() if sim in t))
+    if len(sims) < 2:   # one simulation: the table above says it all
+        return []
+    shown = sims[:PER_SIM_ROWS]
+    what = (f"the {len(shown)} of {len(sims)} simulations with the largest ratio over "
+            "all fields" if len(shown) < len(sims) else
+            f"all {len(sims)} simulations, the largest ratio over all fields first")
+    L = [f"Per simulation ({what}; vs persistence on the same windows, velocity / all "
+         "fields; every simulation in summary.json):", "",
+         "| sim | windows | " + " | ".join(ev.label for ev in models) + " |",
+         "|---" * (len(models) + 2) + "|"]
+    for sim in shown:
+        first = next(t[sim] for t in tables.values() if sim in t)
+        name = f"{sim} ({sim_labels[sim]})" if sim_labels.get(sim) else str(sim)
+        ratios = [tables[ev.label].get(sim, {}).get("vs_persistence", {}) for ev in models]
+        cells = [" / ".join(f"{v:.2f}" for v in r.values()) or "n/a" for r in ratios]
+        L.append(f"| {name} | {first['n_windows']} | " + " | ".join(cells) + " |")
+    L.append("")
+    return L
+
+
+def sim_labels(ds, most: int = 3) -> dict[int, str]:
+    """``sim index -> "name value, ..."``: the dataset's numeric per-simulation
+    coordinates that vary between simulations (at most ``most``, in the file's order),
+    keyed by position along ``sim`` (as windows index simulations)."""
+    def varies(c) -> bool:
+        v = c.values[~np.isnan(c.values)] if c.dtype.kind == "f" else c.values
+        return np.unique(v).size > 1
+    names = [n for n, c in ds.coords.items() if c.dims == ("sim",) and n != "sim"
+             and c.dtype.kind in "iuf" and varies(c)][:most]
+    return {i: ", ".join(f"{n} {ds[n].values[i]:.4g}" for n in names)
+            for i in range(ds.sizes["sim"])}
 
 
 def _md_equivariance(evals: Sequence[ModelEvaluation], data_eq: tuple[float | None, str]
@@ -418,7 +481,8 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     meta = {"data": data_paths, "scenario": str(scen) if scen is not None else None,
             "dt": dt, "steps": int(steps), "splits": split_names,
             "checkpoints": [str(c) for c in ckpts], "device": str(models[0].device),
-            "seconds": round(time.time() - t0, 2), "warnings": job.warnings}
+            "seconds": round(time.time() - t0, 2), "warnings": job.warnings,
+            "sim_labels": sim_labels(ds)}
     write_summary(evals, split_names, data_eq, figs, stage, meta)
     (stage / "summary.json").write_text(json.dumps(_summary_dict(evals, data_eq, meta),
                                                    indent=1, default=_json_default))

@@ -206,6 +206,22 @@ class RolloutResult:
     summary: dict[str, float] = field(default_factory=dict)
     examples: dict[str, Any] = field(default_factory=dict)
 
+    def by_simulation(self, keys: Sequence[str] = ("rmse_velocity", "rmse")
+                      ) -> dict[int, dict[str, float]]:
+        """``sim -> {"n_windows", key: mean over its windows of the rollout RMSE}`` for
+        the RMSE keys in ``keys`` this result has (per window the root of the step-mean
+        of squares, as :attr:`summary`; so the window-weighted mean over simulations is
+        ``summary[key]``)."""
+        sims = np.asarray(self.windows.sims)
+        per_window = {k: np.sqrt((np.asarray(self.per_step[k]) ** 2).mean(axis=1))
+                      for k in keys if k in self.per_step}
+        out: dict[int, dict[str, float]] = {}
+        for sim in np.unique(sims):
+            sel = sims == sim
+            out[int(sim)] = {"n_windows": int(sel.sum()),
+                             **{k: float(v[sel].mean()) for k, v in per_window.items()}}
+        return out
+
 
 def _grid_coords(ds: xr.Dataset):
     x = ds["x"].values if "x" in ds.coords else None

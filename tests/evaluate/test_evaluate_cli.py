@@ -216,3 +216,56 @@ def test_report_gives_a_combo_nets_learned_weights_and_draws_no_empty_figure(tin
     assert "| combo_weights | combo | 0.5 |" in md and "w_p 0.5, w_e 0.5" in md
     assert not list(out.glob("relaxation_*.png"))
     assert list(out.glob("rmse_vs_step_*.png"))
+
+
+def test_per_simulation_ratios_add_up_and_name_the_hard_runs(cli_run, tiny_data):
+    """summary.json's per-simulation rows: their windows add up to the split's, their
+    window-weighted RMSE is the split's, and each ratio divides by persistence's RMSE
+    on that simulation's windows (recomputed here from the data)."""
+    _, out = cli_run
+    data, _ = tiny_data
+    summary = json.loads((out / "summary.json").read_text())
+    models = {m["label"]: m for m in summary["models"]}
+    ds = evaluate.open_data(data)
+    arr = np.stack([ds[v].values for v in ("u", "v", "density")], axis=2)  # (S, T, C, H, W)
+    md = (out / "summary.md").read_text()
+    for split in ("test-future", "test-domain"):
+        windows = evaluate.build_windows(_metadata(models["unet"]["checkpoint"]), split, ds,
+                                         T_IN, STEPS, max_windows=6)
+        pers = {}
+        for s, t in zip(windows.sims, windows.starts):
+            last = arr[s, t + T_IN - 1]
+            err = np.sqrt(np.mean((arr[s, t + T_IN:t + T_IN + STEPS] - last) ** 2))
+            pers.setdefault(int(s), []).append(err)
+        for label in ("unet", "relaxed_gconv_unet"):
+            rows = models[label]["per_simulation"][split]
+            assert {r["sim"] for r in rows} == set(pers)
+            assert sum(r["n_windows"] for r in rows) == len(windows)
+            mean = sum(r["rmse"] * r["n_windows"] for r in rows) / len(windows)
+            assert mean == pytest.approx(models[label]["splits"][split]["rmse"], rel=1e-9)
+            for r in rows:
+                assert r["vs_persistence"]["rmse"] == pytest.approx(
+                    r["rmse"] / np.mean(pers[r["sim"]]), rel=1e-4)
+            ratios = [r["vs_persistence"]["rmse"] for r in rows]
+            assert ratios == sorted(ratios, reverse=True)        # the hardest first
+        if len(pers) > 1:
+            worst = models["unet"]["per_simulation"][split][0]
+            table = md[md.index(f"## {split}"):].split("Per simulation", 1)[1]
+            assert f"| {worst['sim']} (" in table.split("\n\n")[1]
+    assert md.count("Per simulation (") >= 1       # the tiny data's test-domain has 2+
+    assert models["persistence"]["per_simulation"] == {}
+
+
+def test_sim_labels_name_the_coordinates_that_vary():
+    import xarray as xr
+    from evaluate.report import sim_labels
+    ds = xr.Dataset(coords={"sim": [10, 11, 12], "inflow_x": ("sim", [1.0, 2.5, np.nan]),
+                            "wall": ("sim", [0, 0, 0]), "heldout": ("sim", [True, False, True]),
+                            "magnitude_index": ("sim", [0, 1, 2]),
+                            "level": ("sim", [np.nan, np.nan, np.nan])})
+    # keyed by position along sim (as windows index simulations), constant / all-NaN /
+    # boolean coordinates left out
+    assert sim_labels(ds) == {0: "inflow_x 1, magnitude_index 0",
+                              1: "inflow_x 2.5, magnitude_index 1",
+                              2: "inflow_x nan, magnitude_index 2"}
+    assert sim_labels(ds, most=1)[1] == "inflow_x 2.5"
