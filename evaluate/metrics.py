@@ -47,7 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = [
-    "as_array", "rmse", "rmse_per_channel", "rmse_rollout", "vrmse",
+    "as_array", "per_window", "rmse", "rmse_per_channel", "rmse_rollout", "vrmse",
     "energy_spectrum", "spectrum_error", "divergence", "divergence_rms", "correlation",
     "correlation_time", "CorrelationTime", "rollout_metrics", "aggregate", "VRMSE_EPS",
     "CORRELATION_THRESHOLD",
@@ -245,6 +245,14 @@ def rollout_metrics(pred, true, channels: Sequence[str] = ("u", "v", "density"),
     return out
 
 
+def per_window(key: str, per_step) -> np.ndarray:
+    """``(n_windows,)`` whole-rollout value of metric ``key`` from its ``(n_windows,
+    steps)`` per-step values: the root of the step-mean of squares for RMSE-type keys
+    (``rmse*``, the paper's rollout RMSE), the step mean otherwise."""
+    a = as_array(per_step)
+    return np.sqrt((a ** 2).mean(axis=1)) if key.startswith("rmse") else a.mean(axis=1)
+
+
 def aggregate(per_step: dict[str, np.ndarray], dt: float = 1.0,
               threshold: float = CORRELATION_THRESHOLD) -> dict[str, float]:
     """Whole-rollout numbers from :func:`rollout_metrics` output.
@@ -260,10 +268,9 @@ def aggregate(per_step: dict[str, np.ndarray], dt: float = 1.0,
     for key, a in per_step.items():
         a = as_array(a)
         n = a.shape[0]
-        per_window = np.sqrt((a ** 2).mean(axis=1)) if key.startswith("rmse") \
-            else a.mean(axis=1)
-        out[key] = float(per_window.mean())
-        out[f"{key}_std"] = float(per_window.std())
+        w = per_window(key, a)
+        out[key] = float(w.mean())
+        out[f"{key}_std"] = float(w.std())
     if "corr" in per_step:
         ct = correlation_time(per_step["corr"], threshold, dt)
         out["corr_time_steps"] = float(ct.steps.mean())

@@ -213,13 +213,12 @@ class RolloutResult:
         of squares, as :attr:`summary`; so the window-weighted mean over simulations is
         ``summary[key]``)."""
         sims = np.asarray(self.windows.sims)
-        per_window = {k: np.sqrt((np.asarray(self.per_step[k]) ** 2).mean(axis=1))
-                      for k in keys if k in self.per_step}
+        whole = {k: M.per_window(k, self.per_step[k]) for k in keys if k in self.per_step}
         out: dict[int, dict[str, float]] = {}
         for sim in np.unique(sims):
             sel = sims == sim
             out[int(sim)] = {"n_windows": int(sel.sum()),
-                             **{k: float(v[sel].mean()) for k, v in per_window.items()}}
+                             **{k: float(v[sel].mean()) for k, v in whole.items()}}
         return out
 
 
