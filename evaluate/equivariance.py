@@ -385,6 +385,10 @@ def relaxation_summary(model: nn.Module) -> list[LayerRelaxation]:
             out.append(_steerable_layer(name, w))
         elif w.ndim == 3:
             out.append(_translation_layer(name, w))
+            if "coefficients" in d:  # relaxed steerable, relax="both": banks' kernels too
+                c = d["coefficients"].double().numpy()
+                out.append(_steerable_layer(f"{name}.coefficients",
+                                            c.reshape(-1, *c.shape[2:])))
         elif w.ndim == 4:  # w_l(g, x) of a roto-translation relaxed group conv
             out.append(_translation_layer(name, w.reshape(-1, *w.shape[-2:])))
         else:  # unknown layout: deviation from the mean over the last axis

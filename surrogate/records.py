@@ -330,8 +330,8 @@ def _opt(default: Any, help: str, cli: bool = True) -> Any:
 @dataclass(frozen=True)
 class ModelConfig:
     """Every option of :func:`surrogate.build_model`, with its default. Options that do
-    not apply to a model (``group`` for ``unet``, ``num_banks`` for all but
-    ``relaxed_gconv_unet``, ``relax_scale`` for all but ``relaxed_steer_unet``) are
+    not apply to a model (``group`` for ``unet``, ``num_banks`` for all but the
+    banked relaxed convolutions, ``relax_scale`` for all but ``relaxed_steer_unet``) are
     accepted and ignored, so one config drives every model."""
 
     T_in: int = _opt(10, "input frames", cli=False)   # a TrainConfig flag of its own
@@ -339,7 +339,8 @@ class ModelConfig:
     depth: int = _opt(4, "U-Net levels")
     kernel_size: int = _opt(3, "convolution kernel size")
     group: str = _opt("C4", "C4, D4 (C8 for steer models); ignored by unet")
-    num_banks: int = _opt(2, "filter banks L (relaxed_gconv_unet)")
+    num_banks: int = _opt(2, "filter banks L (relaxed_gconv_unet; relaxed_steer_unet with "
+                             "relax translation / both)")
     alpha: float = _opt(1e-5, "equivariance penalty weight (relaxed models)")
     relax_scale: float = _opt(1.0, "step scale of the per-position relaxation, "
                                    "w = w_bar + relax_scale * delta (relaxed_steer_unet)")
@@ -352,8 +353,9 @@ class ModelConfig:
     exported: bool = _opt(False, "build, then .export() (to load exported checkpoints)",
                           cli=False)
     breaking_inputs: tuple = _opt((), "any of frame, cause, coords (surrogate.breaking)")
-    relax: str = _opt("rotation", "what the relaxed group conv's weights depend on: "
-                                  "rotation, translation or both (relaxed_gconv_unet)")
+    relax: str = _opt("rotation", "what the relaxed weights depend on: rotation, "
+                                  "translation or both (relaxed_gconv_unet, "
+                                  "relaxed_steer_unet)")
     rpp_ratio: float = _opt(0.01, "prior of the equivariant path relative to the plain "
                                   "one (rpp_unet)")
     grid: Any = _opt(None, "(H, W) the position-dependent weights live on "

@@ -56,13 +56,16 @@ DEFAULTS: dict[str, Any] = ModelConfig.defaults()
 class ModelEntry:
     """One row of the registry: the convolution (``module:Class`` under
     ``surrogate.layers``, imported on demand), the groups it is exact for, the
-    options passed to the convolution and the network (``"unet"``: one
-    :class:`FieldUNet`; ``"combo"``: :class:`ComboUNet`)."""
+    options passed to the convolution, the network (``"unet"``: one
+    :class:`FieldUNet`; ``"combo"``: :class:`ComboUNet`), and the options that exist
+    only with position-dependent relaxation (dropped from the config, and from the
+    benchmark's cache key, while ``relax`` is ``"rotation"``)."""
 
     conv: str
     groups: tuple[str, ...]
     conv_options: tuple[str, ...] = ()
     net: str = "unet"
+    relax_only: tuple[str, ...] = ()
 
 
 #: the registry, one table: name -> convolution, allowed groups, extra options
@@ -73,7 +76,9 @@ MODELS: dict[str, ModelEntry] = {
                                      ("num_banks", "relax", "grid")),
     "steer_unet": ModelEntry("steerable:SteerableConv", ("C4", "D4", "C8")),
     "relaxed_steer_unet": ModelEntry("relaxed_steerable:RelaxedSteerableConv",
-                                     ("C4", "D4", "C8"), ("relax_scale",)),
+                                     ("C4", "D4", "C8"),
+                                     ("relax_scale", "relax", "num_banks", "grid"),
+                                     relax_only=("relax", "num_banks", "grid")),
     "rpp_unet": ModelEntry("rpp_conv:RPPConv", ("C4", "D4"), ("rpp_ratio",)),
     "relaxed_conv_unet": ModelEntry("relaxed_translation_conv:RelaxedTranslationConv",
                                     ("trivial",), ("num_banks", "grid")),
@@ -136,8 +141,10 @@ def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
     for k in _MODEL_ONLY - set(MODELS[name].conv_options):
         cfg.pop(k)
     if cfg.get("relax", "rotation") == "rotation" and "relax" in cfg:
-        cfg.pop("relax")     # the default relaxed group conv: config as before the option
+        cfg.pop("relax")     # the default relaxed conv: config as before the option
         cfg.pop("grid", None)
+        for k in MODELS[name].relax_only:
+            cfg.pop(k, None)
     return cfg
 
 

@@ -8,8 +8,8 @@ import sys
 import time
 
 from . import __doc__ as _DOC  # the package docstring is the --help text
-from .plan import (MODELS, SCALES, SCENARIOS, STUDIES, build_plan, log_estimate, log_plan,
-                   resolve_settings)
+from .plan import (MODELS, SCALES, SCENARIOS, STUDIES, TABLE1_ROWS, build_plan, log_estimate,
+                   log_plan, resolve_settings)
 from .report import write_reports
 from .run import execute
 
@@ -26,6 +26,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=None,
                    help="scenarios of the main study (default: all four)")
     p.add_argument("--models", nargs="+", choices=MODELS, default=MODELS)
+    p.add_argument("--rows", nargs="+", choices=[r[0] for r in TABLE1_ROWS], default=None,
+                   metavar="LABEL", help="rows of the table1 study to run (default: all; "
+                   "labels: " + ", ".join(repr(r[0]) for r in TABLE1_ROWS) + ")")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (0..N-1)")
     p.add_argument("--seed-list", type=int, nargs="+", default=None, metavar="S",
                    help="these seeds instead of 0..N-1 (e.g. 1 2 to add seeds to a "

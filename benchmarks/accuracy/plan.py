@@ -56,6 +56,8 @@ TABLE1_ROWS = [
     ("relaxed translation conv", "relaxed_conv_unet", {"grid": True}, None),
     ("relaxed roto-translation", "relaxed_gconv_unet", {"relax": "both", "grid": True},
      None),
+    ("relaxed roto-translation steer", "relaxed_steer_unet",
+     {"relax": "both", "grid": True}, None),
 ]
 
 
@@ -151,6 +153,7 @@ class Settings:
     work: Path
     out_dir: Path
     dry_run: bool
+    rows: list[str] | None = None   # Table-1 rows to run (None: all)
 
 
 def resolve_settings(args: argparse.Namespace) -> Settings:
@@ -172,7 +175,7 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
                list(range(args.seeds if args.seeds is not None else scale["seeds"]))),
         jobs=args.jobs or scale["jobs"], threads=args.threads,
         device=args.device or scale["device"], work=work, out_dir=out_dir,
-        dry_run=args.dry_run)
+        dry_run=args.dry_run, rows=getattr(args, "rows", None))
 
 
 @dataclasses.dataclass
@@ -312,7 +315,10 @@ class _TaskSet:
         # (relax_scale 0.1 -> 1 on 2026-12-02) changes the cache key and retrains
         from surrogate.records import ModelConfig
         from surrogate.registry import MODELS
-        mc = {**{k: ModelConfig.defaults()[k] for k in MODELS[model].conv_options},
+        entry = MODELS[model]
+        rotation = extra.get("relax", "rotation") == "rotation"
+        mc = {**{k: ModelConfig.defaults()[k] for k in entry.conv_options
+                 if not (rotation and k in entry.relax_only)},
               "hidden": h, "depth": self.scale["model"]["depth"], **extra}
         if breaking:
             mc["breaking_inputs"] = list(breaking)
@@ -367,13 +373,14 @@ def _plan_ablation(ts: _TaskSet, seeds: list[int]) -> None:
                 ts.add("ablation", sc, label if var else m, m, (), s, extra, width_of, var)
 
 
-def _plan_table1(ts: _TaskSet, scenarios: list[str], seeds: list[int]) -> None:
-    """The rows of the paper's Table 1 on each scenario (issue 12); the main study's
-    five models are the same runs."""
+def _plan_table1(ts: _TaskSet, scenarios: list[str], seeds: list[int],
+                 rows: list[str] | None = None) -> None:
+    """The rows of the paper's Table 1 (those labelled in ``rows``, default all) on each
+    scenario (issue 12); the main study's five models are the same runs."""
     res = ts.scale["data"]["resolution"]
     for sc in scenarios:
         for label, m, extra, only in TABLE1_ROWS:
-            if only is not None and sc not in only:
+            if (only is not None and sc not in only) or (rows and label not in rows):
                 continue
             opts = {k: ([res, res] if k == "grid" else v) for k, v in extra.items()}
             key = table1_key(label, m, extra)
@@ -383,7 +390,8 @@ def _plan_table1(ts: _TaskSet, scenarios: list[str], seeds: list[int]) -> None:
 
 def plan_runs(scale: dict, studies: list[str], scenarios: list[str],
               models: list[str], seeds: list[int], djobs: list[DataJob], work: Path,
-              device: str, threads: int, inputs_ok: bool) -> tuple[list[RunTask], list[str]]:
+              device: str, threads: int, inputs_ok: bool, rows: list[str] | None = None
+              ) -> tuple[list[RunTask], list[str]]:
     """The training runs of the studies, the most expensive first, and notes on skips."""
     ts = _TaskSet(scale, {d.key: d for d in djobs}, work, device, threads)
     notes: list[str] = []
@@ -398,7 +406,7 @@ def plan_runs(scale: dict, studies: list[str], scenarios: list[str],
     if "ablation" in studies:
         _plan_ablation(ts, seeds)
     if "table1" in studies:
-        _plan_table1(ts, scenarios, seeds)
+        _plan_table1(ts, scenarios, seeds, rows)
     return sorted(ts.tasks.values(), key=lambda t: -t.cost), notes
 
 
@@ -407,7 +415,7 @@ def build_plan(st: Settings) -> Plan:
     inputs_ok, why = breaking_support() if "inputs" in st.studies else (True, "")
     djobs = data_jobs(st.scale, st.scenarios, st.studies, st.work)
     tasks, notes = plan_runs(st.scale, st.studies, st.scenarios, st.models, st.seeds, djobs,
-                             st.work, st.device, st.threads, inputs_ok)
+                             st.work, st.device, st.threads, inputs_ok, st.rows)
     return Plan(djobs, tasks, notes, inputs_ok, why)
 
 

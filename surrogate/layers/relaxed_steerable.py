@@ -16,17 +16,37 @@ coefficients drifted ~10% from equivariance on exactly symmetric data and ``s = 
 the default; with the delta-target recipe ``s = 1`` rolls out better than ``s = 0.1`` in
 all 16 cells of the CPU accuracy benchmark (4 scenarios x 2 splits x 2 metrics, 3 seeds,
 docs/accuracy.md), so it is the default since 2026-12-02. Checkpoints record their ``s``.
+
+Roto-translation relaxation (``relax``)
+---------------------------------------
+``relax="rotation"`` (default) is the layer above. ``"translation"`` and ``"both"`` mix
+``L`` banks with weights that depend on the position, ``w_l(x)`` of shape ``(L, H, W)``
+on the layer's ``grid`` (the paper's ``Relaxed_TR_SteerConv``, Wang et al. 2022, code):
+
+    y(x) = sum_l w_l(x) [f * K_l](x),
+
+with ``K_l`` a strict steerable kernel (``"translation"``: the layer breaks translation
+symmetry, and rotations only through where ``w`` varies) or a relaxed steerable kernel
+``w_bar_l + s * delta_l(y)`` (``"both"``: relaxed over p4 = C4 x| Z^2, or D4 x| Z^2).
+``w`` starts at ``1/L`` and ``delta`` at 0, so the layer is exactly equivariant at
+initialisation. The penalty is the per-position one below (averaged over banks) plus
+``mean |w(x+e_x) - w(x)| + mean |w(x+e_y) - w(x)|``.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..groups import Group
-from .steerable import SteerableConv
+from .relaxed_translation_conv import MixedConv, check_grid, mix_banks, smoothness_penalty
+from .steerable import SteerableConv, init_steerable_coefficients
 
-__all__ = ["RelaxedSteerableConv"]
+__all__ = ["RelaxedSteerableConv", "RELAX"]
+
+#: what the relaxation may depend on (as :data:`.relaxed_group_conv.RELAX`)
+RELAX = ("rotation", "translation", "both")
 
 
 class RelaxedSteerableConv(SteerableConv):
@@ -37,48 +57,122 @@ class RelaxedSteerableConv(SteerableConv):
     a per-field ``bias``; buffer ``Phi`` ``(n_basis, |G|, |G|, k, k)``. The coefficients
     are :meth:`coefficients` ``w(y) = weight + relax_scale * delta(y)``;
     :meth:`equivariance_penalty` is the raw (un-scaled) ``||dw/dm|| + ||dw/dn||``.
+
+    With ``relax`` ``"translation"`` / ``"both"`` every coefficient tensor gains a
+    leading bank axis ``L`` (``"translation"`` has no ``delta``) and ``relaxed_weights``
+    ``w`` ``(L, H, W)`` mixes the banks per position of ``grid``.
     """
 
     def __init__(self, group: Group | str, in_fields: int, out_fields: int,
-                 kernel_size: int = 3, bias: bool = True, relax_scale: float = 1.0) -> None:
+                 kernel_size: int = 3, bias: bool = True, relax_scale: float = 1.0,
+                 relax: str = "rotation", num_banks: int = 2,
+                 grid: tuple[int, int] | None = None) -> None:
         super().__init__(group, in_fields, out_fields, kernel_size, bias)
         relax_scale = float(relax_scale)
         if not relax_scale > 0:
             raise ValueError(f"relax_scale must be > 0, got {relax_scale}")
-        self.relax_scale = relax_scale
-        self.delta = nn.Parameter(torch.zeros(*self.weight.shape, kernel_size, kernel_size))
+        if relax not in RELAX:
+            raise ValueError(f"relax must be one of {', '.join(RELAX)}, got {relax!r}")
+        self.relax_scale, self.relax, self.num_banks = relax_scale, relax, 1
+        k = kernel_size
+        if relax != "rotation":
+            if num_banks < 1:
+                raise ValueError(f"num_banks must be >= 1, got {num_banks}")
+            if grid is None or len(grid) != 2 or min(int(g) for g in grid) < 1:
+                raise ValueError(f"relax={relax!r} needs grid=(H, W) of the layer's level, "
+                                 f"got {grid!r}")
+            self.num_banks, self.grid = int(num_banks), (int(grid[0]), int(grid[1]))
+            # L banks drawn at sqrt(L) times the strict scale: their mean has that scale
+            banks = torch.stack([init_steerable_coefficients(self.Phi, out_fields, in_fields)
+                                 for _ in range(num_banks)])
+            self.weight = nn.Parameter(banks * num_banks ** 0.5)
+            self.relaxed_weights = nn.Parameter(torch.full((num_banks, *self.grid),
+                                                           1.0 / num_banks))
+        self.delta = (None if relax == "translation" else
+                      nn.Parameter(torch.zeros(*self.weight.shape, k, k)))
 
     def coefficients(self) -> torch.Tensor:
-        """``w(y) = w_bar + s * delta(y)``, ``(F_out, F_in, n_basis, k, k)``."""
-        return self.weight[..., None, None] + self.relax_scale * self.delta
+        """``w(y) = w_bar + s * delta(y)``, ``(F_out, F_in, n_basis, k, k)`` (with a
+        leading bank axis ``L`` when ``relax`` is not ``"rotation"``)."""
+        w = self.weight[..., None, None]
+        if self.delta is None:
+            return w.expand(*self.weight.shape, self.kernel_size, self.kernel_size)
+        return w + self.relax_scale * self.delta
 
-    def expand_filter(self) -> torch.Tensor:
+    def _kernels(self) -> torch.Tensor:
+        """The expanded kernel of each bank, ``(L, F_out|G|, F_in|G|, k, k)``."""
         n, k = self.group.order, self.kernel_size
         w = self.coefficients()
-        w = torch.einsum("oibyx,bghyx->ogihyx", w, self.Phi.to(w.dtype))
-        return w.reshape(self.out_fields * n, self.in_fields * n, k, k)
+        if self.relax == "rotation":
+            w = w[None]
+        w = torch.einsum("loibyx,bghyx->logihyx", w, self.Phi.to(w.dtype))
+        return w.reshape(w.shape[0], self.out_fields * n, self.in_fields * n, k, k)
+
+    def expand_filter(self) -> torch.Tensor:
+        """The kernel; with position-dependent weights, that of their mean over the grid
+        (the layer itself then mixes ``L`` kernels per position, see :meth:`forward`)."""
+        banks = self._kernels()
+        if self.relax == "rotation":
+            return banks[0]
+        wbar = self.relaxed_weights.mean(dim=(1, 2)).to(banks.dtype)
+        return torch.einsum("l,loiyx->oiyx", wbar, banks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, F_in|G|, H, W) -> (B, F_out|G|, H, W)``; with ``relax`` translation /
+        both, ``y(x) = sum_l w_l(x) [f * K_l](x) + b`` on the layer's grid."""
+        if self.relax == "rotation":
+            return super().forward(x)
+        check_grid(x, self.grid, f"{type(self).__name__} (relax={self.relax!r})")
+        banks = self._kernels()
+        L, co, ci, k, _ = banks.shape
+        y = F.conv2d(x, banks.reshape(L * co, ci, k, k), padding=k // 2)
+        y = mix_banks(y, self.relaxed_weights)
+        bias = self.expand_bias()
+        return y if bias is None else y + bias.view(1, -1, 1, 1).to(y.dtype)
 
     def equivariance_penalty(self) -> torch.Tensor:
         """Mean absolute finite difference of the coefficients along the two kernel axes,
         ``mean|w[.., m+1, n] - w[.., m, n]| + mean|w[.., m, n+1] - w[.., m, n]|``:
         differentiable, zero iff ``w`` is constant over the kernel (then the layer is
-        exactly equivariant). Not multiplied by the model's alpha."""
-        if self.kernel_size == 1:
-            return self.weight.new_zeros(())
+        exactly equivariant). Not multiplied by the model's alpha. With ``relax``
+        translation / both, plus the smoothness of ``w_l(x)`` over the grid (and, for
+        ``"translation"``, only that)."""
+        smooth = (self.weight.new_zeros(()) if self.relax == "rotation"
+                  else smoothness_penalty(self.relaxed_weights))
+        if self.kernel_size == 1 or self.delta is None:
+            return smooth
         w = self.coefficients()
         dm = (w[..., 1:, :] - w[..., :-1, :]).abs().mean()
         dn = (w[..., :, 1:] - w[..., :, :-1]).abs().mean()
-        return dm + dn
+        return dm + dn + smooth
 
     def relaxation_weights(self) -> dict[str, torch.Tensor]:
-        """``w`` ``(F_out, F_in, n_basis, k, k)`` (the coefficients); ``delta`` (the
-        relaxation parameter itself); ``deviation``: ``w`` minus its mean over the kernel
-        positions (zero for an equivariant layer); ``relative_deviation``:
-        ``||deviation|| / ||w||`` (scalar). All detached."""
+        """``relax="rotation"``: ``w`` ``(F_out, F_in, n_basis, k, k)`` (the
+        coefficients); ``delta`` (the relaxation parameter itself); ``deviation``: ``w``
+        minus its mean over the kernel positions (zero for an equivariant layer);
+        ``relative_deviation``: ``||deviation|| / ||w||`` (scalar).
+        ``"translation"`` / ``"both"``: ``w`` the mixing map ``(L, H, W)``, and for
+        ``"both"`` ``coefficients`` ``(L, F_out, F_in, n_basis, k, k)``. All detached."""
+        if self.relax != "rotation":
+            out = {"w": self.relaxed_weights.detach()}
+            if self.delta is not None:
+                out["coefficients"] = self.coefficients().detach()
+            return out
         w = self.coefficients().detach()
         dev = w - w.mean(dim=(-2, -1), keepdim=True)
         return {"w": w, "delta": self.delta.detach(), "deviation": dev,
                 "relative_deviation": dev.norm() / w.norm().clamp_min(1e-30)}
+
+    @torch.no_grad()
+    def export(self) -> nn.Module:
+        """One ``Conv2d`` (``relax="rotation"``), or a :class:`MixedConv`: the ``L``
+        expanded kernels in one ``Conv2d`` and the fixed mixing map ``w``."""
+        if self.relax == "rotation":
+            return super().export()
+        bias = self.expand_bias()
+        return MixedConv(self._kernels().detach().clone(),
+                         self.relaxed_weights.detach().clone(),
+                         None if bias is None else bias.detach().clone(), self.kernel_size)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                               missing_keys, unexpected_keys, error_msgs) -> None:
@@ -86,7 +180,7 @@ class RelaxedSteerableConv(SteerableConv):
         # w(y): split it into its mean over the kernel and the scaled remainder (same
         # function, to rounding)
         w = state_dict.get(prefix + "weight")
-        if (w is not None and w.dim() == 5 and prefix + "delta" not in state_dict):
+        if (self.relax == "rotation" and w is not None and w.dim() == 5 and prefix + "delta" not in state_dict):
             mean = w.mean(dim=(-2, -1))
             state_dict[prefix + "weight"] = mean
             state_dict[prefix + "delta"] = (w - mean[..., None, None]) / self.relax_scale
@@ -94,4 +188,6 @@ class RelaxedSteerableConv(SteerableConv):
                                       missing_keys, unexpected_keys, error_msgs)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", relax_scale={self.relax_scale:g}"
+        tail = "" if self.relax == "rotation" else \
+            f", relax={self.relax!r}, num_banks={self.num_banks}, grid={self.grid}"
+        return super().extra_repr() + f", relax_scale={self.relax_scale:g}" + tail

@@ -49,10 +49,15 @@ def test_accuracy_table1_study_plans_every_row_clc_on_translation_only(tmp_path)
     out = _dry_run(tmp_path, "--scale", "smoke", "--studies", "table1", "--scenarios",
                    "rotation", "translation")
     counts = dict(re.findall(r"'(\w+)': (\d+)", out.split("runs per study:")[1]))
-    assert {k: int(v) for k, v in counts.items()} == {"table1": 9 + 10}
+    assert {k: int(v) for k, v in counts.items()} == {"table1": 10 + 11}
     for name in ("rpp_unet", "combo_unet", "clc_unet", "relaxed_conv_unet",
-                 "(relaxed roto-translation)"):
+                 "(relaxed roto-translation)", "(relaxed roto-translation steer)"):
         assert name in out
+    out = _dry_run(tmp_path, "--scale", "smoke", "--studies", "table1", "--scenarios",
+                   "rotation", "translation", "--rows", "relaxed roto-translation steer",
+                   "CLC")
+    counts = dict(re.findall(r"'(\w+)': (\d+)", out.split("runs per study:")[1]))
+    assert {k: int(v) for k, v in counts.items()} == {"table1": 2 + 1}
 
 
 def test_accuracy_seed_list_plans_those_seeds_and_refuses_a_negative_one(tmp_path):

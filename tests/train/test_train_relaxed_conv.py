@@ -29,12 +29,24 @@ def test_trains_records_its_grid_and_refuses_another(tiny_nc, tmp_path):
         list(out.glob("relaxation_*.png"))
 
 
-def test_roto_translation_relaxation_trains_with_the_data_grid(tiny_nc, tmp_path):
-    cfg = tiny_config(tiny_nc, tmp_path / "both", model="relaxed_gconv_unet", epochs=1,
+@pytest.mark.parametrize("model", ["relaxed_gconv_unet", "relaxed_steer_unet"])
+def test_roto_translation_relaxation_trains_with_the_data_grid(tiny_nc, tmp_path, model):
+    cfg = tiny_config(tiny_nc, tmp_path / "both", model=model, epochs=1,
                       model_config={"hidden": 2, "depth": 2, "norm_groups": 1,
                                     "relax": "both"})
-    ck = read_checkpoint(fit(cfg))
+    best = fit(cfg)
+    ck = read_checkpoint(best)
     assert ck["model_config"]["relax"] == "both" and ck["model_config"]["grid"] == [N, N]
+    sur = load(best)
+    assert sur.forecast(np.zeros((1, 2, 3, N, N), np.float32), steps=2).sizes["time"] == 2
+    with pytest.raises(ForecastError, match=f"trained on a {N}x{N} grid"):
+        sur.forecast(np.zeros((1, 2, 3, 2 * N, 2 * N), np.float32), steps=1)
+    out = evaluate.run(best, tiny_nc, splits="test-domain", steps=2, out=tmp_path / "rep",
+                       device="cpu", figures=False, gif=False)
+    md = (out / "summary.md").read_text()
+    assert "| translation |" in md
+    if model == "relaxed_steer_unet":  # the banks' kernel-position relaxation as well
+        assert "| steerable |" in md
 
 
 def test_clc_unet_trains_records_its_grid_and_evaluate_maps_it(tiny_nc, tmp_path):
