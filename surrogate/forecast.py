@@ -75,6 +75,12 @@ class Surrogate(nn.Module):
             raise ForecastError(f"the model's residual scale {gain.tolist()} does not match "
                                 f"its normalisation's delta_scale / scale "
                                 f"{list(self.normalization.delta_gain)}")
+        bound = getattr(model, "lower_bound", None)
+        if self.normalization.lower_bound is not None and bound is not None and not \
+                np.allclose(bound.detach().cpu().numpy(),
+                            self.normalization.normalized_lower_bound, rtol=1e-5):
+            raise ForecastError(f"the model's lower bound {bound.tolist()} does not match "
+                                f"its normalisation's {list(self.normalization.lower_bound)}")
         self.metadata = dict(metadata or {})
         #: the typed view of ``metadata`` (what training recorded)
         self.record = TrainingRecord.from_dict(self.metadata)
@@ -221,6 +227,9 @@ class Surrogate(nn.Module):
             a = None if aux is None else self.normalize_aux(
                 aux[start:start + batch_size].to(dev))
             pred = self.normalization.denormalize(autoregress(net, x, steps, a))
+            # the model bounds frames in network units; this makes the bound exact in
+            # physical ones (density >= 0, not >= -1e-8 after rounding)
+            pred = self.normalization.apply_lower_bound(pred)
             outs.append(pred.cpu())
         return torch.cat(outs)
 

@@ -10,6 +10,7 @@ normalisation of those static fields in :attr:`Normalization.aux`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,13 +28,16 @@ class Normalization:
     ``aux``: the normalisation of the model's static aux fields from the data (the
     ``cause`` breaking input, layout :func:`surrogate.breaking.data_layout`), or None.
     ``delta_scale``: per-channel RMS of the one-step differences ``x[t+1] - x[t]`` in
-    physical units (one value per vector field), or None (state-unit residuals)."""
+    physical units (one value per vector field), or None (state-unit residuals).
+    ``lower_bound``: per-channel lower bound of a predicted frame in physical units
+    (``-inf``: none; only scalar fields may have one), or None (no bounds)."""
 
     layout: FieldLayout
     scale: tuple[float, ...]
     shift: tuple[float, ...]
     aux: "Normalization | None" = None
     delta_scale: tuple[float, ...] | None = None
+    lower_bound: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.aux is not None and not isinstance(self.aux, Normalization):
@@ -54,6 +58,30 @@ class Normalization:
             if any(d[i] != d[j] for i, j in self.layout.vector_indices):
                 raise ValueError("a vector field needs one delta scale for both components")
             object.__setattr__(self, "delta_scale", d)
+        if self.lower_bound is not None:
+            b = tuple(-math.inf if v is None else float(v) for v in self.lower_bound)
+            if len(b) != c or any(math.isnan(v) or v == math.inf for v in b):
+                raise ValueError(f"lower_bound needs {c} values (finite or -inf), got {b}")
+            if any(b[i] != -math.inf or b[j] != -math.inf
+                   for i, j in self.layout.vector_indices):
+                raise ValueError("a vector field cannot have a lower bound (it would break "
+                                 "rotation equivariance)")
+            object.__setattr__(self, "lower_bound", b)
+
+    @property
+    def normalized_lower_bound(self) -> tuple[float, ...]:
+        """:attr:`lower_bound` in network units, ``(b - shift) / scale`` (all ``-inf``
+        without bounds): what the model's ``lower_bound`` buffer holds."""
+        if self.lower_bound is None:
+            return (-math.inf,) * self.layout.num_channels
+        return tuple(b if b == -math.inf else (b - sh) / sc
+                     for b, sh, sc in zip(self.lower_bound, self.shift, self.scale))
+
+    def apply_lower_bound(self, x: torch.Tensor, channel_dim: int = -3) -> torch.Tensor:
+        """``max(x, lower_bound)`` per channel of physical frames (unchanged without)."""
+        if self.lower_bound is None:
+            return x
+        return torch.maximum(x, self._broadcast(x, self.lower_bound, channel_dim))
 
     @property
     def delta_gain(self) -> tuple[float, ...]:
@@ -142,12 +170,16 @@ class Normalization:
             d["aux"] = self.aux.to_dict()
         if self.delta_scale is not None:
             d["delta_scale"] = list(self.delta_scale)
+        if self.lower_bound is not None:  # -inf written as None (JSON has no infinity)
+            d["lower_bound"] = [None if b == -math.inf else b for b in self.lower_bound]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Normalization":
         aux = cls.from_dict(d["aux"]) if d.get("aux") else None
         delta = d.get("delta_scale")
+        bound = d.get("lower_bound")
         return cls(FieldLayout.from_dict(d["layout"]), tuple(map(float, d["scale"])),
                    tuple(map(float, d["shift"])), aux,
-                   tuple(map(float, delta)) if delta is not None else None)
+                   tuple(map(float, delta)) if delta is not None else None,
+                   tuple(bound) if bound is not None else None)

@@ -60,7 +60,8 @@ from . import distributed as D
 from .config import ConfigError, TrainConfig
 from .data import DataError, FieldData, open_data
 from .ema import EMA
-from .normalize import fit_aux, fit_delta_scale, fit_normalization, normalize_batch
+from .normalize import (fit_aux, fit_delta_scale, fit_lower_bound, fit_normalization,
+                        normalize_batch)
 from .splits import SplitError, resolve_splits
 from .windows import WindowDataset
 
@@ -547,6 +548,10 @@ class Trainer:
                 model.set_delta_scale(self.norm.delta_gain)
             if cfg.persistence_init:
                 model.init_persistence()
+            if cfg.nonnegative:
+                self.norm = dataclasses.replace(self.norm, lower_bound=fit_lower_bound(
+                    self.data, self.spec.train, self.T_in, self.layout))
+                model.set_lower_bound(self.norm.normalized_lower_bound)
         model.to(self.device)
         _check_model_fits(model, cfg, self.data, self.device)
         self.ema = EMA(model, cfg.ema) if cfg.ema is not None else None

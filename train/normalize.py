@@ -16,6 +16,8 @@ no shift; masks as they are), fitted on the training simulations and kept in
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -26,8 +28,8 @@ from surrogate.symmetry import FieldLayout
 from .data import FieldData
 from .splits import SplitRange
 
-__all__ = ["fit_normalization", "fit_delta_scale", "fit_aux", "normalize_batch",
-           "train_frames"]
+__all__ = ["fit_normalization", "fit_delta_scale", "fit_aux", "fit_lower_bound",
+           "normalize_batch", "train_frames"]
 
 
 def train_frames(split: SplitRange, T_in: int) -> list[tuple[int, int]]:
@@ -73,6 +75,21 @@ def fit_normalization(data: FieldData, split: SplitRange, T_in: int, layout: Fie
     else:
         block = np.stack([data.frames(s, t, t + 1)[0] for s, t in frames])
     return Normalization.fit(block, layout, channel_dim=1)
+
+
+def fit_lower_bound(data: FieldData, split: SplitRange, T_in: int,
+                    layout: FieldLayout) -> tuple[float, ...]:
+    """Per channel, in physical units: 0 for a scalar field that is never negative on
+    the frames of the train split, ``-inf`` otherwise (vector fields always: a bound on
+    a component would not commute with rotations)."""
+    lowest = np.full(layout.num_channels, np.inf)
+    for s, (lo, hi) in split.windows(T_in).spans().items():
+        lowest = np.minimum(lowest, data.frames(s, lo, hi).min(axis=(0, 2, 3)))
+    bound = [-math.inf] * layout.num_channels
+    for i in layout.scalar_indices:
+        if lowest[i] >= 0:
+            bound[i] = 0.0
+    return tuple(bound)
 
 
 def normalize_batch(norm: Normalization, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
