@@ -198,6 +198,28 @@ def error_vs_step(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path,
     return _save(fig, path)
 
 
+def _group_heatmap(ax, fig, group) -> None:
+    """One panel: per relaxed group-conv layer and bank, ``w_l(g) / mean_g w_l(g) - 1``."""
+    rows, labels = [], []
+    for l in group:
+        m = np.asarray(l.matrix, float)
+        mean = m.mean(axis=1, keepdims=True)
+        mean = np.where(np.abs(mean) > 1e-12, mean, 1.0)
+        rel = m / mean - 1
+        for b in range(m.shape[0]):
+            rows.append(rel[b])
+            labels.append(f"{l.name} l{b}" if m.shape[0] > 1 else l.name)
+    arr = np.array(rows)
+    lim = float(np.abs(arr).max()) or 1e-6
+    im = ax.imshow(arr, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -lim, lim), aspect="auto")
+    ax.set_xticks(range(arr.shape[1]), group[0].element_names or range(arr.shape[1]),
+                  fontsize=8)
+    if len(labels) <= 40:
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    ax.set_title("relaxed group conv: w(g)/mean - 1", fontsize=9)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+
+
 def relaxation_heatmaps(layers, path, title: str = "") -> Path:
     """Heatmaps of learned relaxation weights from
     :func:`evaluate.equivariance.relaxation_summary`.
@@ -224,25 +246,7 @@ def relaxation_heatmaps(layers, path, title: str = "") -> Path:
                                                            for l in group)) + 0.6)
     k = 0
     if group:
-        ax = fig.add_subplot(nrow, ncol, 1)
-        rows, labels = [], []
-        for l in group:
-            m = np.asarray(l.matrix, float)
-            mean = m.mean(axis=1, keepdims=True)
-            mean = np.where(np.abs(mean) > 1e-12, mean, 1.0)
-            rel = m / mean - 1
-            for b in range(m.shape[0]):
-                rows.append(rel[b])
-                labels.append(f"{l.name} l{b}" if m.shape[0] > 1 else l.name)
-        arr = np.array(rows)
-        lim = float(np.abs(arr).max()) or 1e-6
-        im = ax.imshow(arr, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -lim, lim), aspect="auto")
-        ax.set_xticks(range(arr.shape[1]), group[0].element_names or range(arr.shape[1]),
-                      fontsize=8)
-        if len(labels) <= 40:
-            ax.set_yticks(range(len(labels)), labels, fontsize=6)
-        ax.set_title("relaxed group conv: w(g)/mean - 1", fontsize=9)
-        fig.colorbar(im, ax=ax, shrink=0.8)
+        _group_heatmap(fig.add_subplot(nrow, ncol, 1), fig, group)
         k = 1
     smax = max([float(np.nanmax(np.asarray(l.matrix, float))) for l in steer] + [0.0])
     smax = smax if smax > 0 else 1e-6

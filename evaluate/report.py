@@ -473,9 +473,6 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
              for ckpt, sur, label in zip(ckpts, models, labels)]
     evals.append(_persistence_row(evals, split_names))
 
-    final, stage = out, _staging(out)
-    write_metrics_csv(evals, stage / "metrics.csv")
-    figs = _figures(evals, split_names, stage, quantities, plot_steps, gif) if figures else []
     scen = ds.attrs.get("scenario")
     dt = next((r.dt for ev in evals for r in ev.results.values()), 1.0)
     meta = {"data": data_paths, "scenario": str(scen) if scen is not None else None,
@@ -483,6 +480,19 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
             "checkpoints": [str(c) for c in ckpts], "device": str(models[0].device),
             "seconds": round(time.time() - t0, 2), "warnings": job.warnings,
             "sim_labels": sim_labels(ds)}
+    return _write_report(evals, split_names, data_eq, meta, out,
+                         quantities if figures else None, plot_steps, gif, verbose)
+
+
+def _write_report(evals: list, split_names: list[str], data_eq, meta: dict, out: Path,
+                  quantities: list[str] | None, plot_steps, gif: bool,
+                  verbose: bool) -> Path:
+    """Write metrics.csv, the figures (``quantities`` None: none), summary.md and
+    summary.json into a staging folder and swap it in as ``out``."""
+    final, stage = out, _staging(out)
+    write_metrics_csv(evals, stage / "metrics.csv")
+    figs = (_figures(evals, split_names, stage, quantities, plot_steps, gif)
+            if quantities is not None else [])
     write_summary(evals, split_names, data_eq, figs, stage, meta)
     (stage / "summary.json").write_text(json.dumps(_summary_dict(evals, data_eq, meta),
                                                    indent=1, default=_json_default))

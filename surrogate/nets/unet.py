@@ -297,8 +297,13 @@ def lower_bound_tensor(values, layout: FieldLayout) -> torch.Tensor:
 
 
 def apply_lower_bound(y: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
-    """``max(y, b)`` per channel of frames ``(B, C, H, W)`` (``b = -inf``: unchanged)."""
-    return torch.maximum(y, bound.to(y.dtype).view(1, -1, 1, 1))
+    """``max(y, b)`` per channel of frames ``(B, C, H, W)`` (``b = -inf``: unchanged).
+
+    The gradient passes straight through (as if unbounded): a plain ``max`` would give
+    no gradient where a prediction falls below the bound while the truth lies above it
+    (the front of a plume moving into clear air), and the model could not learn there."""
+    bounded = torch.maximum(y, bound.to(y.dtype).view(1, -1, 1, 1))
+    return bounded.detach() + (y - y.detach()) if y.requires_grad else bounded
 
 
 def _level_grid(grid, level: int, depth: int) -> tuple[int, int]:

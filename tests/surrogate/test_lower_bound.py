@@ -82,3 +82,14 @@ def test_normalization_holds_the_bound_in_physical_units_and_round_trips():
         (-math.inf,) * 3
     with pytest.raises(ValueError, match="vector field cannot"):
         Normalization(lay, (1.0,) * 3, (0.0,) * 3, lower_bound=(0.0, -math.inf, 0.0))
+
+
+def test_the_gradient_passes_straight_through_the_bound():
+    """Where a prediction is below the bound the loss still pulls it (towards a truth
+    above the bound): the gradient is that of the unbounded prediction."""
+    from surrogate.nets.unet import apply_lower_bound
+    y = torch.tensor([[[[-1.0, 2.0]]]], requires_grad=True)
+    out = apply_lower_bound(y, torch.tensor([0.0]))
+    assert out.tolist() == [[[[0.0, 2.0]]]]
+    ((out - 1.0) ** 2).sum().backward()
+    assert y.grad.tolist() == [[[[-2.0, 2.0]]]]   # d/dy (max(y,0) - 1)^2 taken at max(y,0)

@@ -11,15 +11,19 @@ from train import fit
 from train_fixtures import N, tiny_config
 
 
+def _forecasts_on_its_grid_only(best) -> None:
+    """The checkpoint forecasts on the training grid and refuses another one."""
+    sur = load(best)
+    assert sur.forecast(np.zeros((1, 2, 3, N, N), np.float32), steps=2).sizes["time"] == 2
+    with pytest.raises(ForecastError, match=f"trained on a {N}x{N} grid"):
+        sur.forecast(np.zeros((1, 2, 3, 2 * N, 2 * N), np.float32), steps=1)
+
+
 def test_trains_records_its_grid_and_refuses_another(tiny_nc, tmp_path):
     best = fit(tiny_config(tiny_nc, tmp_path / "run", model="relaxed_conv_unet", epochs=2))
     ck = read_checkpoint(best)
     assert ck["model_config"]["grid"] == [N, N]
-    sur = load(best)
-    hist = np.zeros((1, 2, 3, N, N), np.float32)
-    assert sur.forecast(hist, steps=2).sizes["time"] == 2
-    with pytest.raises(ForecastError, match=f"trained on a {N}x{N} grid"):
-        sur.forecast(np.zeros((1, 2, 3, 2 * N, 2 * N), np.float32), steps=1)
+    _forecasts_on_its_grid_only(best)
     # training moved the position-dependent weights: evaluate reports where
     out = evaluate.run(best, tiny_nc, splits="test-domain", steps=2, out=tmp_path / "rep",
                        device="cpu", figures=True, gif=False)
@@ -37,10 +41,7 @@ def test_roto_translation_relaxation_trains_with_the_data_grid(tiny_nc, tmp_path
     best = fit(cfg)
     ck = read_checkpoint(best)
     assert ck["model_config"]["relax"] == "both" and ck["model_config"]["grid"] == [N, N]
-    sur = load(best)
-    assert sur.forecast(np.zeros((1, 2, 3, N, N), np.float32), steps=2).sizes["time"] == 2
-    with pytest.raises(ForecastError, match=f"trained on a {N}x{N} grid"):
-        sur.forecast(np.zeros((1, 2, 3, 2 * N, 2 * N), np.float32), steps=1)
+    _forecasts_on_its_grid_only(best)
     out = evaluate.run(best, tiny_nc, splits="test-domain", steps=2, out=tmp_path / "rep",
                        device="cpu", figures=False, gif=False)
     md = (out / "summary.md").read_text()
@@ -53,9 +54,7 @@ def test_clc_unet_trains_records_its_grid_and_evaluate_maps_it(tiny_nc, tmp_path
     best = fit(tiny_config(tiny_nc, tmp_path / "clc", model="clc_unet", epochs=2))
     ck = read_checkpoint(best)
     assert ck["model_config"]["grid"] == [N, N]
-    sur = load(best)
-    with pytest.raises(ForecastError, match=f"trained on a {N}x{N} grid"):
-        sur.forecast(np.zeros((1, 2, 3, 2 * N, 2 * N), np.float32), steps=1)
+    _forecasts_on_its_grid_only(best)
     out = evaluate.run(best, tiny_nc, splits="test-domain", steps=2, out=tmp_path / "rep",
                        device="cpu", figures=False, gif=False)
     assert "| translation |" in (out / "summary.md").read_text()
