@@ -75,12 +75,6 @@ class Surrogate(nn.Module):
             raise ForecastError(f"the model's residual scale {gain.tolist()} does not match "
                                 f"its normalisation's delta_scale / scale "
                                 f"{list(self.normalization.delta_gain)}")
-        bound = getattr(model, "lower_bound", None)
-        if self.normalization.lower_bound is not None and bound is not None and not \
-                np.allclose(bound.detach().cpu().numpy(),
-                            self.normalization.normalized_lower_bound, rtol=1e-5):
-            raise ForecastError(f"the model's lower bound {bound.tolist()} does not match "
-                                f"its normalisation's {list(self.normalization.lower_bound)}")
         self.metadata = dict(metadata or {})
         #: the typed view of ``metadata`` (what training recorded)
         self.record = TrainingRecord.from_dict(self.metadata)
@@ -220,14 +214,17 @@ class Surrogate(nn.Module):
         aux = self.aux_tensor(aux, history.shape[0], tuple(history.shape[-2:]))
         net = self.exported() if exported else self.model.eval()
         dev = self.device
+        lower = (None if self.normalization.lower_bound is None else
+                 torch.tensor(self.normalization.normalized_lower_bound, device=dev))
         outs = []
         for start in range(0, history.shape[0], batch_size):
             x = history[start:start + batch_size, -self.T_in:].to(dev, torch.float32)
             x = self.normalization.normalize(x)
             a = None if aux is None else self.normalize_aux(
                 aux[start:start + batch_size].to(dev))
-            pred = self.normalization.denormalize(autoregress(net, x, steps, a))
-            # the model bounds frames in network units; this makes the bound exact in
+            pred = self.normalization.denormalize(autoregress(net, x, steps, a,
+                                                              lower=lower))
+            # bounded in network units at every step (and fed back so); exact in
             # physical ones (density >= 0, not >= -1e-8 after rounding)
             pred = self.normalization.apply_lower_bound(pred)
             outs.append(pred.cpu())

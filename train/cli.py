@@ -171,8 +171,8 @@ def _training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--curriculum", action=argparse.BooleanOptionalAction,
                    help="grow the unrolled loss from 1 to K steps over half the epochs")
     g.add_argument("--nonnegative", action=argparse.BooleanOptionalAction,
-                   help="bound predicted scalar fields that are never negative in the "
-                   "train split (density) below by 0 (off)")
+                   help="forecasts bound scalar fields that are never negative in the "
+                   "train split (density) below by 0 (on)")
     g.add_argument("--loss-weight", dest="loss_weights", action="append", type=_kv,
                    metavar="CHANNEL=W", help="weight of a field in the loss (repeatable; "
                    "a vector field's components take one weight each, e.g. "

@@ -118,10 +118,12 @@ class TrainConfig:
       components of a vector field get one weight; unnamed channels weigh 1). With delta
       targets every field's normalised change counts alike, so a slowly changing field
       whose state-unit error matters (density) can be weighed up.
-    * ``nonnegative``: bound every predicted frame of a scalar field that is never
-      negative in the train split (density) below by 0, inside the model (so the
-      unrolled loss, validation and every forecast see it); the bound is pointwise on
-      scalars, so it keeps the model's symmetry.
+    * ``nonnegative``: record a lower bound of 0 (``Normalization.lower_bound``) for
+      every scalar field never negative in the train split (density); every forecast
+      (:meth:`surrogate.Surrogate.rollout`, so ``evaluate`` too) then bounds those
+      fields at each step and feeds the bounded frame back. Pointwise on scalars, so it
+      keeps the model's symmetry. Training's loss and valid rollouts are not bounded
+      (bounding inside training made the rollouts worse, docs/accuracy.md).
     """
 
     data: list[str] = field(default_factory=list)
@@ -147,7 +149,7 @@ class TrainConfig:
     ema: float | None = None
     curriculum: bool = False
     loss_weights: dict[str, float] = field(default_factory=dict)
-    nonnegative: bool = False
+    nonnegative: bool = True
     valid_steps: int | None = None
     max_steps_per_epoch: int | None = None
     device: str = "auto"

@@ -498,6 +498,9 @@ class Trainer:
         fitted on the train split."""
         if self.ckpt is None:
             norm = fit_normalization(self.data, self.spec.train, self.T_in, self.layout)
+            if self.cfg.nonnegative:  # applied by every forecast, not in training
+                norm = dataclasses.replace(norm, lower_bound=fit_lower_bound(
+                    self.data, self.spec.train, self.T_in, self.layout))
             if self.aux_layout.num_channels:
                 norm = dataclasses.replace(norm, aux=fit_aux(self.data, self.spec.train,
                                                              self.aux_layout))
@@ -548,10 +551,6 @@ class Trainer:
                 model.set_delta_scale(self.norm.delta_gain)
             if cfg.persistence_init:
                 model.init_persistence()
-            if cfg.nonnegative:
-                self.norm = dataclasses.replace(self.norm, lower_bound=fit_lower_bound(
-                    self.data, self.spec.train, self.T_in, self.layout))
-                model.set_lower_bound(self.norm.normalized_lower_bound)
         model.to(self.device)
         _check_model_fits(model, cfg, self.data, self.device)
         self.ema = EMA(model, cfg.ema) if cfg.ema is not None else None

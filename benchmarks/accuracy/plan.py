@@ -79,7 +79,7 @@ COST = {"unet": 1.0, "gconv_unet": 2.3, "relaxed_gconv_unet": 1.8, "steer_unet":
 #: the training recipe of issue 11 (docs/accuracy.md, "Training recipe"); part of every
 #: run's cache key, so results of an older recipe are never reused
 RECIPE = {"targets": "delta", "persistence_init": True, "noise": 0.5, "schedule": "cosine",
-          "loss_weights": {"density": 2.0}}
+          "loss_weights": {"density": 2.0}, "nonnegative": True}
 
 SCALES: dict[str, dict[str, Any]] = {
     # 2 CPU cores: the demo's data design and recipe (docs/accuracy.md, "Late-started

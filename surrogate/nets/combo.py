@@ -17,14 +17,13 @@ net's channels are ``hidden``, the equivariant net's ``hidden |G|``), so
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..layers.group_conv import GroupConv
-from .unet import FieldUNet, apply_lower_bound, lower_bound_tensor
+from .unet import FieldUNet
 
 __all__ = ["ComboUNet"]
 
@@ -50,8 +49,6 @@ class ComboUNet(nn.Module):
         self.breaking = self.equiv.breaking
         self.exported = False
         self.config: dict[str, Any] = dict(self.equiv.config)
-        self.register_buffer("lower_bound", torch.full((self.layout.num_channels,),
-                                                       -math.inf))
 
     # the FieldUNet interface the pipeline uses --------------------------------------
     @property
@@ -68,19 +65,6 @@ class ComboUNet(nn.Module):
         self.plain.set_delta_scale(values)
 
     @torch.no_grad()
-    def set_lower_bound(self, values) -> None:
-        """The lower bound of the combined frame (normalised units, ``-inf``: none)."""
-        self.lower_bound.copy_(lower_bound_tensor(values, self.layout).to(self.lower_bound))
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
-                              missing_keys, unexpected_keys, error_msgs):
-        key = prefix + "lower_bound"  # checkpoints from before the bound: none
-        if key not in state_dict:
-            state_dict[key] = torch.full_like(self.lower_bound, -math.inf)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
-                                      missing_keys, unexpected_keys, error_msgs)
-
-    @torch.no_grad()
     def init_persistence(self) -> None:
         """Zero both heads: the model predicts ``x[t+1] = x[t]`` until trained."""
         self.equiv.init_persistence()
@@ -90,8 +74,7 @@ class ComboUNet(nn.Module):
         """``x (B, T_in, C, H, W)`` -> ``(B, C, H, W)``."""
         last = x[:, -1]
         w_p, w_e = self.combo_weights.to(x.dtype)
-        y = last + w_p * (self.plain(x, aux) - last) + w_e * (self.equiv(x, aux) - last)
-        return apply_lower_bound(y, self.lower_bound)
+        return last + w_p * (self.plain(x, aux) - last) + w_e * (self.equiv(x, aux) - last)
 
     def equivariance_penalty(self) -> torch.Tensor:
         """0: the baseline has no prior (``alpha`` is not used)."""

@@ -10,8 +10,6 @@ the plain ``unet`` is the trivial group (``|G| = 1``, the lift is the identity).
         --> decoder [x2 upsample, concat skip, residual blocks] x (depth - 1)
         --1x1 conv--> (B, n_f |G|, H, W) --project--> (B, C, H, W)
         residual: x[t+1] = x[t] + delta_scale * out   (delta_scale: buffer (C,), default 1)
-        bound:    x[t+1] = max(x[t+1], lower_bound)  (buffer (C,), -inf = none; training
-                  sets it for scalar fields never negative in the train split)
 
 Breaking inputs (:mod:`surrogate.breaking`) are static fields lifted like the state
 (vectors rho_1, scalars trivial) and concatenated to the lifted history before the stem.
@@ -23,7 +21,6 @@ Exact equivariance needs a square grid whose side is divisible by ``2**(depth-1)
 from __future__ import annotations
 
 import copy
-import math
 from functools import partial
 from typing import Any, Iterable, Iterator
 
@@ -57,8 +54,6 @@ class FieldUNet(nn.Module):
             ``delta_scale`` (a ``(C,)`` buffer saved with the weights, 1 by default) is
             set by training to the ratio of the normalised one-step change to the
             normalised state (:meth:`set_delta_scale`).
-            Every predicted frame is then bounded below per channel by the buffer
-            ``lower_bound`` (``-inf`` by default: no bound; :meth:`set_lower_bound`).
         num_blocks: residual blocks per level (encoder and decoder).
         upsample: ``"bilinear"`` or ``"nearest"``.
         norm_groups: GroupNorm groups (whole fields per group).
@@ -139,7 +134,6 @@ class FieldUNet(nn.Module):
         self.head = conv(group, widths[0], n_f, 1)
         self.project = FieldProjection(layout, group)
         self.register_buffer("delta_scale", torch.ones(layout.num_channels))
-        self.register_buffer("lower_bound", torch.full((layout.num_channels,), -math.inf))
 
     # ------------------------------------------------------------------ residual head
     @torch.no_grad()
@@ -154,16 +148,6 @@ class FieldUNet(nn.Module):
         if any(v[i] != v[j] for i, j in self.layout.vector_indices):
             raise ValueError("delta_scale must be equal for both components of a vector")
         self.delta_scale.copy_(v.to(self.delta_scale.device))
-
-    @torch.no_grad()
-    def set_lower_bound(self, values) -> None:
-        """Set the per-channel lower bound ``(C,)`` of every predicted frame, in
-        normalised units (``-inf``: none; see :func:`lower_bound_tensor`)."""
-        self.lower_bound.copy_(lower_bound_tensor(values, self.layout).to(self.lower_bound))
-
-    def bound(self, y: torch.Tensor) -> torch.Tensor:
-        """``max(y, b)`` per channel of a predicted frame ``(B, C, H, W)``."""
-        return apply_lower_bound(y, self.lower_bound)
 
     @torch.no_grad()
     def init_persistence(self) -> None:
@@ -182,9 +166,6 @@ class FieldUNet(nn.Module):
         key = prefix + "delta_scale"
         if key not in state_dict:
             state_dict = {**state_dict, key: torch.ones_like(self.delta_scale)}
-        key = prefix + "lower_bound"  # and before the lower bound: none
-        if key not in state_dict:
-            state_dict = {**state_dict, key: torch.full_like(self.lower_bound, -math.inf)}
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
                                       missing_keys, unexpected_keys, error_msgs)
 
@@ -237,8 +218,8 @@ class FieldUNet(nn.Module):
             z = dec(concat_fields(self.up(z), skips.pop()))
         out = self.project(self.head(z))
         if not self.residual:
-            return self.bound(out)
-        return self.bound(x[:, -1] + out * self.delta_scale.to(out.dtype).view(1, -1, 1, 1))
+            return out
+        return x[:, -1] + out * self.delta_scale.to(out.dtype).view(1, -1, 1, 1)
 
     # ------------------------------------------------------------------ relaxation
     def field_convs(self) -> Iterator[tuple[str, nn.Module]]:
@@ -279,31 +260,6 @@ class FieldUNet(nn.Module):
         return (f"name={self.config['name']!r}, group={self.group.name}, T_in={self.T_in}, "
                 f"widths={self.widths}, breaking_inputs={list(self.breaking.names)}, "
                 f"exported={self.exported}")
-
-
-def lower_bound_tensor(values, layout: FieldLayout) -> torch.Tensor:
-    """``(C,)`` float32 lower bounds checked against ``layout``: finite or ``-inf``, and
-    ``-inf`` on both components of every vector field (a bound on a component would not
-    commute with rotations; on a scalar it is pointwise, so it does)."""
-    v = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
-    if v.numel() != layout.num_channels or torch.isnan(v).any() or (v == math.inf).any():
-        raise ValueError(f"lower_bound needs {layout.num_channels} values (finite or "
-                         f"-inf), got {v.tolist()}")
-    for i, j in layout.vector_indices:
-        if v[i] != -math.inf or v[j] != -math.inf:
-            raise ValueError("a vector field cannot have a lower bound (it would break "
-                             "rotation equivariance)")
-    return v
-
-
-def apply_lower_bound(y: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
-    """``max(y, b)`` per channel of frames ``(B, C, H, W)`` (``b = -inf``: unchanged).
-
-    The gradient passes straight through (as if unbounded): a plain ``max`` would give
-    no gradient where a prediction falls below the bound while the truth lies above it
-    (the front of a plume moving into clear air), and the model could not learn there."""
-    bounded = torch.maximum(y, bound.to(y.dtype).view(1, -1, 1, 1))
-    return bounded.detach() + (y - y.detach()) if y.requires_grad else bounded
 
 
 def _level_grid(grid, level: int, depth: int) -> tuple[int, int]:

@@ -254,24 +254,20 @@ def test_loss_weights_scale_the_loss_per_field(tiny_nc, tmp_path):
 
 
 def test_nonnegative_bounds_the_never_negative_scalar_at_zero(tiny_nc, tmp_path):
-    """``nonnegative``: density (never negative in the data) gets the bound 0 in
-    normalised units, u and v none; every forecast frame has density >= 0. A scalar that
-    is negative somewhere in the train split gets no bound."""
+    """``nonnegative`` (the default): density, never negative in the data, gets the
+    lower bound 0 in the checkpoint's normalisation, u and v none; every forecast frame
+    has density >= 0. A scalar negative somewhere in the train split gets no bound."""
     import math
-    from surrogate.checkpoint import model_from_checkpoint, read_checkpoint
     from surrogate.forecast import load
-    best = fit(tiny_config(tiny_nc, tmp_path / "nn", epochs=1, nonnegative=True))
-    ck = read_checkpoint(best)
-    norm = ck["normalization"]
-    lb = model_from_checkpoint(ck).lower_bound.tolist()
-    assert lb[:2] == [-math.inf, -math.inf]
-    assert lb[2] == pytest.approx(-norm.shift[2] / norm.scale[2])
+    best = fit(tiny_config(tiny_nc, tmp_path / "nn", epochs=1))
+    assert read_checkpoint(best)["normalization"].lower_bound == (-math.inf, -math.inf, 0.0)
     ds = xr.open_dataset(tiny_nc)
     pred = load(best).forecast(ds.isel(sim=[4], time=slice(0, 2)), steps=6)
     assert float(pred["density"].min()) >= 0.0
     shifted = tmp_path / "shifted.nc"
     ds.assign(density=ds["density"] - 0.5).to_netcdf(shifted)
     ds.close()
-    best = fit(tiny_config(shifted, tmp_path / "neg", epochs=1, nonnegative=True))
-    assert all(math.isinf(v) for v in
-               model_from_checkpoint(read_checkpoint(best)).lower_bound.tolist())
+    best = fit(tiny_config(shifted, tmp_path / "neg", epochs=1))
+    assert read_checkpoint(best)["normalization"].lower_bound == (-math.inf,) * 3
+    best = fit(tiny_config(tiny_nc, tmp_path / "off", epochs=1, nonnegative=False))
+    assert read_checkpoint(best)["normalization"].lower_bound is None
