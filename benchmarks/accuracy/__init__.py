@@ -33,7 +33,8 @@ Two scales::
     python benchmarks/bench_accuracy.py --scale paper --dry-run  # print the plan only
     python benchmarks/bench_accuracy.py --scale smoke            # 1 seed, rotation, tiny
 
-Options: ``--scenarios``, ``--models``, ``--studies``, ``--seeds N`` (seeds 0..N-1) or ``--seed-list S ...``,
+Options: ``--scenarios``, ``--models``, ``--studies``, ``--seeds N`` (seeds 0..N-1) or
+``--seed-list S ...``, ``--rows LABEL ...`` (only these rows of the table1 study),
 ``--jobs`` (parallel training processes, one torch thread each by default), ``--out``
 (results folder), ``--work`` (datasets and runs). Generated datasets and finished runs
 are cached under ``--work`` (default ``benchmarks/work/<scale>``): a finished run's
