@@ -161,3 +161,30 @@ def test_steer_both_relaxes_rotation_inside_the_banks_and_translation_between_th
             if s.kind == "steerable" and s.shape[-1] > 1} == {True}
     default = build_model("relaxed_steer_unet", T_in=2, hidden=2, depth=2)
     assert not {"relax", "num_banks", "grid"} & set(default.config)
+
+
+@pytest.mark.parametrize("n", [32, 64])
+@pytest.mark.parametrize("name,opts", [("relaxed_conv_unet", {}), ("rpp_unet", {}),
+                                       ("relaxed_gconv_unet", {"relax": "both"}),
+                                       ("relaxed_steer_unet", {"relax": "both"})])
+def test_issue12_models_at_32_and_64(tmp_path, n, name, opts):
+    """Forward, backward, export, checkpoint round trip and (for the position-dependent
+    ones) the refusal of another grid, on the grids of the CPU and the paper scale."""
+    from surrogate.checkpoint import load_model, save
+    from surrogate.registry import needs_grid
+    torch.manual_seed(0)
+    grid = (n, n) if needs_grid(name, opts) else None
+    m = build_model(name, T_in=2, hidden=2, depth=3, grid=grid, **opts)
+    with torch.no_grad():  # move every relaxation away from its initial value
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(2, 2, 3, n, n)
+    y = m(x)
+    (y.square().mean() + m.equivariance_penalty()).backward()
+    assert y.shape == (2, 3, n, n) and all(p.grad is not None for p in m.parameters())
+    assert torch.allclose(m.export()(x), y, atol=1e-5)
+    back = load_model(save(m, tmp_path / "m.pt"))
+    assert torch.equal(back(x), y)
+    if grid is not None:
+        with pytest.raises(ValueError, match=f"built for a {n}x{n} grid"):
+            m(torch.randn(1, 2, 3, n // 2, n // 2))
