@@ -214,18 +214,17 @@ class Surrogate(nn.Module):
         aux = self.aux_tensor(aux, history.shape[0], tuple(history.shape[-2:]))
         net = self.exported() if exported else self.model.eval()
         dev = self.device
-        lower = (None if self.normalization.lower_bound is None else
-                 torch.tensor(self.normalization.normalized_lower_bound, device=dev))
         outs = []
         for start in range(0, history.shape[0], batch_size):
             x = history[start:start + batch_size, -self.T_in:].to(dev, torch.float32)
             x = self.normalization.normalize(x)
             a = None if aux is None else self.normalize_aux(
                 aux[start:start + batch_size].to(dev))
-            pred = self.normalization.denormalize(autoregress(net, x, steps, a,
-                                                              lower=lower))
-            # bounded in network units at every step (and fed back so); exact in
-            # physical ones (density >= 0, not >= -1e-8 after rounding)
+            pred = self.normalization.denormalize(autoregress(net, x, steps, a))
+            # the frames returned are bounded (density >= 0); the model goes on from its
+            # own unbounded predictions, as in training. Where the truth obeys the bound
+            # this can only lower every cell's error (|max(p, b) - t| <= |p - t|);
+            # feeding the bounded frames back made some rollouts worse (docs/train.md)
             pred = self.normalization.apply_lower_bound(pred)
             outs.append(pred.cpu())
         return torch.cat(outs)

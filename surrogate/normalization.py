@@ -68,15 +68,6 @@ class Normalization:
                                  "rotation equivariance)")
             object.__setattr__(self, "lower_bound", b)
 
-    @property
-    def normalized_lower_bound(self) -> tuple[float, ...]:
-        """:attr:`lower_bound` in network units, ``(b - shift) / scale`` (all ``-inf``
-        without bounds): what the model's ``lower_bound`` buffer holds."""
-        if self.lower_bound is None:
-            return (-math.inf,) * self.layout.num_channels
-        return tuple(b if b == -math.inf else (b - sh) / sc
-                     for b, sh, sc in zip(self.lower_bound, self.shift, self.scale))
-
     def apply_lower_bound(self, x: torch.Tensor, channel_dim: int = -3) -> torch.Tensor:
         """``max(x, lower_bound)`` per channel of physical frames (unchanged without)."""
         if self.lower_bound is None:

@@ -11,21 +11,16 @@ __all__ = ["autoregress"]
 
 
 def autoregress(step: Callable[..., torch.Tensor], x: torch.Tensor, steps: int,
-                aux: torch.Tensor | None = None, pushforward: bool = False,
-                lower: torch.Tensor | None = None) -> torch.Tensor:
-    """``x[t+1] = max(step(x[t-T_in+1 .. t] [, aux]), lower)`` applied ``steps`` times.
+                aux: torch.Tensor | None = None, pushforward: bool = False) -> torch.Tensor:
+    """``x[t+1] = step(x[t-T_in+1 .. t] [, aux])`` applied ``steps`` times.
 
     ``x``: ``(B, T_in, C, H, W)`` history; ``aux``: static ``(B, C_aux, H, W)`` fields
     given at every step; ``pushforward``: feed predictions back detached (the gradient
-    flows through one step only); ``lower``: a per-channel lower bound ``(C,)`` of every
-    predicted frame, ``-inf`` where none (None: no bound). Returns
-    ``(B, steps, C, H, W)``."""
+    flows through one step only). Returns ``(B, steps, C, H, W)``."""
     preds = []
     hist = x
     for k in range(steps):
         p = step(hist) if aux is None else step(hist, aux)
-        if lower is not None:
-            p = torch.maximum(p, lower.to(p).view(1, -1, 1, 1))
         preds.append(p)
         if k < steps - 1:
             fb = (p.detach() if pushforward else p).to(hist.dtype)
