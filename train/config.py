@@ -119,11 +119,10 @@ class TrainConfig:
       targets every field's normalised change counts alike, so a slowly changing field
       whose state-unit error matters (density) can be weighed up.
     * ``nonnegative``: record a lower bound of 0 (``Normalization.lower_bound``) for
-      every scalar field never negative in the train split (density); every forecast
-      (:meth:`surrogate.Surrogate.rollout`, so ``evaluate`` too) then bounds those
-      fields at each step and feeds the bounded frame back. Pointwise on scalars, so it
-      keeps the model's symmetry. Training's loss and valid rollouts are not bounded
-      (bounding inside training made the rollouts worse, docs/accuracy.md).
+      every scalar field never negative in the train split (density); the frames every
+      forecast returns (:meth:`surrogate.Surrogate.rollout`, so ``evaluate`` too) are
+      then bounded. Pointwise on scalars, so it keeps the model's symmetry. Training
+      is not bounded (bounding inside the unrolled loss rolled out worse, docs/train.md).
     """
 
     data: list[str] = field(default_factory=list)
