@@ -175,7 +175,7 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
                list(range(args.seeds if args.seeds is not None else scale["seeds"]))),
         jobs=args.jobs or scale["jobs"], threads=args.threads,
         device=args.device or scale["device"], work=work, out_dir=out_dir,
-        dry_run=args.dry_run, rows=getattr(args, "rows", None))
+        dry_run=args.dry_run, rows=args.rows)
 
 
 @dataclasses.dataclass

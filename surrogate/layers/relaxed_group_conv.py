@@ -45,18 +45,15 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..groups import Group
 from .group_conv import check_grid_group, expand_group_filter, group_filter_index, kaiming_std
 from .regular import RegularConv
-from .relaxed_translation_conv import MixedConv, check_grid, mix_banks, smoothness_penalty
+from .relaxed_translation_conv import (RELAX, MixedConv, banked_conv, check_grid,
+                                       check_relax, smoothness_penalty)
 
 __all__ = ["RelaxedGroupConv", "RELAX"]
-
-#: what the combination weights may depend on
-RELAX = ("rotation", "translation", "both")
 
 
 class RelaxedGroupConv(RegularConv):
@@ -73,8 +70,7 @@ class RelaxedGroupConv(RegularConv):
         check_grid_group(group, type(self).__name__)
         if num_banks < 1:
             raise ValueError(f"num_banks must be >= 1, got {num_banks}")
-        if relax not in RELAX:
-            raise ValueError(f"relax must be one of {', '.join(RELAX)}, got {relax!r}")
+        check_relax(relax)
         n, k = group.order, kernel_size
         self.num_banks, self.relax = num_banks, relax
         std = math.sqrt(num_banks) * kaiming_std(in_fields * n * k * k)
@@ -108,13 +104,11 @@ class RelaxedGroupConv(RegularConv):
         if self.relax == "rotation":
             return super().forward(x)
         check_grid(x, self.grid, f"{type(self).__name__} (relax={self.relax!r})")
-        n, k, L, fo = self.group.order, self.kernel_size, self.num_banks, self.out_fields
+        n, k, L = self.group.order, self.kernel_size, self.num_banks
         banks = expand_group_filter(self.weight, self.filter_index, n)
-        y = F.conv2d(x, banks.reshape(L * fo * n, self.in_fields * n, k, k),
-                     padding=k // 2)
-        y = mix_banks(y, self.relaxed_weights)  # w (L, H, W) or (L, G, H, W)
-        bias = self.expand_bias()
-        return y if bias is None else y + bias.view(1, -1, 1, 1).to(y.dtype)
+        banks = banks.reshape(L, self.out_fields * n, self.in_fields * n, k, k)
+        # w (L, H, W) or (L, G, H, W)
+        return banked_conv(x, banks, self.relaxed_weights, self.expand_bias())
 
     def equivariance_penalty(self) -> torch.Tensor:
         """``sum_l sum_{g,h} |w_l(g) - w_l(h)|`` (raw, ordered pairs, no ``alpha``);

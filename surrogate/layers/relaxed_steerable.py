@@ -36,17 +36,14 @@ initialisation. The penalty is the per-position one below (averaged over banks) 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..groups import Group
-from .relaxed_translation_conv import MixedConv, check_grid, mix_banks, smoothness_penalty
+from .relaxed_translation_conv import (MixedConv, banked_conv, check_grid, check_relax,
+                                       smoothness_penalty)
 from .steerable import SteerableConv, init_steerable_coefficients
 
-__all__ = ["RelaxedSteerableConv", "RELAX"]
-
-#: what the relaxation may depend on (as :data:`.relaxed_group_conv.RELAX`)
-RELAX = ("rotation", "translation", "both")
+__all__ = ["RelaxedSteerableConv"]
 
 
 class RelaxedSteerableConv(SteerableConv):
@@ -71,8 +68,7 @@ class RelaxedSteerableConv(SteerableConv):
         relax_scale = float(relax_scale)
         if not relax_scale > 0:
             raise ValueError(f"relax_scale must be > 0, got {relax_scale}")
-        if relax not in RELAX:
-            raise ValueError(f"relax must be one of {', '.join(RELAX)}, got {relax!r}")
+        check_relax(relax)
         self.relax_scale, self.relax, self.num_banks = relax_scale, relax, 1
         k = kernel_size
         if relax != "rotation":
@@ -123,12 +119,7 @@ class RelaxedSteerableConv(SteerableConv):
         if self.relax == "rotation":
             return super().forward(x)
         check_grid(x, self.grid, f"{type(self).__name__} (relax={self.relax!r})")
-        banks = self._kernels()
-        L, co, ci, k, _ = banks.shape
-        y = F.conv2d(x, banks.reshape(L * co, ci, k, k), padding=k // 2)
-        y = mix_banks(y, self.relaxed_weights)
-        bias = self.expand_bias()
-        return y if bias is None else y + bias.view(1, -1, 1, 1).to(y.dtype)
+        return banked_conv(x, self._kernels(), self.relaxed_weights, self.expand_bias())
 
     def equivariance_penalty(self) -> torch.Tensor:
         """Mean absolute finite difference of the coefficients along the two kernel axes,
@@ -180,7 +171,8 @@ class RelaxedSteerableConv(SteerableConv):
         # w(y): split it into its mean over the kernel and the scaled remainder (same
         # function, to rounding)
         w = state_dict.get(prefix + "weight")
-        if (self.relax == "rotation" and w is not None and w.dim() == 5 and prefix + "delta" not in state_dict):
+        if (self.relax == "rotation" and w is not None and w.dim() == 5
+                and prefix + "delta" not in state_dict):
             mean = w.mean(dim=(-2, -1))
             state_dict[prefix + "weight"] = mean
             state_dict[prefix + "delta"] = (w - mean[..., None, None]) / self.relax_scale

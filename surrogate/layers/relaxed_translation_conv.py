@@ -34,7 +34,16 @@ from .group_conv import kaiming_std
 from .regular import RegularConv
 
 __all__ = ["RelaxedTranslationConv", "MixedConv", "mix_banks", "smoothness_penalty",
-           "check_grid"]
+           "check_grid", "banked_conv", "check_relax", "RELAX"]
+
+#: what the weights of a relaxed group / steerable conv may depend on
+RELAX = ("rotation", "translation", "both")
+
+
+def check_relax(relax: str) -> None:
+    """Refuse a ``relax`` option that is not one of :data:`RELAX`."""
+    if relax not in RELAX:
+        raise ValueError(f"relax must be one of {', '.join(RELAX)}, got {relax!r}")
 
 
 def mix_banks(y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -50,6 +59,16 @@ def smoothness_penalty(w: torch.Tensor) -> torch.Tensor:
     """``mean |w(x+e_x) - w(x)| + mean |w(x+e_y) - w(x)|`` over the last two dims."""
     return ((w[..., 1:] - w[..., :-1]).abs().mean()
             + (w[..., 1:, :] - w[..., :-1, :]).abs().mean())
+
+
+def banked_conv(x: torch.Tensor, banks: torch.Tensor, w: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+    """``sum_l w_l(x) [x * K_l](x) + b``: ``banks`` ``(L, C_out, C_in, k, k)``, ``w``
+    as in :func:`mix_banks`, ``bias`` ``(C_out,)`` or None; ``(B, C_in, H, W)`` ->
+    ``(B, C_out, H, W)``."""
+    L, co, ci, k, _ = banks.shape
+    y = mix_banks(F.conv2d(x, banks.reshape(L * co, ci, k, k), padding=k // 2), w)
+    return y if bias is None else y + bias.view(1, -1, 1, 1).to(y.dtype)
 
 
 def check_grid(x: torch.Tensor, grid: tuple[int, int], name: str) -> None:
@@ -92,11 +111,7 @@ class RelaxedTranslationConv(RegularConv):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_grid(x, self.grid, type(self).__name__)
-        L, k = self.num_banks, self.kernel_size
-        y = F.conv2d(x, self.weight.reshape(L * self.out_fields, self.in_fields, k, k),
-                     padding=k // 2)
-        y = mix_banks(y, self.relaxed_weights)
-        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1).to(y.dtype)
+        return banked_conv(x, self.weight, self.relaxed_weights, self.bias)
 
     def equivariance_penalty(self) -> torch.Tensor:
         """``mean |w(x+e_x) - w(x)| + mean |w(x+e_y) - w(x)|`` (raw, no ``alpha``)."""
