@@ -3,25 +3,14 @@ network next to the state.
 
 A model built with ``breaking_inputs`` takes, besides the history ``(B, T_in, C, H, W)``,
 time-independent *auxiliary* fields ``aux (B, C_aux, H, W)`` laid out as
-:func:`aux_layout` says, in this fixed order:
+:func:`aux_layout` says (the channels of ``_LAYOUTS``, in :data:`BREAKING_INPUTS` order):
+``frame``, the axes ``(1, 0)`` and ``(0, 1)`` as vectors, and ``coords``, the cell-centre
+coordinates in ``(-1, 1)``, are made by the model; ``cause``, the buoyancy vector and
+three masks (:data:`CAUSE_VARS`), comes from the data.
 
-========== ================================================ ===========================
-input      channels                                         made by
-========== ================================================ ===========================
-``frame``  vectors ``(frame_ex_x, frame_ex_y) = (1, 0)`` and  the model
-           ``(frame_ey_x, frame_ey_y) = (0, 1)``: the axes
-``cause``  vector ``(buoyancy_x, buoyancy_y)``; scalars       the data (:data:`CAUSE_VARS`)
-           ``inflow_mask``, ``obstacle_mask``, ``open_mask``
-``coords`` scalars ``coord_x``, ``coord_y`` in ``(-1, 1)``     the model
-           (cell centres)
-========== ================================================ ===========================
-
-Equivariant models lift the vector fields as rho_1 and the scalars as trivial fields,
-exactly like the state, so the network is equivariant in ``(state, aux)`` jointly: with
-``frame`` or ``cause`` it stays equivariant when the aux fields rotate *with* the state
-(:func:`surrogate.symmetry.transform_fields` with :func:`aux_layout`), and is not when
-only the state rotates. ``coords`` do not rotate as a vector field would, so they
-break equivariance outright (the "geometric input features" variant).
+Equivariant models lift them like the state (vectors rho_1, scalars trivial), so they
+are equivariant in ``(state, aux)`` jointly; ``coords`` never rotate, so they break
+equivariance outright (docs/breaking.md).
 """
 
 from __future__ import annotations
@@ -105,19 +94,18 @@ def canonical_breaking_inputs(names: str | Iterable[str] | None) -> tuple[str, .
     return tuple(n for n in BREAKING_INPUTS if n in names)
 
 
-def _concat(layouts: list[FieldLayout]) -> FieldLayout:
-    return FieldLayout(tuple(c for lay in layouts for c in lay.channels),
-                       tuple(v for lay in layouts for v in lay.vectors))
-
-
-def aux_layout(names: str | Iterable[str] | None) -> FieldLayout:
-    """Layout of all aux channels of ``names`` (empty layout for none)."""
-    return _concat([_LAYOUTS[n] for n in canonical_breaking_inputs(names)])
+def aux_layout(names: str | Iterable[str] | None, data_only: bool = False) -> FieldLayout:
+    """Layout of all aux channels of ``names`` (empty layout for none), or with
+    ``data_only`` of those that must come from the data (:func:`data_layout`)."""
+    lays = [_LAYOUTS[n] for n in canonical_breaking_inputs(names)
+            if n in _FROM_DATA or not data_only]
+    return FieldLayout(tuple(c for lay in lays for c in lay.channels),
+                       tuple(v for lay in lays for v in lay.vectors))
 
 
 def data_layout(names: str | Iterable[str] | None) -> FieldLayout:
     """Layout of the aux channels that must come from the data (those of ``cause``)."""
-    return _concat([_LAYOUTS[n] for n in canonical_breaking_inputs(names) if n in _FROM_DATA])
+    return aux_layout(names, data_only=True)
 
 
 def _built_fields(name: str, batch: int, h: int, w: int, dtype: torch.dtype,
@@ -147,10 +135,6 @@ class BreakingInputs(nn.Module):
         self.layout = aux_layout(self.names)
         self.data_layout = data_layout(self.names)
 
-    @property
-    def num_channels(self) -> int:
-        return self.layout.num_channels
-
     def _fail(self, msg: str) -> None:
         need = (f"the data fields {list(self.data_layout.channels)}"
                 if self.data_layout.num_channels else "no data fields")
@@ -160,12 +144,10 @@ class BreakingInputs(nn.Module):
     def forward(self, aux: torch.Tensor | None, batch: int, h: int, w: int,
                 dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         n_all, n_data = self.layout.num_channels, self.data_layout.num_channels
-        if aux is None:
-            if n_data:
-                self._fail(f"aux fields are missing (breaking input 'cause' needs "
-                           f"{list(self.data_layout.channels)})")
-            c = 0
-        else:
+        if aux is None and n_data:
+            self._fail(f"aux fields are missing (breaking input 'cause' needs "
+                       f"{list(self.data_layout.channels)})")
+        if aux is not None:
             if aux.dim() != 4 or aux.shape[0] not in (1, batch) or \
                     tuple(aux.shape[-2:]) != (h, w) or aux.shape[1] not in (n_all, n_data):
                 self._fail(f"got aux of shape {tuple(aux.shape)} for a batch of {batch} on "
@@ -173,7 +155,7 @@ class BreakingInputs(nn.Module):
             aux = aux.to(device=device, dtype=dtype).expand(batch, -1, h, w)
             if aux.shape[1] == n_all:
                 return aux
-            c = 0
+        c = 0
         parts = [torch.zeros(batch, 0, h, w, dtype=dtype, device=device)]
         for name in self.names:
             if name in _FROM_DATA:

@@ -1,21 +1,15 @@
 """Self-describing, corruption-checked checkpoints.
 
-A checkpoint is a plain dict of tensors, numbers and JSON strings, written atomically
-with ``torch.save`` and read back with ``torch.load(weights_only=True)`` (no pickled
-code is ever executed). It holds the model's name and constructor config, its weights,
-the normalisation, free JSON metadata (training config, splits, breaking inputs, ...)
-and, optionally, a training state for resuming.
+A checkpoint is a plain dict of tensors, numbers and JSON strings (model name and
+constructor config, weights, normalisation, JSON metadata and optionally a training
+state for resuming), written atomically with ``torch.save`` and read back with
+``torch.load(weights_only=True)``: no pickled code ever runs on load.
 
-What is guaranteed:
-
-* **corruption is detected**: a SHA-256 digest over every stored field (weights,
-  config, normalisation, metadata, versions *and* the training state: optimiser,
-  scheduler, RNG) is checked on every read; a changed byte is refused.
-* **no code runs on load**: only tensors and plain containers are unpickled.
-* **provenance only with a key**: the digest is unkeyed, so whoever can write the file
-  can also recompute it. For provenance, save with ``key=`` (any secret bytes/str): an
-  HMAC-SHA256 signature is stored, and a read with the same ``key`` refuses an unsigned
-  file or one whose signature does not match.
+* **corruption is detected**: a SHA-256 digest over every stored field (training state
+  included) is checked on every read; a changed byte is refused.
+* **provenance only with a key**: the digest is unkeyed (whoever can write the file can
+  recompute it). Save with ``key=`` (secret bytes/str) to store an HMAC-SHA256
+  signature; a read with the same ``key`` refuses an unsigned or mismatching file.
 """
 
 from __future__ import annotations
@@ -86,11 +80,9 @@ def _hash_value(h, v: Any) -> None:
         h.update(b"I" + str(v).encode() + b"\0")
     elif isinstance(v, float):
         h.update(b"F" + v.hex().encode() + b"\0")
-    elif isinstance(v, str):
-        b = v.encode()
-        h.update(b"S" + str(len(b)).encode() + b":" + b)
-    elif isinstance(v, (bytes, bytearray)):
-        h.update(b"Y" + str(len(v)).encode() + b":" + bytes(v))
+    elif isinstance(v, (str, bytes, bytearray)):
+        b = v.encode() if isinstance(v, str) else bytes(v)
+        h.update((b"S" if isinstance(v, str) else b"Y") + str(len(b)).encode() + b":" + b)
     elif isinstance(v, (list, tuple)):
         h.update((b"L" if isinstance(v, list) else b"U") + str(len(v)).encode() + b"[")
         for item in v:
@@ -113,17 +105,12 @@ def _digest(payload: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def _key_bytes(key: bytes | str) -> bytes:
-    if isinstance(key, str):
-        key = key.encode()
+def _signature(digest: str, key: bytes | str) -> str:
+    """HMAC-SHA256 of the digest under the user's ``key`` (non-empty str or bytes)."""
+    key = key.encode() if isinstance(key, str) else key
     if not isinstance(key, (bytes, bytearray)) or not key:
         raise ValueError("a checkpoint signing key must be a non-empty str or bytes")
-    return bytes(key)
-
-
-def _signature(digest: str, key: bytes | str) -> str:
-    """HMAC-SHA256 of the digest under the user's ``key``."""
-    return hmac.new(_key_bytes(key), digest.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(bytes(key), digest.encode(), hashlib.sha256).hexdigest()
 
 
 def file_mode() -> int:
@@ -140,14 +127,6 @@ def file_mode() -> int:
     return 0o666 & ~mask  # pragma: no cover
 
 
-def _model_config(model: nn.Module) -> dict[str, Any]:
-    config = getattr(model, "config", None)
-    if not isinstance(config, dict) or "name" not in config:
-        raise TypeError("only models made by surrogate.build_model (with a .config dict "
-                        "holding 'name') can be saved")
-    return config
-
-
 def save(model: nn.Module, path: str | os.PathLike, *,
          normalization: Normalization | None = None, metadata: dict | None = None,
          training_state: dict | None = None, key: bytes | str | None = None) -> Path:
@@ -157,20 +136,21 @@ def save(model: nn.Module, path: str | os.PathLike, *,
     ``key``: sign the file (HMAC-SHA256) so that :func:`read_checkpoint` with the same
     key can tell it was written by someone holding the key."""
     path = Path(path)
-    config = json.dumps(_model_config(model), sort_keys=True)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    norm = json.dumps(normalization.to_dict() if normalization is not None else None)
-    meta = json.dumps(metadata or {}, sort_keys=True)
+    config = getattr(model, "config", None)
+    if not isinstance(config, dict) or "name" not in config:
+        raise TypeError("only models made by surrogate.build_model (with a .config dict "
+                        "holding 'name') can be saved")
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "relaxflow_version": _package_version(),
         "torch_version": str(torch.__version__),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model_config": config,
-        "state_dict": state,
-        "normalization": norm,
-        "metadata": meta,
+        "model_config": json.dumps(config, sort_keys=True),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "normalization": json.dumps(normalization.to_dict() if normalization is not None
+                                    else None),
+        "metadata": json.dumps(metadata or {}, sort_keys=True),
     }
     if training_state is not None:
         payload["training_state"] = training_state
@@ -187,8 +167,7 @@ def save(model: nn.Module, path: str | os.PathLike, *,
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
     return path
 

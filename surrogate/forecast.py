@@ -4,9 +4,7 @@
 >>> pred = model.forecast(history, steps=50)     # history: xarray.Dataset (sim, time, y, x)
 
 A model with the ``cause`` breaking input also needs the simulation's static cause
-fields (:data:`surrogate.breaking.CAUSE_VARS`): they are read from the history Dataset
-(variables over ``(sim, y, x)``), or given with ``aux=`` (a Dataset, a dict of arrays or
-a ``(B, C_aux, H, W)`` array, in physical units).
+fields (:data:`surrogate.breaking.CAUSE_VARS`), from the history Dataset or ``aux=``.
 """
 
 from __future__ import annotations
@@ -35,6 +33,9 @@ class ForecastError(ValueError):
     """History that does not fit the model (grid, frames, variables, layout)."""
 
 
+_AUX_FORMS = "(a Dataset, a dict of arrays or a (B, C, H, W) array)"
+
+
 def _resolve_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -49,8 +50,6 @@ class Surrogate(nn.Module):
 
     ``forward`` is the raw network ``(B, T_in, C, H, W) [, aux] -> (B, C, H, W)`` in
     normalised units; :meth:`rollout` and :meth:`forecast` work in physical units.
-    :attr:`aux_channels` names the static fields the model needs from the data (its
-    ``cause`` breaking input; empty otherwise).
     """
 
     def __init__(self, model: nn.Module, normalization: Normalization | None = None,
@@ -83,7 +82,6 @@ class Surrogate(nn.Module):
         # state_dict()/to() see only the wrapped model
         object.__setattr__(self, "_export_cache", None)
 
-    # -- properties from the training metadata ---------------------------------------
     @property
     def grid(self) -> tuple[int, int] | None:
         """``(H, W)`` the model was trained on, when the checkpoint records it."""
@@ -121,16 +119,12 @@ class Surrogate(nn.Module):
         if not names:
             return None
         if aux is None:
-            raise ForecastError(
-                f"model {self.name!r} uses breaking_inputs {list(self.breaking_inputs)} and "
-                f"needs the cause fields {names}; pass them with aux= (a Dataset, a dict of "
-                "arrays or a (B, C, H, W) array) or use a history Dataset that holds them")
+            raise self._cause_error(f"pass them with aux= {_AUX_FORMS} or use a history "
+                                    "Dataset that holds them")
         if isinstance(aux, (xr.Dataset, Mapping)):
             missing = [v for v in names if v not in aux]
             if missing:
-                raise ForecastError(
-                    f"model {self.name!r} uses breaking_inputs {list(self.breaking_inputs)} "
-                    f"and needs the cause fields {names}; {missing} are missing")
+                raise self._cause_error(f"{missing} are missing")
             if isinstance(aux, xr.Dataset):
                 try:
                     arr = read_cause_fields(aux, names, allow_2d=True)
@@ -144,7 +138,7 @@ class Surrogate(nn.Module):
                 arr = np.stack(arrs, axis=-3)
             t = torch.from_numpy(np.ascontiguousarray(arr))
         else:
-            t = torch.as_tensor(np.asarray(aux) if not torch.is_tensor(aux) else aux)
+            t = aux if torch.is_tensor(aux) else torch.as_tensor(np.asarray(aux))
             t = t.detach().float().cpu()
         if t.ndim == 3:
             t = t[None]
@@ -155,6 +149,11 @@ class Surrogate(nn.Module):
         if not torch.isfinite(t).all():
             raise ForecastError("the cause fields contain NaN or Inf")
         return t.expand(batch, -1, -1, -1).float()
+
+    def _cause_error(self, detail: str) -> ForecastError:
+        return ForecastError(f"model {self.name!r} uses breaking_inputs "
+                             f"{list(self.breaking_inputs)} and needs the cause fields "
+                             f"{list(self.aux_channels)}; {detail}")
 
     def _weights_fingerprint(self) -> tuple:
         """Changes whenever a parameter or buffer of :attr:`model` is replaced, moved or
@@ -167,16 +166,13 @@ class Surrogate(nn.Module):
         when the wrapped model's weights change. Not a submodule, so it never appears
         in :meth:`state_dict`."""
         key = self._weights_fingerprint()
-        cache = self._export_cache
-        if cache is None or cache[0] != key:
+        if self._export_cache is None or self._export_cache[0] != key:
             export = getattr(self.model, "export", None)
             with torch.no_grad():
                 net = (export() if export is not None else self.model).eval()
             object.__setattr__(self, "_export_cache", (key, net))
-            return net
-        return cache[1]
+        return self._export_cache[1]
 
-    # -- tensors -------------------------------------------------------------------
     def _check_tensor(self, history: torch.Tensor) -> None:
         if not torch.is_tensor(history):
             raise ForecastError(f"history must be a tensor (B, T, C, H, W), got "
@@ -203,11 +199,8 @@ class Surrogate(nn.Module):
     def rollout(self, history: torch.Tensor, steps: int, aux: Any = None,
                 batch_size: int = 64, exported: bool = True) -> torch.Tensor:
         """Autoregressive forecast in physical units: ``(B, T, C, H, W)`` history ->
-        ``(B, steps, C, H, W)`` predicted frames (the history is not included).
-
-        ``aux``: the static cause fields of each history, in physical units, for a
-        model with the ``cause`` breaking input (see :meth:`aux_tensor`); ignored
-        otherwise."""
+        ``(B, steps, C, H, W)`` predicted frames (the history not included); ``aux``:
+        the cause fields, as :meth:`aux_tensor` takes them."""
         _check_count("steps", steps)
         _check_count("batch_size", batch_size)
         self._check_tensor(history)
@@ -229,7 +222,6 @@ class Surrogate(nn.Module):
             outs.append(pred.cpu())
         return torch.cat(outs)
 
-    # -- xarray --------------------------------------------------------------------
     def _history_to_tensor(self, history: Any) -> tuple[torch.Tensor, xr.Dataset | None]:
         if isinstance(history, xr.DataArray):
             if history.name is not None and history.name in self.layout.channels \
@@ -264,15 +256,12 @@ class Surrogate(nn.Module):
             raise ForecastError(f"history must be an xarray Dataset/DataArray or an array "
                                 f"(B, T, C, H, W) / (T, C, H, W), got "
                                 f"{type(history).__name__}")
-        if torch.is_tensor(history):
-            t = history
-        else:
-            try:
-                arr = np.asarray(history, dtype=np.float32)
-            except (TypeError, ValueError) as e:
-                raise ForecastError(f"history cannot be read as a numeric array "
-                                    f"(B, T, C, H, W): {e}") from None
-            t = torch.from_numpy(arr)
+        try:
+            t = (history if torch.is_tensor(history)
+                 else torch.from_numpy(np.asarray(history, dtype=np.float32)))
+        except (TypeError, ValueError) as e:
+            raise ForecastError(f"history cannot be read as a numeric array "
+                                f"(B, T, C, H, W): {e}") from None
         if t.ndim == 4:
             if t.shape[1] != self.layout.num_channels:
                 raise ForecastError(
@@ -285,27 +274,20 @@ class Surrogate(nn.Module):
     @torch.no_grad()
     def forecast(self, history: Any, steps: int = 20, aux: Any = None,
                  batch_size: int = 64) -> xr.Dataset:
-        """Continue ``history`` by ``steps`` frames.
+        """Continue ``history`` by ``steps`` frames: a Dataset ``(sim, time, y, x)`` of the
+        predicted frames only, with the history's coords, a continued ``time`` and the
+        model in ``attrs``.
 
         ``history``: an ``xarray.Dataset`` with the model's variables on dims
         ``(sim, time, y, x)`` or ``(time, y, x)``, a DataArray with a ``channel`` dim, or
-        a tensor/array ``(B, T, C, H, W)`` / ``(T, C, H, W)``. The last ``T_in`` frames
-        are used. A model with the ``cause`` breaking input reads its cause fields
-        (:attr:`aux_channels`) from the history Dataset, unless ``aux`` gives them (see
-        :meth:`aux_tensor`); a :class:`ForecastError` names what is missing. Returns a
-        Dataset ``(sim, time, y, x)`` of the predicted frames only, with the history's
-        coords, a continued ``time`` and the model in ``attrs``."""
-        _check_count("steps", steps)
-        _check_count("batch_size", batch_size)
+        a tensor/array ``(B, T, C, H, W)`` / ``(T, C, H, W)``; its last ``T_in`` frames
+        are used. Cause fields come from the history Dataset unless ``aux`` gives them."""
         x, ds = self._history_to_tensor(history)
         if aux is None and ds is not None and self.aux_channels:
             missing = [v for v in self.aux_channels if v not in ds.data_vars]
             if missing:
-                raise ForecastError(
-                    f"model {self.name!r} uses breaking_inputs {list(self.breaking_inputs)} "
-                    f"and needs the cause fields {list(self.aux_channels)}; the history "
-                    f"Dataset lacks {missing}: pass them with aux= (a Dataset, a dict of "
-                    "arrays or a (B, C, H, W) array)")
+                raise self._cause_error(f"the history Dataset lacks {missing}: pass them "
+                                        f"with aux= {_AUX_FORMS}")
             aux = ds
         pred = self.rollout(x, steps, aux=aux, batch_size=batch_size).numpy()
         dt = self.dt
@@ -322,22 +304,19 @@ class Surrogate(nn.Module):
                 else (x.shape[1] - 1) * dt
         times = t0 + dt * np.arange(1, steps + 1)
         coords: dict[str, Any] = {"time": ("time", times)}
-        nsim = pred.shape[0]
         if ds is not None:
-            for name, c in ds.coords.items():
-                if name == "time" or "time" in c.dims:
-                    continue
-                coords[name] = c
+            coords.update((name, c) for name, c in ds.coords.items()
+                          if name != "time" and "time" not in c.dims)
+        nsim, _, _, h, w = pred.shape
         coords.setdefault("sim", ("sim", np.arange(nsim)))
-        h, w = pred.shape[-2:]
         coords.setdefault("y", ("y", np.arange(h) + 0.5))
         coords.setdefault("x", ("x", np.arange(w) + 0.5))
-        data_vars = {}
-        for i, name in enumerate(self.layout.channels):
-            attrs = dict(ds[name].attrs) if ds is not None else {}
-            data_vars[name] = (("sim", "time", "y", "x"), pred[:, :, i], attrs)
+        data_vars = {name: (("sim", "time", "y", "x"), pred[:, :, i],
+                            dict(ds[name].attrs) if ds is not None else {})
+                     for i, name in enumerate(self.layout.channels)}
         out = xr.Dataset(data_vars, coords=coords)
-        out["time"].attrs.update(ds["time"].attrs if ds is not None else {})
+        if ds is not None:
+            out["time"].attrs.update(ds["time"].attrs)
         out.attrs.update({"model": self.name, "checkpoint": str(self.path or ""),
                           "forecast_steps": steps, "T_in": self.T_in,
                           "source": "relaxflow surrogate forecast"})

@@ -41,8 +41,7 @@ class Group:
 
     def compose(self, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
         """``a * b`` using ``s r s = r^-1``."""
-        k1, m1 = a
-        k2, m2 = b
+        (k1, m1), (k2, m2) = a, b
         return ((k1 + (-k2 if m1 else k2)) % self.n_rotations, (m1 + m2) % 2)
 
     def inverse(self, g: tuple[int, int]) -> tuple[int, int]:

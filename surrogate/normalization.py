@@ -3,9 +3,7 @@
 A vector field is divided by ONE magnitude for both components and never shifted (a
 per-component scale or mean would not commute with rotations); a scalar field may be
 shifted and scaled. The statistics are fitted on the training split and stored in the
-checkpoint, and the same object normalises every split and every forecast. A model with
-data-fed breaking inputs (``cause``, see :mod:`surrogate.breaking`) also carries the
-normalisation of those static fields in :attr:`Normalization.aux`.
+checkpoint, and the same object normalises every split and every forecast.
 """
 
 from __future__ import annotations
@@ -19,6 +17,16 @@ import torch
 from .symmetry import FieldLayout
 
 __all__ = ["Normalization"]
+
+
+def _channel_rows(data, layout: FieldLayout, channel_dim: int, what: str) -> np.ndarray:
+    """``data`` (array or tensor) as float64 ``(C, N)``, one row per channel; refuses
+    NaN/Inf (``what``: the quantity being fitted, for the error)."""
+    a = np.asarray(data.detach().cpu() if torch.is_tensor(data) else data, np.float64)
+    a = np.moveaxis(a, channel_dim, 0).reshape(layout.num_channels, -1)
+    if not np.isfinite(a).all():
+        raise ValueError(f"cannot fit {what}: data contain NaN or Inf")
+    return a
 
 
 @dataclass(frozen=True)
@@ -87,10 +95,7 @@ class Normalization:
         """Eq. "delta normalisation": per-channel RMS of one-step differences ``diffs``
         ``(..., C, ..., H, W)``; vectors ``sqrt(mean(du^2 + dv^2) / 2)`` for both
         components, scalars ``sqrt(mean(ds^2))``; never a shift."""
-        a = np.asarray(diffs.detach().cpu() if torch.is_tensor(diffs) else diffs, np.float64)
-        a = np.moveaxis(a, channel_dim, 0).reshape(layout.num_channels, -1)
-        if not np.isfinite(a).all():
-            raise ValueError("cannot fit the delta scale: data contain NaN or Inf")
+        a = _channel_rows(diffs, layout, channel_dim, "the delta scale")
         if not a.size:
             raise ValueError("cannot fit the delta scale: no pair of consecutive frames")
         return Normalization.delta_scale_from_mean_squares((a ** 2).mean(axis=1), layout)
@@ -117,12 +122,8 @@ class Normalization:
         (``sqrt(mean(u^2 + v^2) / 2)``), scalars their mean and standard deviation (with
         ``scalars=False`` they are left as they are: scale 1, shift 0). ``what`` names
         the normalisation in the error for NaN/Inf data."""
-        a = np.asarray(data.detach().cpu() if torch.is_tensor(data) else data, np.float64)
-        a = np.moveaxis(a, channel_dim, 0).reshape(layout.num_channels, -1)
-        if not np.isfinite(a).all():
-            raise ValueError(f"cannot fit {what}: data contain NaN or Inf")
-        scale = [1.0] * layout.num_channels
-        shift = [0.0] * layout.num_channels
+        a = _channel_rows(data, layout, channel_dim, what)
+        scale, shift = [1.0] * layout.num_channels, [0.0] * layout.num_channels
         for i, j in layout.vector_indices:
             s = float(np.sqrt(np.mean(a[i] ** 2 + a[j] ** 2) / 2)) if a.size else 0.0
             scale[i] = scale[j] = s if s > 1e-12 else 1.0
@@ -167,10 +168,8 @@ class Normalization:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Normalization":
-        aux = cls.from_dict(d["aux"]) if d.get("aux") else None
-        delta = d.get("delta_scale")
-        bound = d.get("lower_bound")
+        # __post_init__ makes delta_scale and lower_bound (None: -inf) tuples of floats
         return cls(FieldLayout.from_dict(d["layout"]), tuple(map(float, d["scale"])),
-                   tuple(map(float, d["shift"])), aux,
-                   tuple(map(float, delta)) if delta is not None else None,
-                   tuple(bound) if bound is not None else None)
+                   tuple(map(float, d["shift"])),
+                   cls.from_dict(d["aux"]) if d.get("aux") else None,
+                   d.get("delta_scale"), d.get("lower_bound"))

@@ -1,10 +1,6 @@
-"""The typed records that cross a stage boundary, defined once.
-
-Training writes them into a checkpoint's metadata (``TrainingRecord.to_dict``);
-forecast, evaluate and the benchmarks read them back (``TrainingRecord.from_dict``)
-instead of parsing the raw metadata dict. Every record is a frozen dataclass with
-``to_dict`` / ``from_dict``; ``from_dict`` also reads the metadata of checkpoints
-written before these records existed.
+"""The typed records that cross a stage boundary, defined once: frozen dataclasses with
+``to_dict`` / ``from_dict`` (which also reads the metadata of checkpoints older than
+the records), so that no stage parses a raw metadata dict.
 
 =================  ===============================  ==============================
 record             written by                       read by
@@ -17,11 +13,9 @@ record             written by                       read by
 ``TrainingRecord`` ``train.loop`` (checkpoint)      ``Surrogate``, evaluate, benchmarks
 =================  ===============================  ==============================
 
-A split is a set of windows ``(sim, start)``: the window starting at frame ``start``
-feeds frames ``start .. start+T_in-1`` to the model and compares the next ``horizon``
-frames. Sims index the dataset files concatenated in the order training was given them.
-:class:`Windows` are those windows as arrays, derived from a ``SplitRange`` (never
-stored), with the one way to read and batch them.
+A split is a set of windows ``(sim, start)`` (see :class:`Windows`, derived from a
+``SplitRange``, never stored); sims index the dataset files concatenated in the order
+training was given them.
 """
 
 from __future__ import annotations
@@ -41,6 +35,11 @@ SPLIT_NAMES = ("train", "valid", "test_future", "test_domain")
 
 #: ``frames(sim, t0, t1)``: frames ``t0 .. t1-1`` of simulation ``sim``, ``(t1-t0, C, H, W)``
 FrameReader = Callable[[int, int, int], np.ndarray]
+
+
+def _maybe(cast: Callable[[Any], Any], v: Any) -> Any:
+    """``cast(v)``, or None for None (optional fields of older metadata)."""
+    return None if v is None else cast(v)
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,15 +170,13 @@ class SplitSpec:
         return getattr(self, name)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {name: self[name].to_dict() for name in SPLIT_NAMES}
-        d.update({
-            "semantics": "window = (sim, start): inputs frames [start, start+T_in), targets "
-                         "the next `horizon` frames; sims index the concatenated files",
-            "T_in": self.T_in, "n_time": self.n_time, "n_sims": self.n_sims,
-            "preset": self.preset, "heldout_source": self.heldout_source,
-            "config": self.config,
-        })
-        return d
+        return {**{name: self[name].to_dict() for name in SPLIT_NAMES},
+                "semantics": "window = (sim, start): inputs frames [start, start+T_in), "
+                             "targets the next `horizon` frames; sims index the "
+                             "concatenated files",
+                "T_in": self.T_in, "n_time": self.n_time, "n_sims": self.n_sims,
+                "preset": self.preset, "heldout_source": self.heldout_source,
+                "config": self.config}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SplitSpec":
@@ -229,11 +226,11 @@ class DataRecord:
         files = d.get("files")
         return cls(files=tuple(str(f) for f in files) if isinstance(files, list) else (),
                    sims_per_file=tuple(int(n) for n in d.get("sims_per_file", ())),
-                   n_time=int(d["n_time"]) if d.get("n_time") is not None else None,
+                   n_time=_maybe(int, d.get("n_time")),
                    channels=tuple(d.get("channels", ())),
                    aux_channels=tuple(d.get("aux_channels", ())),
                    scenario=d.get("scenario"),
-                   dt=float(d["dt"]) if d.get("dt") is not None else None,
+                   dt=_maybe(float, d.get("dt")),
                    grid=dict(grid), sim_coords=dict(d.get("sim_coords") or {}))
 
 
@@ -279,17 +276,16 @@ class TrainingRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint metadata (JSON-able)."""
-        d = {"kind": self.kind, "model": self.model,
-             "model_config_requested": self.model_config_requested, "T_in": self.T_in,
-             "K": self.K, "valid_steps": self.valid_steps,
-             "layout": self.layout.to_dict() if self.layout is not None else None,
-             "channels": list(self.channels), "breaking_inputs": list(self.breaking_inputs),
-             "aux_channels": list(self.aux_channels),
-             "splits": self.splits.to_dict() if self.splits is not None else None,
-             "data": self.data.to_dict(), "train_config": self.train_config,
-             "world_size": self.world_size,
-             "normalization_fitted_on": self.normalization_fitted_on}
-        return d | self.progress
+        return {"kind": self.kind, "model": self.model,
+                "model_config_requested": self.model_config_requested, "T_in": self.T_in,
+                "K": self.K, "valid_steps": self.valid_steps,
+                "layout": self.layout.to_dict() if self.layout is not None else None,
+                "channels": list(self.channels), "breaking_inputs": list(self.breaking_inputs),
+                "aux_channels": list(self.aux_channels),
+                "splits": self.splits.to_dict() if self.splits is not None else None,
+                "data": self.data.to_dict(), "train_config": self.train_config,
+                "world_size": self.world_size,
+                "normalization_fitted_on": self.normalization_fitted_on} | self.progress
 
     @classmethod
     def from_dict(cls, meta: dict | None) -> "TrainingRecord":
@@ -301,14 +297,12 @@ class TrainingRecord:
             if meta.get(k) is not None and data.get(k) is None:
                 data[k] = meta[k]
         splits = meta.get("splits")
-        layout = meta.get("layout")
         return cls(
             model=meta.get("model"),
-            T_in=int(meta["T_in"]) if meta.get("T_in") is not None else None,
-            K=int(meta["K"]) if meta.get("K") is not None else None,
-            valid_steps=int(meta["valid_steps"]) if meta.get("valid_steps") is not None
-            else None,
-            layout=FieldLayout.of(layout) if layout is not None else None,
+            T_in=_maybe(int, meta.get("T_in")),
+            K=_maybe(int, meta.get("K")),
+            valid_steps=_maybe(int, meta.get("valid_steps")),
+            layout=_maybe(FieldLayout.of, meta.get("layout")),
             breaking_inputs=tuple(meta.get("breaking_inputs") or ()),
             aux_channels=tuple(meta.get("aux_channels") or ()),
             splits=SplitSpec.from_dict(splits) if isinstance(splits, dict) else None,

@@ -1,32 +1,13 @@
-"""Model registry: U-Net surrogates with one interface (the table :data:`MODELS`).
+"""Model registry: U-Net surrogates with one interface, one row each in :data:`MODELS`
+(the convolution, the groups it is exact for, its extra options; the README's model
+table gives every model's equation and penalty).
 
-=====================  ================================================  ==========
-name                   convolution                                       groups
-=====================  ================================================  ==========
-``unet``               plain ``Conv2d`` (trivial group)                   --
-``gconv_unet``         :class:`GroupConv`                                 C4, D4
-``relaxed_gconv_unet`` :class:`RelaxedGroupConv` (``num_banks``, ``relax``) C4, D4
-``steer_unet``         ``SteerableConv`` (escnn)                          C4, D4, C8
-``relaxed_steer_unet`` ``RelaxedSteerableConv`` (``relax_scale``)         C4, D4, C8
-``rpp_unet``           ``RPPConv`` (``rpp_ratio``)                        C4, D4
-``relaxed_conv_unet``  ``RelaxedTranslationConv`` (``num_banks``, grid)   --
-``combo_unet``         plain U-Net + ``GroupConv`` U-Net, outputs mixed   C4, D4
-                       by learned weights (:class:`ComboUNet`)
-``clc_unet``           ``LocallyConnectedConv`` (a kernel per position,   --
-                       smoothness penalty; grid; size-limited)
-=====================  ================================================  ==========
-
-``build_model(name, **config)`` accepts the options in :data:`DEFAULTS`. Options that do
-not apply to a model (``group`` for ``unet``, ``num_banks`` for all but
-``relaxed_gconv_unet``, ``relax_scale`` for all but ``relaxed_steer_unet``) are accepted
-and ignored, so one config can drive every model;
-``model.config`` records only what applies, and ``build_model(**model.config)`` rebuilds
-the same architecture. ``hidden`` counts *fields* (a field is ``|G|`` channels), so
-compare models at equal parameter count with :func:`width_for_params`.
-
-Every model takes ``breaking_inputs`` (any of ``frame``, ``cause``, ``coords``; see
-:mod:`surrogate.breaking`): static fields fed next to the state, so that the model maps
-``(x (B, T_in, C, H, W), aux (B, C_aux, H, W)) -> (B, C, H, W)``.
+``build_model(name, **config)`` accepts the options of :class:`ModelConfig` (options
+that do not apply to a model are ignored); ``model.config`` records only what applies,
+and ``build_model(**model.config)`` rebuilds the same architecture. ``hidden`` counts
+*fields* (a field is ``|G|`` channels), so compare models at equal parameter count with
+:func:`width_for_params`. With ``breaking_inputs`` (:mod:`surrogate.breaking`) a model
+maps ``(x (B, T_in, C, H, W), aux (B, C_aux, H, W)) -> (B, C, H, W)``.
 """
 
 from __future__ import annotations
@@ -38,9 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from .breaking import canonical_breaking_inputs
 from .groups import get_group
-from .symmetry import FieldLayout
 from .nets.combo import ComboUNet
 from .nets.unet import FieldUNet
 from .records import ModelConfig, fits_type
@@ -108,15 +87,6 @@ _WANTED = {"bool": "true or false", "int": "an integer", "float": "a number",
            "str": "a string"}
 
 
-def _check_option_types(config: dict[str, Any]) -> None:
-    """Options whose default is a bool / int / float / str must have that type, so that
-    ``residual="False"`` (a string, hence truthy) or ``hidden=2.5`` is refused."""
-    for k, v in config.items():
-        kind = type(DEFAULTS[k]).__name__
-        if kind in _WANTED and not fits_type(kind, v):
-            raise ValueError(f"option {k} must be {_WANTED[kind]}, got {v!r}")
-
-
 def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {available_models()}")
@@ -125,7 +95,10 @@ def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown option(s) {unknown} for build_model; valid options: "
                          f"{sorted(DEFAULTS)}")
     cfg = {**DEFAULTS, **config}
-    _check_option_types(config)
+    for k, v in config.items():  # so that residual="False" (truthy) or hidden=2.5 is refused
+        kind = type(DEFAULTS[k]).__name__
+        if kind in _WANTED and not fits_type(kind, v):
+            raise ValueError(f"option {k} must be {_WANTED[kind]}, got {v!r}")
     groups = MODELS[name].groups
     if groups == ("trivial",):  # plain models
         cfg["group"] = "trivial"
@@ -136,14 +109,10 @@ def _resolve(name: str, config: dict[str, Any]) -> dict[str, Any]:
                              f"choose one of {list(groups)}"
                              + (" (C8 is not exact on a pixel grid for group convolutions;"
                                 " use a steer model)" if cfg["group"] == "C8" else ""))
-    cfg["layout"] = FieldLayout.of(cfg["layout"])
-    cfg["breaking_inputs"] = canonical_breaking_inputs(cfg["breaking_inputs"])
     for k in _MODEL_ONLY - set(MODELS[name].conv_options):
         cfg.pop(k)
-    if cfg.get("relax", "rotation") == "rotation" and "relax" in cfg:
-        cfg.pop("relax")     # the default relaxed conv: config as before the option
-        cfg.pop("grid", None)
-        for k in MODELS[name].relax_only:
+    if cfg.get("relax") == "rotation":  # the default relaxed conv: config as before the option
+        for k in ("relax", "grid", *MODELS[name].relax_only):
             cfg.pop(k, None)
     return cfg
 
@@ -169,9 +138,7 @@ def build_model(name: str, **config: Any) -> FieldUNet | ComboUNet:
     else:
         model = FieldUNet(_conv_class(name), name=name, conv_kwargs=conv_kwargs, **cfg)
     model.config = {**model.config, "exported": exported}
-    if exported:
-        model = model.export()
-    return model
+    return model.export() if exported else model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -203,5 +170,4 @@ def width_for_params(name: str, target_params: int, **config: Any) -> int:
         h = (target_params - c) / b if b > 0 else 1.0
     candidates = {max(1, math.floor(h)), max(1, math.ceil(h))}
     known = {1: c1, 2: c2, 3: c3}
-    best = min(candidates, key=lambda k: (abs((known.get(k) or count(k)) - target_params), k))
-    return best
+    return min(candidates, key=lambda k: (abs((known.get(k) or count(k)) - target_params), k))

@@ -68,9 +68,8 @@ class Upsample(nn.Module):
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "nearest":
-            return F.interpolate(x, scale_factor=2, mode="nearest")
-        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return F.interpolate(x, scale_factor=2, mode=self.mode,
+                             align_corners=None if self.mode == "nearest" else False)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"

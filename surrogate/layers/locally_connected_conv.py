@@ -5,21 +5,13 @@ kernel per grid position, kept smooth by a penalty,
 
 on plain fields (trivial group), with a shared kernel ``Psi`` (``(F_out, F_in, k, k)``)
 and a per-position deviation ``D`` (``(H, W, F_out, F_in, k, k)``) on the grid the layer
-runs on.
+runs on (another grid is refused). ``D`` starts at zero: at initialisation the layer is
+the ordinary convolution with ``Psi``, exactly translation-equivariant.
 
-Design choices
---------------
-* ``D`` starts at zero: at initialisation the layer is the ordinary convolution with
-  ``Psi``, exactly translation-equivariant (like every relaxed layer of relaxflow).
-* :meth:`equivariance_penalty` is the paper's spatial smoothness penalty,
-  ``mean |W(x + e_x) - W(x)| + mean |W(x + e_y) - W(x)|`` (``Psi`` cancels, so it is
-  that of ``D``); zero exactly when every position has the same kernel.
-* **Size limit**: ``D`` holds ``H W F_out F_in k^2`` numbers per layer (a 32x32 grid,
-  16 -> 16 fields, 3x3: 2.4 M; 64x64: 9.4 M). A layer over :data:`MAX_POSITION_PARAMS`
-  (25 M, 100 MB in float32, plus as much again for Adam's moments and the gradient) is
-  refused with a message saying how to shrink it.
-* The layer is tied to its grid: a forward on another ``(H, W)`` is refused.
-* :meth:`export` gives the same function with fixed tensors (:class:`LocalConv`).
+**Size limit**: ``D`` holds ``H W F_out F_in k^2`` numbers per layer (a 32x32 grid,
+16 -> 16 fields, 3x3: 2.4 M; 64x64: 9.4 M). A layer over :data:`MAX_POSITION_PARAMS`
+(25 M, 100 MB in float32, plus as much again for Adam's moments and the gradient) is
+refused with a message saying how to shrink it.
 """
 
 from __future__ import annotations
@@ -31,7 +23,8 @@ from torch import nn
 from ..groups import Group
 from .group_conv import kaiming_std
 from .regular import RegularConv
-from .relaxed_translation_conv import check_grid, smoothness_penalty
+from .relaxed_translation_conv import (check_grid, check_plain, level_grid,
+                                       smoothness_penalty)
 
 __all__ = ["LocallyConnectedConv", "LocalConv", "MAX_POSITION_PARAMS", "local_conv"]
 
@@ -60,13 +53,8 @@ class LocallyConnectedConv(RegularConv):
     def __init__(self, group: Group, in_fields: int, out_fields: int, kernel_size: int = 3,
                  bias: bool = True, grid: tuple[int, int] | None = None) -> None:
         super().__init__(group, in_fields, out_fields, kernel_size, bias)
-        if group.order != 1:
-            raise ValueError("the locally connected convolution acts on plain fields "
-                             f"(trivial group), got group {group.name}")
-        if grid is None or len(grid) != 2 or min(int(g) for g in grid) < 1:
-            raise ValueError(f"the locally connected convolution needs grid=(H, W) of its "
-                             f"level, got {grid!r}")
-        self.grid = (int(grid[0]), int(grid[1]))
+        check_plain(group, "the locally connected convolution")
+        self.grid = level_grid(grid, "the locally connected convolution")
         k = kernel_size
         n = self.grid[0] * self.grid[1] * out_fields * in_fields * k * k
         if n > MAX_POSITION_PARAMS:
@@ -87,7 +75,8 @@ class LocallyConnectedConv(RegularConv):
         return local_conv(x, self.weight, self.local_weights, self.bias)
 
     def equivariance_penalty(self) -> torch.Tensor:
-        """``mean |W(x+e_x) - W(x)| + mean |W(x+e_y) - W(x)|`` (raw, no ``alpha``)."""
+        """The paper's ``mean |W(x+e_x) - W(x)| + mean |W(x+e_y) - W(x)|`` (raw, no
+        ``alpha``; ``Psi`` cancels): zero exactly when every position has one kernel."""
         return smoothness_penalty(self.local_weights.movedim((0, 1), (-2, -1)))
 
     def relaxation_weights(self) -> dict[str, torch.Tensor]:
@@ -97,8 +86,7 @@ class LocallyConnectedConv(RegularConv):
 
     @torch.no_grad()
     def export(self) -> "LocalConv":
-        return LocalConv(self.weight.detach().clone(), self.local_weights.detach().clone(),
-                         None if self.bias is None else self.bias.detach().clone())
+        return LocalConv(self.weight, self.local_weights, self.bias)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", grid={self.grid}"
@@ -110,9 +98,10 @@ class LocalConv(nn.Module):
     def __init__(self, psi: torch.Tensor, d: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         self.grid = tuple(d.shape[:2])
-        self.register_buffer("psi", psi)
-        self.register_buffer("d", d)
-        self.register_buffer("bias", bias if bias is not None else torch.zeros(psi.shape[0]))
+        self.register_buffer("psi", psi.detach().clone())
+        self.register_buffer("d", d.detach().clone())
+        self.register_buffer("bias", torch.zeros(psi.shape[0]) if bias is None
+                             else bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_grid(x, self.grid, "exported locally connected conv")

@@ -18,14 +18,11 @@ __all__ = ["RegularConv", "FieldLift", "FieldProjection", "RegularGroupNorm"]
 
 
 class RegularConv(nn.Module):
-    """Base class: a convolution between regular fields whose ``(F_out|G|, F_in|G|, k, k)``
-    kernel is *expanded* from the layer's parameters by :meth:`expand_filter`.
-
-    Subclasses implement :meth:`expand_filter` (and, when relaxed,
-    :meth:`equivariance_penalty` and :meth:`relaxation_weights`). The bias is one value
-    per output field, shared over the group axis, so it never breaks equivariance.
-    Input ``(B, F_in * |G|, H, W)`` -> output ``(B, F_out * |G|, H, W)``; zero padding
-    ``k // 2`` keeps the grid size.
+    """Base class: a convolution ``(B, F_in |G|, H, W) -> (B, F_out |G|, H, W)`` (zero
+    padding ``k // 2``) between regular fields whose ``(F_out|G|, F_in|G|, k, k)`` kernel
+    subclasses *expand* from their parameters (:meth:`expand_filter`; relaxed ones also
+    override :meth:`equivariance_penalty` and :meth:`relaxation_weights`). The bias is
+    one value per output field, shared over the group axis (never breaks equivariance).
     """
 
     def __init__(self, group: Group, in_fields: int, out_fields: int, kernel_size: int = 3,
@@ -35,9 +32,7 @@ class RegularConv(nn.Module):
             raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
         if in_fields < 1 or out_fields < 1:
             raise ValueError(f"need at least one field, got in={in_fields}, out={out_fields}")
-        self.group = group
-        self.in_fields = in_fields
-        self.out_fields = out_fields
+        self.group, self.in_fields, self.out_fields = group, in_fields, out_fields
         self.kernel_size = kernel_size
         self.bias = nn.Parameter(torch.zeros(out_fields)) if bias else None
 
@@ -90,28 +85,16 @@ def _lift_matrix(layout: FieldLayout, group: Group) -> torch.Tensor:
     """Matrix ``(n_fields |G|, C)`` lifting one frame's channels to regular fields:
     a vector v gives ``f(h) = <v, M_h e_1>`` (the paper's cos/sin lift), a scalar s
     gives ``f(h) = s``. For the trivial group every channel is its own field."""
-    c = layout.num_channels
-    if group.order == 1:
+    c, n = layout.num_channels, group.order
+    if n == 1:
         return torch.eye(c, dtype=torch.float64)
-    n = group.order
-    blocks = []
-    d = group.directions  # (|G|, 2)
-    for i, j in layout.vector_indices:
-        m = torch.zeros(n, c, dtype=torch.float64)
-        m[:, i], m[:, j] = d[:, 0], d[:, 1]
-        blocks.append(m)
-    for i in layout.scalar_indices:
-        m = torch.zeros(n, c, dtype=torch.float64)
-        m[:, i] = 1.0
-        blocks.append(m)
-    return torch.cat(blocks)
 
-
-def num_lifted_fields(layout: FieldLayout, group: Group) -> int:
-    """Number of regular fields one frame of ``layout`` lifts to."""
-    if group.order == 1:
-        return layout.num_channels
-    return len(layout.vectors) + len(layout.scalar_indices)
+    def block(columns: list[int], values) -> torch.Tensor:  # (|G|, C)
+        m = torch.zeros(n, c, dtype=torch.float64)
+        m[:, columns] = values
+        return m
+    return torch.cat([block([i, j], group.directions) for i, j in layout.vector_indices]
+                     + [block([i], 1.0) for i in layout.scalar_indices])
 
 
 class FieldLift(nn.Module):
@@ -125,7 +108,8 @@ class FieldLift(nn.Module):
 
     @property
     def out_fields(self) -> int:
-        return num_lifted_fields(self.layout, self.group)
+        """Number of regular fields one frame lifts to."""
+        return self.matrix.shape[0] // self.group.order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.einsum("oc,bchw->bohw", self.matrix.to(x.dtype), x)
@@ -139,20 +123,16 @@ class FieldProjection(nn.Module):
     def __init__(self, layout: FieldLayout, group: Group) -> None:
         super().__init__()
         self.layout, self.group = layout, group
-        lift = _lift_matrix(layout, group)
-        if group.order == 1:
-            proj = lift.T
-        else:
-            n = group.order
-            proj = lift.T.clone()
-            nv = len(layout.vectors)
+        proj = _lift_matrix(layout, group).T.clone()
+        if group.order > 1:
+            n, nv = group.order, len(layout.vectors)
             proj[:, : nv * n] *= 2.0 / n
             proj[:, nv * n:] /= n
         self.register_buffer("matrix", proj.float(), persistent=False)
 
     @property
     def in_fields(self) -> int:
-        return num_lifted_fields(self.layout, self.group)
+        return self.matrix.shape[1] // self.group.order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.einsum("co,bohw->bchw", self.matrix.to(x.dtype), x)

@@ -7,30 +7,16 @@ coefficients may differ at each kernel position ``y``:
 
 Parameterisation: ``w(y) = w_bar + s * delta(y)``, with ``w_bar`` the strict layer's
 coefficients (same shape, same initial draw), ``delta`` zero at initialisation and ``s``
-the ``relax_scale``. The function class is the paper's (any ``w(y)``), and the layer is
-exactly equivariant at initialisation. The split only changes how an optimiser moves the
-coefficients: the equivariant part ``w_bar`` gets the gradient summed over the kernel, as
-in the strict layer, and with Adam the non-equivariant part moves ``s`` times slower per
-step. Under the first training recipe (state-unit residuals) free per-position
-coefficients drifted ~10% from equivariance on exactly symmetric data and ``s = 0.1`` was
-the default; with the delta-target recipe ``s = 1`` rolls out better than ``s = 0.1`` in
-all 16 cells of the CPU accuracy benchmark (4 scenarios x 2 splits x 2 metrics, 3 seeds,
-docs/accuracy.md), so it is the default since 2026-12-02. Checkpoints record their ``s``.
+the ``relax_scale``: the paper's function class, exactly equivariant at initialisation;
+the split only changes how an optimiser moves the coefficients (docs/architecture.md:
+why, and why ``s = 1`` is the default). Checkpoints record their ``s``.
 
-Roto-translation relaxation (``relax``)
----------------------------------------
-``relax="rotation"`` (default) is the layer above. ``"translation"`` and ``"both"`` mix
-``L`` banks with weights that depend on the position, ``w_l(x)`` of shape ``(L, H, W)``
-on the layer's ``grid`` (the paper's ``Relaxed_TR_SteerConv``, Wang et al. 2022, code):
-
-    y(x) = sum_l w_l(x) [f * K_l](x),
-
-with ``K_l`` a strict steerable kernel (``"translation"``: the layer breaks translation
-symmetry, and rotations only through where ``w`` varies) or a relaxed steerable kernel
-``w_bar_l + s * delta_l(y)`` (``"both"``: relaxed over p4 = C4 x| Z^2, or D4 x| Z^2).
-``w`` starts at ``1/L`` and ``delta`` at 0, so the layer is exactly equivariant at
-initialisation. The penalty is the per-position one below (averaged over banks) plus
-``mean |w(x+e_x) - w(x)| + mean |w(x+e_y) - w(x)|``.
+Roto-translation relaxation (``relax``, default ``"rotation"``: the layer above):
+``"translation"`` and ``"both"`` mix ``L`` banks by weights ``w_l(x)`` ``(L, H, W)``,
+starting at ``1/L``, on the layer's ``grid`` (the paper's ``Relaxed_TR_SteerConv``),
+``y(x) = sum_l w_l(x) [f * K_l](x)``, with ``K_l`` a strict steerable kernel
+(``"translation"``) or a relaxed one ``w_bar_l + s * delta_l(y)`` (``"both"``: relaxed
+over p4 = C4 x| Z^2, or D4 x| Z^2).
 """
 
 from __future__ import annotations
@@ -39,25 +25,21 @@ import torch
 from torch import nn
 
 from ..groups import Group
-from .relaxed_translation_conv import (MixedConv, banked_conv, check_grid, check_relax,
+from .relaxed_translation_conv import (PositionMixing, check_relax, level_grid,
                                        smoothness_penalty)
 from .steerable import SteerableConv, init_steerable_coefficients
 
 __all__ = ["RelaxedSteerableConv"]
 
 
-class RelaxedSteerableConv(SteerableConv):
+class RelaxedSteerableConv(PositionMixing, SteerableConv):
     """Relaxed steerable convolution regular(G) fields -> regular(G) fields.
 
     Parameters: ``weight`` ``(F_out, F_in, n_basis)`` (the equivariant part ``w_bar``),
-    ``delta`` ``(F_out, F_in, n_basis, k, k)`` (per-position relaxation, zero at init) and
-    a per-field ``bias``; buffer ``Phi`` ``(n_basis, |G|, |G|, k, k)``. The coefficients
-    are :meth:`coefficients` ``w(y) = weight + relax_scale * delta(y)``;
-    :meth:`equivariance_penalty` is the raw (un-scaled) ``||dw/dm|| + ||dw/dn||``.
-
-    With ``relax`` ``"translation"`` / ``"both"`` every coefficient tensor gains a
-    leading bank axis ``L`` (``"translation"`` has no ``delta``) and ``relaxed_weights``
-    ``w`` ``(L, H, W)`` mixes the banks per position of ``grid``.
+    ``delta`` ``(F_out, F_in, n_basis, k, k)`` (zero at init) and a per-field ``bias``;
+    buffer ``Phi`` ``(n_basis, |G|, |G|, k, k)``. With ``relax`` translation / both the
+    coefficients gain a leading bank axis ``L`` (``"translation"``: no ``delta``) and
+    ``relaxed_weights`` ``w`` ``(L, H, W)`` mixes the banks per position of ``grid``.
     """
 
     def __init__(self, group: Group | str, in_fields: int, out_fields: int,
@@ -74,10 +56,8 @@ class RelaxedSteerableConv(SteerableConv):
         if relax != "rotation":
             if num_banks < 1:
                 raise ValueError(f"num_banks must be >= 1, got {num_banks}")
-            if grid is None or len(grid) != 2 or min(int(g) for g in grid) < 1:
-                raise ValueError(f"relax={relax!r} needs grid=(H, W) of the layer's level, "
-                                 f"got {grid!r}")
-            self.num_banks, self.grid = int(num_banks), (int(grid[0]), int(grid[1]))
+            self.grid = level_grid(grid, f"relax={relax!r}", "the layer's level")
+            self.num_banks = int(num_banks)
             # L banks drawn at sqrt(L) times the strict scale: their mean has that scale
             banks = torch.stack([init_steerable_coefficients(self.Phi, out_fields, in_fields)
                                  for _ in range(num_banks)])
@@ -95,8 +75,9 @@ class RelaxedSteerableConv(SteerableConv):
             return w.expand(*self.weight.shape, self.kernel_size, self.kernel_size)
         return w + self.relax_scale * self.delta
 
-    def _kernels(self) -> torch.Tensor:
-        """The expanded kernel of each bank, ``(L, F_out|G|, F_in|G|, k, k)``."""
+    def _banks(self) -> torch.Tensor:
+        """The expanded kernel of each bank, ``(L, F_out|G|, F_in|G|, k, k)`` (L = 1 with
+        ``relax="rotation"``)."""
         n, k = self.group.order, self.kernel_size
         w = self.coefficients()
         if self.relax == "rotation":
@@ -107,27 +88,13 @@ class RelaxedSteerableConv(SteerableConv):
     def expand_filter(self) -> torch.Tensor:
         """The kernel; with position-dependent weights, that of their mean over the grid
         (the layer itself then mixes ``L`` kernels per position, see :meth:`forward`)."""
-        banks = self._kernels()
-        if self.relax == "rotation":
-            return banks[0]
-        wbar = self.relaxed_weights.mean(dim=(1, 2)).to(banks.dtype)
-        return torch.einsum("l,loiyx->oiyx", wbar, banks)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, F_in|G|, H, W) -> (B, F_out|G|, H, W)``; with ``relax`` translation /
-        both, ``y(x) = sum_l w_l(x) [f * K_l](x) + b`` on the layer's grid."""
-        if self.relax == "rotation":
-            return super().forward(x)
-        check_grid(x, self.grid, f"{type(self).__name__} (relax={self.relax!r})")
-        return banked_conv(x, self._kernels(), self.relaxed_weights, self.expand_bias())
+        return self._banks()[0] if self.relax == "rotation" else super().expand_filter()
 
     def equivariance_penalty(self) -> torch.Tensor:
-        """Mean absolute finite difference of the coefficients along the two kernel axes,
-        ``mean|w[.., m+1, n] - w[.., m, n]| + mean|w[.., m, n+1] - w[.., m, n]|``:
-        differentiable, zero iff ``w`` is constant over the kernel (then the layer is
-        exactly equivariant). Not multiplied by the model's alpha. With ``relax``
-        translation / both, plus the smoothness of ``w_l(x)`` over the grid (and, for
-        ``"translation"``, only that)."""
+        """``mean|w[.., m+1, n] - w[.., m, n]| + mean|w[.., m, n+1] - w[.., m, n]|`` over
+        the kernel axes (zero iff the layer is exactly equivariant; raw, no ``alpha``),
+        plus with ``relax`` translation / both the smoothness of ``w_l(x)`` over the grid
+        (``"translation"``: only that)."""
         smooth = (self.weight.new_zeros(()) if self.relax == "rotation"
                   else smoothness_penalty(self.relaxed_weights))
         if self.kernel_size == 1 or self.delta is None:
@@ -153,17 +120,6 @@ class RelaxedSteerableConv(SteerableConv):
         dev = w - w.mean(dim=(-2, -1), keepdim=True)
         return {"w": w, "delta": self.delta.detach(), "deviation": dev,
                 "relative_deviation": dev.norm() / w.norm().clamp_min(1e-30)}
-
-    @torch.no_grad()
-    def export(self) -> nn.Module:
-        """One ``Conv2d`` (``relax="rotation"``), or a :class:`MixedConv`: the ``L``
-        expanded kernels in one ``Conv2d`` and the fixed mixing map ``w``."""
-        if self.relax == "rotation":
-            return super().export()
-        bias = self.expand_bias()
-        return MixedConv(self._kernels().detach().clone(),
-                         self.relaxed_weights.detach().clone(),
-                         None if bias is None else bias.detach().clone(), self.kernel_size)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                               missing_keys, unexpected_keys, error_msgs) -> None:

@@ -3,22 +3,12 @@ G = Z^2): combination weights that vary with position,
 
     y(x) = sum_l w_l(x) [f * Psi_l](x),
 
-with ``L`` plain filter banks ``Psi_l`` and weights ``w`` of shape ``(L, H, W)`` on the
-grid the layer runs on. When ``w_l(x)`` does not depend on ``x`` the layer is an
-ordinary convolution with the kernel ``sum_l w_l Psi_l`` (translation-equivariant).
-
-Design choices
---------------
-* ``w`` starts at ``1/L``: at initialisation the layer is the plain convolution with
-  the mean bank, exactly translation-equivariant.
-* Each bank is drawn with standard deviation ``sqrt(L) * sqrt(2 / fan_in)`` so that the
-  initial mean kernel has He scale, as in :class:`RelaxedGroupConv`.
-* :meth:`equivariance_penalty` is ``mean |w(x + e_x) - w(x)| + mean |w(x + e_y) - w(x)|``
-  (the paper's smoothness penalty; ``alpha`` is applied by the network). It is zero
-  exactly when ``w`` is constant over the grid.
-* The layer is tied to its grid: a forward on another ``(H, W)`` is refused.
-* :meth:`export` gives the same function without parameters: one ``Conv2d`` holding the
-  ``L`` banks and a fixed mixing map.
+with ``L`` plain filter banks ``Psi_l`` (drawn as :func:`bank_std` says) and weights
+``w`` of shape ``(L, H, W)`` on the grid the layer runs on (another grid is refused).
+When ``w_l(x)`` does not depend on ``x`` the layer is an ordinary convolution with the
+kernel ``sum_l w_l Psi_l``: ``w`` starts at ``1/L``, so the layer starts exactly
+translation-equivariant. The paper's smoothness penalty is zero exactly then. The
+module also holds the pieces every position-dependent layer shares.
 """
 
 from __future__ import annotations
@@ -34,7 +24,8 @@ from .group_conv import kaiming_std
 from .regular import RegularConv
 
 __all__ = ["RelaxedTranslationConv", "MixedConv", "mix_banks", "smoothness_penalty",
-           "check_grid", "banked_conv", "check_relax", "RELAX"]
+           "check_grid", "banked_conv", "check_relax", "RELAX", "level_grid", "check_plain",
+           "bank_std", "PositionMixing"]
 
 #: what the weights of a relaxed group / steerable conv may depend on
 RELAX = ("rotation", "translation", "both")
@@ -44,6 +35,26 @@ def check_relax(relax: str) -> None:
     """Refuse a ``relax`` option that is not one of :data:`RELAX`."""
     if relax not in RELAX:
         raise ValueError(f"relax must be one of {', '.join(RELAX)}, got {relax!r}")
+
+
+def check_plain(group: Group, what: str) -> None:
+    """Refuse a group other than the trivial one for layer ``what``."""
+    if group.order != 1:
+        raise ValueError(f"{what} acts on plain fields (trivial group), got group {group.name}")
+
+
+def level_grid(grid, what: str, level: str = "its level") -> tuple[int, int]:
+    """``grid`` as ``(H, W)``, refused when missing or malformed (``what`` needs it)."""
+    if grid is None or len(grid) != 2 or min(int(g) for g in grid) < 1:
+        raise ValueError(f"{what} needs grid=(H, W) of {level}, got {grid!r}")
+    return int(grid[0]), int(grid[1])
+
+
+def bank_std(num_banks: int, fan_in: int) -> float:
+    """``sqrt(L) sqrt(2 / fan_in)``: ``L`` banks whose mean has He scale (``L >= 1``)."""
+    if num_banks < 1:
+        raise ValueError(f"num_banks must be >= 1, got {num_banks}")
+    return math.sqrt(num_banks) * kaiming_std(fan_in)
 
 
 def mix_banks(y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -79,7 +90,45 @@ def check_grid(x: torch.Tensor, grid: tuple[int, int], name: str) -> None:
                          "model with grid=(H, W) of your data")
 
 
-class RelaxedTranslationConv(RegularConv):
+class PositionMixing(RegularConv):
+    """Base of the layers that mix ``L`` kernels :meth:`_banks` ``(L, F_out|G|, F_in|G|, k,
+    k)`` per position of ``grid`` with ``relaxed_weights`` ``w``,
+    ``y(x) = sum_l w_l(x) [f * K_l](x) + b`` (``relax="rotation"``: one convolution)."""
+
+    relax = "translation"
+
+    def _banks(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _name(self) -> str:
+        """The layer, as errors about its grid name it."""
+        return f"{type(self).__name__} (relax={self.relax!r})"
+
+    def expand_filter(self) -> torch.Tensor:
+        """The kernel of the layer *when* ``w`` is constant: ``sum_l mean_x w_l K_l``."""
+        banks = self._banks()
+        wbar = self.relaxed_weights.mean(dim=(1, 2)).to(banks.dtype)
+        return torch.einsum("l,loiyx->oiyx", wbar, banks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.relax == "rotation":
+            return super().forward(x)
+        check_grid(x, self.grid, self._name())
+        return banked_conv(x, self._banks(), self.relaxed_weights, self.expand_bias())
+
+    def relaxation_weights(self) -> dict[str, torch.Tensor]:
+        return {"w": self.relaxed_weights}
+
+    @torch.no_grad()
+    def export(self) -> nn.Module:
+        """One ``Conv2d`` (``relax="rotation"``), or a :class:`MixedConv`: the ``L``
+        expanded kernels in one ``Conv2d`` and the fixed mixing map ``w``."""
+        if self.relax == "rotation":
+            return super().export()
+        return MixedConv(self._banks(), self.relaxed_weights, self.expand_bias())
+
+
+class RelaxedTranslationConv(PositionMixing):
     """Relaxed translation convolution on plain fields (trivial group only).
 
     Parameters ``weight`` (``Psi``, shape ``(L, F_out, F_in, k, k)``),
@@ -89,43 +138,24 @@ class RelaxedTranslationConv(RegularConv):
                  bias: bool = True, num_banks: int = 2,
                  grid: tuple[int, int] | None = None) -> None:
         super().__init__(group, in_fields, out_fields, kernel_size, bias)
-        if group.order != 1:
-            raise ValueError("the relaxed translation convolution acts on plain fields "
-                             f"(trivial group), got group {group.name}")
-        if num_banks < 1:
-            raise ValueError(f"num_banks must be >= 1, got {num_banks}")
-        if grid is None or len(grid) != 2 or min(int(g) for g in grid) < 1:
-            raise ValueError(f"the relaxed translation convolution needs grid=(H, W) of its "
-                             f"level, got {grid!r}")
-        self.num_banks, self.grid = num_banks, (int(grid[0]), int(grid[1]))
+        check_plain(group, "the relaxed translation convolution")
         k = kernel_size
-        std = math.sqrt(num_banks) * kaiming_std(in_fields * k * k)
+        std = bank_std(num_banks, in_fields * k * k)
+        self.num_banks = num_banks
+        self.grid = level_grid(grid, "the relaxed translation convolution")
         self.weight = nn.Parameter(torch.randn(num_banks, out_fields, in_fields, k, k) * std)
         self.relaxed_weights = nn.Parameter(torch.full((num_banks, *self.grid),
                                                        1.0 / num_banks))
 
-    def expand_filter(self) -> torch.Tensor:
-        """The kernel of the layer *when* ``w`` is constant: ``sum_l mean_x w_l Psi_l``."""
-        wbar = self.relaxed_weights.mean(dim=(1, 2)).to(self.weight.dtype)
-        return torch.einsum("l,loiyx->oiyx", wbar, self.weight)
+    def _banks(self) -> torch.Tensor:
+        return self.weight
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_grid(x, self.grid, type(self).__name__)
-        return banked_conv(x, self.weight, self.relaxed_weights, self.bias)
+    def _name(self) -> str:
+        return type(self).__name__
 
     def equivariance_penalty(self) -> torch.Tensor:
         """``mean |w(x+e_x) - w(x)| + mean |w(x+e_y) - w(x)|`` (raw, no ``alpha``)."""
         return smoothness_penalty(self.relaxed_weights)
-
-    def relaxation_weights(self) -> dict[str, torch.Tensor]:
-        return {"w": self.relaxed_weights}
-
-    @torch.no_grad()
-    def export(self) -> "MixedConv":
-        """The same function with fixed tensors: ``L`` convolutions and the mixing map."""
-        return MixedConv(self.weight.detach().clone(), self.relaxed_weights.detach().clone(),
-                         None if self.bias is None else self.bias.detach().clone(),
-                         self.kernel_size)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", num_banks={self.num_banks}, grid={self.grid}"
@@ -133,20 +163,20 @@ class RelaxedTranslationConv(RegularConv):
 
 class MixedConv(nn.Module):
     """Exported position-dependent layer (:class:`RelaxedTranslationConv`, or a relaxed
-    group conv with ``relax`` translation / both): one ``Conv2d`` with the ``L`` banks as
-    ``L * F_out`` output channels, mixed per position by the fixed map ``w`` (``(L, H, W)``
-    or ``(L, |G|, H, W)``)."""
+    group / steerable conv with ``relax`` translation / both): one ``Conv2d`` with the
+    ``L`` banks ``(L, F_out, F_in, k, k)`` as ``L * F_out`` output channels, mixed per
+    position by a copy of the map ``w`` (``(L, H, W)`` or ``(L, |G|, H, W)``)."""
 
-    def __init__(self, banks: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None,
-                 kernel_size: int) -> None:
+    def __init__(self, banks: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         L, f_out, f_in, k, _ = banks.shape
         self.num_banks, self.grid = L, tuple(w.shape[-2:])
-        self.conv = nn.Conv2d(f_in, L * f_out, k, padding=kernel_size // 2, bias=False)
+        self.conv = nn.Conv2d(f_in, L * f_out, k, padding=k // 2, bias=False)
         self.conv = self.conv.to(device=banks.device, dtype=banks.dtype)
         self.conv.weight.copy_(banks.reshape(L * f_out, f_in, k, k))
-        self.register_buffer("w", w)
-        self.register_buffer("bias", bias if bias is not None else torch.zeros(f_out))
+        self.register_buffer("w", w.detach().clone())
+        self.register_buffer("bias", torch.zeros(f_out) if bias is None
+                             else bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_grid(x, self.grid, "exported position-dependent conv")

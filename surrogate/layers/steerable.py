@@ -20,6 +20,7 @@ rounding error in any dtype and doubles as a check of the conversion.
 
 from __future__ import annotations
 
+import importlib
 import math
 import threading
 import warnings
@@ -45,13 +46,17 @@ def _as_group(group: Group | str) -> Group:
     return get_group(group) if isinstance(group, str) else group
 
 
+def _escnn(module: str):
+    """``escnn.<module>``, imported without escnn's import-time warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(f"escnn.{module}")
+
+
 def escnn_gspace(group: Group | str):
     """escnn's ``GSpace`` for ``group``: ``rot2dOnR2(N)`` or ``flipRot2dOnR2(N)``
     (reflection axis pi/2, i.e. ``x -> -x``)."""
-    group = _as_group(group)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from escnn import gspaces
+    group, gspaces = _as_group(group), _escnn("gspaces")
     if group.flips:
         return gspaces.flipRot2dOnR2(group.n_rotations, axis=math.pi / 2)
     return gspaces.rot2dOnR2(group.n_rotations)
@@ -62,8 +67,7 @@ def escnn_index(group: Group | str, gspace=None) -> torch.Tensor:
     shape (|G|,), long. Checks that escnn's regular representation is the left regular
     one, ``rho(a) e_h = e_{ah}``, with basis vectors ordered like ``fibergroup.elements``."""
     group = _as_group(group)
-    gs = escnn_gspace(group) if gspace is None else gspace
-    fg = gs.fibergroup
+    fg = (escnn_gspace(group) if gspace is None else gspace).fibergroup
     els = list(fg.elements)
     pos = {e: i for i, e in enumerate(els)}
     reg = fg.regular_representation
@@ -74,11 +78,8 @@ def escnn_index(group: Group | str, gspace=None) -> torch.Tensor:
                 raise RuntimeError("escnn's regular representation is not the left regular "
                                    "representation in element order; update escnn_index")
     n = group.n_rotations
-    idx = []
-    for k, m in group.elements:
-        value = (m, (-k) % n) if group.flips else (-k) % n
-        idx.append(pos[fg.element(value)])
-    return torch.tensor(idx, dtype=torch.long)
+    return torch.tensor([pos[fg.element((m, (-k) % n) if group.flips else (-k) % n)]
+                         for k, m in group.elements], dtype=torch.long)
 
 
 def _kernel_action(x: torch.Tensor, group: Group, g: tuple[int, int]) -> torch.Tensor:
@@ -99,20 +100,15 @@ def _symmetrize(phi: torch.Tensor, group: Group) -> tuple[torch.Tensor, float]:
     ids = torch.arange(math.prod(shape)).reshape(shape).double()
     canon = torch.stack([_kernel_action(ids, group, g) for g in els]).amin(0).long()
     exact = avg.flatten(1)[:, canon.flatten()].reshape(phi.shape)
-    rel = float((phi - exact).norm() / phi.norm())
-    return exact, rel
+    return exact, float((phi - exact).norm() / phi.norm())
 
 
 def escnn_basis_converted(group: Group | str, kernel_size: int = 3) -> torch.Tensor:
     """escnn's raw (float32-sampled) basis with its group axes re-indexed into relaxflow's
     convention, before the exact projection; ``(n_basis, |G|, |G|, k, k)`` float64."""
-    group = _as_group(group)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from escnn import nn as enn
+    group, enn = _as_group(group), _escnn("nn")
     gs = escnn_gspace(group)
-    reg = gs.fibergroup.regular_representation
-    ftype = enn.FieldType(gs, [reg])
+    ftype = enn.FieldType(gs, [gs.fibergroup.regular_representation])
     conv = enn.R2Conv(ftype, ftype, kernel_size, padding=kernel_size // 2, bias=False,
                       initialize=False)
     n_basis = conv.basisexpansion.dimension()
@@ -125,15 +121,6 @@ def escnn_basis_converted(group: Group | str, kernel_size: int = 3) -> torch.Ten
     return phi[:, idx][:, :, idx]  # escnn group axes -> ours; spatial axes already agree
 
 
-def _build_basis(group: Group, kernel_size: int) -> torch.Tensor:
-    phi, rel = _symmetrize(escnn_basis_converted(group, kernel_size), group)
-    if rel > _CONVENTION_TOL:
-        raise RuntimeError(f"escnn's {group.name} basis is not equivariant in relaxflow's "
-                           f"convention after conversion (relative residual {rel:.2e}); "
-                           "escnn's conventions have changed")
-    return phi
-
-
 def steerable_basis(group: Group | str, kernel_size: int = 3) -> torch.Tensor:
     """The steerable kernel basis for one regular(G) -> regular(G) field pair in
     relaxflow's convention: ``Phi[b, g, h, y, x]``, shape ``(n_basis, |G|, |G|, k, k)``,
@@ -142,7 +129,12 @@ def steerable_basis(group: Group | str, kernel_size: int = 3) -> torch.Tensor:
     key = (group.name, int(kernel_size))
     with _BASIS_LOCK:
         if key not in _BASIS_CACHE:
-            _BASIS_CACHE[key] = _build_basis(group, kernel_size)
+            phi, rel = _symmetrize(escnn_basis_converted(group, kernel_size), group)
+            if rel > _CONVENTION_TOL:
+                raise RuntimeError(f"escnn's {group.name} basis is not equivariant in "
+                                   f"relaxflow's convention after conversion (relative "
+                                   f"residual {rel:.2e}); escnn's conventions have changed")
+            _BASIS_CACHE[key] = phi
         return _BASIS_CACHE[key].clone()
 
 

@@ -5,13 +5,11 @@ outputs combined with learned weights.
 
 with ``f_p`` a plain :class:`FieldUNet` (trivial group) and ``f_e`` a group-conv
 :class:`FieldUNet` (C4 or D4), both residual, ``x_T`` the last given frame and
-``w = (w_p, w_e)`` two free scalars starting at ``(1/2, 1/2)``. Written in residual
-form, persistence initialisation (both heads zero) makes the untrained model exactly
-persistence whatever ``w``; with ``w_p = 0`` (or the plain net's head zero) the model is
-exactly equivariant. Both nets take the same options (``hidden`` fields each: the plain
-net's channels are ``hidden``, the equivariant net's ``hidden |G|``), so
-:func:`surrogate.width_for_params` sizes the pair. :meth:`export` exports both nets
-(exact).
+``w = (w_p, w_e)`` two free scalars starting at ``(1/2, 1/2)``. In this residual form
+persistence initialisation (both heads zero) makes the untrained model exactly
+persistence whatever ``w``; with ``w_p = 0`` the model is exactly equivariant. Both nets
+take the same options (``hidden`` fields each), so :func:`surrogate.width_for_params`
+sizes the pair.
 """
 
 from __future__ import annotations
@@ -31,9 +29,8 @@ __all__ = ["ComboUNet"]
 class ComboUNet(nn.Module):
     """``(B, T_in, C, H, W) [, aux (B, C_aux, H, W)] -> (B, C, H, W)``: learned
     combination of a plain and a group-equivariant U-Net (see the module docstring).
-
-    Takes :class:`FieldUNet`'s options (``group`` is the equivariant net's); ``residual``
-    must be True (the combination is of residual updates)."""
+    Takes :class:`FieldUNet`'s options (``group``: the equivariant net's; ``residual``
+    must be True)."""
 
     def __init__(self, group: str = "C4", name: str = "combo_unet", **options: Any) -> None:
         super().__init__()
@@ -50,7 +47,6 @@ class ComboUNet(nn.Module):
         self.exported = False
         self.config: dict[str, Any] = dict(self.equiv.config)
 
-    # the FieldUNet interface the pipeline uses --------------------------------------
     @property
     def delta_scale(self) -> torch.Tensor:
         """``(C,)``: the residual's per-channel scale (shared by both nets)."""
