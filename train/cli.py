@@ -90,17 +90,13 @@ def _kv(s: str) -> tuple[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    S = argparse.SUPPRESS
     p = argparse.ArgumentParser(
-        prog=PROG, argument_default=S, epilog=EXAMPLES,
+        prog=PROG, argument_default=argparse.SUPPRESS, epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a relaxflow surrogate autoregressively on simulated smoke "
                     "plumes (multi-step loss, early stopping, resumable, DDP-ready).")
-    _data_args(p)
-    _model_args(p)
-    _training_args(p)
-    _split_args(p)
-    _hardware_args(p)
+    for add_group in (_data_args, _model_args, _training_args, _split_args, _hardware_args):
+        add_group(p)
     return p
 
 
@@ -108,16 +104,16 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     """Data files, the run folder, resume/overwrite and data loading."""
     g = p.add_argument_group("data and output")
     g.add_argument("--config", metavar="TOML", help="read options from a TOML file")
-    g.add_argument("--data", nargs="+", metavar="NC", help="dataset file(s), concatenated "
-                   "along sim")
+    g.add_argument("--data", nargs="+", metavar="NC",
+                   help="dataset file(s), concatenated along sim")
     g.add_argument("--out", metavar="DIR", help="run directory (default runs/train)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     g.add_argument("--overwrite", action="store_true", help="replace a run already in OUT")
-    g.add_argument("--in-memory", dest="in_memory", choices=("auto", "yes", "no"),
+    g.add_argument("--in-memory", choices=("auto", "yes", "no"),
                    help="load data into memory (auto: when it fits)")
-    g.add_argument("--max-memory-gb", dest="max_memory_gb", type=float,
+    g.add_argument("--max-memory-gb", type=float,
                    help="memory budget for --in-memory auto (default 8)")
-    g.add_argument("--num-workers", dest="num_workers", type=int, help="DataLoader workers")
+    g.add_argument("--num-workers", type=int, help="DataLoader workers")
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -126,31 +122,30 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", help=", ".join(MODELS) + " (default unet)")
     for name, default, text in ModelConfig.cli_options():  # one flag per option
         if name == "breaking_inputs":
-            g.add_argument("--breaking-inputs", dest=name, type=_names, metavar="NAMES",
+            g.add_argument("--breaking-inputs", type=_names, metavar="NAMES",
                            help="symmetry-breaking inputs, comma-separated: frame (global "
                                 "axes), cause (buoyancy and masks from the data), coords "
                                 "(x, y); 'none' for none")
         else:
-            g.add_argument("--" + name.replace("_", "-"), dest=name, type=type(default),
+            g.add_argument("--" + name.replace("_", "-"), type=type(default),
                            help=f"{text} ({default})")
-    g.add_argument("--model-opt", dest="model_opt", action="append", type=_kv,
-                   metavar="KEY=VALUE", help="any other build_model option (JSON value)")
+    g.add_argument("--model-opt", action="append", type=_kv, metavar="KEY=VALUE",
+                   help="any other build_model option (JSON value)")
 
 
 def _training_args(p: argparse.ArgumentParser) -> None:
     """Optimisation, the training recipe and validation."""
     g = p.add_argument_group("training")
-    g.add_argument("--T-in", "--t-in", dest="T_in", type=int, help=f"input frames ({ModelConfig.T_in})")
-    g.add_argument("--K", "--k", dest="K", type=int, help="autoregressive loss steps (6)")
-    g.add_argument("--batch-size", dest="batch_size", type=int, help="per process (16)")
+    g.add_argument("--T-in", "--t-in", type=int, help=f"input frames ({ModelConfig.T_in})")
+    g.add_argument("--K", "--k", type=int, help="autoregressive loss steps (6)")
+    g.add_argument("--batch-size", type=int, help="per process (16)")
     g.add_argument("--epochs", type=int, help="maximum epochs (50)")
     g.add_argument("--lr", type=float, help="AdamW learning rate (1e-3)")
-    g.add_argument("--weight-decay", dest="weight_decay", type=float, help="(4e-4)")
-    g.add_argument("--lr-decay", dest="lr_decay", type=float,
+    g.add_argument("--weight-decay", type=float, help="(4e-4)")
+    g.add_argument("--lr-decay", type=float,
                    help="lr factor every --lr-step-epochs epochs (0.95; --schedule step)")
-    g.add_argument("--lr-step-epochs", dest="lr_step_epochs", type=int, help="(1)")
-    g.add_argument("--grad-clip", dest="grad_clip", type=_opt_float,
-                   help="max gradient norm, or 'none' (1.0)")
+    g.add_argument("--lr-step-epochs", type=int, help="(1)")
+    g.add_argument("--grad-clip", type=_opt_float, help="max gradient norm, or 'none' (1.0)")
     g.add_argument("--patience", type=_opt_int,
                    help="early-stopping patience in epochs, or 'none' (10)")
     g.add_argument("--pushforward", action=argparse.BooleanOptionalAction,
@@ -158,8 +153,7 @@ def _training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--targets", choices=("delta", "state"),
                    help="delta: predict normalised one-step differences (default); state: "
                    "residuals in normalised state units")
-    g.add_argument("--persistence-init", dest="persistence_init",
-                   action=argparse.BooleanOptionalAction,
+    g.add_argument("--persistence-init", action=argparse.BooleanOptionalAction,
                    help="zero the output head so the untrained model is persistence (on)")
     g.add_argument("--noise", type=float, help="std of the training noise on the input "
                    "history, in units of one step's change (0.5; 0 = off)")
@@ -177,9 +171,8 @@ def _training_args(p: argparse.ArgumentParser) -> None:
                    metavar="CHANNEL=W", help="weight of a field in the loss (repeatable; "
                    "a vector field's components take one weight each, e.g. "
                    "--loss-weight u=1 --loss-weight v=1); default 1")
-    g.add_argument("--valid-steps", dest="valid_steps", type=int,
-                   help="rollout steps of the valid RMSE (default K)")
-    g.add_argument("--max-steps-per-epoch", dest="max_steps_per_epoch", type=_opt_int)
+    g.add_argument("--valid-steps", type=int, help="rollout steps of the valid RMSE (default K)")
+    g.add_argument("--max-steps-per-epoch", type=_opt_int)
     g.add_argument("--seed", type=int, help="(0)")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction,
                    help="tqdm bar and per-epoch lines on stderr (on)")
@@ -193,7 +186,7 @@ def _split_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--heldout", type=_heldout,
                    help="test-domain sims: auto, none or indices like 0,5,9")
     g.add_argument("--skip", type=int, help="initial frames skipped (2)")
-    g.add_argument("--test-steps", dest="test_steps", type=int,
+    g.add_argument("--test-steps", type=int,
                    help="rollout horizon recorded for the test splits (20)")
 
 
@@ -206,7 +199,6 @@ def _hardware_args(p: argparse.ArgumentParser) -> None:
                    help="torch.compile the model")
 
 
-
 _MODEL_KEYS = tuple(name for name, _, _ in ModelConfig.cli_options())
 _SPLIT_KEYS = {"split_preset": "preset", "heldout": "heldout", "skip": "skip",
                "test_steps": "test_steps"}
@@ -215,10 +207,8 @@ _SPLIT_KEYS = {"split_preset": "preset", "heldout": "heldout", "skip": "skip",
 def args_to_config(ns: argparse.Namespace):
     """Defaults < TOML file < command-line flags."""
     args = vars(ns).copy()
-    base: dict[str, Any] = {}
     path = args.pop("config", None)
-    if path is not None:
-        base = read_toml(path)
+    base = read_toml(path) if path is not None else {}
     overrides: dict[str, Any] = {}
     model_cfg = {k: args.pop(k) for k in _MODEL_KEYS if k in args}
     model_cfg.update(dict(args.pop("model_opt", [])))

@@ -43,12 +43,9 @@ class ConfigError(ValueError):
 class SplitConfig:
     """Which windows belong to which split (see :mod:`train.splits`).
 
-    Splits are sets of sample-start times, as in the paper: a window starting at frame
-    ``t`` uses frames ``t .. t+T_in-1`` as input and the following frames as targets.
-    ``train``/``valid``/``test_future`` are half-open ranges of start times on the
-    training simulations, ``test_domain`` on the held-out simulations. With
-    ``units = "fraction"`` they are fractions of the usable time axis (``n_time - skip``);
-    with ``units = "frames"`` frame offsets after ``skip``.
+    ``train``/``valid``/``test_future``/``test_domain``: half-open ranges of window start
+    times; with ``units = "fraction"`` fractions of the usable time axis
+    (``n_time - skip``), with ``units = "frames"`` frame offsets after ``skip``.
 
     ``preset``: ``"auto"`` (the paper's exact ranges when the data have the paper's 310
     frames, else the ranges given here), ``"paper"`` (always the paper's: skip 2, starts
@@ -82,12 +79,11 @@ class SplitConfig:
             if not (isinstance(r, (list, tuple)) and len(r) == 2 and r[0] <= r[1]):
                 raise ConfigError(f"split.{name} must be a range [start, stop], got {r!r}")
             setattr(self, name, tuple(r))
-        if isinstance(self.heldout, str):
-            if self.heldout not in ("auto", "none"):
-                raise ConfigError("split.heldout must be 'auto', 'none' or a list of sim "
-                                  f"indices, got {self.heldout!r}")
-        else:
+        if not isinstance(self.heldout, str):
             self.heldout = [int(i) for i in self.heldout]
+        elif self.heldout not in ("auto", "none"):
+            raise ConfigError("split.heldout must be 'auto', 'none' or a list of sim "
+                              f"indices, got {self.heldout!r}")
         if not 0 <= self.heldout_fraction < 1:
             raise ConfigError("split.heldout_fraction must be in [0, 1)")
         if self.skip < 0 or self.test_steps < 1 or self.valid_stride < 1:
@@ -266,9 +262,7 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
 def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
     """Read a TOML training config; keyword ``overrides`` win over the file. Relative
     ``data`` and ``out`` paths are taken relative to the current directory."""
-    d = read_toml(Path(path))
-    d = merge_overrides(d, overrides)
-    return config_from_dict(d)
+    return config_from_dict(merge_overrides(read_toml(Path(path)), overrides))
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -290,8 +284,7 @@ def merge_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
         if k == "model" and isinstance(d.get("model"), dict) and isinstance(v, str):
             d["model"] = {**d["model"], "name": v}
         elif k in ("model_config", "split", "loss_weights") and isinstance(v, dict):
-            base = d.get(k, {})
-            d[k] = {**base, **v}
+            d[k] = {**d.get(k, {}), **v}
         else:
             d[k] = v
     return d

@@ -46,11 +46,7 @@ def _available_memory() -> float:
 
 
 def _json_attr(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return v
+    return v.tolist() if isinstance(v, (np.generic, np.ndarray)) else v
 
 
 @dataclass
@@ -104,8 +100,7 @@ class FieldData:
         if self.array is not None:
             return self.array[sim, t0:t1]
         f, local = self._locate(sim)
-        ds = self._dataset(f)
-        out = [ds[c].transpose(*DIMS).isel(sim=local, time=slice(t0, t1)).values
+        out = [self._dataset(f)[c].transpose(*DIMS).isel(sim=local, time=slice(t0, t1)).values
                for c in self.channels]
         return np.stack(out, axis=1).astype(np.float32, copy=False)
 
@@ -152,12 +147,9 @@ def _open_one(path: str, channels: Sequence[str]) -> xr.Dataset:
                             f"{sorted(ds.data_vars)}); the schema needs {list(channels)} "
                             f"over dims {DIMS}")
         validate_dataset(ds, path, variables=channels, dim_order=False)
-    except DatasetError as e:
+    except (DataError, DatasetError) as e:
         ds.close()
         raise DataError(str(e)) from None
-    except DataError:
-        ds.close()
-        raise
     return ds
 
 
@@ -244,8 +236,6 @@ def _shared_sizes(paths: Sequence[str], datasets: Sequence[xr.Dataset], min_time
         if sizes != (n_time, ny, nx):
             raise DataError(f"{p}: (time, y, x) sizes {sizes} differ from {paths[0]}'s "
                             f"{(n_time, ny, nx)}; shards must share one grid and time axis")
-        if int(ds.sizes["sim"]) < 1:
-            raise DataError(f"{p}: no simulations (sim dimension is empty)")
     if n_time < min_time:
         raise DataError(f"{paths[0]}: {n_time} time steps are too few; training needs at "
                         f"least {min_time} (T_in + K plus skipped frames)")
@@ -255,27 +245,20 @@ def _shared_sizes(paths: Sequence[str], datasets: Sequence[xr.Dataset], min_time
 def _sim_coords(datasets: Sequence[xr.Dataset]) -> tuple[np.ndarray | None, dict[str, list]]:
     """The ``heldout`` flags (when every file has them) and the JSON-able per-simulation
     coordinates that every file shares, over the concatenated files."""
-    heldout = None
-    if all("heldout" in ds.coords and ds["heldout"].dims == ("sim",) for ds in datasets):
-        heldout = np.concatenate([ds["heldout"].values.astype(bool) for ds in datasets])
-    sim_coords: dict[str, list] = {}
-    for name in datasets[0].coords:
-        if all(name in ds.coords and ds[name].dims == ("sim",) for ds in datasets):
-            vals = np.concatenate([np.atleast_1d(ds[name].values) for ds in datasets])
-            if vals.dtype.kind in "biufU":
-                sim_coords[str(name)] = [_json_attr(v) for v in vals]
-    return heldout, sim_coords
+    per_sim = {str(name): np.concatenate([np.atleast_1d(ds[name].values) for ds in datasets])
+               for name in datasets[0].coords
+               if all(name in ds.coords and ds[name].dims == ("sim",) for ds in datasets)}
+    heldout = per_sim["heldout"].astype(bool) if "heldout" in per_sim else None
+    return heldout, {name: [_json_attr(v) for v in vals] for name, vals in per_sim.items()
+                     if vals.dtype.kind in "biufU"}
 
 
 def _grid(first: xr.Dataset, ny: int, nx: int) -> dict[str, Any]:
+    """Grid size and first/last coordinates (``validate_dataset`` made sure they exist)."""
     grid: dict[str, Any] = {"ny": ny, "nx": nx}
-    for d in ("x", "y"):
-        if d in first.coords and first[d].size:
-            v = first[d].values
-            grid[d] = [float(v[0]), float(v[-1])]
-    if "time" in first.coords and first["time"].size and \
-            np.issubdtype(first["time"].dtype, np.number):
-        grid["time"] = [float(first["time"].values[0]), float(first["time"].values[-1])]
+    for d in ("x", "y", "time"):
+        if d != "time" or np.issubdtype(first[d].dtype, np.number):
+            grid[d] = [float(first[d].values[0]), float(first[d].values[-1])]
     return grid
 
 

@@ -52,10 +52,10 @@ def setup(device_kind: str) -> DistInfo:
         return DistInfo()
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", rank))
-    backend = "nccl" if device_kind == "cuda" else "gloo"
     if device_kind == "cuda":
         torch.cuda.set_device(local)
-    dist.init_process_group(backend=backend, rank=rank, world_size=world)
+    dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo", rank=rank,
+                            world_size=world)
     return DistInfo(rank, world, local, True)
 
 

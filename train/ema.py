@@ -21,8 +21,6 @@ class EMA:
     """A shadow copy :attr:`module` of ``model`` averaged with ``decay`` in (0, 1)."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
-        if not 0 < decay < 1:
-            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = float(decay)
         self.updates = 0
         self.module = copy.deepcopy(model).eval()

@@ -29,6 +29,7 @@ made by the model itself.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -37,8 +38,6 @@ import shutil
 import sys
 import time
 import warnings
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +65,7 @@ from .splits import SplitError, resolve_splits
 from .windows import WindowDataset
 
 __all__ = ["fit", "Trainer", "TrainingError", "Rollout", "field_weights", "multistep_loss",
-           "train_step", "add_input_noise",
-           "resolve_device", "build_model", "autocast"]
+           "train_step", "add_input_noise", "resolve_device", "build_model", "autocast"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -142,11 +140,9 @@ def add_input_noise(x: torch.Tensor, std: torch.Tensor,
 
 
 def _penalty(model: nn.Module, device: torch.device) -> torch.Tensor:
+    """The model's ``equivariance_penalty()`` (0 without one) as a float32 scalar."""
     fn = getattr(model, "equivariance_penalty", None)
-    p = fn() if fn is not None else 0.0
-    if not torch.is_tensor(p):
-        p = torch.tensor(float(p), device=device)
-    return p.float().reshape(())
+    return torch.as_tensor(fn() if fn is not None else 0.0, device=device).float().reshape(())
 
 
 def autocast(device: torch.device, amp: str):
@@ -161,14 +157,13 @@ def train_step(module: nn.Module, model: nn.Module, opt: torch.optim.Optimizer,
                grad_clip: float | None = None, amp: str = "none",
                info: D.DistInfo | None = None, aux: torch.Tensor | None = None,
                noise: torch.Tensor | None = None, weight: torch.Tensor | None = None):
-    """One optimisation step on a normalised batch (``aux``: the normalised static aux
-    fields, or None). ``module`` is the (possibly DDP-
-    wrapped) :class:`Rollout`, ``model`` the bare model (for the penalty and clipping).
-    ``noise (C,)``: std of the Gaussian noise added to the history ``x`` per channel;
-    ``weight (C,)``: channel weights of the loss (see :func:`multistep_loss`).
+    """One optimisation step on a normalised batch. ``module``: the (possibly DDP-wrapped)
+    :class:`Rollout`; ``model``: the bare model (penalty, clipping); ``aux``: the
+    normalised static aux fields or None; ``noise (C,)``: std of the Gaussian noise added
+    to the history ``x``; ``weight (C,)``: loss weights (:func:`multistep_loss`).
     Returns detached ``(data_loss, penalty, grad_norm)`` (loss and penalty averaged over
-    processes). The weights are left unchanged when the loss (on any process) or the
-    gradient is not finite; the caller sees it in the returned values."""
+    processes); the weights are left unchanged when the loss (on any process) or the
+    gradient is not finite."""
     info = info or D.DistInfo()
     if noise is not None:
         x = add_input_noise(x, noise)
@@ -176,23 +171,16 @@ def train_step(module: nn.Module, model: nn.Module, opt: torch.optim.Optimizer,
         preds = module(x, y.shape[1], pushforward, aux)
     data_loss = multistep_loss(preds, y, weight)
     penalty = _penalty(model, x.device)
-    loss = data_loss + penalty
     opt.zero_grad(set_to_none=True)
     report = torch.stack([data_loss.detach(), penalty.detach()]).double()
     D.all_reduce_sum(report, info)  # every process must agree before backward
     report /= info.world_size
     if not torch.isfinite(report).all():
         return report[0], report[1], torch.tensor(float("nan"))
-    loss.backward()
-    params = [p for p in model.parameters() if p.grad is not None]
-    if grad_clip is not None:
-        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    elif params:
-        norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params]))
-    else:
-        norm = torch.zeros((), device=x.device)
-    # gradients are synchronised by DDP, so the norm is the same on every process
-    if torch.isfinite(norm):
+    (data_loss + penalty).backward()
+    params = [p for p in model.parameters() if p.grad is not None]  # no clip: max norm inf
+    norm = torch.nn.utils.clip_grad_norm_(params, math.inf if grad_clip is None else grad_clip)
+    if torch.isfinite(norm):  # DDP synchronised the gradients: one norm on every process
         opt.step()
     return report[0], report[1], norm.detach()
 
@@ -210,8 +198,7 @@ def evaluate(step: nn.Module, loader, norm: Normalization, device: torch.device,
         x, y, aux = _to_device(batch, device)
         xn, yn = normalize_batch(norm, x, y)
         with autocast(device, amp):
-            pred_n = rollout(xn, max(K, steps), False, norm.normalize_aux(aux))
-        pred_n = pred_n.float()
+            pred_n = rollout(xn, max(K, steps), False, norm.normalize_aux(aux)).float()
         se_n = (pred_n[:, :K] - yn[:, :K]) ** 2
         if weight is not None:
             se_n = se_n * weight.view(1, 1, -1, 1, 1)
@@ -232,9 +219,8 @@ def evaluate(step: nn.Module, loader, norm: Normalization, device: torch.device,
 
 def _to_device(batch, device: torch.device):
     """``(x, y, aux)`` on ``device`` from a ``(x, y)`` or ``(x, y, aux)`` batch."""
-    x, y, *rest = batch
-    aux = rest[0].to(device, non_blocking=True) if rest else None
-    return x.to(device, non_blocking=True), y.to(device, non_blocking=True), aux
+    x, y, *aux = (t.to(device, non_blocking=True) for t in batch)
+    return x, y, (aux[0] if aux else None)
 
 
 # --- RNG state (weights_only-loadable) ---------------------------------------------
@@ -262,27 +248,18 @@ def _set_rng_state(s: dict[str, Any]) -> None:
                          n["has_gauss"], n["cached"]))
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 # --- the run --------------------------------------------------------------------------
-@dataclass
+@dataclasses.dataclass
 class _Run:
     """Where a run writes. With ``overwrite`` of an existing run the files go to a
     sibling staging folder first; ``final`` is the folder it replaces once the new run
     has its first checkpoint (:func:`_swap_in`)."""
     out: Path
-    best: Path
-    last: Path
-    metrics: Path
     final: Path | None = None
 
-    @classmethod
-    def at(cls, out: Path, final: Path | None = None) -> "_Run":
-        return cls(out, out / "best.pt", out / "last.pt", out / METRICS_FILE, final)
+    best = property(lambda self: self.out / "best.pt")
+    last = property(lambda self: self.out / "last.pt")
+    metrics = property(lambda self: self.out / METRICS_FILE)
 
 
 _RUN_FILES = ("best.pt", "last.pt", METRICS_FILE)  # what a run owns in its folder
@@ -306,7 +283,7 @@ def _swap_in(run: _Run) -> _Run:
     files of the old folder that are not a run's (a user's notes, a report)."""
     swap_in(run.out, run.final, carry=lambda name: name not in _RUN_FILES and not (
         name.startswith(".") and name.endswith(".tmp")))
-    return _Run.at(run.final)
+    return _Run(run.final)
 
 
 def _data_grid(paths) -> tuple[int, int]:
@@ -322,13 +299,8 @@ def _data_grid(paths) -> tuple[int, int]:
         raise DataError(str(e)) from None
 
 
-def _layout(cfg: TrainConfig) -> FieldLayout:
-    return FieldLayout.of(cfg.model_config.get("layout"))
-
-
 def _json_model_config(cfg: TrainConfig, layout: FieldLayout) -> dict[str, Any]:
-    mc = dict(cfg.model_config)
-    mc["layout"] = layout.to_dict()
+    mc = {**cfg.model_config, "layout": layout.to_dict()}
     if "breaking_inputs" in mc:
         mc["breaking_inputs"] = list(canonical_breaking_inputs(mc["breaking_inputs"]))
     return mc
@@ -370,7 +342,7 @@ def _prepare_out(cfg: TrainConfig) -> _Run:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
     _recover_swap(out)
-    run = _Run.at(out)
+    run = _Run(out)
     if cfg.resume:
         if not run.last.is_file():
             raise ConfigError(f"cannot resume: {run.last} does not exist")
@@ -379,7 +351,7 @@ def _prepare_out(cfg: TrainConfig) -> _Run:
             raise ConfigError(f"{out} already holds a training run; pass --resume to "
                               "continue it or --overwrite to start over")
         # the old run stays until the new one has written its first checkpoint
-        return _Run.at(_staging_dir(out), final=out)
+        return _Run(_staging_dir(out), final=out)
     return run
 
 
@@ -400,45 +372,44 @@ def _check_model_fits(model: nn.Module, cfg: TrainConfig, data: FieldData,
                       device: torch.device) -> None:
     """One tiny forward before training, so that a grid the model cannot take fails with
     a clear message rather than inside the first epoch."""
-    x = torch.zeros(1, cfg.T_in, len(data.channels), data.ny, data.nx, device=device)
-    aux = (torch.zeros(1, len(data.aux_channels), data.ny, data.nx, device=device)
-           if data.aux is not None else None)
+    shape = (1, len(data.channels), data.ny, data.nx)
+    inputs = [torch.zeros(1, cfg.T_in, *shape[1:], device=device)]
+    if data.aux is not None:
+        inputs.append(torch.zeros(1, len(data.aux_channels), data.ny, data.nx, device=device))
     was_training = model.training
     model.eval()  # no running statistics may change
     try:
         with torch.no_grad():
-            y = model(x) if aux is None else model(x, aux)
+            y = model(*inputs)
     except Exception as e:
-        depth = model.config.get("depth") if isinstance(getattr(model, "config", None), dict) \
-            else None
+        config = getattr(model, "config", None)
+        depth = config.get("depth") if isinstance(config, dict) else None
         hint = (f" (grid sides must be divisible by 2**(depth-1) = {2 ** (depth - 1)})"
                 if depth else "")
         raise DataError(f"model {cfg.model!r} cannot run on the {data.ny}x{data.nx} grid "
-                        f"with {len(data.channels)} channels{hint}: {e}") from None
+                        f"with {shape[1]} channels{hint}: {e}") from None
     finally:
         model.train(was_training)
-    if tuple(y.shape) != (1, len(data.channels), data.ny, data.nx):
+    if tuple(y.shape) != shape:
         raise DataError(f"model {cfg.model!r} maps (1, T_in, C, H, W) to {tuple(y.shape)}, "
-                        f"expected {(1, len(data.channels), data.ny, data.nx)}")
+                        f"expected {shape}")
 
 
 class Trainer:
-    """One training run, in small steps: ``__init__`` sets up (run folder, model, data,
-    splits, normalisation, targets, weights, loaders, optimiser, resume state), then
-    :meth:`fit` runs epochs of :meth:`train_one_epoch`, :meth:`validate`,
-    :meth:`checkpoint` and :meth:`should_stop`. Every input is refused before training
-    starts; the order of random draws is that of a straight run, so a resumed run ends
-    bit-identical to it."""
+    """One training run: ``__init__`` sets it up, refusing every bad input before training
+    starts; :meth:`fit` runs the epochs. The order of random draws is that of a straight
+    run, so a resumed run ends bit-identical to it."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device, info: D.DistInfo,
                  key: bytes | str | None = None):
         self.cfg, self.device, self.info, self.key = cfg, device, info, key
         self.run = _prepare_out(cfg)
-        self.layout = _layout(cfg)
+        self.layout = FieldLayout.of(cfg.model_config.get("layout"))
         self.K, self.T_in, self.steps = cfg.K, cfg.T_in, cfg.eval_steps
         self.model = self._build_model()   # a bad name or option fails before any data
         self._open_data()
         self.ckpt = read_checkpoint(self.run.last, key=key) if cfg.resume else None
+        self.ts = (self.ckpt or {}).get("training_state") or {}  # the resume state
         self.model_config = _json_model_config(cfg, self.layout)
         self.norm = self._normalization()
         self._targets()
@@ -463,7 +434,9 @@ class Trainer:
         options = {**cfg.model_config, "layout": self.layout}
         if needs_grid(cfg.model, options) and options.get("grid") is None:
             options["grid"] = _data_grid(cfg.data)  # position-dependent weights
-        _seed_everything(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        torch.manual_seed(cfg.seed)
         try:
             return build_model(cfg.model, T_in=self.T_in, **options)
         except (ValueError, TypeError) as e:
@@ -533,17 +506,13 @@ class Trainer:
         # scale of the training noise (and of the residual and loss weights with delta)
         gain = torch.tensor([d / s for d, s in zip(delta_scale, norm.scale)],
                             dtype=torch.float32, device=self.device)
-        extra = field_weights(cfg.loss_weights, self.layout)
-        if self.delta:
-            self.loss_weight = extra.to(self.device) / gain ** 2
-        else:
-            self.loss_weight = extra.to(self.device) if cfg.loss_weights else None
+        w = field_weights(cfg.loss_weights, self.layout).to(self.device)
+        self.loss_weight = w / gain ** 2 if self.delta else (w if cfg.loss_weights else None)
         self.noise_std = cfg.noise * gain if cfg.noise > 0 else None
 
     def _init_weights(self) -> None:
         """Resumed weights, or the delta scale and persistence head; the EMA copy."""
         cfg, model, ckpt = self.cfg, self.model, self.ckpt
-        self.ts = (ckpt.get("training_state") or {}) if ckpt is not None else {}
         if ckpt is not None:
             model.load_state_dict(self.ts.get("raw_state_dict", ckpt["state_dict"]))
         else:
@@ -572,9 +541,7 @@ class Trainer:
                                                 info.world_size)))
         self.valid_loader = DataLoader(part, batch_size=cfg.batch_size, shuffle=False,
                                        num_workers=cfg.num_workers, pin_memory=pin)
-        self.n_batches = len(self.train_loader)
-        if cfg.max_steps_per_epoch is not None:
-            self.n_batches = min(self.n_batches, cfg.max_steps_per_epoch)
+        self.n_batches = min(len(self.train_loader), cfg.max_steps_per_epoch or math.inf)
 
     def _resume_state(self) -> None:
         """Schedule, epoch counters and (resuming) optimiser, schedule and RNG states."""
@@ -634,7 +601,7 @@ class Trainer:
             if info.is_main:
                 self.checkpoint(epoch, record, improved)
             if self.run.final is not None:  # the new run has a checkpoint: it replaces the old
-                self.run = _swap_in(self.run) if info.is_main else _Run.at(self.run.final)
+                self.run = _swap_in(self.run) if info.is_main else _Run(self.run.final)
             D.barrier(info)
             if self.should_stop():
                 _log(info, cfg, f"early stop: no valid improvement for {self.bad_epochs} "
@@ -658,9 +625,7 @@ class Trainer:
                    disable=not (info.is_main and cfg.progress), file=sys.stderr)
         acc = torch.zeros(3, dtype=torch.float64, device=dev)  # loss*n, penalty*n, n
         k_epoch = _curriculum_K(epoch, cfg)
-        for i, batch in enumerate(self.train_loader):
-            if i >= self.n_batches:
-                break
+        for i, batch in zip(range(self.n_batches), self.train_loader):
             x, y, aux = _to_device(batch, dev)
             x, y = normalize_batch(self.norm, x, y[:, :k_epoch])
             loss, pen, gnorm = train_step(self.rollout, model, self.opt, x, y,
@@ -675,9 +640,7 @@ class Trainer:
                 self.sched.step()
             if self.ema is not None:
                 self.ema.update(model)
-            b = x.shape[0]
-            acc += torch.stack([loss * b, pen * b,
-                                torch.tensor(float(b), dtype=torch.float64, device=dev)])
+            acc += torch.stack([loss, pen, torch.ones_like(loss)]) * x.shape[0]
             bar.update(1)
             if info.is_main and cfg.progress:
                 bar.set_postfix(loss=f"{(acc[0] / acc[2]).item():.4g}")
@@ -735,11 +698,10 @@ class Trainer:
         # the metrics line first: a kill before last.pt is written leaves a line that
         # --resume trims (it keeps the epochs last.pt holds), never a missing one
         self._write_metrics(record)
+        kw = dict(normalization=self.norm, metadata=meta, key=self.key)
         if improved:
-            save(self.eval_model, self.run.best, normalization=self.norm, metadata=meta,
-                 key=self.key)
-        save(self.eval_model, self.run.last, normalization=self.norm, metadata=meta,
-             training_state=self._training_state(epoch), key=self.key)
+            save(self.eval_model, self.run.best, **kw)
+        save(self.eval_model, self.run.last, training_state=self._training_state(epoch), **kw)
         _log(self.info, self.cfg, f"epoch {epoch + 1}/{self.cfg.epochs}  loss "
              f"{record['train_loss']:.4g}  valid_rmse {record['valid_rmse']:.4g}  lr "
              f"{record['lr']:.3g}  {record['epoch_time_s']:.1f}s"

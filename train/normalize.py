@@ -1,17 +1,11 @@
 """Normalisation for training: fitted on the train split only, applied by one code path.
 
 Statistics come from :class:`surrogate.normalization.Normalization` (a vector field gets
-one scale for both components and no shift; scalars get mean and standard deviation).
-They are fitted on the frames the train windows cover, of the training simulations
-only, and stored in every checkpoint. Every split (train, valid, test) and every
-forecast is normalised by the same object through :func:`normalize_batch`. With delta
-targets the RMS of the one-step differences of those frames is fitted too
-(:func:`fit_delta_scale`).
-
-The static aux fields of a model's ``cause`` breaking input get their own normalisation
-(:func:`surrogate.breaking.fit_aux_normalization`: the buoyancy vector by one magnitude,
-no shift; masks as they are), fitted on the training simulations and kept in
-``Normalization.aux``.
+one scale for both components and no shift; scalars get mean and standard deviation),
+fitted on the frames the train windows cover and stored in every checkpoint. Every
+split and every forecast is normalised by that object (:func:`normalize_batch`). The
+static aux fields of a ``cause`` breaking input get their own normalisation
+(:func:`surrogate.breaking.fit_aux_normalization`), kept in ``Normalization.aux``.
 """
 
 from __future__ import annotations
@@ -43,14 +37,10 @@ def fit_delta_scale(data: FieldData, split: SplitRange, T_in: int,
     """RMS of ``x[t+1] - x[t]`` over consecutive frames of the train split, per channel
     (one value per vector field; see :meth:`Normalization.fit_delta_scale`), streamed
     one simulation at a time."""
-    if len(split) == 0:
-        raise ValueError("cannot fit the delta scale: the train split is empty")
     sums = np.zeros(len(layout.channels))
     count = 0
     for s, (lo, hi) in split.windows(T_in).spans().items():
         d = np.diff(data.frames(s, lo, hi).astype(np.float64), axis=0)
-        if not np.isfinite(d).all():
-            raise ValueError(f"cannot fit the delta scale: sim {s} contains NaN or Inf")
         sums += (d ** 2).sum(axis=(0, 2, 3))
         count += d.shape[0] * d.shape[2] * d.shape[3]
     return Normalization.delta_scale_from_mean_squares(sums / max(count, 1), layout)
@@ -61,16 +51,13 @@ def fit_normalization(data: FieldData, split: SplitRange, T_in: int, layout: Fie
     """Fit on the frames of the train split; when they exceed ``max_bytes`` (as float64)
     an evenly spaced subset of frames is used."""
     frames = train_frames(split, T_in)
-    if not frames:
-        raise ValueError("cannot fit normalisation: the train split is empty")
     per_frame = len(layout.channels) * data.ny * data.nx * 8
     n_max = max(1, max_bytes // per_frame)
     if len(frames) > n_max:
         idx = np.linspace(0, len(frames) - 1, n_max).round().astype(int)
         frames = [frames[i] for i in sorted(set(idx))]
     if data.in_memory:
-        sims = np.array([s for s, _ in frames])
-        times = np.array([t for _, t in frames])
+        sims, times = np.array(frames).T
         block = data.array[sims, times]
     else:
         block = np.stack([data.frames(s, t, t + 1)[0] for s, t in frames])
@@ -85,11 +72,9 @@ def fit_lower_bound(data: FieldData, split: SplitRange, T_in: int,
     lowest = np.full(layout.num_channels, np.inf)
     for s, (lo, hi) in split.windows(T_in).spans().items():
         lowest = np.minimum(lowest, data.frames(s, lo, hi).min(axis=(0, 2, 3)))
-    bound = [-math.inf] * layout.num_channels
-    for i in layout.scalar_indices:
-        if lowest[i] >= 0:
-            bound[i] = 0.0
-    return tuple(bound)
+    scalars = set(layout.scalar_indices)
+    return tuple(0.0 if i in scalars and low >= 0 else -math.inf
+                 for i, low in enumerate(lowest))
 
 
 def normalize_batch(norm: Normalization, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -104,8 +89,5 @@ def fit_aux(data: FieldData, split: SplitRange, layout: FieldLayout) -> Normaliz
     if data.aux is None or tuple(layout.channels) != tuple(data.aux_channels):
         raise ValueError(f"the data hold aux fields {list(data.aux_channels)}, the model "
                          f"needs {list(layout.channels)}")
-    sims = sorted(set(split.sims))
-    if not sims:
-        raise ValueError("cannot fit the aux normalisation: the train split is empty")
-    return fit_aux_normalization(data.aux[sims], layout, channel_dim=1)
+    return fit_aux_normalization(data.aux[sorted(set(split.sims))], layout, channel_dim=1)
 

@@ -74,9 +74,8 @@ def resolve_splits(cfg: SplitConfig, *, n_time: int, n_sims: int, T_in: int, K: 
                    valid_steps: int, heldout_coord: Sequence[bool] | None = None) -> SplitSpec:
     """Turn a :class:`SplitConfig` into concrete windows for data of ``n_sims`` x
     ``n_time`` frames. Raises :class:`SplitError` when train or valid would be empty."""
-    preset = cfg.preset
-    if preset == "auto":
-        preset = "paper" if n_time == PAPER_N_TIME else "custom"
+    preset = cfg.preset if cfg.preset != "auto" else (
+        "paper" if n_time == PAPER_N_TIME else "custom")
     if preset == "paper":
         skip, units, ranges = PAPER_SKIP, "frames", dict(PAPER_FRAMES)
     else:
@@ -88,17 +87,13 @@ def resolve_splits(cfg: SplitConfig, *, n_time: int, n_sims: int, T_in: int, K: 
     if not train_sims:
         raise SplitError("every simulation is held out: no training simulations left")
 
-    # --- times ---------------------------------------------------------------------
     usable = n_time - skip
     if usable < T_in + K:
         raise SplitError(f"{n_time} time steps (minus skip {skip}) are too few for "
                          f"T_in + K = {T_in} + {K} = {T_in + K}")
 
     def to_frames(r: tuple[float, float]) -> tuple[int, int]:
-        if units == "fraction":
-            a, b = (skip + int(round(x * usable)) for x in r)
-        else:
-            a, b = (skip + int(x) for x in r)
+        a, b = (skip + (int(round(x * usable)) if units == "fraction" else int(x)) for x in r)
         return max(a, skip), min(b, n_time)
 
     def fit_range(name: str, sims, horizon: int, shrink: bool, stride: int = 1) -> SplitRange:
@@ -106,9 +101,8 @@ def resolve_splits(cfg: SplitConfig, *, n_time: int, n_sims: int, T_in: int, K: 
         if shrink:  # test splits: shorten the rollout rather than drop every window
             horizon = max(0, min(horizon, n_time - a - T_in))
         b = min(b, n_time - T_in - horizon + 1)
-        if horizon < 1 or b <= a or not sims:
-            return SplitRange(tuple(sims), a, a, max(horizon, 0), stride)
-        return SplitRange(tuple(sims), a, b, horizon, stride)
+        empty = horizon < 1 or b <= a or not sims
+        return SplitRange(tuple(sims), a, a if empty else b, max(horizon, 0), stride)
 
     spec = SplitSpec(
         train=fit_range("train", train_sims, K, False),

@@ -50,5 +50,4 @@ class WindowDataset(Dataset):
                 for a in self.windows.read(i, self.data.frames))
         if self.data.aux is None:
             return x, y
-        s = self.windows[i][0]
-        return x, y, torch.from_numpy(self.data.aux[s])
+        return x, y, torch.from_numpy(self.data.aux[self.windows[i][0]])
