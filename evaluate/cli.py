@@ -85,8 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error(f"--{name.replace('_', '-')} must be >= 1, got {v}")
     except SystemExit as e:  # usage errors (2) and --help (0) as a return code
         return int(e.code or 0)
-    from .rollout import EvaluationError
     from .report import run
+    from .rollout import first_line
 
     try:
         out = run(args.checkpoint, args.data, args.split or ["test-future", "test-domain"],
@@ -97,9 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   gif=not args.no_gif and not args.no_figures, quantity=args.quantity,
                   plot_steps=args.plot_steps, verbose=not args.quiet,
                   overwrite=args.overwrite, key=os.environ.get(KEY_ENV) or None)
-    except (EvaluationError, ValueError, OSError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"{parser.prog}: error: {msg}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # EvaluationError is a ValueError
+        print(f"{parser.prog}: error: {first_line(e)}", file=sys.stderr)
         return 2
     print(out / "summary.md")
     return 0

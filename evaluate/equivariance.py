@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -19,6 +20,8 @@ from torch import nn
 
 from surrogate.groups import Group, get_group
 from surrogate.symmetry import FieldLayout, transform_fields
+
+from .rollout import first_line
 
 __all__ = [
     "EquivarianceError", "equivariance_error", "model_equivariance_error", "one_step_fn",
@@ -35,9 +38,7 @@ def element_name(g: tuple[int, int], group: Group | None = None) -> str:
     ``360 / N`` degrees (``group.n_rotations = N``, quarter turns for C4/D4)."""
     k, m = g
     rot = "" if k == 0 else ("r" if k == 1 else f"r{k}")
-    if m:
-        return rot + "s"
-    return rot or "e"
+    return rot + "s" if m else rot or "e"
 
 
 # -- model equivariance --------------------------------------------------------------
@@ -51,18 +52,6 @@ class EquivarianceError:
     per_element: dict[str, float]
     group: str
     note: str = ""
-
-
-def _grid_elements(group: Group, square: bool, include_identity: bool
-                   ) -> list[tuple[int, int]]:
-    els = []
-    for g in group.grid_elements:
-        if g == (0, 0) and not include_identity:
-            continue
-        if not square and group.quarter_turns(g) % 2:
-            continue
-        els.append(g)
-    return els
 
 
 @torch.no_grad()
@@ -82,27 +71,18 @@ def equivariance_error(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
     if x.ndim != 5:
         raise ValueError(f"x must be (B, T, C, H, W), got shape {tuple(x.shape)}")
     square = x.shape[-1] == x.shape[-2]
-    els = _grid_elements(grp, square, include_identity)
-    note = "" if square else "non-square grid: quarter turns skipped"
     fx = fn(x)
     norm = fx.flatten(1).norm(dim=1).clamp_min(1e-30)
     per: dict[str, float] = {}
-    for g in els:
+    for g in grp.grid_elements:
+        if (g == (0, 0) and not include_identity) or (not square and grp.quarter_turns(g) % 2):
+            continue
         k, flip = grp.quarter_turns(g), bool(g[1])
         lhs = fn(transform_fields(x, layout, k, flip))
-        rhs = transform_fields(fx, layout, k, flip)
-        err = (lhs - rhs).flatten(1).norm(dim=1) / norm
+        err = (lhs - transform_fields(fx, layout, k, flip)).flatten(1).norm(dim=1) / norm
         per[element_name(g)] = float(err.double().mean())
-    mean = float(np.mean(list(per.values()))) if per else 0.0
-    return EquivarianceError(mean, per, grp.name, note)
-
-
-def _model_layout(model: nn.Module) -> FieldLayout:
-    layout = getattr(model, "layout", None)
-    if isinstance(layout, FieldLayout):
-        return layout
-    cfg = getattr(model, "config", {}) or {}
-    return FieldLayout.of(cfg.get("layout"))
+    return EquivarianceError(float(np.mean(list(per.values()))) if per else 0.0, per,
+                             grp.name, "" if square else "non-square grid: quarter turns skipped")
 
 
 def one_step_fn(model: nn.Module, dtype: torch.dtype | None = torch.float64
@@ -113,9 +93,9 @@ def one_step_fn(model: nn.Module, dtype: torch.dtype | None = torch.float64
     physical units (the normalisation commutes with the group action, so it does not
     change the error); for a bare network it is the network. ``aux``: the static fields
     of a model with data-fed breaking inputs (``cause``), physical units for a
-    Surrogate. With ``dtype`` the network
-    is copied and cast (float64 makes an exact model's error ~1e-12 instead of ~1e-6);
-    if it cannot be cast the original precision is kept. Returns ``(fn, net)``."""
+    Surrogate. With ``dtype`` the network is copied and cast (float64 makes an exact
+    model's error ~1e-12 instead of ~1e-6); if it cannot be cast the original precision
+    is kept. Returns ``(fn, net)``."""
     net = getattr(model, "model", model)
     norm = getattr(model, "normalization", None) if net is not model else None
     net = net.eval()
@@ -160,28 +140,24 @@ def model_equivariance_error(model: nn.Module, x: torch.Tensor,
     ``group`` defaults to the model's own (``config["group"]``), else C4 (e.g. for the
     plain ``unet``; pass ``"D4"`` to include mirrors). ``x`` is in the units the model
     takes: physical for a Surrogate, normalised for a bare network."""
-    if layout is None:
-        layout = _model_layout(model)
+    if layout is None:  # the model's own, or its config's
+        layout = getattr(model, "layout", None)
+        if not isinstance(layout, FieldLayout):
+            layout = FieldLayout.of((getattr(model, "config", {}) or {}).get("layout"))
     if group is None:  # the grid-exact group of the model's: D4 if it has mirrors, else C4
         cfg = getattr(getattr(model, "model", model), "config", {}) or {}
         group = "D4" if get_group(cfg.get("group") or "C4").flips else "C4"
     fn, _ = one_step_fn(model, dtype)
     x = torch.as_tensor(x)
     aux = None if aux is None else torch.as_tensor(aux)
-
-    def batch_fn(i: int):
-        if aux is None:
-            return fn
-        a = aux[i:i + batch_size]
-        return lambda h: fn(h, a)
-
-    results = [equivariance_error(batch_fn(i), x[i:i + batch_size], layout, group)
-               for i in range(0, x.shape[0], batch_size)]
-    weights = [min(batch_size, x.shape[0] - i) for i in range(0, x.shape[0], batch_size)]
+    starts = range(0, x.shape[0], batch_size)
+    results = [equivariance_error(fn if aux is None else partial(fn, aux=aux[i:i + batch_size]),
+                                  x[i:i + batch_size], layout, group) for i in starts]
+    weights = [len(x[i:i + batch_size]) for i in starts]
     per = {k: float(np.average([r.per_element[k] for r in results], weights=weights))
            for k in results[0].per_element}
-    mean = float(np.mean(list(per.values()))) if per else 0.0
-    return EquivarianceError(mean, per, results[0].group, results[0].note)
+    return EquivarianceError(float(np.mean(list(per.values()))) if per else 0.0, per,
+                             results[0].group, results[0].note)
 
 
 # -- the data's own equivariance -----------------------------------------------------
@@ -197,8 +173,7 @@ def data_equivariance_error(ds) -> tuple[float | None, str]:
     try:
         value = dee(ds)
     except (ValueError, KeyError, TypeError, NotImplementedError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return None, f"not defined for scenario {scenario!r}: {msg}"
+        return None, f"not defined for scenario {scenario!r}: {first_line(e)}"
     try:
         value = float(np.asarray(getattr(value, "values", value), dtype=float).mean())
     except (TypeError, ValueError):
@@ -232,33 +207,29 @@ def subgroup_name(group: Group, sub: frozenset) -> str:
         return "trivial"
     if n == group.order:
         return group.name
-    has_flip = any(m for _, m in sub)
-    if not has_flip:  # a cyclic group has one rotation subgroup of each order
+    if not any(m for _, m in sub):  # a cyclic group has one rotation subgroup of each order
         return f"C{n}"
-    base = f"D{n // 2}"
     names = ",".join(element_name(g) for g in sorted(sub, key=lambda g: (g[1], g[0])))
-    return f"{base}{{{names}}}"
+    return f"D{n // 2}{{{names}}}"
 
 
 @dataclass
 class LayerRelaxation:
-    """Summary of one relaxed layer's learned weights.
+    """Summary of one relaxed layer's learned weights ``w``; ``relative_deviation`` 0 =
+    equivariant. By ``kind``:
 
-    ``kind`` ``"group"`` (relaxed group conv, ``w`` ``(L, |G|)``) or ``"steerable"``
-    (relaxed steerable conv, ``w`` ``(F_out, F_in, n_basis, k, k)``).
-    ``relative_deviation``: for ``group`` the spread of ``w_l(g)`` across ``g``
-    (mean over banks of ``std_g w_l(g)``, divided by ``mean |w|``); for ``steerable``
-    ``||w - mean_y w|| / ||w||`` over the kernel positions ``y``. 0 = equivariant.
-    ``profile``: for ``group`` the weight each element carries, ``||w_.(g)||_2`` over the
-    banks divided by its mean over ``g`` (all 1 = equivariant), keyed by element name;
-    for ``steerable`` a ``(k, k)`` array, the RMS deviation at each kernel position
-    relative to the RMS of ``w``. ``matrix``: ``w`` itself (group) or the profile
-    (steerable), for heatmaps; ``"rpp"`` (residual pathway prior:
-    ``||W_plain|| / ||W_equivariant||``, profile the RMS of the plain path per kernel
-    offset relative to the equivariant one); ``"translation"`` (relaxed translation
-    conv, ``w`` ``(L, H, W)``): an ``(H, W)`` map of the deviation from the mean over
-    positions. ``symmetry``: the largest subgroup whose violation is below
-    :data:`DISCOVERY_TOLERANCE` (group kind only) and ``violations`` per subgroup."""
+    - ``"group"`` (relaxed group conv, ``w`` ``(L, |G|)``): the deviation is the mean over
+      banks of ``std_g w_l(g)`` divided by ``mean |w|``; ``profile`` the weight each
+      element carries, ``||w_.(g)||_2`` over the banks divided by its mean over ``g``
+      (all 1 = equivariant), by element name; ``symmetry`` the largest subgroup whose
+      violation (``violations``, per subgroup) is below :data:`DISCOVERY_TOLERANCE`.
+    - ``"steerable"`` (``w`` ``(F_out, F_in, n_basis, k, k)``), ``"translation"`` (``w``
+      ``(L, H, W)``): ``||w - mean_y w|| / ||w||`` over the positions ``y``; ``profile``
+      the ``(k, k)`` / ``(H, W)`` map of the RMS deviation relative to the RMS of ``w``.
+    - ``"rpp"`` (residual pathway prior): ``||W_plain|| / ||W_equivariant||``; ``profile``
+      the RMS of the plain path per kernel offset relative to the equivariant one.
+
+    ``matrix``: what the heatmaps draw (``w`` for group, else the profile)."""
 
     name: str
     kind: str
@@ -285,68 +256,58 @@ def collect_relaxation_weights(model: nn.Module) -> dict[str, dict[str, torch.Te
         except Exception:  # pragma: no cover - a container that cannot summarise
             continue
         if isinstance(d, dict) and torch.is_tensor(d.get("w")):
-            out[name or type(mod).__name__] = {k: v.detach().cpu() for k, v in d.items()
-                                              if torch.is_tensor(v)}
+            out[name] = {k: v.detach().cpu() for k, v in d.items() if torch.is_tensor(v)}
     return out
 
 
 def _group_of(model: nn.Module, mod_name: str) -> Group | None:
     net = getattr(model, "model", model)
     try:
-        mod = net.get_submodule(mod_name)
-        grp = getattr(mod, "group", None)
-        if isinstance(grp, Group):
-            return grp
+        grp = getattr(net.get_submodule(mod_name), "group", None)
     except AttributeError:
-        pass
+        grp = None
+    if isinstance(grp, Group):
+        return grp
     name = (getattr(net, "config", {}) or {}).get("group")
     return get_group(name) if name else None
 
 
+def _ratio(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a) / (np.linalg.norm(b) or 1e-30))
+
+
+def _rms(a: np.ndarray) -> float:
+    return math.sqrt(float((a ** 2).mean())) or 1e-30
+
+
 def _group_layer(name: str, w: np.ndarray, group: Group | None) -> LayerRelaxation:
-    L, n = w.shape
+    n = w.shape[1]
     scale = float(np.abs(w).mean()) or 1e-30
     spread = float(w.std(axis=1).mean() / scale)
     carry = np.sqrt((w ** 2).sum(axis=0))
     carry = carry / (carry.mean() or 1e-30)
-    if group is None or group.order != n:
-        names = [f"g{i}" for i in range(n)]
-        return LayerRelaxation(name, "group", w.shape, spread, dict(zip(names, carry)), w,
-                               "", {}, names)
-    names = [element_name(g) for g in group.elements]
-    violations = {}
-    best = "trivial"
-    for sub in subgroups(group):
-        # w_l(h g) == w_l(g) for all h in the subgroup <=> the layer commutes with it
-        diffs = [np.abs(w[:, group.index(group.compose(h, g))] - w[:, group.index(g)])
-                 for h in sub for g in group.elements]
-        v = float(np.mean(diffs) / scale)
-        sname = subgroup_name(group, sub)
-        violations[sname] = v
-        if v < DISCOVERY_TOLERANCE and best == "trivial" and len(sub) > 1:
-            best = sname
+    names, violations, best = [f"g{i}" for i in range(n)], {}, ""
+    if group is not None and group.order == n:
+        names, best = [element_name(g) for g in group.elements], "trivial"
+        for sub in subgroups(group):
+            # w_l(h g) == w_l(g) for all h in the subgroup <=> the layer commutes with it
+            diffs = [np.abs(w[:, group.index(group.compose(h, g))] - w[:, group.index(g)])
+                     for h in sub for g in group.elements]
+            sname = subgroup_name(group, sub)
+            violations[sname] = float(np.mean(diffs) / scale)
+            if violations[sname] < DISCOVERY_TOLERANCE and best == "trivial" and len(sub) > 1:
+                best = sname
     return LayerRelaxation(name, "group", w.shape, spread, dict(zip(names, carry)), w,
                            best, violations, names)
 
 
-def _steerable_layer(name: str, w: np.ndarray) -> LayerRelaxation:
+def _position_layer(name: str, kind: str, w: np.ndarray) -> LayerRelaxation:
+    """``w (..., k1, k2)`` with weights per position (``steerable``: kernel offset,
+    ``translation``: grid cell): the RMS deviation from each bank's mean over positions,
+    relative to the RMS of ``w``, as a ``(k1, k2)`` map."""
     dev = w - w.mean(axis=(-2, -1), keepdims=True)
-    rel = float(np.linalg.norm(dev) / (np.linalg.norm(w) or 1e-30))
-    rms_w = math.sqrt(float((w ** 2).mean())) or 1e-30
-    k1, k2 = w.shape[-2:]
-    prof = np.sqrt((dev.reshape(-1, k1, k2) ** 2).mean(axis=0)) / rms_w
-    return LayerRelaxation(name, "steerable", w.shape, rel, prof, prof)
-
-
-def _translation_layer(name: str, w: np.ndarray) -> LayerRelaxation:
-    """``w (L, H, W)`` of a relaxed translation conv: the RMS deviation over the banks
-    from each bank's mean over positions, relative to the RMS of ``w``, as an ``(H, W)``
-    map (where in the box the layer breaks translation symmetry)."""
-    dev = w - w.mean(axis=(-2, -1), keepdims=True)
-    rel = float(np.linalg.norm(dev) / (np.linalg.norm(w) or 1e-30))
-    rms_w = math.sqrt(float((w ** 2).mean())) or 1e-30
-    prof = np.sqrt((dev ** 2).mean(axis=0)) / rms_w
-    return LayerRelaxation(name, "translation", w.shape, rel, prof, prof)
+    prof = np.sqrt((dev.reshape(-1, *w.shape[-2:]) ** 2).mean(axis=0)) / _rms(w)
+    return LayerRelaxation(name, kind, w.shape, _ratio(dev, w), prof, prof)
 
 
 def _combo_entry(model: nn.Module) -> LayerRelaxation | None:
@@ -375,25 +336,22 @@ def relaxation_summary(model: nn.Module) -> list[LayerRelaxation]:
         w = d["w"].double().numpy()
         if "equivariant" in d:  # residual pathway prior: plain path against equivariant
             eq = d["equivariant"].double().numpy()
-            rel = float(np.linalg.norm(w) / (np.linalg.norm(eq) or 1e-30))
-            prof = np.sqrt((w ** 2).mean(axis=(0, 1))) / (math.sqrt(float((eq ** 2).mean()))
-                                                          or 1e-30)
-            out.append(LayerRelaxation(name, "rpp", w.shape, rel, prof, prof))
+            prof = np.sqrt((w ** 2).mean(axis=(0, 1))) / _rms(eq)
+            out.append(LayerRelaxation(name, "rpp", w.shape, _ratio(w, eq), prof, prof))
         elif w.ndim == 2:
             out.append(_group_layer(name, w, _group_of(model, name)))
         elif w.ndim == 5:
-            out.append(_steerable_layer(name, w))
+            out.append(_position_layer(name, "steerable", w))
         elif w.ndim == 3:
-            out.append(_translation_layer(name, w))
+            out.append(_position_layer(name, "translation", w))
             if "coefficients" in d:  # relaxed steerable, relax="both": banks' kernels too
                 c = d["coefficients"].double().numpy()
-                out.append(_steerable_layer(f"{name}.coefficients",
-                                            c.reshape(-1, *c.shape[2:])))
+                out.append(_position_layer(f"{name}.coefficients", "steerable",
+                                           c.reshape(-1, *c.shape[2:])))
         elif w.ndim == 4:  # w_l(g, x) of a roto-translation relaxed group conv
-            out.append(_translation_layer(name, w.reshape(-1, *w.shape[-2:])))
+            out.append(_position_layer(name, "translation", w.reshape(-1, *w.shape[-2:])))
         else:  # unknown layout: deviation from the mean over the last axis
-            dev = w - w.mean(axis=-1, keepdims=True)
-            rel = float(np.linalg.norm(dev) / (np.linalg.norm(w) or 1e-30))
-            out.append(LayerRelaxation(name, "other", w.shape, rel, None,
+            out.append(LayerRelaxation(name, "other", w.shape,
+                                       _ratio(w - w.mean(axis=-1, keepdims=True), w), None,
                                        np.atleast_2d(w.reshape(-1, w.shape[-1]))))
     return out

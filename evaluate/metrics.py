@@ -8,35 +8,11 @@ from are *never* part of ``pred``/``true``: step 1 is the first predicted frame
 
 Per-step metrics return arrays ``(B, S)`` (or ``(B, S, C)`` per channel);
 :func:`aggregate` turns them into one number per window and a mean +- std over windows.
-
-Definitions
------------
-- RMSE (the paper's): ``sqrt(mean over C, H, W of (pred - true)^2)`` per window and
-  step; over a whole rollout ``sqrt(mean over S, C, H, W)``, in physical units. Also per
-  variable (``C`` axis kept) and over the velocity components only (what the paper,
-  which predicts velocity alone, reports).
-- VRMSE (The Well): per channel ``sqrt(mean_{H,W}((pred - true)^2) / (var_{H,W}(true)
-  + eps))`` with ``eps = 1e-7``; 1.0 is roughly the score of predicting the spatial mean.
-  The channel mean is reported as ``vrmse``.
-- Energy-spectrum error: the kinetic-energy spectrum ``E(k) = 1/2 sum_{|k'| in bin k}
-  (|u_hat(k')|^2 + |v_hat(k')|^2) / (H W)^2`` is binned radially over integer wavenumbers
-  ``k = 1 .. min(H, W) // 2`` (``k = 0``, the mean flow, is left out; the FFT treats the
-  box as periodic). The error is the mean over bins of ``|log10(E_pred(k) / E_true(k))|``,
-  both spectra floored at ``1e-8`` times the true kinetic energy, so bins that are
-  empty (below that level) in both count as equal. 0 means identical spectra; 1 means a
-  typical bin is off by a factor of 10; too smooth a prediction shows as a deficit at
-  high ``k``.
-- Divergence: ``du/dx + dv/dy`` by second-order central differences on the cell-centred
-  grid (one-sided at the walls, ``numpy.gradient``) with the spacing taken from the
-  ``x``/``y`` coordinates; reported as its RMS over the grid. The truth's value is the
-  floor a perfect prediction would reach on this grid (cell-centred velocity interpolated
-  from a staggered solver grid is divergence-free only to interpolation error).
-- Correlation: Pearson correlation of the prediction with the truth over the grid, per
-  channel, then averaged over channels. Correlation time: the number of leading steps
-  whose correlation stays ``>= 0.8``, i.e. the 0-based index of the first step that drops
-  below 0.8 (PDEArena's "time until the correlation falls below the threshold"); if it
-  never drops the full rollout length is returned and flagged as censored (a lower
-  bound). In physical time multiply by the frame spacing ``dt``.
+Each function's docstring gives its definition (the table of ``docs/evaluate.md`` too):
+RMSE (the paper's, in physical units; also per variable and over the velocity
+components only, what the paper, which predicts velocity alone, reports), VRMSE (The
+Well), the kinetic-energy spectrum error, the RMS divergence and the correlation time
+(PDEArena's).
 """
 
 from __future__ import annotations
@@ -76,8 +52,8 @@ def _pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
 
 # -- errors --------------------------------------------------------------------------
 def rmse(pred, true, channels: Sequence[int] | None = None) -> np.ndarray:
-    """The paper's RMSE per window and step, ``(B, S)``: root of the mean squared error
-    over space and the selected ``channels`` (all by default)."""
+    """The paper's RMSE per window and step, ``(B, S)``: ``sqrt`` of the mean squared
+    error over space and the selected ``channels`` (all by default)."""
     p, t = _pair(pred, true)
     if channels is not None:
         idx = list(channels)
@@ -98,38 +74,40 @@ def rmse_rollout(pred, true, channels: Sequence[int] | None = None) -> np.ndarra
 
 
 def vrmse(pred, true, eps: float = VRMSE_EPS) -> np.ndarray:
-    """The Well's variance-scaled RMSE per window, step and channel: ``(B, S, C)``."""
+    """The Well's variance-scaled RMSE per window, step and channel, ``(B, S, C)``:
+    ``sqrt(mean_{H,W}((pred - true)^2) / (var_{H,W}(true) + eps))``; 1.0 is roughly the
+    score of predicting the spatial mean."""
     p, t = _pair(pred, true)
-    err = ((p - t) ** 2).mean(axis=(3, 4))
-    var = t.var(axis=(3, 4))
-    return np.sqrt(err / (var + eps))
+    return np.sqrt(((p - t) ** 2).mean(axis=(3, 4)) / (t.var(axis=(3, 4)) + eps))
 
 
 # -- spectra -------------------------------------------------------------------------
 def energy_spectrum(u, v) -> np.ndarray:
     """Radially binned kinetic-energy spectrum of velocity ``(..., H, W)`` components:
     ``(..., K)`` with ``K = min(H, W) // 2``; entry ``k - 1`` holds the energy of integer
-    wavenumbers ``k - 1/2 <= |k'| < k + 1/2`` (``k >= 1``). Parseval-normalised, so the
-    spectrum sums (with ``k = 0`` and the corners beyond ``K``) to ``1/2 mean(u^2+v^2)``."""
+    wavenumbers ``k - 1/2 <= |k'| < k + 1/2`` (``k >= 1``; ``k = 0``, the mean flow, is
+    left out; the FFT treats the box as periodic). Parseval-normalised, so the spectrum
+    sums (with ``k = 0`` and the corners beyond ``K``) to ``1/2 mean(u^2+v^2)``."""
     u, v = as_array(u), as_array(v)
     h, w = u.shape[-2:]
     e = 0.5 * (np.abs(np.fft.fft2(u)) ** 2 + np.abs(np.fft.fft2(v)) ** 2) / (h * w) ** 2
     ky = np.fft.fftfreq(h) * h
     kx = np.fft.fftfreq(w) * w
-    kr = np.rint(np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)).astype(int)
+    kr = np.rint(np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)).astype(int).reshape(-1)
     nbins = min(h, w) // 2
     flat = e.reshape(-1, h * w)
     out = np.zeros((flat.shape[0], nbins))
     for k in range(1, nbins + 1):
-        mask = (kr == k).reshape(-1)
-        out[:, k - 1] = flat[:, mask].sum(axis=1)
+        out[:, k - 1] = flat[:, kr == k].sum(axis=1)
     return out.reshape(e.shape[:-2] + (nbins,))
 
 
 def spectrum_error(pred, true, velocity: tuple[int, int] = (0, 1)) -> np.ndarray:
-    """Mean absolute log10 ratio of predicted to true kinetic-energy spectrum over the
-    wavenumber bins, per window and step: ``(B, S)``. ``velocity`` names the channel
-    indices of the (u, v) components."""
+    """Mean over the wavenumber bins of ``|log10(E_pred(k) / E_true(k))|``, per window and
+    step: ``(B, S)``. ``velocity`` names the channel indices of the (u, v) components.
+    Both spectra are floored at ``1e-8`` times the true kinetic energy, so bins empty in
+    both count as equal; 0 means identical spectra, 1 a typical bin off by a factor of
+    10; too smooth a prediction shows as a deficit at high ``k``."""
     p, t = _pair(pred, true)
     i, j = velocity
     ep = energy_spectrum(p[:, :, i], p[:, :, j])
@@ -162,13 +140,14 @@ def divergence(u, v, x=None, y=None) -> np.ndarray:
     coordinate values (or a scalar spacing); spacing 1 when omitted."""
     u, v = as_array(u), as_array(v)
     h, w = u.shape[-2:]
-    dx, dy = _spacing(x, w), _spacing(y, h)
-    return np.gradient(u, dx, axis=-1) + np.gradient(v, dy, axis=-2)
+    return np.gradient(u, _spacing(x, w), axis=-1) + np.gradient(v, _spacing(y, h), axis=-2)
 
 
 def divergence_rms(fields, velocity: tuple[int, int] = (0, 1), x=None, y=None) -> np.ndarray:
     """RMS over the grid of the divergence of the velocity in ``fields`` ``(B, S, C, H, W)``:
-    ``(B, S)``."""
+    ``(B, S)``. The truth's value is the floor a perfect prediction would reach on this
+    grid (velocity interpolated from a staggered solver grid is divergence-free only to
+    interpolation error)."""
     f = as_array(fields)
     d = divergence(f[:, :, velocity[0]], f[:, :, velocity[1]], x, y)
     return np.sqrt((d ** 2).mean(axis=(-2, -1)))
@@ -187,8 +166,7 @@ def correlation(pred, true) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
     same = (den == 0) & np.all(np.isclose(p, t), axis=(3, 4))
-    r = np.where(same, 1.0, r)
-    return r.mean(axis=2)
+    return np.where(same, 1.0, r).mean(axis=2)
 
 
 @dataclass(frozen=True)
@@ -204,7 +182,9 @@ class CorrelationTime:
 
 def correlation_time(corr, threshold: float = CORRELATION_THRESHOLD,
                      dt: float = 1.0) -> CorrelationTime:
-    """Correlation time of correlation curves ``(B, S)`` (or ``(S,)``)."""
+    """Correlation time of correlation curves ``(B, S)`` (or ``(S,)``): the number of
+    leading steps whose correlation stays ``>= threshold``, i.e. the 0-based index of the
+    first step below it; the full rollout length, censored, where it never drops."""
     c = np.atleast_2d(as_array(corr))
     below = c < threshold
     censored = ~below.any(axis=1)
@@ -227,15 +207,10 @@ def rollout_metrics(pred, true, channels: Sequence[str] = ("u", "v", "density"),
     if len(channels) != p.shape[2]:
         raise ValueError(f"{len(channels)} channel names {channels} for {p.shape[2]} "
                          "channels")
-    out: dict[str, np.ndarray] = {"rmse": rmse(p, t)}
-    per = rmse_per_channel(p, t)
-    for c, name in enumerate(channels):
-        out[f"rmse_{name}"] = per[:, :, c]
-    vr = vrmse(p, t)
-    out["vrmse"] = vr.mean(axis=2)
-    for c, name in enumerate(channels):
-        out[f"vrmse_{name}"] = vr[:, :, c]
-    out["corr"] = correlation(p, t)
+    per, vr = rmse_per_channel(p, t), vrmse(p, t)
+    out = {"rmse": rmse(p, t), **{f"rmse_{n}": per[:, :, c] for c, n in enumerate(channels)},
+           "vrmse": vr.mean(axis=2), **{f"vrmse_{n}": vr[:, :, c] for c, n in enumerate(channels)},
+           "corr": correlation(p, t)}
     if velocity is not None and all(v in channels for v in velocity):
         vi = (channels.index(velocity[0]), channels.index(velocity[1]))
         out["rmse_velocity"] = rmse(p, t, vi)
@@ -255,20 +230,16 @@ def per_window(key: str, per_step) -> np.ndarray:
 
 def aggregate(per_step: dict[str, np.ndarray], dt: float = 1.0,
               threshold: float = CORRELATION_THRESHOLD) -> dict[str, float]:
-    """Whole-rollout numbers from :func:`rollout_metrics` output.
-
-    RMSE-type keys (``rmse*``) are aggregated per window as the root of the step-mean
-    of squares (the paper's rollout RMSE), other keys as the step mean; then
-    ``<key>`` is the mean over windows and ``<key>_std`` the standard deviation over
-    windows. Adds ``corr_time_steps`` / ``corr_time`` (mean over windows, steps and
-    physical time), ``corr_time_censored`` (fraction of windows that never dropped below
-    the threshold) and ``n_windows``."""
+    """Whole-rollout numbers from :func:`rollout_metrics` output: per key the mean over
+    windows of :func:`per_window` (``<key>``) and its standard deviation (``<key>_std``);
+    ``corr_time_steps`` / ``corr_time`` (mean over windows, steps and physical time),
+    ``corr_time_censored`` (fraction of windows that never dropped below the threshold)
+    and ``n_windows``."""
     out: dict[str, float] = {}
-    n = None
+    n = 0
     for key, a in per_step.items():
-        a = as_array(a)
-        n = a.shape[0]
         w = per_window(key, a)
+        n = w.shape[0]
         out[key] = float(w.mean())
         out[f"{key}_std"] = float(w.std())
     if "corr" in per_step:
@@ -277,5 +248,5 @@ def aggregate(per_step: dict[str, np.ndarray], dt: float = 1.0,
         out["corr_time_steps_std"] = float(ct.steps.std())
         out["corr_time"] = float(ct.time.mean())
         out["corr_time_censored"] = float(ct.censored.mean())
-    out["n_windows"] = int(n or 0)
+    out["n_windows"] = int(n)
     return out

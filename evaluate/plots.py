@@ -30,11 +30,26 @@ def _figure(w: float, h: float) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def _target(path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    path = _target(path)
     fig.savefig(path, dpi=fig.dpi)
     return path
+
+
+def _uv(frames: np.ndarray, channels: Sequence[str], velocity: Sequence[str] | None):
+    """The velocity components ``(u, v)`` of ``frames`` ``(..., C, H, W)`` (None, None
+    without velocity channels)."""
+    channels = list(channels)
+    if velocity is None or not all(v in channels for v in velocity):
+        return None, None
+    return (frames[..., channels.index(velocity[0]), :, :],
+            frames[..., channels.index(velocity[1]), :, :])
 
 
 def field_quantity(frames: np.ndarray, channels: Sequence[str], quantity: str = "speed",
@@ -46,10 +61,9 @@ def field_quantity(frames: np.ndarray, channels: Sequence[str], quantity: str = 
     f = np.asarray(frames, dtype=np.float64)
     if quantity in channels:
         return f[..., channels.index(quantity), :, :]
-    if velocity is None or not all(v in channels for v in velocity):
+    u, v = _uv(f, channels, velocity)
+    if u is None:
         raise ValueError(f"quantity {quantity!r} needs velocity channels; have {channels}")
-    u = f[..., channels.index(velocity[0]), :, :]
-    v = f[..., channels.index(velocity[1]), :, :]
     if quantity == "speed":
         return np.sqrt(u ** 2 + v ** 2)
     if quantity == "vorticity":
@@ -67,24 +81,16 @@ def _extent(x, y, w: int, h: int):
             float(y[-1]) + dy / 2)
 
 
-def _max_speed(frame: np.ndarray, channels, velocity) -> float | None:
-    """Largest speed of one frame ``(C, H, W)`` (None without a velocity field)."""
-    if velocity is None or not all(v in channels for v in velocity):
-        return None
-    u = frame[list(channels).index(velocity[0])]
-    v = frame[list(channels).index(velocity[1])]
-    sp = np.sqrt(u.astype(float) ** 2 + v.astype(float) ** 2)
-    return float(np.nanmax(sp)) if np.isfinite(sp).any() else None
-
-
-def _quiver(ax, frame: np.ndarray, channels, velocity, extent, n: int = 12,
-            speed: float | None = None) -> None:
-    """Velocity arrows; ``speed``: the speed drawn as one arrow spacing long (shared by
-    the panels of one step, so truth and predictions compare), default per panel."""
-    if velocity is None or not all(v in channels for v in velocity):
+def _quiver(ax, frame: np.ndarray, truth: np.ndarray, channels, velocity, extent,
+            n: int = 12) -> None:
+    """Velocity arrows of ``frame`` ``(C, H, W)``; the largest speed of ``truth`` (the
+    same step) is drawn one arrow spacing long, so truth and predictions compare."""
+    u, v = _uv(frame, channels, velocity)
+    if u is None:
         return
-    u = frame[list(channels).index(velocity[0])]
-    v = frame[list(channels).index(velocity[1])]
+    tu, tv = _uv(truth, channels, velocity)
+    sp = np.sqrt(tu.astype(float) ** 2 + tv.astype(float) ** 2)
+    speed = float(np.nanmax(sp)) if np.isfinite(sp).any() else None
     h, w = u.shape
     sy, sx = max(1, h // n), max(1, w // n)
     ys = np.arange(sy // 2, h, sy)
@@ -101,18 +107,22 @@ def _quiver(ax, frame: np.ndarray, channels, velocity, extent, n: int = 12,
         ax.quiver(X, Y, U, V, color="white", alpha=0.8, width=0.006, **kw)
 
 
-def _shared_range(fields: Sequence[np.ndarray], steps: Sequence[int], sym: bool
-                  ) -> tuple[float, float]:
-    """One colour range for every panel: 0.5-99.5 percentiles of the shown steps
-    (symmetric about 0 for ``sym``)."""
-    vals = np.concatenate([q[[s - 1 for s in steps]].ravel() for q in fields])
+def _color_range(vals: np.ndarray, sym: bool, empty: tuple[float, float] = (0.0, 1.0)
+                 ) -> tuple[float, float]:
+    """One colour range: 0.5-99.5 percentiles of the finite ``vals`` (symmetric about 0
+    for ``sym``; ``empty`` when none is finite)."""
     vals = vals[np.isfinite(vals)]
-    if vals.size:
-        vmax = float(np.percentile(np.abs(vals) if sym else vals, 99.5))
-        vmin = -vmax if sym else float(np.percentile(vals, 0.5))
-    else:
-        vmin, vmax = 0.0, 1.0
+    if not vals.size:
+        return empty
+    vmax = float(np.percentile(np.abs(vals) if sym else vals, 99.5))
+    vmin = -vmax if sym else float(np.percentile(vals, 0.5))
     return vmin, (vmax if vmax > vmin else vmin + 1e-12)
+
+
+def _error_max(errs: Sequence[np.ndarray], idx=slice(None)) -> float:
+    """Largest ``|error|`` of frames ``idx`` over ``errs`` (1e-12 when none is finite)."""
+    return max([float(np.nanmax(np.abs(e[idx]))) for e in errs if np.isfinite(e).any()]
+               or [1e-12]) or 1e-12
 
 
 def rollout_panels(true: np.ndarray, preds: Mapping[str, np.ndarray], path,
@@ -137,31 +147,26 @@ def rollout_panels(true: np.ndarray, preds: Mapping[str, np.ndarray], path,
     h, w = q_true.shape[-2:]
     ext = _extent(x, y, w, h)
     sym = quantity == "vorticity"
-    vmin, vmax = _shared_range([q_true] + list(q_pred.values()), steps, sym)
+    shown = [s - 1 for s in steps]
+    field = ("RdBu_r" if sym else "viridis", *_color_range(
+        np.concatenate([q[shown].ravel() for q in [q_true, *q_pred.values()]]), sym))
     errs = {k: q - q_true for k, q in q_pred.items()}
-    emax = max([float(np.nanmax(np.abs(e[[s - 1 for s in steps]]))) for e in errs.values()
-                if np.isfinite(e).any()] or [1e-12]) or 1e-12
-    rows = [("truth", q_true, None)]
+    emax = _error_max(list(errs.values()), shown)
+    # rows: label, quantity, frames the arrows are drawn from, colour map and range
+    rows = [("truth", q_true, true, field)]
     for k in preds:
-        rows += [(k, q_pred[k], k), (f"{k} error", errs[k], "err")]
-    cmap = "RdBu_r" if sym else "viridis"
+        rows += [(k, q_pred[k], preds[k], field),
+                 (f"{k} error", errs[k], None, ("RdBu_r", -emax, emax))]
     fig = _figure(2.3 * len(steps) + 1.2, 2.2 * len(rows) + 0.4)
     axes = np.atleast_2d(fig.subplots(len(rows), len(steps), squeeze=False))
-    for r, (label, q, kind) in enumerate(rows):
+    for r, (label, q, src, (cmap, vmin, vmax)) in enumerate(rows):
         for c, s in enumerate(steps):
             ax = axes[r, c]
-            if kind == "err":
-                im = ax.imshow(q[s - 1], origin="lower", extent=ext, cmap="RdBu_r",
-                               vmin=-emax, vmax=emax)
-            else:
-                im = ax.imshow(q[s - 1], origin="lower", extent=ext, cmap=cmap,
-                               vmin=vmin, vmax=vmax)
-                if quiver:
-                    src = true if kind is None else preds[kind]
-                    _quiver(ax, src[s - 1], channels, velocity, ext,
-                            speed=_max_speed(true[s - 1], channels, velocity))
-            ax.set_xticks([])
-            ax.set_yticks([])
+            im = ax.imshow(q[s - 1], origin="lower", extent=ext, cmap=cmap, vmin=vmin,
+                           vmax=vmax)
+            if quiver and src is not None:
+                _quiver(ax, src[s - 1], true[s - 1], channels, velocity, ext)
+            ax.set(xticks=[], yticks=[])
             if r == 0:
                 ax.set_title(f"step {s} (t+{s * dt:g})", fontsize=9)
             if c == 0:
@@ -205,10 +210,8 @@ def _group_heatmap(ax, fig, group) -> None:
         m = np.asarray(l.matrix, float)
         mean = m.mean(axis=1, keepdims=True)
         mean = np.where(np.abs(mean) > 1e-12, mean, 1.0)
-        rel = m / mean - 1
-        for b in range(m.shape[0]):
-            rows.append(rel[b])
-            labels.append(f"{l.name} l{b}" if m.shape[0] > 1 else l.name)
+        rows += list(m / mean - 1)
+        labels += [f"{l.name} l{b}" if m.shape[0] > 1 else l.name for b in range(m.shape[0])]
     arr = np.array(rows)
     lim = float(np.abs(arr).max()) or 1e-6
     im = ax.imshow(arr, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -lim, lim), aspect="auto")
@@ -221,21 +224,18 @@ def _group_heatmap(ax, fig, group) -> None:
 
 
 def relaxation_heatmaps(layers, path, title: str = "") -> Path:
-    """Heatmaps of learned relaxation weights from
-    :func:`evaluate.equivariance.relaxation_summary`.
-
-    Relaxed group convs: one row per layer and bank, one column per group element,
-    colour ``w_l(g) / mean_g w_l(g) - 1`` (0 everywhere = equivariant). Relaxed
-    steerable convs: per layer the ``k x k`` map of the RMS deviation of the
-    coefficients from their mean over kernel positions, relative to their RMS, drawn
-    with y up (kernel offsets as on the grid) on one colour scale for all layers; 1x1
-    layers are left out."""
+    """Heatmaps of the learned relaxation weights ``layers`` of
+    :func:`evaluate.equivariance.relaxation_summary`: one panel for every relaxed group
+    conv (:func:`_group_heatmap`; 0 everywhere = equivariant), then per other layer its
+    ``profile`` map (e.g. ``k x k`` over kernel offsets), y up, on one colour scale;
+    1x1 maps and combo weights are left out."""
     group = [l for l in layers if l.kind == "group"]
     # a 1x1 kernel has a single position: nothing to show (it cannot break the symmetry)
     # (a combo net's two output weights are in the report's table, not drawn)
     steer = [l for l in layers if l.kind not in ("group", "combo")
              and np.asarray(l.matrix).size > 1]
-    n_panels = (1 if group else 0) + len(steer)
+    first = 1 if group else 0
+    n_panels = first + len(steer)
     if n_panels == 0:
         fig = _figure(4, 2)
         fig.text(0.5, 0.5, "no relaxed layers", ha="center", va="center")
@@ -244,23 +244,18 @@ def relaxation_heatmaps(layers, path, title: str = "") -> Path:
     nrow = int(np.ceil(n_panels / ncol))
     fig = _figure(3.2 * ncol + 0.5, 3.0 * nrow + (0.02 * sum(l.matrix.shape[0]
                                                            for l in group)) + 0.6)
-    k = 0
     if group:
         _group_heatmap(fig.add_subplot(nrow, ncol, 1), fig, group)
-        k = 1
     smax = max([float(np.nanmax(np.asarray(l.matrix, float))) for l in steer] + [0.0])
     smax = smax if smax > 0 else 1e-6
     for i, l in enumerate(steer):
-        ax = fig.add_subplot(nrow, ncol, k + i + 1)
-        m = np.asarray(l.matrix, float)
-        if m.ndim != 2:
-            m = np.atleast_2d(m)
+        ax = fig.add_subplot(nrow, ncol, first + i + 1)
+        m = np.atleast_2d(np.asarray(l.matrix, float))
         # kernel index [i, j] multiplies the input at offset (y + i - k//2, x + j - k//2):
         # drawn with y up like the fields
         im = ax.imshow(m, cmap="magma", vmin=0, vmax=smax, origin="lower")
         ax.set_title(f"{l.name}\nrel. dev. {l.relative_deviation:.3g}", fontsize=7)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.suptitle(title or "learned relaxation weights", fontsize=10)
     return _save(fig, path)
@@ -274,53 +269,42 @@ def rollout_gif(true: np.ndarray, pred: np.ndarray, path, channels: Sequence[str
     one frame per step. ``true``/``pred`` ``(S, C, H, W)``; optional ``history``
     ``(T, C, H, W)`` frames are shown first, labelled as given (identical in both)."""
     true, pred = np.asarray(true), np.asarray(pred)
-    if history is not None:
-        true = np.concatenate([history, true])
-        pred = np.concatenate([history, pred])
     n_hist = 0 if history is None else len(history)
+    if history is not None:
+        true, pred = np.concatenate([history, true]), np.concatenate([history, pred])
     qt = field_quantity(true, channels, quantity, velocity, x, y)
     qp = field_quantity(pred, channels, quantity, velocity, x, y)
-    fin = qt[np.isfinite(qt)]
     sym = quantity == "vorticity"
-    vmax = float(np.percentile(np.abs(fin) if sym else fin, 99.5)) if fin.size else 1.0
-    vmin = -vmax if sym else (float(np.percentile(fin, 0.5)) if fin.size else 0.0)
-    if vmax <= vmin:
-        vmax = vmin + 1e-12
+    field = ("RdBu_r" if sym else "viridis",
+             *_color_range(qt, sym, empty=(-1.0 if sym else 0.0, 1.0)))
     err = qp - qt
-    emax = float(np.nanmax(np.abs(err))) if np.isfinite(err).any() else 1e-12
-    emax = emax or 1e-12
+    emax = _error_max([err])
     h, w = qt.shape[-2:]
     ext = _extent(x, y, w, h)
     fig = _figure(9.0, 3.3)
     axes = fig.subplots(1, 3)
-    cmap = "RdBu_r" if sym else "viridis"
-    ims = [axes[0].imshow(qt[0], origin="lower", extent=ext, cmap=cmap, vmin=vmin, vmax=vmax),
-           axes[1].imshow(qp[0], origin="lower", extent=ext, cmap=cmap, vmin=vmin, vmax=vmax),
-           axes[2].imshow(err[0], origin="lower", extent=ext, cmap="RdBu_r", vmin=-emax,
-                          vmax=emax)]
-    for ax, name in zip(axes, ("truth", "prediction", "prediction - truth")):
+    panels = [(qt, "truth", field), (qp, "prediction", field),
+              (err, "prediction - truth", ("RdBu_r", -emax, emax))]
+    ims = []
+    for ax, (q, name, (cmap, vmin, vmax)) in zip(axes, panels):
+        ims.append(ax.imshow(q[0], origin="lower", extent=ext, cmap=cmap, vmin=vmin,
+                             vmax=vmax))
         ax.set_title(name, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     fig.colorbar(ims[1], ax=list(axes[:2]), shrink=0.8)
     fig.colorbar(ims[2], ax=axes[2], shrink=0.8)
     head = fig.suptitle("", fontsize=10)
 
-    def frame_label(i: int) -> str:
+    def update(i: int):
+        for im, (q, _, _) in zip(ims, panels):
+            im.set_data(q[i])
         s = i - n_hist + 1
         tag = f"history {i + 1}/{n_hist}" if s < 1 else f"step {s} (t+{s * dt:g})"
-        return f"{title + ': ' if title else ''}{quantity}, {tag}"
-
-    def update(i: int):
-        ims[0].set_data(qt[i])
-        ims[1].set_data(qp[i])
-        ims[2].set_data(err[i])
-        head.set_text(frame_label(i))
+        head.set_text(f"{title + ': ' if title else ''}{quantity}, {tag}")
         return ims
 
     update(0)
     anim = FuncAnimation(fig, update, frames=len(qt), blit=False)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _target(path)
     anim.save(str(path), writer=PillowWriter(fps=fps), dpi=72)
     return path

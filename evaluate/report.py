@@ -29,8 +29,9 @@ from . import plots
 from .baselines import PERSISTENCE_LABEL, Persistence
 from .equivariance import (EquivarianceError, LayerRelaxation, data_equivariance_error,
                            model_equivariance_error, relaxation_summary)
-from .rollout import (EvaluationError, RolloutResult, Windows, build_windows, display_split,
-                      evaluate_split, iter_batches, load_aux, load_frames, open_data)
+from .rollout import (EvaluationError, RolloutResult, Windows, as_list, build_windows,
+                      display_split, evaluate_split, iter_batches, load_aux, load_frames,
+                      open_data)
 
 __all__ = ["run", "ModelEvaluation", "write_metrics_csv", "write_summary"]
 
@@ -38,6 +39,10 @@ __all__ = ["run", "ModelEvaluation", "write_metrics_csv", "write_summary"]
 #: each has a ``<name>_std`` twin (standard deviation over windows)
 CSV_METRICS = ("rmse", "rmse_velocity", "vrmse", "corr", "spectrum_error", "div_pred",
                "div_true")
+#: the ratios to persistence that every table reports
+RATIO_KEYS = ("rmse_velocity", "rmse")
+#: rows of the per-simulation table in summary.md (summary.json has every simulation)
+PER_SIM_ROWS = 12
 
 
 @dataclass
@@ -65,8 +70,7 @@ class ModelEvaluation:
     def ratios(self, split: str) -> dict[str, float]:
         """``key -> vs_persistence(split, key)`` for the keys of :data:`RATIO_KEYS` that
         both have."""
-        out = {k: self.vs_persistence(split, k) for k in RATIO_KEYS}
-        return {k: v for k, v in out.items() if v is not None}
+        return {k: v for k in RATIO_KEYS if (v := self.vs_persistence(split, k)) is not None}
 
     def per_simulation(self, split: str) -> list[dict]:
         """Per simulation of ``split``: ``sim``, ``n_windows``, the RMSEs of
@@ -76,16 +80,11 @@ class ModelEvaluation:
         if r is None:
             return []
         base = p.by_simulation(RATIO_KEYS) if p is not None else {}
-        rows = []
-        for sim, m in r.by_simulation(RATIO_KEYS).items():
-            b = base.get(sim, {})
-            rows.append({"sim": sim, **m, "vs_persistence": {
-                k: m[k] / b[k] for k in RATIO_KEYS if k in m and b.get(k)}})
+        rows = [{"sim": sim, **m, "vs_persistence": {
+                    k: m[k] / base[sim][k] for k in RATIO_KEYS
+                    if k in m and base.get(sim, {}).get(k)}}
+                for sim, m in r.by_simulation(RATIO_KEYS).items()]
         return sorted(rows, key=lambda d: -d["vs_persistence"].get("rmse", 0.0))
-
-
-#: the ratios to persistence that every table reports
-RATIO_KEYS = ("rmse_velocity", "rmse")
 
 
 def _slug(text: str) -> str:
@@ -93,16 +92,14 @@ def _slug(text: str) -> str:
 
 
 def _labels(paths: Sequence[Path], names: Sequence[str]) -> list[str]:
-    labels = list(names)
-    for i, n in enumerate(names):
-        if names.count(n) > 1:
-            labels[i] = f"{n}@{paths[i].parent.name}" if paths[i].parent.name else n
-    for i, l in enumerate(labels):
-        if labels.count(l) > 1:
-            labels[i] = f"{l}/{paths[i].stem}"
-    for i, l in enumerate(list(labels)):
-        if labels.count(l) > 1:
-            labels[i] = f"{l}#{i + 1}"
+    """Distinct display names: a repeated model name gets its run folder, then the file
+    stem, then its position appended."""
+    labels = [f"{n}@{p.parent.name}" if names.count(n) > 1 and p.parent.name else n
+              for p, n in zip(paths, names)]
+    for suffix in (lambda i: f"/{paths[i].stem}", lambda i: f"#{i + 1}"):
+        for i, l in enumerate(labels):
+            if labels.count(l) > 1:
+                labels[i] = l + suffix(i)
     return labels
 
 
@@ -122,38 +119,34 @@ def _pm(s: dict, key: str) -> str:
     return f"{_fmt(s[key])} ± {_fmt(s.get(key + '_std', 0.0), 2)}"
 
 
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(cols: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A markdown table: header, separator and ``rows``."""
+    return [_row(cols), "|---" * len(cols) + "|"] + [_row(r) for r in rows]
+
+
 # -- writers -------------------------------------------------------------------------
 def write_metrics_csv(evals: Sequence[ModelEvaluation], path: Path) -> Path:
     """One row per model, split and rollout step: the mean over windows of each metric
     and its standard deviation, plus every per-variable RMSE/VRMSE."""
-    extra: list[str] = []
-    for ev in evals:
-        for res in ev.results.values():
-            for k in res.per_step:
-                if k not in CSV_METRICS and k not in extra:
-                    extra.append(k)
-    keys = [k for k in CSV_METRICS if any(k in r.per_step for ev in evals
-                                          for r in ev.results.values())] + extra
+    seen = dict.fromkeys(k for ev in evals for r in ev.results.values() for k in r.per_step)
+    keys = [k for k in CSV_METRICS if k in seen] + [k for k in seen if k not in CSV_METRICS]
     header = ["model", "checkpoint", "split", "step", "lead_time", "n_windows"]
-    for k in keys:
-        header += [k, f"{k}_std"]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(header)
+        w.writerow(header + [c for k in keys for c in (k, f"{k}_std")])
         for ev in evals:
             for split, res in ev.results.items():
-                S = res.windows.steps
-                for s in range(S):
+                for s in range(res.windows.steps):
                     row: list[Any] = [ev.label, ev.checkpoint, split, s + 1,
                                       f"{(s + 1) * res.dt:.6g}", len(res.windows)]
-                    for k in keys:
-                        a = res.per_step.get(k)
-                        if a is None:
-                            row += ["", ""]
-                        else:
-                            row += [f"{float(np.mean(a[:, s])):.6g}",
-                                    f"{float(np.std(a[:, s])):.6g}"]
+                    for a in (res.per_step.get(k) for k in keys):
+                        row += ["", ""] if a is None else [f"{float(np.mean(a[:, s])):.6g}",
+                                                           f"{float(np.std(a[:, s])):.6g}"]
                     w.writerow(row)
     return path
 
@@ -175,17 +168,10 @@ def _summary_dict(evals: Sequence[ModelEvaluation], data_eq: tuple[float | None,
             "relaxation": [{"layer": l.name, "kind": l.kind, "shape": list(l.shape),
                             "relative_deviation": l.relative_deviation,
                             "symmetry": l.symmetry, "violations": l.violations,
-                            "profile": (l.profile if isinstance(l.profile, dict) else
-                                        np.asarray(l.profile).tolist()
-                                        if l.profile is not None else None)}
+                            "profile": l.profile}  # arrays as lists by _json_default
                            for l in ev.relaxation],
         })
     return out
-
-
-def _ratios(ev: ModelEvaluation, split: str) -> str:
-    vals = ev.ratios(split).values()
-    return " / ".join(f"{v:.2f}x" for v in vals) if vals else "n/a"
 
 
 def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
@@ -200,11 +186,9 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
     L += _md_equivariance(evals, data_eq)
     L += _md_relaxation(evals)
     if figures:
-        L += ["## Figures", ""]
-        for p in figures:
-            rel = os.path.relpath(p, out)
-            L.append(f"- [{rel}]({rel})" if p.suffix != ".png" else f"![{rel}]({rel})")
-        L.append("")
+        rels = [os.path.relpath(p, out) for p in figures]
+        L += ["## Figures", ""] + [f"- [{r}]({r})" if p.suffix != ".png" else f"![{r}]({r})"
+                                   for p, r in zip(figures, rels)] + [""]
     path = out / "summary.md"
     path.write_text("\n".join(L))
     return path
@@ -213,86 +197,61 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
 def _md_header(evals: Sequence[ModelEvaluation], splits: Sequence[str], meta: dict
                ) -> list[str]:
     """Title, data line, warnings and the headline RMSE table with the ratios."""
-    L: list[str] = ["# Evaluation summary", ""]
-    L.append(f"Data: {', '.join(meta['data'])} ({meta.get('scenario') or 'scenario n/a'}, "
-             f"frame spacing dt = {_fmt(meta['dt'])}); rollouts of {meta['steps']} steps "
-             f"after T_in given frames, which are never scored. Mean ± std over windows.")
-    L.append("")
-    for w in meta.get("warnings", []):
-        L.append(f"> warning: {w}")
-        L.append("")
     vel = any("rmse_velocity" in r.summary for ev in evals for r in ev.results.values())
     main = "rmse_velocity" if vel else "rmse"
-    L.append(f"## RMSE ({'velocity u, v: the paper metric' if vel else 'all channels'}, "
-             f"physical units, over {meta['steps']} steps)")
-    L.append("")
-    L.append("*vs persistence*: the model's RMSE divided by that of persistence (repeating "
-             "the last given frame) on the same windows; below 1 the model beats "
-             "\"nothing changes\". Velocity RMSE ratio, then the ratio over all fields.")
-    L.append("")
-    L.append("| model | " + " | ".join(f"{s} | vs persistence" for s in splits) + " |")
-    L.append("|---" * (2 * len(splits) + 1) + "|")
+    L = ["# Evaluation summary", "",
+         f"Data: {', '.join(meta['data'])} ({meta.get('scenario') or 'scenario n/a'}, "
+         f"frame spacing dt = {_fmt(meta['dt'])}); rollouts of {meta['steps']} steps "
+         f"after T_in given frames, which are never scored. Mean ± std over windows.", ""]
+    for w in meta.get("warnings", []):
+        L += [f"> warning: {w}", ""]
+    L += [f"## RMSE ({'velocity u, v: the paper metric' if vel else 'all channels'}, "
+          f"physical units, over {meta['steps']} steps)", "",
+          "*vs persistence*: the model's RMSE divided by that of persistence (repeating "
+          "the last given frame) on the same windows; below 1 the model beats "
+          "\"nothing changes\". Velocity RMSE ratio, then the ratio over all fields.", ""]
+    rows = []
     for ev in evals:
-        cells = []
+        rows.append([ev.label])
         for s in splits:
-            cells.append(_pm(ev.results[s].summary, main) if s in ev.results else "n/a")
-            cells.append("1 (reference)" if ev.baseline else _ratios(ev, s))
-        L.append(f"| {ev.label} | " + " | ".join(cells) + " |")
-    L.append("")
-    return L
+            ratios = ev.ratios(s).values()
+            rows[-1] += [_pm(ev.results[s].summary, main) if s in ev.results else "n/a",
+                         "1 (reference)" if ev.baseline else
+                         " / ".join(f"{v:.2f}x" for v in ratios) if ratios else "n/a"]
+    cols = ["model"] + [c for s in splits for c in (s, "vs persistence")]
+    return L + _table(cols, rows) + [""]
 
 
 def _md_split(evals: Sequence[ModelEvaluation], s: str) -> list[str]:
     """Every metric of split ``s``, per model, with per-variable RMSEs and notes."""
-    L: list[str] = []
-    L.append(f"## {s}")
-    L.append("")
-    cols = ["model", "windows", "RMSE (all)", "vs persistence", "VRMSE",
-            "corr. time (steps)",
-            "corr. time", "spectrum err.", "div(pred)", "div(true)", "equiv. err."]
-    L.append("| " + " | ".join(cols) + " |")
-    L.append("|---" * len(cols) + "|")
-    notes = []
-    for ev in evals:
-        r = ev.results.get(s)
-        if r is None:
-            continue
-        m = r.summary
-        eq = ev.equivariance.get(s)
+    have = [ev for ev in evals if s in ev.results]
+    rows = []
+    for ev in have:
+        m, eq = ev.results[s].summary, ev.equivariance.get(s)
         cens = m.get("corr_time_censored", 0.0)
         # windows that never drop below the threshold count the rollout length: the
         # mean is then a lower bound, and the table says for what share of windows
         ct = _pm(m, "corr_time_steps") + (" (≥, censored)" if cens >= 1 else
                                           f" (≥; {cens:.0%} censored)" if cens > 0 else "")
-        L.append("| " + " | ".join([
+        rows.append([
             ev.label, str(m.get("n_windows", 0)), _pm(m, "rmse"),
             "1" if ev.baseline else _fmt(ev.vs_persistence(s, "rmse"), 3),
-            _pm(m, "vrmse"), ct,
-            _fmt(m.get("corr_time")), _pm(m, "spectrum_error"), _fmt(m.get("div_pred")),
-            _fmt(m.get("div_true")),
-            f"{_fmt(eq.mean)} ({eq.group})" if eq is not None else "n/a"]) + " |")
-        if r.windows.note:
-            notes.append(f"{ev.label}: {r.windows.note}")
-    L.append("")
-    per_var = sorted({k for ev in evals if s in ev.results
-                      for k in ev.results[s].summary
+            _pm(m, "vrmse"), ct, _fmt(m.get("corr_time")), _pm(m, "spectrum_error"),
+            _fmt(m.get("div_pred")), _fmt(m.get("div_true")),
+            f"{_fmt(eq.mean)} ({eq.group})" if eq is not None else "n/a"])
+    L = [f"## {s}", ""] + _table(
+        ["model", "windows", "RMSE (all)", "vs persistence", "VRMSE", "corr. time (steps)",
+         "corr. time", "spectrum err.", "div(pred)", "div(true)", "equiv. err."], rows) + [""]
+    per_var = sorted({k for ev in have for k in ev.results[s].summary
                       if re.fullmatch(r"(rmse|vrmse)_(?!velocity)[A-Za-z0-9_]+", k)
                       and not k.endswith("_std")})
     if per_var:
-        L.append("Per variable: " + "; ".join(
+        L += ["Per variable: " + "; ".join(
             f"{ev.label}: " + ", ".join(f"{k} {_fmt(ev.results[s].summary[k])}"
-                                        for k in per_var)
-            for ev in evals if s in ev.results))
-        L.append("")
-    for n in notes:
-        L.append(f"- {n}")
-    if notes:
-        L.append("")
-    return L
-
-
-#: rows of the per-simulation table in summary.md (summary.json has every simulation)
-PER_SIM_ROWS = 12
+                                        for k in per_var) for ev in have), ""]
+    notes = [f"- {ev.label}: {ev.results[s].windows.note}" for ev in have
+             if ev.results[s].windows.note]
+    return L + notes + ([""] if notes else [])
 
 
 def _md_per_simulation(evals: Sequence[ModelEvaluation], s: str,
@@ -309,18 +268,16 @@ def _md_per_simulation(evals: Sequence[ModelEvaluation], s: str,
     what = (f"the {len(shown)} of {len(sims)} simulations with the largest ratio over "
             "all fields" if len(shown) < len(sims) else
             f"all {len(sims)} simulations, the largest ratio over all fields first")
-    L = [f"Per simulation ({what}; vs persistence on the same windows, velocity / all "
-         "fields; every simulation in summary.json):", "",
-         "| sim | windows | " + " | ".join(ev.label for ev in models) + " |",
-         "|---" * (len(models) + 2) + "|"]
+    rows = []
     for sim in shown:
         first = next(t[sim] for t in tables.values() if sim in t)
         name = f"{sim} ({sim_labels[sim]})" if sim_labels.get(sim) else str(sim)
         ratios = [tables[ev.label].get(sim, {}).get("vs_persistence", {}) for ev in models]
-        cells = [" / ".join(f"{v:.2f}" for v in r.values()) or "n/a" for r in ratios]
-        L.append(f"| {name} | {first['n_windows']} | " + " | ".join(cells) + " |")
-    L.append("")
-    return L
+        rows.append([name, str(first["n_windows"])] +
+                    [" / ".join(f"{v:.2f}" for v in r.values()) or "n/a" for r in ratios])
+    return [f"Per simulation ({what}; vs persistence on the same windows, velocity / all "
+            "fields; every simulation in summary.json):", ""] + _table(
+        ["sim", "windows"] + [ev.label for ev in models], rows) + [""]
 
 
 def sim_labels(ds, most: int = 3) -> dict[int, str]:
@@ -339,83 +296,70 @@ def sim_labels(ds, most: int = 3) -> dict[int, str]:
 def _md_equivariance(evals: Sequence[ModelEvaluation], data_eq: tuple[float | None, str]
                      ) -> list[str]:
     """Data and model equivariance errors."""
-    L: list[str] = []
-    L.append("## Equivariance")
-    L.append("")
     de, note = data_eq
-    L.append(f"- Data equivariance error: {_fmt(de)}" + (f" ({note})" if note else ""))
-    L.append("- Model equivariance error: mean over the non-identity grid-exact group "
-             "elements g of mean_windows ||f(g x) - g f(x)|| / ||f(x)|| for one step, in "
-             "float64 on histories of each split.")
+    L = ["## Equivariance", "",
+         f"- Data equivariance error: {_fmt(de)}" + (f" ({note})" if note else ""),
+         "- Model equivariance error: mean over the non-identity grid-exact group "
+         "elements g of mean_windows ||f(g x) - g f(x)|| / ||f(x)|| for one step, in "
+         "float64 on histories of each split."]
     broken = [f"{ev.label} ({', '.join(ev.config.get('breaking_inputs') or [])})"
               for ev in evals if ev.config.get("breaking_inputs")]
     if broken:
         L.append("- Models with breaking inputs: " + "; ".join(broken) + ". Only the state "
                  "is transformed; the breaking inputs stay fixed, so the error shows how "
                  "far the predictions break the symmetry.")
-    for ev in evals:
-        if ev.baseline:
-            continue
+    for ev in [m for m in evals if not m.baseline]:
         for s, e in ev.equivariance.items():
             per = ", ".join(f"{k} {_fmt(v)}" for k, v in e.per_element.items())
             L.append(f"  - {ev.label}, {s}: {_fmt(e.mean)} ({e.group}: {per})"
                      + (f" [{e.note}]" if e.note else ""))
-    L.append("")
-    return L
+    return L + [""]
+
+
+def _relaxation_cells(l: LayerRelaxation) -> tuple[str, str]:
+    """The *symmetry / max position* and *weight per g / deviation map* cells of a layer."""
+    def grid(p) -> str:
+        return " / ".join(" ".join(f"{v:.2g}" for v in row) for row in np.asarray(p))
+    if l.kind in ("group", "combo"):
+        prof = ", ".join(f"{k} {v:.3g}" for k, v in l.profile.items())
+        return (l.symmetry or "trivial" if l.kind == "group" else
+                "plain net's share of the update, \\|w_p\\| / (\\|w_p\\| + \\|w_e\\|)"), prof
+    if l.kind == "rpp":
+        return "plain path / equivariant path (norms)", grid(l.profile)
+    if l.profile is None:
+        return "", ""
+    p = np.asarray(l.profile)
+    i, j = np.unravel_index(int(np.argmax(p)), p.shape)
+    if l.kind == "translation":
+        where, prof = (f"max at y={i}, x={j} of {p.shape[0]}x{p.shape[1]}",
+                       "map in the relaxation figure")
+    else:
+        c = p.shape[0] // 2
+        where, prof = f"dy={i - c:+d}, dx={j - c:+d}", grid(p)
+    return (where if l.relative_deviation > 1e-6 else "none (equivariant)"), prof
 
 
 def _md_relaxation(evals: Sequence[ModelEvaluation]) -> list[str]:
     """What symmetry the relaxed layers learned (nothing without relaxed models)."""
-    L: list[str] = []
     relaxed = [ev for ev in evals if ev.relaxation]
-    if relaxed:
-        L.append("## Learned relaxation (what symmetry the model discovered)")
-        L.append("")
-        L.append("Relative deviation: 0 = the layer is exactly equivariant. For relaxed group "
-                 "convs, *symmetry* is the largest subgroup H whose elements leave the "
-                 "combination weights unchanged (w_l(h g) = w_l(g), violation < 5 %), "
-                 "*weight per g* the share each group element carries (1 = equal). For "
-                 "relaxed steerable convs, *max position* is the kernel offset whose "
-                 "coefficients deviate most from their kernel mean, and the map lists "
-                 "that deviation per offset, rows dy = -1 .. +1 (y up), relative to the "
-                 "RMS coefficient. For a combo net, the relative deviation is the plain net's "
-                 "share of the learned output weights (w_p, w_e).")
-        L.append("")
-        for ev in relaxed:
-            L.append(f"### {ev.label}")
-            L.append("")
-            L.append("| layer | kind | relative deviation | symmetry / max position | "
-                     "weight per g / deviation map |")
-            L.append("|---|---|---|---|---|")
-            for l in ev.relaxation:
-                if l.kind == "group":
-                    prof = ", ".join(f"{k} {v:.3g}" for k, v in l.profile.items())
-                    sym = l.symmetry or "trivial"
-                elif l.kind == "rpp":
-                    sym = "plain path / equivariant path (norms)"
-                    prof = " / ".join(" ".join(f"{v:.2g}" for v in row)
-                                      for row in np.asarray(l.profile))
-                elif l.kind == "combo":
-                    sym = "plain net's share of the update, \\|w_p\\| / (\\|w_p\\| + \\|w_e\\|)"
-                    prof = ", ".join(f"{k} {v:.3g}" for k, v in l.profile.items())
-                elif l.kind == "translation":
-                    p = np.asarray(l.profile)
-                    i, j = np.unravel_index(int(np.argmax(p)), p.shape)
-                    sym = (f"max at y={i}, x={j} of {p.shape[0]}x{p.shape[1]}"
-                           if l.relative_deviation > 1e-6 else "none (equivariant)")
-                    prof = "map in the relaxation figure"
-                elif l.profile is not None:
-                    p = np.asarray(l.profile)
-                    i, j = np.unravel_index(int(np.argmax(p)), p.shape)
-                    c = p.shape[0] // 2
-                    sym = (f"dy={i - c:+d}, dx={j - c:+d}" if l.relative_deviation > 1e-6
-                           else "none (equivariant)")
-                    prof = " / ".join(" ".join(f"{v:.2g}" for v in row) for row in p)
-                else:
-                    sym, prof = "", ""
-                L.append(f"| {l.name} | {l.kind} | {_fmt(l.relative_deviation)} | {sym} | "
-                         f"{prof} |")
-            L.append("")
+    if not relaxed:
+        return []
+    L = ["## Learned relaxation (what symmetry the model discovered)", "",
+         "Relative deviation: 0 = the layer is exactly equivariant. For relaxed group "
+         "convs, *symmetry* is the largest subgroup H whose elements leave the "
+         "combination weights unchanged (w_l(h g) = w_l(g), violation < 5 %), "
+         "*weight per g* the share each group element carries (1 = equal). For "
+         "relaxed steerable convs, *max position* is the kernel offset whose "
+         "coefficients deviate most from their kernel mean, and the map lists "
+         "that deviation per offset, rows dy = -1 .. +1 (y up), relative to the "
+         "RMS coefficient. For a combo net, the relative deviation is the plain net's "
+         "share of the learned output weights (w_p, w_e).", ""]
+    cols = ["layer", "kind", "relative deviation", "symmetry / max position",
+            "weight per g / deviation map"]
+    for ev in relaxed:
+        L += [f"### {ev.label}", ""] + _table(cols, [
+            [l.name, l.kind, _fmt(l.relative_deviation), *_relaxation_cells(l)]
+            for l in ev.relaxation]) + [""]
     return L
 
 
@@ -435,31 +379,28 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
         quantity: str | Sequence[str] = "speed", plot_steps: Sequence[int] | None = None,
         verbose: bool = False, overwrite: bool = False,
         key: bytes | str | None = None) -> Path:
-    """Evaluate ``checkpoints`` on ``splits`` of ``data`` and write the report to ``out``.
+    """Evaluate ``checkpoints`` on ``splits`` of ``data`` and write the report to ``out``;
+    returns ``out``, raises :class:`EvaluationError` (a ``ValueError``) for bad input.
 
-    Each checkpoint's recorded split spec decides which windows form a split (see
-    :func:`evaluate.rollout.build_windows`); every window's history is rolled out
-    ``steps`` steps and scored per step. ``stride``/``max_windows`` thin the windows
-    (default: every start time of the spec). ``equivariance_windows`` histories per split
-    are used for the model equivariance error (``group``: default the model's, C4 for
-    ``unet``; ``"D4"`` adds mirrors). Writes ``metrics.csv``, ``summary.md``,
-    ``summary.json`` and (``figures``) PNGs plus (``gif``) one GIF per model and split.
-    Persistence (the last given frame repeated) is scored on every model's windows: a
-    row of its own in every table, a dashed line in every error curve and a
-    "vs persistence" ratio for each model. ``quantity``: the field drawn in the rollout
-    panels (``speed``, ``vorticity``, ``density``), or several (one panel figure each;
-    the GIFs show the first). ``out`` must be new or empty unless ``overwrite``; the
-    report is written into a sibling folder and swapped in only when complete, so a
+    Each checkpoint's split spec decides the windows (:func:`build_windows`; ``stride`` /
+    ``max_windows`` thin them); each window's history is rolled out ``steps`` steps and
+    scored per step. Persistence (the last given frame repeated) is scored on every
+    model's windows: a row of its own in every table, a dashed line in every error curve
+    and a "vs persistence" ratio per model. ``equivariance_windows`` histories per split
+    give the model equivariance error (``group``: default the model's, C4 for ``unet``;
+    ``"D4"`` adds mirrors). Writes ``metrics.csv``, ``summary.md``, ``summary.json`` and
+    (``figures``) PNGs plus (``gif``) one GIF per model and split; ``quantity``: the
+    field(s) of the rollout panels (``speed``, ``vorticity``, ``density``; one figure
+    each, the GIFs show the first). ``out`` must be new or empty unless ``overwrite``;
+    the report is written into a sibling folder and swapped in only when complete, so a
     failed evaluation never leaves a half-written or lost report. ``key``: refuse
-    checkpoints not signed with it (see :func:`surrogate.load`). Non-finite values in
-    the evaluated frames give a warning naming split, simulation and frame. Returns the
-    output directory. Raises :class:`EvaluationError` (a ``ValueError``) for bad input."""
-    ckpts, split_names, quantities = _check_request(checkpoints, splits, steps, labels,
-                                                    quantity, group)
+    checkpoints not signed with it (:func:`surrogate.load`). Non-finite values in the
+    evaluated frames give a warning naming split, simulation and frame."""
     out = Path(out)
-    _check_out(out, overwrite)
+    ckpts, split_names, quantities = _check_request(checkpoints, splits, steps, labels,
+                                                    quantity, group, out, overwrite)
     ds = open_data(data)
-    data_paths = [str(data)] if isinstance(data, (str, os.PathLike)) else [str(d) for d in data]
+    data_paths = [str(d) for d in as_list(data)]
     models = _load_models(ckpts, device, key)
     labels = list(labels) if labels is not None else _labels(ckpts, [m.name for m in models])
 
@@ -489,25 +430,27 @@ def _write_report(evals: list, split_names: list[str], data_eq, meta: dict, out:
                   verbose: bool) -> Path:
     """Write metrics.csv, the figures (``quantities`` None: none), summary.md and
     summary.json into a staging folder and swap it in as ``out``."""
-    final, stage = out, _staging(out)
+    stage = sibling(out, "partial")
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
     write_metrics_csv(evals, stage / "metrics.csv")
     figs = (_figures(evals, split_names, stage, quantities, plot_steps, gif)
             if quantities is not None else [])
     write_summary(evals, split_names, data_eq, figs, stage, meta)
     (stage / "summary.json").write_text(json.dumps(_summary_dict(evals, data_eq, meta),
                                                    indent=1, default=_json_default))
-    swap_in(stage, final)
-    _log(f"wrote {final / 'summary.md'}, {final / 'metrics.csv'} and {len(figs)} figure(s)",
+    swap_in(stage, out)
+    _log(f"wrote {out / 'summary.md'}, {out / 'metrics.csv'} and {len(figs)} figure(s)",
          verbose)
-    return final
+    return out
 
 
-def _check_request(checkpoints, splits, steps, labels, quantity, group
-                   ) -> tuple[list[Path], list[str], list[str]]:
+def _check_request(checkpoints, splits, steps, labels, quantity, group, out: Path,
+                   overwrite: bool) -> tuple[list[Path], list[str], list[str]]:
     """The checkpoint paths, split names and quantities of a request, or a one-line
     :class:`EvaluationError` (before any file is read)."""
-    ckpts = [Path(checkpoints)] if isinstance(checkpoints, (str, os.PathLike)) \
-        else [Path(c) for c in checkpoints]
+    ckpts = [Path(c) for c in as_list(checkpoints)]
     if not ckpts:
         raise EvaluationError("no checkpoint given")
     split_list = [splits] if isinstance(splits, str) else list(splits)
@@ -528,6 +471,11 @@ def _check_request(checkpoints, splits, steps, labels, quantity, group
     for c in ckpts:
         if not c.is_file():
             raise EvaluationError(f"{c}: no such checkpoint file")
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise EvaluationError(f"{out} is not empty; pass --overwrite (overwrite=True) to "
+                              "replace the report in it, or choose another --out")
     return ckpts, split_names, quantities
 
 
@@ -535,13 +483,10 @@ def _load_models(ckpts: Sequence[Path], device: str, key) -> list:
     from surrogate.checkpoint import CheckpointError
     from surrogate.forecast import ForecastError, load
 
-    models = []
-    for c in ckpts:
-        try:
-            models.append(load(c, device=device, key=key))
-        except (CheckpointError, ForecastError) as e:
-            raise EvaluationError(str(e)) from e
-    return models
+    try:
+        return [load(c, device=device, key=key) for c in ckpts]
+    except (CheckpointError, ForecastError) as e:
+        raise EvaluationError(str(e)) from e
 
 
 @dataclass
@@ -580,8 +525,8 @@ def _evaluate_model(job: _Job, sur, label: str, ckpt: Path,
     if trained_on and trained_on != given:
         job.warn(f"{label} was trained on {', '.join(trained_on)}; evaluated on "
                  f"{', '.join(given)} (split windows index the given files)")
-    ev = ModelEvaluation(label, str(ckpt), sur.name, dict(sur.model.config))
-    ev.relaxation = relaxation_summary(sur)
+    ev = ModelEvaluation(label, str(ckpt), sur.name, dict(sur.model.config),
+                         relaxation=relaxation_summary(sur))
     for split in job.splits:
         _evaluate_split_of(job, sur, label, split, ev)
     return ev
@@ -595,10 +540,9 @@ def _evaluate_split_of(job: _Job, sur, label: str, split: str, ev: ModelEvaluati
                             job.max_windows)
     t = time.time()
     try:
-        res = evaluate_split(sur, ds, windows, job.batch_size, keep=1)
+        res = ev.results[split] = evaluate_split(sur, ds, windows, job.batch_size, keep=1)
     except ForecastError as e:
         raise EvaluationError(f"{label}: {e}") from e
-    ev.results[split] = res
     if not all(math.isfinite(v) for v in res.summary.values() if isinstance(v, float)):
         job.warn(f"{label} / {split}: non-finite metrics; "
                  f"{_first_nonfinite(ds, windows, channels)}", always=True)
@@ -607,36 +551,18 @@ def _evaluate_split_of(job: _Job, sur, label: str, split: str, ev: ModelEvaluati
                                                           job.batch_size)])
     aux = (torch.from_numpy(load_aux(ds, sur.aux_channels, eq_windows.sims))
            if sur.aux_channels else None)
-    ev.equivariance[split] = model_equivariance_error(sur, torch.from_numpy(hist),
-                                                      group=job.group, aux=aux)
+    eq = ev.equivariance[split] = model_equivariance_error(sur, torch.from_numpy(hist),
+                                                           group=job.group, aux=aux)
     ev.persistence[split] = _persistence(sur, ds, windows, job.batch_size, job.cache)
     _log(f"  {label} / {split}: {len(windows)} windows, RMSE "
          f"{_fmt(res.summary.get('rmse'))}, equivariance error "
-         f"{_fmt(ev.equivariance[split].mean)} ({time.time() - t:.1f} s)", job.verbose)
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise EvaluationError(f"--out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise EvaluationError(f"{out} is not empty; pass --overwrite (overwrite=True) to "
-                              "replace the report in it, or choose another --out")
-
-
-def _staging(out: Path) -> Path:
-    """A fresh sibling folder the report is written into before :func:`swap_in`."""
-    stage = sibling(out, "partial")
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
-    return stage
+         f"{_fmt(eq.mean)} ({time.time() - t:.1f} s)", job.verbose)
 
 
 def _first_nonfinite(ds, windows: Windows, channels: Sequence[str]) -> str:
     """Where the first NaN/inf of the frames the windows read lies."""
     for sim, (lo, hi) in windows.spans().items():
-        frames = load_frames(ds, channels, sim, lo, hi)  # (T, C, H, W)
-        bad = ~np.isfinite(frames)
+        bad = ~np.isfinite(load_frames(ds, channels, sim, lo, hi))  # (T, C, H, W)
         if bad.any():
             t, c = np.argwhere(bad.any(axis=(2, 3)))[0]
             return (f"the data hold non-finite values in simulation {sim}, frame "
@@ -658,25 +584,21 @@ def _persistence(sur, ds, windows, batch_size: int,
 def _persistence_row(evals: Sequence[ModelEvaluation], splits: Sequence[str]
                      ) -> ModelEvaluation:
     """The persistence baseline as a row of its own, on the first model's windows."""
-    first = evals[0]
-    ev = ModelEvaluation(PERSISTENCE_LABEL, "", PERSISTENCE_LABEL, {}, baseline=True)
-    for s in splits:
-        if s in first.persistence:
-            ev.results[s] = first.persistence[s]
-            ev.persistence[s] = first.persistence[s]
-    return ev
+    first = evals[0].persistence
+    res = {s: first[s] for s in splits if s in first}
+    return ModelEvaluation(PERSISTENCE_LABEL, "", PERSISTENCE_LABEL, {}, res,
+                           persistence=dict(res), baseline=True)
 
 
 def _json_default(o: Any) -> Any:
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
+    return o.tolist() if isinstance(o, np.ndarray) else str(o)
 
 
 def _figures(evals: Sequence[ModelEvaluation], splits: Sequence[str], out: Path,
              quantities: Sequence[str], plot_steps, gif: bool) -> list[Path]:
+    """Per split the error curves, rollout panels and GIFs; per model its relaxation."""
     figs: list[Path] = []
     for s in splits:
         have = [ev for ev in evals if s in ev.results]
@@ -692,41 +614,46 @@ def _figures(evals: Sequence[ModelEvaluation], splits: Sequence[str], out: Path,
                     curves, out / f"{key}_vs_step_{s}.png", name, dt,
                     title=f"{name} vs lead time, {s}",
                     baselines=[ev.label for ev in have if ev.baseline]))
-        have = [ev for ev in have if not ev.baseline]  # panels and GIFs: models only
-        if not have:
-            continue
-        first = have[0].results[s].examples
-        same = all(
-            np.array_equal(ev.results[s].examples.get("sims"), first.get("sims")) and
-            np.array_equal(ev.results[s].examples.get("starts"), first.get("starts"))
-            for ev in have)
-        groups = [have] if same and len(have) > 1 else [[ev] for ev in have]
-        for grp in groups:
-            ex = grp[0].results[s].examples
-            if "true" not in ex:
-                continue
-            tag = "compare" if len(grp) > 1 else _slug(grp[0].label)
-            for i, quantity in enumerate(quantities):
-                suffix = "" if i == 0 else f"_{quantity}"
-                figs.append(plots.rollout_panels(
-                    ex["true"][0], {ev.label: ev.results[s].examples["pred"][0] for ev in grp},
-                    out / f"rollout_{s}_{tag}{suffix}.png", ex["channels"], ex["velocity"],
-                    steps=plot_steps, quantity=quantity, x=ex["x"], y=ex["y"], dt=dt,
-                    title=f"{s}: sim {int(ex['sims'][0])}, start frame "
-                          f"{int(ex['starts'][0])} ({quantity}, arrows: velocity)"))
-        if gif:
-            for ev in have:
-                ex = ev.results[s].examples
-                if "true" not in ex:
-                    continue
-                figs.append(plots.rollout_gif(
-                    ex["true"][0], ex["pred"][0], out / f"rollout_{s}_{_slug(ev.label)}.gif",
-                    ex["channels"], ex["velocity"], quantities[0], ex["x"], ex["y"], dt,
-                    title=f"{ev.label}, {s}"))
+        models = [ev for ev in have if not ev.baseline]  # panels and GIFs: models only
+        figs += _rollout_figures(models, s, out, quantities, plot_steps, gif, dt)
     for ev in evals:
         # a combo net's two output weights are in the summary's table: no figure
         if any(l.kind != "combo" for l in ev.relaxation):
             figs.append(plots.relaxation_heatmaps(
                 ev.relaxation, out / f"relaxation_{_slug(ev.label)}.png",
                 title=f"learned relaxation weights: {ev.label}"))
+    return figs
+
+
+def _rollout_figures(models: Sequence[ModelEvaluation], s: str, out: Path,
+                     quantities: Sequence[str], plot_steps, gif: bool, dt: float
+                     ) -> list[Path]:
+    """Rollout panels of split ``s`` (one figure for all models when they share their
+    example window) and, with ``gif``, one GIF per model."""
+    if not models:
+        return []
+    first = models[0].results[s].examples
+    same = all(np.array_equal(ev.results[s].examples.get(k), first.get(k))
+               for ev in models for k in ("sims", "starts"))
+    figs: list[Path] = []
+    for grp in [models] if same and len(models) > 1 else [[ev] for ev in models]:
+        ex = grp[0].results[s].examples
+        if "true" not in ex:
+            continue
+        tag = "compare" if len(grp) > 1 else _slug(grp[0].label)
+        preds = {ev.label: ev.results[s].examples["pred"][0] for ev in grp}
+        for i, quantity in enumerate(quantities):
+            suffix = "" if i == 0 else f"_{quantity}"
+            figs.append(plots.rollout_panels(
+                ex["true"][0], preds, out / f"rollout_{s}_{tag}{suffix}.png", ex["channels"],
+                ex["velocity"], steps=plot_steps, quantity=quantity, x=ex["x"], y=ex["y"], dt=dt,
+                title=f"{s}: sim {int(ex['sims'][0])}, start frame "
+                      f"{int(ex['starts'][0])} ({quantity}, arrows: velocity)"))
+    for ev in models if gif else []:
+        ex = ev.results[s].examples
+        if "true" in ex:
+            figs.append(plots.rollout_gif(
+                ex["true"][0], ex["pred"][0], out / f"rollout_{s}_{_slug(ev.label)}.gif",
+                ex["channels"], ex["velocity"], quantities[0], ex["x"], ex["y"], dt,
+                title=f"{ev.label}, {s}"))
     return figs

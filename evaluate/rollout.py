@@ -6,13 +6,10 @@ start+T_in+steps-1``. The history frames are never scored.
 
 Which windows form a split comes from the checkpoint's metadata (``metadata["splits"]``,
 written by training: per split the sim indices over the concatenated data files, the
-half-open range ``[start, stop)`` of start frames and a ``stride``). Split names:
-``train``, ``valid``, ``test-future``, ``test-domain`` (``_`` also accepted) and ``all``
-(every simulation of the given data, starts ``0, stride, ...``; for data the checkpoint
-was not trained on).
-
-A model with the ``cause`` breaking input gets each window's static cause fields from
-the data (:func:`load_aux`).
+half-open range ``[start, stop)`` of start frames and a ``stride``); ``all`` is every
+simulation of the given data (starts ``0, stride, ...``; for data the checkpoint was not
+trained on). A model with the ``cause`` breaking input gets each window's static cause
+fields from the data (:func:`load_aux`).
 """
 
 from __future__ import annotations
@@ -54,14 +51,22 @@ def display_split(name: str) -> str:
     return canonical_split(name).replace("_", "-")
 
 
+def as_list(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list:
+    """One path (``str`` or ``os.PathLike``) or several, as a list."""
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
 # -- data --------------------------------------------------------------------------
 def open_data(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> xr.Dataset:
     """Open one or several dataset files (shards, concatenated along ``sim`` in the given
     order, as training does) through ``simulate.open_dataset``, which validates the
     schema of every file."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    paths = [str(p) for p in paths]
+    paths = [str(p) for p in as_list(paths)]
     if not paths:
         raise EvaluationError("no data files given")
     for p in paths:
@@ -74,15 +79,13 @@ def open_data(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> xr.Data
         # indexes simulations over the files concatenated in training's order
         parts = [open_dataset(p) for p in paths]
     except (ValueError, OSError, KeyError, RuntimeError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EvaluationError(msg) from e
+        raise EvaluationError(first_line(e)) from e
     try:
-        ds = parts[0] if len(parts) == 1 else xr.concat(
+        return parts[0] if len(parts) == 1 else xr.concat(
             parts, dim="sim", data_vars="minimal", coords="minimal", compat="override",
             join="override", combine_attrs="override")
     except (ValueError, KeyError) as e:
         raise EvaluationError(f"cannot join {paths} along 'sim': {e}") from e
-    return ds
 
 
 def load_frames(ds: xr.Dataset, channels: Sequence[str], sim: int, t0: int, t1: int
@@ -143,7 +146,6 @@ def build_windows(record: TrainingRecord | dict, split: str, ds: xr.Dataset, T_i
     if T_in + steps > n_time:
         raise EvaluationError(f"the data have {n_time} frames, too few for T_in + steps = "
                               f"{T_in} + {steps}")
-    note = ""
     if key == "all":
         sims = list(range(n_sims))
         start, stop, st = 0, n_time - T_in - steps + 1, stride or steps
@@ -165,9 +167,7 @@ def build_windows(record: TrainingRecord | dict, split: str, ds: xr.Dataset, T_i
         if spec.T_in != T_in:
             raise EvaluationError(f"split spec was made for T_in={spec.T_in}, model has "
                                   f"T_in={T_in}")
-        sims = list(rng.sims)
-        start, stop = rng.start, rng.stop
-        st = stride or rng.stride
+        sims, start, stop, st = list(rng.sims), rng.start, rng.stop, stride or rng.stride
         bad = [s for s in sims if not 0 <= s < n_sims]
         if bad:
             raise EvaluationError(f"split {split!r} names sims {bad} outside the data's "
@@ -176,14 +176,14 @@ def build_windows(record: TrainingRecord | dict, split: str, ds: xr.Dataset, T_i
         raise EvaluationError(f"stride must be >= 1, got {st}")
     starts = list(range(start, stop, st))
     fit = [t for t in starts if t + T_in + steps <= n_time]
-    if len(fit) < len(starts):
-        note = (f"{len(starts) - len(fit)} of {len(starts)} start times dropped: no room "
-                f"for {steps} steps")
+    name = display_split(split)
     if not sims or not fit:
-        raise EvaluationError(f"split {display_split(split)!r} has no window with room for "
-                              f"T_in + steps = {T_in} + {steps} frames"
+        raise EvaluationError(f"split {name!r} has no window with room for T_in + steps = "
+                              f"{T_in} + {steps} frames"
                               + ("" if sims else " (it holds no simulations)"))
-    return Windows.grid(sims, fit, T_in, steps, display_split(split), note).subset(max_windows)
+    note = (f"{len(starts) - len(fit)} of {len(starts)} start times dropped: no room for "
+            f"{steps} steps") if len(fit) < len(starts) else ""
+    return Windows.grid(sims, fit, T_in, steps, name, note).subset(max_windows)
 
 
 def iter_batches(ds: xr.Dataset, windows: Windows, channels: Sequence[str],
@@ -214,18 +214,9 @@ class RolloutResult:
         ``summary[key]``)."""
         sims = np.asarray(self.windows.sims)
         whole = {k: M.per_window(k, self.per_step[k]) for k in keys if k in self.per_step}
-        out: dict[int, dict[str, float]] = {}
-        for sim in np.unique(sims):
-            sel = sims == sim
-            out[int(sim)] = {"n_windows": int(sel.sum()),
-                             **{k: float(v[sel].mean()) for k, v in whole.items()}}
-        return out
-
-
-def _grid_coords(ds: xr.Dataset):
-    x = ds["x"].values if "x" in ds.coords else None
-    y = ds["y"].values if "y" in ds.coords else None
-    return x, y
+        return {int(sim): {"n_windows": int((sims == sim).sum()),
+                           **{k: float(v[sims == sim].mean()) for k, v in whole.items()}}
+                for sim in np.unique(sims)}
 
 
 def evaluate_split(model, ds: xr.Dataset, windows: Windows, batch_size: int = 32,
@@ -235,18 +226,17 @@ def evaluate_split(model, ds: xr.Dataset, windows: Windows, batch_size: int = 32
     layout = model.layout
     channels = list(layout.channels)
     velocity = tuple(layout.vectors[0]) if layout.vectors else None
-    x, y = _grid_coords(ds)
+    x, y = (ds[c].values if c in ds.coords else None for c in ("x", "y"))
     aux_channels = tuple(getattr(model, "aux_channels", ()))
-    aux_all = load_aux(ds, aux_channels, np.arange(ds.sizes["sim"])) if aux_channels \
-        else None
+    aux_all = (load_aux(ds, aux_channels, np.arange(ds.sizes["sim"])) if aux_channels
+               else None)
     parts: dict[str, list[np.ndarray]] = {}
     examples: dict[str, Any] = {}
     for idx, hist, targ in iter_batches(ds, windows, channels, batch_size):
         aux = None if aux_all is None else torch.from_numpy(aux_all[windows.sims[idx]])
         pred = model.rollout(torch.from_numpy(hist), windows.steps, aux=aux,
                              batch_size=batch_size, exported=exported).numpy()
-        m = M.rollout_metrics(pred, targ, channels, velocity, x, y)
-        for k, v in m.items():
+        for k, v in M.rollout_metrics(pred, targ, channels, velocity, x, y).items():
             parts.setdefault(k, []).append(v)
         if idx[0] < keep:
             n = min(keep - idx[0], len(idx))
@@ -258,6 +248,5 @@ def evaluate_split(model, ds: xr.Dataset, windows: Windows, batch_size: int = 32
                      "channels": channels, "x": x, "y": y,
                      "velocity": list(velocity) if velocity else None})
     dt = frame_dt(ds)
-    res = RolloutResult(windows.split, windows, per_step, dt,
-                        M.aggregate(per_step, dt), examples)
-    return res
+    return RolloutResult(windows.split, windows, per_step, dt, M.aggregate(per_step, dt),
+                         examples)
