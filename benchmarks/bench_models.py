@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import platform
 import sys
 import time
@@ -101,12 +102,12 @@ def setup_model(name: str, args, device: torch.device) -> dict:
 
 
 def run_all(models: list[dict], args, device: torch.device) -> dict[str, dict]:
+    """Warm up, then time every (model, phase) once per round; the fastest round counts."""
     for m in models:
         for fn in m["fns"].values():
             for _ in range(args.warmup):
                 fn()
-    sync(device)
-    times = {(m["name"], ph): [] for m in models for ph in PHASES}
+    rows = {m["name"]: {k: v for k, v in m.items() if k != "fns"} for m in models}
     for _ in range(args.reps):
         for m in models:
             for ph in PHASES:
@@ -114,15 +115,11 @@ def run_all(models: list[dict], args, device: torch.device) -> dict[str, dict]:
                 t0 = time.perf_counter()
                 m["fns"][ph]()
                 sync(device)
-                times[(m["name"], ph)].append(time.perf_counter() - t0)
-    rows = {}
-    for m in models:
-        r = {k: v for k, v in m.items() if k != "fns"}
+                r = rows[m["name"]]
+                r["t_" + ph] = min(r.get("t_" + ph, math.inf), time.perf_counter() - t0)
+    for r in rows.values():
         for ph in PHASES:
-            t = min(times[(m["name"], ph)])
-            r["t_" + ph] = t
-            r[ph] = (args.batch if ph == "train" else args.infer_batch) / t
-        rows[m["name"]] = r
+            r[ph] = (args.batch if ph == "train" else args.infer_batch) / r["t_" + ph]
     return rows
 
 

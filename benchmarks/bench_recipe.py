@@ -87,15 +87,14 @@ def run_one(data: str, work: str, model: str, variant: str, seed: int, params: i
     from evaluate.rollout import build_windows, evaluate_split, open_data
 
     out = Path(work) / f"{model}_{variant}_s{seed}"
-    settings = {**BASE, **VARIANTS[variant], "model": model, "seed": seed,
-                "params": params, "data": DATA}
+    kw = {**BASE, **VARIANTS[variant]}
+    settings = {**kw, "model": model, "seed": seed, "params": params, "data": DATA}
     res_path = out / "result.json"
     if res_path.is_file():
         r = json.loads(res_path.read_text())
         if r.get("settings") == settings:
             return r
     hidden = surrogate.width_for_params(model, params, T_in=BASE["T_in"], depth=3)
-    kw = {**BASE, **VARIANTS[variant]}
     cfg = train.TrainConfig(data=[data], out=str(out), model=model,
                             model_config={"hidden": hidden, "depth": 3}, seed=seed,
                             overwrite=True, device="cpu", progress=False,

@@ -69,12 +69,9 @@ def main(argv=None):
     eager = eager_one_at_a_time(a.res, a.steps, a.eager_sims)
     rows.append(("eager, one simulation at a time (torch, float64 CG, 1 thread)", 1, 1, eager, None))
     print(f"eager: {eager['fps']:.1f} frames/s", flush=True)
-    configs = []
-    for w in [int(x) for x in a.workers.split(",")]:
-        for b in [int(x) for x in a.batch_sizes.split(",")]:
-            b = min(b, max(1, a.sims // w))          # every worker gets a part
-            if (b, w) not in configs:
-                configs.append((b, w))
+    configs = dict.fromkeys((min(b, max(1, a.sims // w)), w)  # every worker gets a part
+                            for w in map(int, a.workers.split(","))
+                            for b in map(int, a.batch_sizes.split(",")))
     for b, w in configs:
         r = batched_generator(a.res, a.steps, a.sims, b, w)
         rows.append(("simulate.generate: batched + jit_compile, float64 CG", b, w, r, r["fps"] / eager["fps"]))

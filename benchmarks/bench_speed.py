@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import torch  # noqa: E402
 
 import surrogate  # noqa: E402
-from bench_models import autocast, machine_name, sync  # noqa: E402
+from bench_models import autocast, grid_option, machine_name, sync  # noqa: E402
 
 
 def simulator_rates(res: int, steps: int, sims: int, eager_sims: int, device: str,
@@ -67,7 +67,6 @@ def simulator_rates(res: int, steps: int, sims: int, eager_sims: int, device: st
 
 
 def surrogate_rate(name: str, params: float, args, device: torch.device) -> dict:
-    from bench_models import grid_option
     cfg = dict(T_in=args.T_in, depth=args.depth, **grid_option(name, args.res))
     hidden = surrogate.width_for_params(name, int(params), **cfg)
     model = surrogate.build_model(name, hidden=hidden, **cfg).to(device).eval()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from bench_models import machine_name  # also puts the repository root on sys.path
+from bench_models import grid_option, machine_name, sync  # also puts the root on sys.path
 from surrogate import available_models
 
 MODELS = available_models()
@@ -36,7 +36,6 @@ def bench_model(name: str, args, device: torch.device) -> dict:
     from surrogate import build_model, count_parameters, width_for_params
     from train.loop import Rollout, train_step
 
-    from bench_models import grid_option
     common = dict(T_in=args.T_in, depth=args.depth, **grid_option(name, args.size))
     hidden = width_for_params(name, args.params, **common)
     torch.manual_seed(0)
@@ -57,13 +56,11 @@ def bench_model(name: str, args, device: torch.device) -> dict:
     for _ in range(args.warmup):
         one()
     warm = time.perf_counter() - t0
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(args.steps):
         one()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     t = (time.perf_counter() - t0) / args.steps
     return {"model": name, "hidden": hidden, "params": n_params, "step_s": t,
             "samples_per_s": B / t, "warmup_s": warm}

@@ -48,8 +48,5 @@ scale writes under its work folder).
 """
 
 # The docstring above is the command line's --help (description and epilog), so keep it
-# in step with cli.parse. Layout: ``plan`` (scales, scenarios, the runs to do and their
-# cache keys), ``run`` (data generation, training and scoring in a process pool, the
-# persistence floor), ``tables`` (aggregation over seeds, markdown tables, verdicts),
-# ``report`` (the markdown, CSV, JSON and plot files), ``cli`` (parse + main);
-# ``benchmarks/bench_accuracy.py`` is the entry point.
+# in step with cli.parse. Modules: plan, run, tables, report, cli (each says what it holds
+# in its docstring); ``benchmarks/bench_accuracy.py`` is the entry point.

@@ -128,9 +128,9 @@ SCALES: dict[str, dict[str, Any]] = {
                             "symmetric": {"n_magnitudes": 2}},
         "sweep": {"levels": [0.0, 1.0], "n_magnitudes": 2, "asymmetry": 3.0},
         "model": {"depth": 3, "params": 20_000},
-        "train": {"recipe": RECIPE, "T_in": 4, "K": 2, "batch_size": 8, "epochs": 2, "max_steps_per_epoch": 4,
-                  "lr": 2e-3, "lr_decay": 0.9, "patience": None, "valid_stride": 4,
-                  "valid_steps": None, "split_preset": "auto"},
+        "train": {"recipe": RECIPE, "T_in": 4, "K": 2, "batch_size": 8, "epochs": 2,
+                  "max_steps_per_epoch": 4, "lr": 2e-3, "lr_decay": 0.9, "patience": None,
+                  "valid_stride": 4, "valid_steps": None, "split_preset": "auto"},
         "eval": {"steps": 20, "max_windows": 8, "batch_size": 32},
         "seeds": 1, "jobs": 2, "device": "cpu", "scenarios": ["rotation"],
         "studies": ["main", "inputs"],
@@ -238,23 +238,20 @@ def data_jobs(scale: dict, scenarios: list[str], studies: list[str], work: Path
     """The datasets the studies need, scenarios first, then the sweep's levels."""
     jobs: dict[str, DataJob] = {}
     base = dict(scale["data"])
-    need = set(scenarios) if ("main" in studies or "table1" in studies) else set()
-    if "inputs" in studies:
-        need |= set(INPUT_SCENARIOS)
-    if "ablation" in studies:
-        need |= set(ABLATION_SCENARIOS)
+    of_study = {"main": scenarios, "table1": scenarios, "inputs": INPUT_SCENARIOS,
+                "ablation": ABLATION_SCENARIOS}
+    need = {sc for study in studies for sc in of_study.get(study, ())}
     for sc in [s for s in SCENARIOS if s in need]:
         p = {**base, **scale["scenario_params"].get(sc, {})}
         jobs[sc] = DataJob(sc, sc, p, str(work / "data" / f"{sc}.nc"))
     if "sweep" in studies:
         sw = scale["sweep"]
-        for lv in sw["levels"]:
-            p = {**base, "levels": (float(lv),), "n_magnitudes": sw["n_magnitudes"],
+        for lv in map(float, sw["levels"]):
+            p = {**base, "levels": (lv,), "n_magnitudes": sw["n_magnitudes"],
                  "asymmetry": sw["asymmetry"]}
-            k = f"breaking_sweep@{float(lv):g}"
+            k = f"breaking_sweep@{lv:g}"
             jobs[k] = DataJob(k, "breaking_sweep", p,
-                              str(work / "data" / f"breaking_sweep_level{float(lv):g}.nc"),
-                              float(lv))
+                              str(work / "data" / f"breaking_sweep_level{lv:g}.nc"), lv)
     return list(jobs.values())
 
 
@@ -308,7 +305,7 @@ class _TaskSet:
         # an ablation variant has its own options, or the width of another model
         h = width(width_of, self.scale, breaking)[0] if width_of else None
         h, n = width(model, self.scale, breaking, extra, hidden=h)
-        tag = model + ("+" + "+".join(breaking) if breaking else "")
+        tag = "+".join((model, *breaking))
         if variant:
             tag += "@" + "".join(c if c.isalnum() else "-" for c in variant)
         # the model's own options at their resolved values, so that a changed default
@@ -333,95 +330,56 @@ class _TaskSet:
             prev.study += "," + study
 
 
-def _plan_main(ts: _TaskSet, scenarios: list[str], models: list[str], seeds: list[int]
-               ) -> None:
-    """The five models on each scenario of the main study."""
-    for sc in scenarios:
-        for m in models:
-            for s in seeds:
-                ts.add("main", sc, m, m, (), s)
-
-
-def _plan_sweep(ts: _TaskSet, djobs: list[DataJob], models: list[str], seeds: list[int]
-                ) -> None:
-    """Plain, strict and relaxed on each breaking level of the sweep."""
-    for d in djobs:
-        if d.level is None:
-            continue
-        for m in SWEEP_MODELS:
-            if m in models:
-                for s in seeds:
-                    ts.add("sweep", d.key, m, m, (), s)
-
-
-def _plan_inputs(ts: _TaskSet, seeds: list[int], inputs_ok: bool) -> None:
-    """The issue-7 variants (those with breaking inputs only where they are supported)."""
-    for sc in INPUT_SCENARIOS:
-        for label, m, br in INPUT_VARIANTS:
-            if br and not inputs_ok:
-                continue
-            for s in seeds:
-                ts.add("inputs", sc, label, m, br, s)
-
-
-def _plan_ablation(ts: _TaskSet, seeds: list[int]) -> None:
-    """The ablation variants on each ablation scenario."""
-    for sc in ABLATION_SCENARIOS:
-        for label, m, extra, width_of in ABLATION_VARIANTS:
-            var = label if (extra or width_of) else ""
-            for s in seeds:
-                ts.add("ablation", sc, label if var else m, m, (), s, extra, width_of, var)
-
-
-def _plan_table1(ts: _TaskSet, scenarios: list[str], seeds: list[int],
-                 rows: list[str] | None = None) -> None:
-    """The rows of the paper's Table 1 (those labelled in ``rows``, default all) on each
-    scenario (issue 12); the main study's five models are the same runs."""
-    res = ts.scale["data"]["resolution"]
-    for sc in scenarios:
-        for label, m, extra, only in TABLE1_ROWS:
-            if (only is not None and sc not in only) or (rows and label not in rows):
-                continue
-            opts = {k: ([res, res] if k == "grid" else v) for k, v in extra.items()}
-            key = table1_key(label, m, extra)
-            for s in seeds:
-                ts.add("table1", sc, key, m, (), s, opts, variant="" if key == m else key)
-
-
-def plan_runs(scale: dict, studies: list[str], scenarios: list[str],
-              models: list[str], seeds: list[int], djobs: list[DataJob], work: Path,
-              device: str, threads: int, inputs_ok: bool, rows: list[str] | None = None
-              ) -> tuple[list[RunTask], list[str]]:
-    """The training runs of the studies, the most expensive first, and notes on skips."""
-    ts = _TaskSet(scale, {d.key: d for d in djobs}, work, device, threads)
-    notes: list[str] = []
-    if "main" in studies:
-        _plan_main(ts, scenarios, models, seeds)
-    if "sweep" in studies:
-        _plan_sweep(ts, djobs, models, seeds)
-    if "inputs" in studies:
-        _plan_inputs(ts, seeds, inputs_ok)
-        if not inputs_ok:
-            notes.append("issue-7 variants with breaking inputs skipped")
-    if "ablation" in studies:
-        _plan_ablation(ts, seeds)
-    if "table1" in studies:
-        _plan_table1(ts, scenarios, seeds, rows)
-    return sorted(ts.tasks.values(), key=lambda t: -t.cost), notes
+def _study_runs(study: str, st: Settings, djobs: list[DataJob], inputs_ok: bool):
+    """The runs of one study as ``_TaskSet.add`` arguments less study and seed: (data key,
+    label, model, breaking inputs, options, width taken from, variant label)."""
+    if study == "main":  # the five models on each scenario
+        for sc in st.scenarios:
+            for m in st.models:
+                yield sc, m, m, (), None, None, ""
+    elif study == "sweep":  # plain, strict and relaxed on each breaking level
+        for d in djobs:
+            for m in SWEEP_MODELS:
+                if d.level is not None and m in st.models:
+                    yield d.key, m, m, (), None, None, ""
+    elif study == "inputs":  # the issue-7 variants, breaking inputs only where supported
+        for sc in INPUT_SCENARIOS:
+            for label, m, br in INPUT_VARIANTS:
+                if inputs_ok or not br:
+                    yield sc, label, m, br, None, None, ""
+    elif study == "ablation":  # a variant with its own options or width: its own label
+        for sc in ABLATION_SCENARIOS:
+            for label, m, extra, width_of in ABLATION_VARIANTS:
+                var = label if (extra or width_of) else ""
+                yield sc, var or m, m, (), extra, width_of, var
+    elif study == "table1":  # the rows asked for (issue 12); the main study's are shared
+        res = st.scale["data"]["resolution"]
+        for sc in st.scenarios:
+            for label, m, extra, only in TABLE1_ROWS:
+                if (only is None or sc in only) and (not st.rows or label in st.rows):
+                    key = table1_key(label, m, extra)
+                    opts = {k: ([res, res] if k == "grid" else v) for k, v in extra.items()}
+                    yield sc, key, m, (), opts, None, "" if key == m else key
 
 
 def build_plan(st: Settings) -> Plan:
-    """The datasets and runs for ``st`` (checks first whether breaking inputs work)."""
+    """The datasets and runs for ``st`` (checks first whether breaking inputs work); the
+    runs of every study, a run asked for by several only once, the most expensive first."""
     inputs_ok, why = breaking_support() if "inputs" in st.studies else (True, "")
     djobs = data_jobs(st.scale, st.scenarios, st.studies, st.work)
-    tasks, notes = plan_runs(st.scale, st.studies, st.scenarios, st.models, st.seeds, djobs,
-                             st.work, st.device, st.threads, inputs_ok, st.rows)
-    return Plan(djobs, tasks, notes, inputs_ok, why)
+    ts = _TaskSet(st.scale, {d.key: d for d in djobs}, st.work, st.device, st.threads)
+    for study in [s for s in STUDIES if s in st.studies]:
+        for dk, label, m, br, extra, width_of, var in _study_runs(study, st, djobs, inputs_ok):
+            for seed in st.seeds:
+                ts.add(study, dk, label, m, br, seed, extra, width_of, var)
+    notes = (["issue-7 variants with breaking inputs skipped"]
+             if "inputs" in st.studies and not inputs_ok else [])
+    return Plan(djobs, sorted(ts.tasks.values(), key=lambda t: -t.cost), notes, inputs_ok, why)
 
 
 def train_samples_per_epoch(scale: dict, djob: DataJob) -> int:
-    """Training windows one epoch visits (the train split ``train.fit`` would resolve)."""
-    # from the scenario spec alone: no data needed
+    """Training windows one epoch visits (the train split ``train.fit`` would resolve, from
+    the scenario spec alone: no data needed)."""
     import simulate
     from train.splits import SplitConfig, resolve_splits
     spec = simulate.preset(djob.scenario, **djob.params)
@@ -444,21 +402,20 @@ def _forward_flop(t: RunTask, T_in: int, res: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
     from surrogate import build_model
     m = build_model(t.model, T_in=T_in, **t.model_config)
-    x = torch.zeros(1, T_in, 3, res, res)
-    args = (x,)
+    args = (torch.zeros(1, T_in, 3, res, res),)
     if t.breaking_inputs:
         from surrogate.breaking import data_layout
         c = len(data_layout(t.breaking_inputs).channels)
-        args = (x, torch.zeros(1, c, res, res)) if c else (x,)
+        args += (torch.zeros(1, c, res, res),) if c else ()
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         m(*args)
     return float(fc.get_total_flops())
 
 
-def compute_estimate(scale: dict, tasks: list[RunTask], djobs: list[DataJob]) -> dict:
-    """Training FLOPs of the plan, summed over runs (validation and tests left out)."""
-    # forward FLOPs per sample (at batch 1) x 3 (forward + backward) x K steps x windows
-    # per epoch x epochs
+def train_flop(scale: dict, tasks: list[RunTask], djobs: list[DataJob]) -> float:
+    """Training FLOPs of the plan, summed over runs (validation and tests left out):
+    forward FLOPs per sample (at batch 1) x 3 (forward + backward) x K steps x windows
+    per epoch x epochs."""
     tr = scale["train"]
     by_key = {d.key: d for d in djobs}
     fwd: dict[str, float] = {}
@@ -471,8 +428,7 @@ def compute_estimate(scale: dict, tasks: list[RunTask], djobs: list[DataJob]) ->
         if t.data_key not in samples:
             samples[t.data_key] = train_samples_per_epoch(scale, by_key[t.data_key])
         total += fwd[mk] * 3 * tr["K"] * samples[t.data_key] * tr["epochs"]
-    return {"train_flop": total, "fwd_gflop_per_sample": {k: v / 1e9 for k, v in fwd.items()},
-            "samples_per_epoch": samples}
+    return total
 
 
 def log_plan(st: Settings, plan: Plan) -> None:
@@ -480,10 +436,9 @@ def log_plan(st: Settings, plan: Plan) -> None:
     if not plan.inputs_ok:
         log(f"NOTE: {plan.why}; the issue-7 variants with breaking inputs are skipped "
             "(strict and relaxed still run)")
-    scale, tasks = st.scale, plan.tasks
-    tr, ev = scale["train"], scale["eval"]
-    log(f"scale {st.scale_name}: {len(plan.djobs)} datasets, {len(tasks)} training runs, "
-        f"{st.jobs} parallel jobs x {st.threads} thread(s), device {st.device}")
+    tr, ev = st.scale["train"], st.scale["eval"]
+    log(f"scale {st.scale_name}: {len(plan.djobs)} datasets, {len(plan.tasks)} training "
+        f"runs, {st.jobs} parallel jobs x {st.threads} thread(s), device {st.device}")
     log(f"work {st.work}; results {st.out_dir}")
     for d in plan.djobs:
         log(f"  data {d.key:22s} {d.scenario} {d.params}")
@@ -492,14 +447,13 @@ def log_plan(st: Settings, plan: Plan) -> None:
         f"decay {tr['lr_decay']} patience {tr['patience']} split {tr['split_preset']}; "
         f"eval {ev['steps']}-step rollouts, <= {ev['max_windows']} windows per split")
     seen = set()
-    for t in tasks:
-        k = (t.model, t.breaking_inputs, t.variant)
-        if k not in seen:
-            seen.add(k)
-            name = t.model + ("+" + "+".join(t.breaking_inputs) if t.breaking_inputs else "")
+    for t in plan.tasks:
+        if (t.model, t.breaking_inputs, t.variant) not in seen:
+            seen.add((t.model, t.breaking_inputs, t.variant))
+            name = "+".join((t.model, *t.breaking_inputs))
             name += f" ({t.variant})" if t.variant else ""
-            log(f"  model {name:44s}"
-                f" depth {scale['model']['depth']} hidden {t.hidden:3d} params {t.params:,}")
+            log(f"  model {name:44s} depth {st.scale['model']['depth']} hidden "
+                f"{t.hidden:3d} params {t.params:,}")
 
 
 def log_estimate(st: Settings, plan: Plan) -> None:
@@ -509,8 +463,7 @@ def log_estimate(st: Settings, plan: Plan) -> None:
         for s in t.study.split(","):
             counts[s] = counts.get(s, 0) + 1
     log(f"  runs per study: {counts}; seeds {st.seeds}")
-    est = compute_estimate(st.scale, plan.tasks, plan.djobs)
-    tf = est["train_flop"] / 1e12
+    tf = train_flop(st.scale, plan.tasks, plan.djobs) / 1e12
     log(f"  training compute (forward x3 x K x windows x epochs, validation and tests "
         f"left out): {tf:,.1f} TFLOP = {tf / 100 / 3600:,.2f} h at a sustained 100 "
         f"TFLOP/s, {tf / 10 / 3600:,.1f} h at 10 TFLOP/s")

@@ -16,9 +16,6 @@ from .common import log, now, write_json
 from .plan import SPLITS, DataJob, Plan, RunTask
 
 
-# --------------------------------------------------------------------------------------
-# Workers (spawned processes, one torch thread each)
-# --------------------------------------------------------------------------------------
 def init_worker(threads: int) -> None:
     """Set up a worker process: ``threads`` torch/OpenMP threads, warnings off."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -64,18 +61,6 @@ def rollout_steps(meta: dict, split: str, steps: int) -> int:
     return max(1, min(steps, int(h))) if h else steps
 
 
-def _cached_result(res_path: Path, key: str) -> dict | None:
-    """The finished run's result when ``result.json`` carries the same key, else None."""
-    if res_path.is_file():
-        try:
-            old = json.loads(res_path.read_text())
-            if old.get("key") == key:
-                return {**old, "reused": True}
-        except ValueError:
-            pass
-    return None
-
-
 def _train(task: RunTask, out: Path, key: str) -> str:
     """Train the run's model with ``train.fit`` (resuming a matching interrupted run)."""
     import train
@@ -89,24 +74,19 @@ def _train(task: RunTask, out: Path, key: str) -> str:
     write_json(task_file, {"key": key, **dataclasses.asdict(task)})
     split = train.SplitConfig(preset=tr["split_preset"], test_steps=task.eval["steps"],
                               valid_stride=tr["valid_stride"])
-
-    def cfg(resume: bool) -> "train.TrainConfig":
-        """The run's training configuration (resuming or starting over)."""
-        return train.TrainConfig(
-            data=[task.data_path], out=str(out), model=task.model,
-            model_config=dict(task.model_config), T_in=tr["T_in"], K=tr["K"],
-            batch_size=tr["batch_size"], epochs=tr["epochs"], lr=tr["lr"],
-            lr_decay=tr["lr_decay"], patience=tr["patience"],
-            max_steps_per_epoch=tr["max_steps_per_epoch"],
-            valid_steps=tr.get("valid_steps"), seed=task.seed, **tr.get("recipe", {}),
-            device=task.device, progress=False, resume=resume, overwrite=not resume,
-            split=split)
+    kw = dict(data=[task.data_path], out=str(out), model=task.model,
+              model_config=dict(task.model_config), T_in=tr["T_in"], K=tr["K"],
+              batch_size=tr["batch_size"], epochs=tr["epochs"], lr=tr["lr"],
+              lr_decay=tr["lr_decay"], patience=tr["patience"],
+              max_steps_per_epoch=tr["max_steps_per_epoch"],
+              valid_steps=tr.get("valid_steps"), seed=task.seed, **tr.get("recipe", {}),
+              device=task.device, progress=False, split=split)
     try:
-        return train.fit(cfg(resume))
-    except ConfigError:
+        return train.fit(train.TrainConfig(**kw, resume=resume, overwrite=not resume))
+    except ConfigError:  # the interrupted run's settings no longer fit: start over
         if not resume:
             raise
-        return train.fit(cfg(False))
+        return train.fit(train.TrainConfig(**kw, resume=False, overwrite=True))
 
 
 def _score(task: RunTask, model: Any) -> dict[str, Any]:
@@ -167,24 +147,23 @@ def run_task(task: RunTask) -> dict:
     """Train one model and score its rollouts; reuse a finished run with the same key."""
     key = task.key()
     out = Path(task.out)
-    cached = _cached_result(out / "result.json", key)
-    if cached is not None:
-        return cached
+    res = out / "result.json"
+    try:
+        old = json.loads(res.read_text()) if res.is_file() else {}
+    except ValueError:  # a broken file: train again
+        old = {}
+    if old.get("key") == key:
+        return {**old, "reused": True}
     t0 = time.perf_counter()
     try:
         return _train_and_score(task, key, out, t0)
     except Exception as e:  # noqa: BLE001 - reported per run, the benchmark goes on
-        ident = _identity(task, key)
-        del ident["key"]
         # limit 8: the same depth below train/evaluate as the old single function's 6
         return {"key": key, "error": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc(limit=8), **ident,
+                "traceback": traceback.format_exc(limit=8), **_identity(task, key),
                 "seconds": time.perf_counter() - t0}
 
 
-# --------------------------------------------------------------------------------------
-# The process pool
-# --------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class RunOutcome:
     """What the pool produced: per-run results, dataset summaries and wall times."""
@@ -194,68 +173,46 @@ class RunOutcome:
     t_runs: float
 
 
-def _data_line(info: dict) -> str:
-    """The log line of one dataset."""
-    return (f"data {info['key']}: {info['sims']} sims x {info['frames']} frames "
-            f"{info['grid']} ({info['heldout']} held out) "
-            f"{'reused' if info['reused'] else '%.0f s' % info['seconds']}"
-            + (f", data equivariance error {info['data_equivariance_error']:.4f}"
-               if info["data_equivariance_error"] is not None else ""))
-
-
-def _run_line(done: int, n: int, t: RunTask, r: dict, elapsed: float) -> str:
-    """The log line of one finished (or failed) run."""
-    if "error" in r:
-        return f"[{done}/{n}] FAILED {t.data_key} {t.label} seed {t.seed}: {r['error']}"
-    sc = r["scores"]
-    return (f"[{done}/{n}] {t.data_key} {t.label} seed {t.seed}: "
-            f"future {sc['test-future']['rmse']:.4f} domain "
-            f"{sc['test-domain']['rmse']:.4f}"
-            f" ({'cached' if r.get('reused') else '%.0f s' % r['seconds']}; "
-            f"{elapsed / 60:.1f} min elapsed)")
-
-
-def _generate_all(pool: cf.Executor, djobs: list[DataJob], device: str
-                  ) -> dict[str, dict]:
-    """Generate (or reuse) every dataset in the pool; summaries by dataset key."""
-    dinfo: dict[str, dict] = {}
-    futs = {pool.submit(generate_data, d, device): d for d in djobs}
+def _as_completed(pool: cf.Executor, fn, items: list, *args):
+    """``(item, fn(item, *args))`` for every item, computed in the pool, as they finish."""
+    futs = {pool.submit(fn, x, *args): x for x in items}
     for f in cf.as_completed(futs):
-        info = f.result()
-        dinfo[info["key"]] = info
-        log(_data_line(info))
-    return dinfo
-
-
-def _run_all(pool: cf.Executor, tasks: list[RunTask]) -> list[dict]:
-    """Train and score every run in the pool; results in the order they finished."""
-    results: list[dict] = []
-    t0 = time.perf_counter()
-    futs = {pool.submit(run_task, t): t for t in tasks}
-    for f in cf.as_completed(futs):
-        r = f.result()
-        results.append(r)
-        log(_run_line(len(results), len(tasks), futs[f], r, time.perf_counter() - t0))
-    return results
+        yield futs[f], f.result()
 
 
 def execute(plan: Plan, jobs: int, device: str, threads: int) -> RunOutcome:
-    """Generate the plan's datasets, then train and score its runs, ``jobs`` at a time."""
+    """Generate (or reuse) the plan's datasets, then train and score its runs, ``jobs`` at
+    a time; results in the order they finished."""
+    dinfo: dict[str, dict] = {}
+    results: list[dict] = []
     ctx = mp.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=init_worker,
                                 initargs=(threads,)) as pool:
         t0 = time.perf_counter()
-        dinfo = _generate_all(pool, plan.djobs, device)
+        for _, i in _as_completed(pool, generate_data, plan.djobs, device):
+            dinfo[i["key"]] = i
+            err = i["data_equivariance_error"]
+            log(f"data {i['key']}: {i['sims']} sims x {i['frames']} frames {i['grid']} "
+                f"({i['heldout']} held out) "
+                f"{'reused' if i['reused'] else '%.0f s' % i['seconds']}"
+                + (f", data equivariance error {err:.4f}" if err is not None else ""))
         t_data = time.perf_counter() - t0
         t0 = time.perf_counter()
-        results = _run_all(pool, plan.tasks)
+        for t, r in _as_completed(pool, run_task, plan.tasks):
+            results.append(r)
+            head = f"[{len(results)}/{len(plan.tasks)}]"
+            if "error" in r:
+                log(f"{head} FAILED {t.data_key} {t.label} seed {t.seed}: {r['error']}")
+                continue
+            sc, mins = r["scores"], (time.perf_counter() - t0) / 60
+            log(f"{head} {t.data_key} {t.label} seed {t.seed}: future "
+                f"{sc['test-future']['rmse']:.4f} domain {sc['test-domain']['rmse']:.4f} "
+                f"({'cached' if r.get('reused') else '%.0f s' % r['seconds']}; "
+                f"{mins:.1f} min elapsed)")
         t_runs = time.perf_counter() - t0
     return RunOutcome(results, dinfo, t_data, t_runs)
 
 
-# --------------------------------------------------------------------------------------
-# Persistence baseline (last given frame repeated), on the windows the models are scored on
-# --------------------------------------------------------------------------------------
 def persistence(data_path: str, checkpoint: str, steps: int, max_windows: int | None
                 ) -> tuple[dict[str, float], dict[str, float]]:
     """RMSE per split of repeating the last given frame, on the checkpoint's windows:

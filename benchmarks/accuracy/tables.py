@@ -1,13 +1,17 @@
-"""Aggregation over seeds and the markdown tables and verdicts of the report."""
+"""Aggregation over seeds, and the report's markdown sections: tables and verdicts."""
 
 from __future__ import annotations
 
 import functools
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .plan import (ABLATION_SCENARIOS, ABLATION_VARIANTS, INPUT_SCENARIOS, INPUT_VARIANTS,
-                   SPLITS, STRICT_OF, SWEEP_MODELS, DataJob, RunTask)
+                   SPLITS, STRICT_OF, SWEEP_MODELS, TABLE1_ROWS, RunTask, table1_key)
+
+if TYPE_CHECKING:
+    from .report import Report
 
 #: (data_key, label) -> split -> per-seed RMSE
 Agg = dict[tuple, dict[str, list[float]]]
@@ -29,17 +33,38 @@ def fmt_cell(m: float, s: float, n: int, nseeds: int, bold: bool = False) -> str
     """A table cell "mean ± std" (bold, and "(n/N seeds)" when seeds are missing)."""
     if n == 0:
         return "–"
-    txt = f"{m:.4f} ± {s:.4f}"
-    if bold:
-        txt = f"**{txt}**"
-    if n < nseeds:
-        txt += f" ({n}/{nseeds} seeds)"
-    return txt
+    txt = f"**{m:.4f} ± {s:.4f}**" if bold else f"{m:.4f} ± {s:.4f}"
+    return txt + (f" ({n}/{nseeds} seeds)" if n < nseeds else "")
 
 
 def _cell_stats(agg: Agg, data_key: str, label: str, split: str) -> tuple[float, float, int]:
     """``mean_std`` of the per-seed RMSE of one table cell."""
     return mean_std(agg.get((data_key, label), {}).get(split, []))
+
+
+def _best(pairs: list[tuple]) -> object:
+    """The key of the lowest finite mean among ``(mean, key)`` pairs (None if none)."""
+    finite = [p for p in pairs if not math.isnan(p[0])]
+    return min(finite)[1] if finite else None
+
+
+def _grid(agg: Agg, labels: list[str], cols: list[tuple[str, str]], nseeds: int
+          ) -> dict[str, list[str]]:
+    """Each label's cells in the columns ``(data_key, split)``, the lowest mean bold."""
+    best = {(k, s): _best([(_cell_stats(agg, k, lab, s)[0], lab) for lab in labels])
+            for k, s in cols}
+    return {lab: [fmt_cell(*_cell_stats(agg, k, lab, s), nseeds, bold=best[(k, s)] == lab)
+                  for k, s in cols] for lab in labels}
+
+
+def _count(p: int | None) -> str:
+    """A parameter count with thousands separators, "–" when unknown."""
+    return f"{p:,}" if isinstance(p, int) else "–"
+
+
+def _num(x: float | None) -> str:
+    """``x`` to 4 decimals, "–" when unknown."""
+    return "–" if x is None else f"{x:.4f}"
 
 
 def collect(results: list[dict], metric: str = "rmse") -> Agg:
@@ -69,62 +94,26 @@ def _verdict(agg: Agg, sc: str, split: str, models: list[str]) -> str | None:
     """One scenario and split: the best model, each relaxed model vs plain and strict."""
     def mean(m: str) -> float:
         """Mean RMSE of model ``m`` over seeds (nan without results)."""
-        v = agg.get((sc, m), {}).get(split, [])
-        return mean_std(v)[0] if v else math.nan
+        return _cell_stats(agg, sc, m, split)[0]
     parts = []
     for rel, strict in STRICT_OF.items():
-        if rel not in models:
-            continue
-        r, p, s = mean(rel), mean("unet"), mean(strict)
-        if math.isnan(r):
-            continue
-        cmp = []
-        if not math.isnan(p):
-            cmp.append(f"{(r / p - 1) * 100:+.0f}% vs unet")
-        if not math.isnan(s):
-            cmp.append(f"{(r / s - 1) * 100:+.0f}% vs {strict}")
-        parts.append(f"{rel} {', '.join(cmp)}")
-    ranked = sorted(((mean(m), m) for m in models if not math.isnan(mean(m))))
-    if not ranked:
+        r = mean(rel)
+        if rel in models and not math.isnan(r):
+            cmp = [f"{(r / b - 1) * 100:+.0f}% vs {other}"
+                   for other, b in (("unet", mean("unet")), (strict, mean(strict)))
+                   if not math.isnan(b)]
+            parts.append(f"{rel} {', '.join(cmp)}")
+    best = _best([(mean(m), m) for m in models])
+    if best is None:
         return None
-    return f"- {sc} {split}: best {ranked[0][1]} ({ranked[0][0]:.4f}); " + "; ".join(parts)
+    return f"- {sc} {split}: best {best} ({mean(best):.4f}); " + "; ".join(parts)
 
 
 def verdicts(agg: Agg, scenarios: list[str], models: list[str],
              splits: list[str] = SPLITS) -> list[str]:
     """Plain statements: does each relaxed model beat plain and its strict counterpart?"""
-    lines = []
-    for sc in scenarios:
-        for split in splits:
-            v = _verdict(agg, sc, split, models)
-            if v is not None:
-                lines.append(v)
-    return lines
-
-
-def main_tables(agg: Agg, base: Base, scenarios: list[str], models: list[str],
-                params: dict[str, int], nseeds: int) -> list[str]:
-    """The main study: one table per split, models x scenarios, with persistence."""
-    lines = []
-    for split in SPLITS:
-        lines += [f"### {split} RMSE", "",
-                  "| model | params | " + " | ".join(scenarios) + " |",
-                  "|---|---:|" + "---:|" * len(scenarios)]
-        best = {}
-        for sc in scenarios:
-            ms = [(_cell_stats(agg, sc, m, split)[0], m) for m in models]
-            ms = [x for x in ms if not math.isnan(x[0])]
-            best[sc] = min(ms)[1] if ms else None
-        for m in models:
-            cells = [fmt_cell(*_cell_stats(agg, sc, m, split), nseeds,
-                              bold=best[sc] == m) for sc in scenarios]
-            lines.append(f"| {m} | {params.get(m, '–'):,} | " + " | ".join(cells) + " |"
-                         if isinstance(params.get(m), int) else
-                         f"| {m} | – | " + " | ".join(cells) + " |")
-        lines.append("| *persistence* | 0 | " + " | ".join(
-            f"{base[sc][split]:.4f}" if sc in base else "–" for sc in scenarios) + " |")
-        lines.append("")
-    return lines
+    lines = [_verdict(agg, sc, split, models) for sc in scenarios for split in splits]
+    return [v for v in lines if v is not None]
 
 
 def ratio_tables(agg: Agg, agg_vel: Agg, base: Base, base_vel: Base, scenarios: list[str],
@@ -161,55 +150,79 @@ def ratio_tables(agg: Agg, agg_vel: Agg, base: Base, base_vel: Base, scenarios: 
     return lines
 
 
-def sweep_table(agg: Agg, base: Base, djobs: list[DataJob], dinfo: dict[str, dict],
-                models: list[str], nseeds: int) -> list[str]:
+def _model_tables(rep: Report, scenarios: list[str], keys: list[str],
+                  params: dict[str, int]) -> list[str]:
+    """The runs ``keys`` x scenarios: one RMSE table per split, with persistence, then the
+    ratio tables."""
+    lines, nseeds = [], len(rep.st.seeds)
+    for split in SPLITS:
+        cells = _grid(rep.agg, keys, [(sc, split) for sc in scenarios], nseeds)
+        lines += [f"### {split} RMSE", "",
+                  "| model | params | " + " | ".join(scenarios) + " |",
+                  "|---|---:|" + "---:|" * len(scenarios)]
+        lines += [f"| {m} | {_count(params.get(m))} | " + " | ".join(cells[m]) + " |"
+                  for m in keys]
+        lines += ["| *persistence* | 0 | " + " | ".join(
+            f"{rep.base[sc][split]:.4f}" if sc in rep.base else "–" for sc in scenarios)
+            + " |", ""]
+    return lines + ratio_tables(rep.agg, rep.agg_velocity, rep.base, rep.base_velocity,
+                                scenarios, keys, nseeds)
+
+
+def main_section(rep: Report) -> list[str]:
+    """The five models at equal parameter count, with the relaxed-vs-others verdicts."""
+    params = {t.model: t.params for t in rep.plan.tasks
+              if not t.breaking_inputs and not t.variant}
+    return (["", "## Five models at equal parameter count", ""]
+            + _model_tables(rep, rep.main_scenarios, rep.st.models, params)
+            + ["Relaxed vs plain and vs its strict counterpart (relative change of the "
+               "mean RMSE; negative = relaxed better):", ""]
+            + verdicts(rep.agg, rep.main_scenarios, rep.st.models))
+
+
+def sweep_section(rep: Report) -> list[str]:
     """The sweep: one row per breaking level and split, with the data equivariance error."""
-    sweep = [d for d in djobs if d.level is not None]
-    ms = [m for m in SWEEP_MODELS if m in models]
-    lines = ["| level | data eq. error | split | " + " | ".join(ms) + " | persistence |",
+    ms = [m for m in SWEEP_MODELS if m in rep.st.models]
+    lines = ["", "## Symmetry-breaking sweep (`breaking_sweep`)", "",
+             f"One dataset per level; plot: `accuracy_sweep_{rep.st.scale_name}.png`.", "",
+             "| level | data eq. error | split | " + " | ".join(ms) + " | persistence |",
              "|---:|---:|---|" + "---:|" * (len(ms) + 1)]
-    for d in sweep:
-        err = dinfo.get(d.key, {}).get("data_equivariance_error")
+    for d in [d for d in rep.plan.djobs if d.level is not None]:
+        err = rep.out.dinfo.get(d.key, {}).get("data_equivariance_error")
         for split in SPLITS:
-            vals = [_cell_stats(agg, d.key, m, split) for m in ms]
-            finite = [(v[0], i) for i, v in enumerate(vals) if not math.isnan(v[0])]
-            bi = min(finite)[1] if finite else -1
-            lines.append(f"| {d.level:g} | {err:.4f} | {split} | " if err is not None else
-                         f"| {d.level:g} | – | {split} | ")
-            lines[-1] += " | ".join(fmt_cell(*v, nseeds, bold=i == bi)
-                                    for i, v in enumerate(vals))
-            lines[-1] += f" | {base.get(d.key, {}).get(split, math.nan):.4f} |"
+            vals = [_cell_stats(rep.agg, d.key, m, split) for m in ms]
+            bi = _best([(v[0], i) for i, v in enumerate(vals)])
+            cells = [fmt_cell(*v, len(rep.st.seeds), bold=i == bi) for i, v in enumerate(vals)]
+            lines.append(f"| {d.level:g} | {_num(err)} | {split} | " + " | ".join(cells)
+                         + f" | {rep.base.get(d.key, {}).get(split, math.nan):.4f} |")
     return lines
 
 
-def inputs_table(agg: Agg, base: Base, params_v: dict[str, int | None], nseeds: int,
-                 inputs_ok: bool, why: str) -> list[str]:
-    """The issue-7 variants: one row each, scenario x split columns, with persistence."""
-    lines = ["| variant | model | params | " + " | ".join(
-        f"{sc} {s}" for sc in INPUT_SCENARIOS for s in ("future", "domain")) + " |",
-        "|---|---|---:|" + "---:|" * (2 * len(INPUT_SCENARIOS))]
-    best = {}
-    for sc in INPUT_SCENARIOS:
-        for s in SPLITS:
-            c = [(_cell_stats(agg, sc, lab, s)[0], lab) for lab, _, _ in INPUT_VARIANTS]
-            c = [x for x in c if not math.isnan(x[0])]
-            best[(sc, s)] = min(c)[1] if c else None
+def inputs_section(rep: Report) -> list[str]:
+    """The issue-7 variants (breaking symmetry by inputs): one row each, scenario x split
+    columns, with persistence."""
+    cols = [(sc, s) for sc in INPUT_SCENARIOS for s in SPLITS]
+    lines = ["", "## Breaking symmetry by inputs (issue 7)", "",
+             "Group-conv family: strict = `gconv_unet`, relaxed = `relaxed_gconv_unet`; "
+             "`cause` = buoyancy vector + inflow/obstacle/open-wall masks from the "
+             "dataset, `frame` = the global axes as vector fields, `coords` = x, y "
+             "channels. Test-future / test-domain RMSE.", "",
+             "| variant | model | params | " + " | ".join(
+                 f"{sc} {s.split('-')[1]}" for sc, s in cols) + " |",
+             "|---|---|---:|" + "---:|" * len(cols)]
+    cells = _grid(rep.agg, [lab for lab, _, _ in INPUT_VARIANTS], cols, len(rep.st.seeds))
+    skip = not rep.plan.inputs_ok
     for lab, m, br in INPUT_VARIANTS:
-        cells = []
-        for sc in INPUT_SCENARIOS:
-            for s in SPLITS:
-                v = _cell_stats(agg, sc, lab, s)
-                cells.append(fmt_cell(*v, nseeds, bold=best[(sc, s)] == lab) if v[2] else
-                             ("skipped" if br and not inputs_ok else "–"))
-        p = params_v.get(lab)
-        lines.append(f"| {lab} | {m}{' + ' + '+'.join(br) if br else ''} | "
-                     f"{p:,} | " if isinstance(p, int) else f"| {lab} | {m} | – | ")
-        lines[-1] += " | ".join(cells) + " |"
+        t = next((t for t in rep.plan.tasks
+                  if t.model == m and tuple(t.breaking_inputs) == br), None)
+        p = t.params if t else None
+        row = ["skipped" if c == "–" and br and skip else c for c in cells[lab]]
+        name = f"{m} + {'+'.join(br)}" if br and isinstance(p, int) else m
+        lines.append(f"| {lab} | {name} | {_count(p)} | " + " | ".join(row) + " |")
     lines.append("| *persistence* | – | 0 | " + " | ".join(
-        f"{base.get(sc, {}).get(s, math.nan):.4f}" for sc in INPUT_SCENARIOS for s in SPLITS)
-        + " |")
-    if not inputs_ok:
-        lines += ["", f"Variants with breaking inputs were skipped: {why}"]
+        f"{rep.base.get(sc, {}).get(s, math.nan):.4f}" for sc, s in cols) + " |")
+    if skip:
+        lines += ["", f"Variants with breaking inputs were skipped: {rep.plan.why}"]
     return lines
 
 
@@ -229,61 +242,96 @@ def _deviations(tasks: list[RunTask]) -> list[float]:
     return [x for x in d if x is not None]
 
 
-def _ablation_rows(tasks: list[RunTask]) -> list[tuple[str, str, str, list[RunTask]]]:
-    """(label, model, aggregate label, runs) of each ablation variant."""
-    rows = []
-    for label, m, extra, width_of in ABLATION_VARIANTS:
-        key = label if (extra or width_of) else m
-        ts = [t for t in tasks if t.model == m and not t.breaking_inputs
-              and t.variant == (key if key == label else "")]
-        rows.append((label, m, key, ts))
-    return rows
+_ABLATION_INTRO = (
+    "`relaxed L=2` is the default relaxed group conv (2 filter banks) at the "
+    "common parameter target, so it is narrower than `strict`; `relaxed L=1` "
+    "(one bank, one weight per group element and layer) is nearly as wide as "
+    "`strict`; `relaxed L=2 @ strict width` has the strict model's hidden "
+    "width and so more parameters. The relaxed steerable coefficients are "
+    "w(y) = w_bar + relax_scale * delta(y) (default relax_scale 1, alpha "
+    "1e-5); the variants change one of the two; `@ strict width` rows have "
+    "the strict steerable model's width (per-position coefficients: about "
+    "9x its parameters). Relaxation dev. (0 = exactly equivariant; "
+    "`evaluate.relaxation_summary`, averaged over relaxed layers and seeds): "
+    "for a relaxed group conv the spread over g (std) of the learned weights "
+    "w_l(g) relative to their mean magnitude; for a relaxed steerable conv the "
+    "spread of the kernel coefficients over kernel positions relative to their "
+    "size. Test-future / test-domain RMSE.")
+_RELAXATION_INTRO = (
+    "Learned relaxation per dataset (the relaxed models of the other "
+    "studies, at equal parameters): relaxation dev. as above for "
+    "`relaxed_gconv_unet`; for `relaxed_steer_unet` the spread of the kernel "
+    "coefficients over kernel positions relative to their size (0 = "
+    "equivariant). Mean ± std over seeds. Data eq. error as in the settings "
+    "(none for data without rotated partner runs).")
 
 
-def ablation_table(agg: Agg, tasks: list[RunTask], nseeds: int) -> list[str]:
-    """The ablation: one row per variant with width, parameters, RMSE and relaxation."""
+def ablation_section(rep: Report) -> list[str]:
+    """The ablation (one row per variant with width, parameters, RMSE and relaxation) and
+    the learned relaxation per dataset."""
+    nseeds = len(rep.st.seeds)
     cols = [(sc, s) for sc in ABLATION_SCENARIOS for s in SPLITS]
-    lines = ["| variant | model | hidden | params | " + " | ".join(
-        f"{sc} {s.split('-')[1]}" for sc, s in cols) + " | relaxation dev. "
-        + " / ".join(ABLATION_SCENARIOS) + " |",
-        "|---|---|---:|---:|" + "---:|" * (len(cols) + 1)]
-    rows = _ablation_rows(tasks)
-    best = {}
-    for c in cols:
-        v = [(_cell_stats(agg, c[0], k, c[1])[0], k) for _, _, k, _ in rows]
-        v = [x for x in v if not math.isnan(x[0])]
-        best[c] = min(v)[1] if v else None
-    for label, m, key, ts in rows:
-        cells = [fmt_cell(*_cell_stats(agg, sc, key, s), nseeds, bold=best[(sc, s)] == key)
-                 for sc, s in cols]
+    lines = ["", "## Ablation: what the relaxation buys", "", _ABLATION_INTRO, "",
+             "| variant | model | hidden | params | " + " | ".join(
+                 f"{sc} {s.split('-')[1]}" for sc, s in cols) + " | relaxation dev. "
+             + " / ".join(ABLATION_SCENARIOS) + " |",
+             "|---|---|---:|---:|" + "---:|" * (len(cols) + 1)]
+    keys = [label if (extra or width_of) else m
+            for label, m, extra, width_of in ABLATION_VARIANTS]
+    cells = _grid(rep.agg, keys, cols, nseeds)
+    for (label, m, _, _), key in zip(ABLATION_VARIANTS, keys):
+        ts = [t for t in rep.plan.tasks if t.model == m and not t.breaking_inputs
+              and t.variant == (key if key == label else "")]
         devs = []
         for sc in ABLATION_SCENARIOS:
             d = _deviations([t for t in ts if t.data_key == sc])
             devs.append(f"{sum(d) / len(d):.3f}" if d else "–")
-        t0 = ts[0] if ts else None
-        lines.append(f"| {label} | {m} | {t0.hidden if t0 else '–'} | "
-                     f"{f'{t0.params:,}' if t0 else '–'} | " + " | ".join(cells)
+        lines.append(f"| {label} | {m} | {ts[0].hidden if ts else '–'} | "
+                     f"{_count(ts[0].params if ts else None)} | " + " | ".join(cells[key])
                      + f" | {' / '.join(devs)} |")
-    return lines
+    return (lines + ["", _RELAXATION_INTRO, ""]
+            + relaxation_table(rep.plan.tasks, rep.out.dinfo, nseeds))
 
 
 def relaxation_table(tasks: list[RunTask], dinfo: dict[str, dict], nseeds: int
                      ) -> list[str]:
-    """How far the learned relaxation moved from equivariance, per dataset and model."""
-    # does the relaxation find the breaking the data carry?
+    """How far the learned relaxation moved from equivariance, per dataset and model (does
+    the relaxation find the breaking the data carry?)."""
     rel = [m for m in STRICT_OF if any(t.model == m for t in tasks)]
-    keys = list(dict.fromkeys(t.data_key for t in tasks))
     lines = ["| dataset | data eq. error | " + " | ".join(rel) + " |",
              "|---|---:|" + "---:|" * len(rel)]
-    for k in keys:
+    for k in dict.fromkeys(t.data_key for t in tasks):
         cells = []
         for m in rel:
             d = _deviations([t for t in tasks if t.data_key == k and t.model == m
-                                 and not t.breaking_inputs and not t.variant])
+                             and not t.breaking_inputs and not t.variant])
             cells.append(fmt_cell(*mean_std(d), nseeds) if d else "–")
-        if all(c == "–" for c in cells):
-            continue
-        err = dinfo.get(k, {}).get("data_equivariance_error")
-        lines.append(f"| `{k}` | {'–' if err is None else f'{err:.4f}'} | "
-                     + " | ".join(cells) + " |")
+        if any(c != "–" for c in cells):
+            err = dinfo.get(k, {}).get("data_equivariance_error")
+            lines.append(f"| `{k}` | {_num(err)} | " + " | ".join(cells) + " |")
     return lines
+
+
+def table1_section(rep: Report) -> list[str]:
+    """The paper's Table 1 shape (issue 12): every baseline and relaxed model per
+    scenario and split, persistence as the floor."""
+    keys, params = [], {}
+    for label, m, extra, _ in TABLE1_ROWS:
+        key = table1_key(label, m, extra)
+        keys.append(key)
+        t = next((t for t in rep.plan.tasks if "table1" in t.study.split(",")
+                  and t.model == m and (t.variant or t.model) == key), None)
+        if t is not None:
+            params[key] = t.params
+    rows = "; ".join(f"{label} = `{m}`" + (f" ({', '.join(extra)})" if extra else "")
+                     for label, m, extra, _ in TABLE1_ROWS)
+    return (["", "## The paper's Table 1 on one U-Net skeleton (issue 12)", "",
+             f"Rows: {rows}. `clc_unet` runs on `translation` only and cannot be sized to "
+             "the common parameter target (its smallest width has more: see params). RMSE "
+             "over all fields.", ""]
+            + _model_tables(rep, rep.st.scenarios, keys, params))
+
+
+#: the markdown section of each study, in the report's order
+SECTIONS = {"main": main_section, "sweep": sweep_section, "inputs": inputs_section,
+            "ablation": ablation_section, "table1": table1_section}
