@@ -75,13 +75,12 @@ def collect(results: list[dict], metric: str = "rmse") -> Agg:
         if "error" in r:
             continue
         # a run shared by studies is stored under its model label and its variant label
-        labels = {r["label"]}
+        # (in a fixed order: the JSON's aggregate keeps the same order from run to run)
+        labels = [r["label"]]
         if not r["breaking_inputs"] and not r.get("variant"):
-            labels.add(r["model"])
-            for lab, m, br in INPUT_VARIANTS:
-                if m == r["model"] and not br:
-                    labels.add(lab)
-        for lab in labels:
+            labels += [r["model"]] + [lab for lab, m, br in INPUT_VARIANTS
+                                      if m == r["model"] and not br]
+        for lab in dict.fromkeys(labels):
             d = agg.setdefault((r["data_key"], lab), {s: [] for s in SPLITS})
             for s in SPLITS:
                 v = r["scores"][s].get(metric)
