@@ -29,6 +29,9 @@ class _UsageError(Exception):
     pass
 
 
+_WORDS = {"true": True, "yes": True, "false": False, "no": False, "none": None, "null": None}
+
+
 def _value(text: str):
     t = text.strip()
     if t.startswith("[") or t.startswith("{"):
@@ -38,13 +41,8 @@ def _value(text: str):
             raise _UsageError(f"cannot parse {text!r} as JSON") from None
     if "," in t:
         return [_value(p) for p in t.split(",") if p.strip()]
-    low = t.lower()
-    if low in ("true", "yes"):
-        return True
-    if low in ("false", "no"):
-        return False
-    if low in ("none", "null"):
-        return None
+    if t.lower() in _WORDS:
+        return _WORDS[t.lower()]
     for conv in (int, float):
         try:
             return conv(t)
@@ -60,20 +58,15 @@ def _overrides(args) -> dict:
             raise _UsageError(f"--set expects key=value, got {item!r}")
         k, v = item.split("=", 1)
         ov[k.strip().replace("-", "_")] = _value(v)
-    for key in ("resolution", "steps", "save_every", "seed", "dt"):
-        v = getattr(args, key, None)
-        if v is not None:
-            ov[key] = v
-    return ov
+    shortcuts = ("resolution", "steps", "save_every", "seed", "dt")
+    return ov | {k: getattr(args, k) for k in shortcuts if getattr(args, k, None) is not None}
 
 
 def _spec(args):
     from .scenarios import load_spec, preset
-    ov = _overrides(args)
     s = args.scenario
-    if s.endswith(".toml") or Path(s).is_file():
-        return load_spec(s, **ov)
-    return preset(s, **ov)
+    build = load_spec if s.endswith(".toml") or Path(s).is_file() else preset
+    return build(s, **_overrides(args))
 
 
 def _add_spec_args(p):
@@ -129,16 +122,13 @@ def _cmd_generate(args):
                        resume=args.resume, overwrite=args.overwrite, progress=args.progress,
                        max_parts=args.max_parts, device=args.device, threads=args.threads)
     print(format_summary(summary))
-    return 0
 
 
 def _cmd_merge(args):
     from .dataset import merge, open_dataset
     out = merge(args.files, args.out, overwrite=args.overwrite, allow_partial=args.allow_partial)
-    ds = open_dataset(out)
-    print(f"wrote {out}: {ds.sizes['sim']} simulations from {len(args.files)} files")
-    ds.close()
-    return 0
+    with open_dataset(out) as ds:
+        print(f"wrote {out}: {ds.sizes['sim']} simulations from {len(args.files)} files")
 
 
 def _cmd_info(args):
@@ -155,7 +145,6 @@ def _cmd_info(args):
               f"frames {ds.sizes['time']} (dt {a.get('dt', '?')}), grid {ds.sizes['y']}x{ds.sizes['x']}, "
               f"variables {', '.join(ds.data_vars)}; valid")
         ds.close()
-    return 0
 
 
 def _cmd_list(args):
@@ -164,34 +153,31 @@ def _cmd_list(args):
         doc = " ".join((fn.__doc__ or "").replace("``", "").split())
         params = ", ".join(f"{k}={v!r}" for k, v in preset_parameters(name).items() if k != "solver")
         print(f"{name}: {doc}\n    parameters: {params}")
-    return 0
 
 
 def _cmd_spec(args):
     from .scenarios import spec_to_toml
     sys.stdout.write(spec_to_toml(_spec(args)))
-    return 0
 
 
 def main(argv=None) -> int:
     from .dataset import DatasetError
+    from .phiflow_step import SimulationError
     from .scenarios import SpecError
     try:
         args = build_parser().parse_args(argv)
-        return {"generate": _cmd_generate, "merge": _cmd_merge, "info": _cmd_info,
-                "list": _cmd_list, "spec": _cmd_spec}[args.cmd](args)
+        {"generate": _cmd_generate, "merge": _cmd_merge, "info": _cmd_info,
+         "list": _cmd_list, "spec": _cmd_spec}[args.cmd](args)
+        return 0
     except (_UsageError, SpecError, DatasetError) as e:
         print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted (finished parts are kept; rerun with --resume)", file=sys.stderr)
         return 130
-    except Exception as e:
-        from .phiflow_step import SimulationError
-        if isinstance(e, SimulationError):
-            print(f"{PROG}: simulation failed: {' '.join(str(e).split())}", file=sys.stderr)
-            return 1
-        raise
+    except SimulationError as e:
+        print(f"{PROG}: simulation failed: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

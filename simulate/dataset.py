@@ -39,6 +39,7 @@ __all__ = ["DatasetError", "open_dataset", "validate_dataset", "build_dataset", 
 
 SCHEMA_VERSION = 1
 DIMS = ("sim", "time", "y", "x")
+_CAUSE_DIMS = ("sim", "y", "x")
 FIELD_VARS = {
     "u": ("x component of velocity (cell centred)", "m s-1"),
     "v": ("y component of velocity (cell centred)", "m s-1"),
@@ -101,8 +102,7 @@ def spec_hash(spec: ScenarioSpec) -> str:
 def holds_spec(path: str | Path, spec: ScenarioSpec, shard: str = "0/1") -> bool:
     """Whether ``path`` is a readable dataset made from ``spec`` (same spec hash) and
     ``shard``: the check that decides whether a finished output can be reused."""
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         return False
     try:
         with open_dataset(path) as ds:
@@ -115,13 +115,11 @@ def holds_spec(path: str | Path, spec: ScenarioSpec, shard: str = "0/1") -> bool
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
     out = {}
-    for dist, key in (("phiflow", "phiflow_version"), ("phiml", "phiml_version"),
-                      ("relaxflow", "relaxflow_version"), ("torch", "torch_version"),
-                      ("xarray", "xarray_version")):
+    for dist in ("phiflow", "phiml", "relaxflow", "torch", "xarray"):
         try:
-            out[key] = version(dist)
+            out[f"{dist}_version"] = version(dist)
         except PackageNotFoundError:
-            out[key] = "unknown"
+            out[f"{dist}_version"] = "unknown"
     return out
 
 
@@ -132,25 +130,20 @@ def build_dataset(spec: ScenarioSpec, indices: Sequence[int], fields: dict, caus
     indices = [int(i) for i in indices]
     sims = [spec.sims[i] for i in indices]
     centres = cell_centres(spec)
-    n_frames = fields["density"].shape[1]
     coords = {
         "sim": ("sim", np.asarray(indices, np.int64), {"long_name": "simulation index in the scenario spec"}),
-        "time": ("time", np.arange(n_frames) * spec.stored_dt,
+        "time": ("time", np.arange(fields["density"].shape[1]) * spec.stored_dt,
                  {"long_name": "time since frame 0", "units": "s"}),
         "y": ("y", centres, {"long_name": "y of the cell centre", "units": "m", "axis": "Y"}),
         "x": ("x", centres, {"long_name": "x of the cell centre", "units": "m", "axis": "X"}),
     }
     for name, (get, dtype, long_name, units) in SIM_COORDS.items():
         vals = np.array([get(s) for s in sims], dtype=object if dtype is str else dtype)
-        attrs = {"long_name": long_name}
-        if units:
-            attrs["units"] = units
+        attrs = {"long_name": long_name} | ({"units": units} if units else {})
         coords[name] = ("sim", vals, attrs)
-    data = {}
-    for name, (long_name, units) in FIELD_VARS.items():
-        data[name] = (DIMS, np.asarray(fields[name], np.float32), {"long_name": long_name, "units": units})
-    for name, (long_name, units) in CAUSE_VARS.items():
-        data[name] = (("sim", "y", "x"), np.asarray(causes[name], np.float32), {"long_name": long_name, "units": units})
+    data = {name: (dims, np.asarray(src[name], np.float32), {"long_name": ln, "units": units})
+            for names, dims, src in ((FIELD_VARS, DIMS, fields), (CAUSE_VARS, _CAUSE_DIMS, causes))
+            for name, (ln, units) in names.items()}
     sv = spec.solver
     attrs = {
         "title": f"relaxflow smoke plume: {spec.name}",
@@ -180,22 +173,17 @@ def build_dataset(spec: ScenarioSpec, indices: Sequence[int], fields: dict, caus
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "relaxflow_conventions": CONVENTIONS,
         **_versions(),
+        **(extra_attrs or {}),
     }
-    if extra_attrs:
-        attrs.update(extra_attrs)
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
 def _encoding(ds: xr.Dataset) -> dict:
-    enc = {}
-    nt = ds.sizes.get("time", 1)
-    for name, var in ds.data_vars.items():
-        chunks = tuple({"sim": 1, "time": min(nt, 8)}.get(d, ds.sizes[d]) for d in var.dims)
-        enc[name] = {"zlib": True, "complevel": 4, "shuffle": True, "chunksizes": chunks}
-    for name in ds.coords:
-        if ds[name].dtype.kind == "f":
-            enc[name] = {"_FillValue": None}
-    return enc
+    chunk = {"sim": 1, "time": min(ds.sizes.get("time", 1), 8)}
+    enc = {name: {"zlib": True, "complevel": 4, "shuffle": True,
+                  "chunksizes": tuple(chunk.get(d, ds.sizes[d]) for d in var.dims)}
+           for name, var in ds.data_vars.items()}
+    return enc | {name: {"_FillValue": None} for name in ds.coords if ds[name].dtype.kind == "f"}
 
 
 def _new_file_mode() -> int:
@@ -220,10 +208,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
         os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600; the dataset follows the umask
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
@@ -249,8 +234,8 @@ def validate_dataset(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool 
         if ds[v].dtype.kind != "f":
             fail(f"variable {v!r} has dtype {ds[v].dtype}, expected a float type")
     for v in CAUSE_VARS:
-        if v in ds.variables and ds[v].dims != ("sim", "y", "x"):
-            fail(f"variable {v!r} has dims {ds[v].dims}, expected ('sim', 'y', 'x')")
+        if v in ds.variables and ds[v].dims != _CAUSE_DIMS:
+            fail(f"variable {v!r} has dims {ds[v].dims}, expected {_CAUSE_DIMS}")
     for c in ("time", "y", "x"):
         if c not in ds.coords:
             fail(f"missing coordinate {c!r} (the schema needs 1-D, increasing time, y and "
@@ -278,9 +263,12 @@ def validate_dataset(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool 
     return ds
 
 
-def _open_one(path: Path, check_nans: bool, require_metadata: bool, load: bool,
-              variables: Sequence[str] = FIELD_VARS, dim_order: bool = True,
-              cache: bool = True) -> xr.Dataset:
+def open_one(path: str | Path, *, variables: Sequence[str] = FIELD_VARS, dim_order: bool = True,
+             cache: bool = True, check_nans: bool = False, require_metadata: bool = False,
+             load: bool = False) -> xr.Dataset:
+    """Open and validate one file, lazily unless ``load`` (the reader every stage uses;
+    training passes its channels as ``variables``, any dim order and ``cache=False``)."""
+    path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such file")
     if path.is_dir():
@@ -307,27 +295,17 @@ def _open_one(path: Path, check_nans: bool, require_metadata: bool, load: bool,
     return ds
 
 
-def open_one(path: str | Path, *, variables: Sequence[str] = FIELD_VARS,
-             dim_order: bool = True, cache: bool = True) -> xr.Dataset:
-    """Open and validate one file lazily (the reader every stage uses; training passes
-    its channels as ``variables``, any dim order and ``cache=False``)."""
-    return _open_one(Path(path), False, False, False, variables, dim_order, cache)
-
-
 def open_dataset(paths: str | Path | Iterable[str | Path], *, check_nans: bool = False,
                  require_metadata: bool = False, load: bool = False) -> xr.Dataset:
     """Open one file or several (joined along ``sim``, sorted by ``sim``) and validate the
     schema. Raises :class:`DatasetError` naming the file and the problem.
     ``load=True`` reads everything into memory (and so detects damaged data chunks);
     ``check_nans=True`` also rejects non-finite values in ``u, v, density``."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    paths = [Path(p) for p in paths]
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     if not paths:
         raise DatasetError("open_dataset: no files given")
-    if check_nans:
-        load = True
-    dss = [_open_one(p, check_nans, require_metadata, load) for p in paths]
+    dss = [open_one(p, check_nans=check_nans, require_metadata=require_metadata,
+                    load=load or check_nans) for p in paths]
     if len(dss) == 1:
         return dss[0]
     first = dss[0]
@@ -339,18 +317,14 @@ def open_dataset(paths: str | Path | Iterable[str | Path], *, check_nans: bool =
         if h0 is not None and h1 is not None and h0 != h1:
             raise DatasetError(f"{p}: made from a different scenario spec than {paths[0]} "
                                f"(spec_hash {h1} vs {h0}); cannot join")
-        if set(ds.variables) != set(first.variables):
-            diff = set(ds.variables) ^ set(first.variables)
+        if diff := set(ds.variables) ^ set(first.variables):
             raise DatasetError(f"{p}: variables differ from {paths[0]} ({', '.join(sorted(diff))})")
-    sims = np.concatenate([ds["sim"].values for ds in dss])
-    if len(np.unique(sims)) != len(sims):
-        vals, counts = np.unique(sims, return_counts=True)
-        dup = [int(v) for v in vals[counts > 1]]
+    vals, counts = np.unique(np.concatenate([ds["sim"].values for ds in dss]), return_counts=True)
+    if dup := [int(v) for v in vals[counts > 1]]:
         raise DatasetError(f"the files share simulation indices {dup[:10]}; cannot join")
     out = xr.concat(dss, dim="sim", data_vars="minimal", coords="minimal", compat="override",
                     join="exact", combine_attrs="override")
-    out = out.isel(sim=np.argsort(out["sim"].values, kind="stable"))
-    return out
+    return out.isel(sim=np.argsort(out["sim"].values, kind="stable"))
 
 
 def merge(paths: Sequence[str | Path], out: str | Path, *, overwrite: bool = False,
@@ -363,8 +337,7 @@ def merge(paths: Sequence[str | Path], out: str | Path, *, overwrite: bool = Fal
     ds = open_dataset(paths, load=True)
     n_spec = ds.attrs.get("n_sims_in_spec")
     if n_spec is not None and not allow_partial:
-        missing = sorted(set(range(int(n_spec))) - set(int(s) for s in ds["sim"].values))
-        if missing:
+        if missing := sorted(set(range(int(n_spec))) - set(int(s) for s in ds["sim"].values)):
             raise DatasetError(f"merge: simulations {missing[:10]}{'...' if len(missing) > 10 else ''} "
                                f"of {n_spec} are in none of the files (pass allow_partial to merge anyway)")
     ds.attrs.pop("shard", None)

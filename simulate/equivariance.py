@@ -15,33 +15,24 @@ def _groups(ds: xr.Dataset, by: str):
     if by not in ds.coords:
         raise DatasetError(f"data_equivariance_error: no per-simulation coordinate {by!r} to group by")
     vals = ds[by].values
-    keys = list(dict.fromkeys(vals.tolist()))
-    return {k: ds.isel(sim=np.flatnonzero(vals == k)) for k in keys}
+    return {k: ds.isel(sim=np.flatnonzero(vals == k)) for k in dict.fromkeys(vals.tolist())}
 
 
 def _error(ds: xr.Dataset, variables) -> float:
     wall = ds["wall"].values.astype(int)
-    mag = ds["magnitude_index"].values.astype(int)
     level = ds["level"].values.astype(float) if "level" in ds.coords else np.full(len(wall), np.nan)
     level = np.where(np.isnan(level), -1.0, level)
     warm = ds["warmup_steps"].values if "warmup_steps" in ds.coords else np.zeros(len(wall))
+    key = list(zip(ds["magnitude_index"].values.astype(int), level, warm))   # pairs share it
     needed = ("u", "v", "density") if "density" in variables else ("u", "v")
     arrs = {k: ds[k].values for k in needed if k in ds.variables}
     total, count = 0.0, 0
     for a in range(len(wall)):
-        if wall[a] < 0:
-            continue
         for b in range(len(wall)):
-            if b == a or wall[b] < 0 or wall[b] == wall[a] or mag[b] != mag[a] or level[b] != level[a] \
-                    or warm[b] != warm[a]:
+            if wall[a] < 0 or wall[b] < 0 or wall[b] == wall[a] or key[b] != key[a]:
                 continue
             k = (wall[b] - wall[a]) % 4          # wall b = wall a rotated by k CCW quarter turns
-            if "density" in variables:
-                u, v, d = transform_fields(arrs["u"][a], arrs["v"][a], arrs["density"][a], k=k)
-                rotated = {"u": u, "v": v, "density": d}
-            else:
-                u, v = transform_fields(arrs["u"][a], arrs["v"][a], k=k)
-                rotated = {"u": u, "v": v}
+            rotated = dict(zip(needed, transform_fields(*(arrs[n][a] for n in needed), k=k)))
             for name in variables:
                 total += float(np.abs(rotated[name] - arrs[name][b]).mean())
                 count += 1
@@ -62,8 +53,7 @@ def data_equivariance_error(ds: xr.Dataset, variables=("u", "v"), by: str | None
 
     Needs the per-sim coordinates ``wall`` and ``magnitude_index`` and a square grid.
     ``by="level"`` returns a dict ``{level: error}``."""
-    missing = [c for c in ("wall", "magnitude_index") if c not in ds.coords]
-    if missing:
+    if missing := [c for c in ("wall", "magnitude_index") if c not in ds.coords]:
         raise DatasetError(f"data_equivariance_error needs the scenario metadata coordinates "
                            f"{', '.join(missing)} (rotation-family datasets: rotation, symmetric, breaking_sweep)")
     if ds.sizes["x"] != ds.sizes["y"]:

@@ -10,18 +10,20 @@ files, so ``resume=True`` continues without recomputing them.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from .dataset import (DatasetError, build_dataset, holds_spec, open_dataset, spec_hash,
                       write_dataset)
-from .scenarios import ScenarioSpec, SpecError
+from .scenarios import ScenarioSpec, SpecError, _check_pos
 
 __all__ = ["generate", "plan_parts", "parse_shard", "GenerateError", "format_summary"]
 
@@ -48,8 +50,7 @@ def parse_shard(shard) -> tuple[int, int] | None:
 def plan_parts(spec: ScenarioSpec, batch_size: int, shard=None) -> list[list[int]]:
     """Simulation indices of each part: the shard's contiguous block of simulations,
     grouped by (open walls, obstacle, warm-up) in spec order, each group split into equal batches."""
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise GenerateError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_pos("batch_size", batch_size, GenerateError)
     idx = np.arange(len(spec.sims))
     shard = parse_shard(shard)
     if shard is not None:
@@ -75,6 +76,18 @@ def _part_path(parts_dir: Path, k: int) -> Path:
     return parts_dir / f"part-{k:05d}.nc"
 
 
+def _part_done(path: Path, h: str, k: int, indices: list[int]) -> bool:
+    """Whether ``path`` holds part ``k`` (simulations ``indices``) of the spec hashed ``h``."""
+    if not path.exists():
+        return False
+    try:
+        with open_dataset(path) as d:
+            return (d.attrs.get("spec_hash") == h and int(d.attrs.get("part", -1)) == k
+                    and list(map(int, d["sim"].values)) == list(indices))
+    except DatasetError:
+        return False
+
+
 def _run_part(spec_json: str, k: int, indices: list[int], path: str, device: str, queue=None,
               threads: int | None = None) -> dict:
     """Simulate one part and write it atomically (also the worker-process entry point)."""
@@ -88,8 +101,7 @@ def _run_part(spec_json: str, k: int, indices: list[int], path: str, device: str
     on_step = (lambda: queue.put(1)) if queue is not None else None
     result = simulate_batch(spec, indices, causes=causes, device=device, on_step=on_step)
     seconds = time.perf_counter() - t0
-    ds = build_dataset(spec, indices, result, causes, extra_attrs={"part": k})
-    write_dataset(ds, path)
+    write_dataset(build_dataset(spec, indices, result, causes, extra_attrs={"part": k}), path)
     return {"part": k, "sims": len(indices), "seconds": seconds, **result["stats"]}
 
 
@@ -102,10 +114,8 @@ def available_memory() -> int | None:
     """Bytes the kernel says a new allocation can get (``MemAvailable``); None if unknown."""
     try:
         with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith("MemAvailable:"))
+    except (OSError, ValueError, IndexError, StopIteration):
         pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -117,10 +127,8 @@ def memory_estimate(spec: ScenarioSpec, parts: list[list[int]], workers: int = 1
     """Peak bytes of :func:`generate`: the largest parts simulating at once (solver
     arrays and stored float32 frames) or the final join (all frames, read and written)."""
     cells = spec.resolution ** 2
-    frame = 3 * cells * 4                       # u, v, density in float32
-    per_sim = spec.n_frames * frame
-    biggest = max((len(p) for p in parts), default=0)
-    part = biggest * (2 * per_sim + _SOLVER_ARRAYS * cells * 8)
+    per_sim = spec.n_frames * 3 * cells * 4     # u, v, density in float32
+    part = max(map(len, parts), default=0) * (2 * per_sim + _SOLVER_ARRAYS * cells * 8)
     join = 2 * sum(map(len, parts)) * per_sim
     return int(max(workers * (_PROCESS_BYTES + part), _PROCESS_BYTES + join))
 
@@ -170,8 +178,7 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
     spec.validate()
     out = Path(out)
     shard_t = parse_shard(shard)
-    if not isinstance(workers, int) or workers <= 0:
-        raise GenerateError(f"workers must be a positive integer, got {workers!r}")
+    _check_pos("workers", workers, GenerateError)
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                 or threads <= 0):
         raise GenerateError(f"threads must be a positive integer, got {threads!r}")
@@ -186,17 +193,15 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
     parts = plan_parts(spec, batch_size, shard_t)
     _check_memory(spec, parts, workers if workers > 1 and len(parts) > 1 else 1)
     _check_writable(out)
-    h = spec_hash(spec)
     parts_dir = out.with_name(out.name + ".parts")
     shard_s = f"{shard_t[0]}/{shard_t[1]}" if shard_t else "0/1"
     t_start = time.perf_counter()
 
     if out.exists() and not overwrite:
-        if resume:
-            if holds_spec(out, spec, shard_s) and not parts_dir.exists():
-                return {"scenario": spec.name, "output": str(out), "complete": True, "already_complete": True,
-                        "sims": sum(map(len, parts)), "parts_computed": 0, "parts_reused": len(parts),
-                        "seconds": 0.0}
+        if resume and holds_spec(out, spec, shard_s) and not parts_dir.exists():
+            return {"scenario": spec.name, "output": str(out), "complete": True,
+                    "already_complete": True, "sims": sum(map(len, parts)), "parts_computed": 0,
+                    "parts_reused": len(parts), "seconds": 0.0}
         raise GenerateError(f"output {out} exists (pass --overwrite to replace it)")
     if parts_dir.exists():
         if overwrite:
@@ -210,7 +215,7 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
     except OSError as e:
         raise GenerateError(f"cannot create {parts_dir}: {e.strerror}") from None
     try:
-        return _generate_parts(spec, out, parts, parts_dir, h, shard_t, shard_s, t_start,
+        return _generate_parts(spec, out, parts, parts_dir, shard_t, shard_s, t_start,
                                workers=workers, progress=progress, max_parts=max_parts,
                                device=device, threads=threads, keep_parts=keep_parts)
     except BaseException:
@@ -222,13 +227,11 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
 
 
 def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts_dir: Path,
-                    h: str, shard_t, shard_s: str, t_start: float, *, workers: int,
-                    progress: bool, max_parts: int | None, device: str, threads: int | None,
-                    keep_parts: bool) -> dict:
+                    shard_t, shard_s: str, t_start: float, *, workers, progress, max_parts, device,
+                    threads, keep_parts) -> dict:
     """Compute the missing parts of ``parts_dir`` and, when all exist, join them."""
-
+    h = spec_hash(spec)
     manifest_path = parts_dir / "manifest.json"
-    manifest = {"spec_hash": h, "shard": shard_s, "parts": parts}
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
         if old.get("spec_hash") != h or old.get("shard") != shard_s:
@@ -237,22 +240,12 @@ def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts
         parts = old["parts"]     # keep the original batching so results are identical
     else:
         tmp = manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest))
+        tmp.write_text(json.dumps({"spec_hash": h, "shard": shard_s, "parts": parts}))
         os.replace(tmp, manifest_path)
 
     done, todo = [], []
     for k, indices in enumerate(parts):
-        p = _part_path(parts_dir, k)
-        ok = False
-        if p.exists():
-            try:
-                d = open_dataset(p)
-                ok = (d.attrs.get("spec_hash") == h and int(d.attrs.get("part", -1)) == k
-                      and list(map(int, d["sim"].values)) == list(indices))
-                d.close()
-            except DatasetError:
-                ok = False
-        (done if ok else todo).append(k)
+        (done if _part_done(_part_path(parts_dir, k), h, k, indices) else todo).append(k)
     if max_parts is not None:
         todo = todo[:max_parts]
 
@@ -267,10 +260,11 @@ def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts
             import torch
             saved = torch.get_num_threads()
             torch.set_num_threads(threads or 1)
+            queue = SimpleNamespace(put=bar.update) if progress else None    # advances the bar
             try:
                 for k in todo:
-                    stats.append(_run_part(spec_json, k, parts[k], str(_part_path(parts_dir, k)), device,
-                                           queue=None if not progress else _BarQueue(bar)))
+                    stats.append(_run_part(spec_json, k, parts[k], str(_part_path(parts_dir, k)),
+                                           device, queue))
             finally:
                 torch.set_num_threads(saved)
         else:
@@ -295,11 +289,9 @@ def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts
         ds.attrs.pop("part", None)
         if shard_t is not None:
             ds.attrs["shard"] = shard_s
-        import datetime as _dt
         ds.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         write_dataset(ds, out)
-        summary["heldout"] = int(ds["heldout"].values.sum())
-        summary["bytes"] = out.stat().st_size
+        summary.update(heldout=int(ds["heldout"].values.sum()), bytes=out.stat().st_size)
         ds.close()
         if not keep_parts:
             shutil.rmtree(parts_dir)
@@ -309,27 +301,16 @@ def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts
     return summary
 
 
-class _BarQueue:
-    """Stand-in for a queue in the serial case: advances the bar directly."""
-    def __init__(self, bar):
-        self.bar = bar
-
-    def put(self, n):
-        self.bar.update(n)
-
-
 def _run_pool(spec_json, todo, parts, parts_dir, device, workers, threads, bar) -> list[dict]:
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
-    threads = threads or 1
     manager = ctx.Manager()
     queue = manager.Queue()
     stats = []
     pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx)
     try:
-        futs = {pool.submit(_run_part, spec_json, k, parts[k], str(_part_path(parts_dir, k)), device,
-                            queue, threads): k for k in todo}
-        pending = set(futs)
+        pending = {pool.submit(_run_part, spec_json, k, parts[k], str(_part_path(parts_dir, k)),
+                               device, queue, threads or 1) for k in todo}
         while pending:
             finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
             n = 0

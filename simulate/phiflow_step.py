@@ -39,8 +39,9 @@ def _phi():
     return flow
 
 
-def _side(wall: str) -> str:
-    return {"bottom": "y-", "top": "y+", "left": "x-", "right": "x+"}[wall]
+_SIDES = {"bottom": "y-", "top": "y+", "left": "x-", "right": "x+"}     # PhiFlow's face names
+_EDGE_CELLS = {"bottom": (0, slice(None)), "top": (-1, slice(None)),   # [y, x] next to a wall
+               "left": (slice(None), 0), "right": (slice(None), -1)}
 
 
 def cell_centres(spec: ScenarioSpec) -> np.ndarray:
@@ -63,25 +64,16 @@ def open_mask(spec: ScenarioSpec, sim: SimSpec) -> np.ndarray:
     """1 on the cells adjacent to an open wall."""
     m = np.zeros((spec.resolution, spec.resolution))
     for w in sim.open_walls:
-        if w == "bottom":
-            m[0, :] = 1
-        elif w == "top":
-            m[-1, :] = 1
-        elif w == "left":
-            m[:, 0] = 1
-        elif w == "right":
-            m[:, -1] = 1
+        if w in _EDGE_CELLS:
+            m[_EDGE_CELLS[w]] = 1
     return m
 
 
 def buoyancy_field(spec: ScenarioSpec, sim: SimSpec) -> np.ndarray:
     """Buoyancy per unit density at each cell centre, shape ``(y, x, 2)``."""
-    n = spec.resolution
-    b = np.empty((n, n, 2))
-    b[...] = sim.buoyancy
+    b = np.full((spec.resolution, spec.resolution, 2), sim.buoyancy)
     if sim.split_x is not None:
-        right = cell_centres(spec) >= sim.split_x
-        b[:, right, :] = sim.buoyancy_right
+        b[:, cell_centres(spec) >= sim.split_x, :] = sim.buoyancy_right
     return b
 
 
@@ -96,8 +88,7 @@ def _inflow_masks(spec: ScenarioSpec, sims: list[SimSpec]) -> np.ndarray:
         centres = math.tensor(np.array([[s.inflow_x, s.inflow_y] for s in sims], float),
                               flow.batch("sim"), flow.channel(vector="x,y"))
         radii = math.tensor(np.array([s.inflow_radius for s in sims], float), flow.batch("sim"))
-        mask = flow.resample(flow.Sphere(center=centres, radius=radii), to=grid, soft=True)
-        vals = mask.values
+        vals = flow.resample(flow.Sphere(center=centres, radius=radii), to=grid, soft=True).values
         if "sim" not in vals.shape:
             vals = math.expand(vals, flow.batch(sim=len(sims)))
         return np.asarray(vals.numpy("sim,y,x"), dtype=np.float64)
@@ -120,18 +111,15 @@ def _initial_density(spec: ScenarioSpec, sim_index: int) -> np.ndarray:
     n = spec.resolution
     if spec.init_noise <= 0:
         return np.zeros((n, n))
-    rng = np.random.default_rng([spec.seed, sim_index])
-    return spec.init_noise * rng.random((n, n))
+    return spec.init_noise * np.random.default_rng([spec.seed, sim_index]).random((n, n))
 
 
-def _step_function(res, size, dt, obstacle, method, rel_tol, abs_tol, max_iterations, jit,
-                   precision, device):
-    """The (compiled) step, made anew for every part (``precision`` and ``device`` are
-    unused here). PhiFlow's jit trace depends on the values of the call that traces it
-    (differences ~1e-5), so a trace shared between parts made a part depend on which
-    part its process simulated first, and a resumed run differed from an uninterrupted
-    one. A fresh trace per part costs one trace (~4 s at 32x32 on a CPU core) and makes
-    every part a function of its own simulations only."""
+def _step_function(dt, obstacle, solver, res, jit):
+    """The (compiled) step, made anew for every part. PhiFlow's jit trace depends on the
+    values of the call that traces it (differences ~1e-5), so a trace shared between parts
+    made a part depend on which part its process simulated first, and a resumed run
+    differed from an uninterrupted one. A fresh trace per part costs one trace (~4 s at
+    32x32 on a CPU core) and makes every part a function of its own simulations only."""
     flow = _phi()
     math = flow.math
     obstacles = (flow.Obstacle(flow.Box(x=(obstacle[0], obstacle[2]), y=(obstacle[1], obstacle[3]))),) \
@@ -142,8 +130,8 @@ def _step_function(res, size, dt, obstacle, method, rel_tol, abs_tol, max_iterat
         force = flow.resample(smoke * buoy, to=vel)
         vel = flow.advect.semi_lagrangian(vel, vel, dt) + force * dt
         rhs = flow.field.divergence(vel).values
-        solve = flow.Solve(method, rel_tol, abs_tol, x0=pressure, max_iterations=max_iterations,
-                           rank_deficiency=0)
+        solve = flow.Solve(solver.method, solver.rel_tol, solver.abs_tol(res), x0=pressure,
+                           max_iterations=solver.iterations(res), rank_deficiency=0)
         vel, pressure = flow.fluid.make_incompressible(vel, obstacles, solve)
         div = flow.field.divergence(vel).values
         rhs_norm = math.sqrt(math.sum(rhs ** 2, "x,y"))
@@ -164,30 +152,25 @@ def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | Non
     flow = _phi()
     math = flow.math
     sims = [spec.sims[i] for i in indices]
-    keys = {s.static_key for s in sims}
-    if len(keys) != 1:
+    if len({s.static_key for s in sims}) != 1:
         raise ValueError("simulate_batch: all simulations of a batch must share open_walls, obstacle and warmup_steps")
     if causes is None:
         causes = cause_fields(spec, sims)
-    nb, res, dt = len(sims), spec.resolution, spec.dt
-    sv = spec.solver
+    nb, res, dt, sv = len(sims), spec.resolution, spec.dt, spec.solver
     open_walls, obstacle, warmup = sims[0].static_key
     if device == "auto":
         import torch
         device = "GPU" if torch.cuda.is_available() else "CPU"
     flow.TORCH.set_default_device("GPU" if device.lower() in ("gpu", "cuda") else "CPU")
 
-    n_frames = spec.n_frames
-    out = {k: np.empty((nb, n_frames, res, res), np.float32) for k in ("u", "v", "density")}
+    out = {k: np.empty((nb, spec.n_frames, res, res), np.float32) for k in ("u", "v", "density")}
     max_res = np.zeros(nb)
     with flow.TORCH, math.precision(sv.precision), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         domain = flow.Box(x=spec.size, y=spec.size)
-        sim_dim = flow.batch(sim=nb)
-        v_bc = {_side(w): (flow.ZERO_GRADIENT if w in open_walls else 0) for w in WALLS}
-        p_bc = {_side(w): (0 if w in open_walls else flow.ZERO_GRADIENT) for w in WALLS}
-        v_ext = flow.extrapolation.as_extrapolation(v_bc)
-        p_ext = flow.extrapolation.as_extrapolation(p_bc)
+        as_ext = flow.extrapolation.as_extrapolation
+        v_ext = as_ext({_SIDES[w]: flow.ZERO_GRADIENT if w in open_walls else 0 for w in WALLS})
+        p_ext = as_ext({_SIDES[w]: 0 if w in open_walls else flow.ZERO_GRADIENT for w in WALLS})
 
         def grid(values_np, ext):
             # numpy (sim, y, x[, vector]) -> PhiFlow grid with spatial order x, y
@@ -195,21 +178,18 @@ def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | Non
                             *([flow.channel(vector="x,y")] if values_np.ndim == 4 else []))
             return flow.CenteredGrid(t, ext, domain, x=res, y=res)
 
-        d0 = np.stack([_initial_density(spec, i) for i in indices])
-        smoke = grid(d0, flow.ZERO_GRADIENT)
-        vel = flow.StaggeredGrid(0, v_ext, domain, x=res, y=res) * math.zeros(sim_dim)
+        smoke = grid(np.stack([_initial_density(spec, i) for i in indices]), flow.ZERO_GRADIENT)
+        vel = flow.StaggeredGrid(0, v_ext, domain, x=res, y=res) * math.zeros(flow.batch(sim=nb))
         pressure = grid(np.zeros((nb, res, res)), p_ext)
         rates = np.array([s.inflow_rate for s in sims])[:, None, None]
         source = grid(causes["inflow_mask"] * rates * dt, flow.ZERO_GRADIENT)
         buoy = grid(np.stack([causes["buoyancy_x"], causes["buoyancy_y"]], -1), flow.ZERO_GRADIENT)
-        fn = _step_function(res, spec.size, dt, obstacle, sv.method, sv.rel_tol, sv.abs_tol(res),
-                            sv.iterations(res), jit, sv.precision, device)
+        fn = _step_function(dt, obstacle, sv, res, jit)
 
         def store(f):
             out["density"][:, f] = smoke.values.numpy("sim,y,x")
             c = vel.at_centers().values.numpy("sim,y,x,vector")
-            out["u"][:, f] = c[..., 0]
-            out["v"][:, f] = c[..., 1]
+            out["u"][:, f], out["v"][:, f] = c[..., 0], c[..., 1]
 
         if warmup == 0:
             store(0)

@@ -16,9 +16,11 @@ counter-clockwise about the box centre.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -50,32 +52,31 @@ def _type_problem(ann: str, v) -> str | None:
         if v is None:
             return None
         ann = ann.removesuffix("|None")
-    if ann == "float":
-        return None if _is_number(v) else "a number"
-    if ann == "int":
-        return None if isinstance(v, int) and not isinstance(v, bool) else "an integer"
-    if ann == "bool":
-        return None if isinstance(v, bool) else "true or false"
-    if ann == "str":
-        return None if isinstance(v, str) else "a string"
-    if ann.startswith("tuple[float"):
-        n = ann.count("float")
-        want = f"a list of {n} numbers"
-        return None if isinstance(v, (list, tuple)) and len(v) == n and \
-            all(_is_number(x) for x in v) else want
-    if ann == "tuple[str,...]":
-        ok = isinstance(v, str) or (isinstance(v, (list, tuple)) and
-                                    all(isinstance(x, str) for x in v))
-        return None if ok else "a list of wall names"
-    return None
+    seq, n = isinstance(v, (list, tuple)), ann.count("float")
+    fits = {  # annotation: (whether v fits it, what v must be)
+        "float": (_is_number(v), "a number"),
+        "int": (isinstance(v, int) and not isinstance(v, bool), "an integer"),
+        "bool": (isinstance(v, bool), "true or false"),
+        "str": (isinstance(v, str), "a string"),
+        f"tuple[{','.join(['float'] * n)}]": (seq and len(v) == n and all(map(_is_number, v)),
+                                              f"a list of {n} numbers"),
+        "tuple[str,...]": (isinstance(v, str) or seq and all(isinstance(x, str) for x in v),
+                           "a list of wall names"),
+    }
+    ok, what = fits.get(ann, (True, None))
+    return None if ok else what
+
+
+def _unknown_keys(d: dict, cls) -> str:
+    """The keys of ``d`` that are no field of dataclass ``cls``, sorted and comma-separated."""
+    return ", ".join(sorted(set(d) - {f.name for f in dataclasses.fields(cls)}))
 
 
 def _check_field_types(obj, where: str) -> None:
     """Raise a one-line :class:`SpecError` for the first field whose value has the wrong
     type (``buoyancy = "up"``, ``seed = "x"``), before anything converts or uses it."""
     for f in dataclasses.fields(obj):
-        problem = _type_problem(str(f.type), getattr(obj, f.name))
-        if problem:
+        if problem := _type_problem(str(f.type), getattr(obj, f.name)):
             raise SpecError(f"{where}{f.name} must be {problem}, got "
                             f"{getattr(obj, f.name)!r}")
 
@@ -102,14 +103,13 @@ class SimSpec:
 
     def __post_init__(self):
         _check_field_types(self, "")
-        self.buoyancy = tuple(float(b) for b in self.buoyancy)
-        if self.buoyancy_right is not None:
-            self.buoyancy_right = tuple(float(b) for b in self.buoyancy_right)
+        for name in ("buoyancy", "buoyancy_right", "obstacle"):
+            if getattr(self, name) is not None:
+                setattr(self, name, tuple(float(b) for b in getattr(self, name)))
         if isinstance(self.open_walls, str):
             self.open_walls = tuple(w for w in self.open_walls.replace(" ", "").split(",") if w)
-        self.open_walls = tuple(sorted(set(self.open_walls), key=_wall_order))
-        if self.obstacle is not None:
-            self.obstacle = tuple(float(o) for o in self.obstacle)
+        self.open_walls = tuple(sorted(set(self.open_walls),
+                                       key=lambda w: WALLS.index(w) if w in WALLS else 99))
         if self.warmup_steps < 0:
             raise SpecError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
@@ -117,10 +117,6 @@ class SimSpec:
     def static_key(self):
         """Settings that must be shared by all simulations of one batch."""
         return (self.open_walls, self.obstacle, self.warmup_steps)
-
-
-def _wall_order(w):
-    return WALLS.index(w) if w in WALLS else 99
 
 
 @dataclass
@@ -251,30 +247,24 @@ class ScenarioSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "ScenarioSpec":
         d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise SpecError(f"unknown scenario keys: {', '.join(sorted(unknown))}")
+        if unknown := _unknown_keys(d, cls):
+            raise SpecError(f"unknown scenario keys: {unknown}")
         sims = []
-        sim_fields = {f.name for f in dataclasses.fields(SimSpec)}
         for i, s in enumerate(d.get("sims", [])):
             if not isinstance(s, dict):
                 raise SpecError(f"sim {i}: must be a table of settings, got {s!r}")
-            bad = set(s) - sim_fields
-            if bad:
-                raise SpecError(f"sim {i}: unknown keys {', '.join(sorted(bad))}")
-            s = {k: v for k, v in s.items() if v is not None}
+            if unknown := _unknown_keys(s, SimSpec):
+                raise SpecError(f"sim {i}: unknown keys {unknown}")
             try:
-                sims.append(SimSpec(**s))
+                sims.append(SimSpec(**{k: v for k, v in s.items() if v is not None}))
             except (TypeError, SpecError) as e:
                 raise SpecError(f"sim {i}: {e}") from None
         d["sims"] = sims
         if "solver" in d:
             if not isinstance(d["solver"], dict):
                 raise SpecError(f"solver must be a table, got {d['solver']!r}")
-            bad = set(d["solver"]) - {f.name for f in dataclasses.fields(SolverSpec)}
-            if bad:
-                raise SpecError(f"solver: unknown keys {', '.join(sorted(bad))}")
+            if unknown := _unknown_keys(d["solver"], SolverSpec):
+                raise SpecError(f"solver: unknown keys {unknown}")
             d["solver"] = SolverSpec(**d["solver"])
         try:
             return cls(**d)
@@ -317,23 +307,18 @@ def _mark_heldout(sims: list[SimSpec], frac: float) -> None:
     m = int(round(frac * n)) if n >= 4 else 0
     first = _even_pick(n, m)
     order = first + [i for i in sorted(range(n), key=lambda i: (i * 7919) % n) if i not in first]
-    per_wall = {}
-    for s in sims:
-        per_wall[s.wall] = per_wall.get(s.wall, 0) + 1
-    held = {}
-    count = 0
+    per_wall, held = Counter(s.wall for s in sims), Counter()
     for i in order:
-        if count >= m:
+        if held.total() >= m:
             break
         w = sims[i].wall
-        if w >= 0 and held.get(w, 0) + 1 >= per_wall[w] and len(per_wall) > 1:
+        if w >= 0 and held[w] + 1 >= per_wall[w] and len(per_wall) > 1:
             continue
         sims[i].heldout = True
-        held[w] = held.get(w, 0) + 1
-        count += 1
+        held[w] += 1
 
 
-def _wall_sims(res, size, radius, distance, magnitude, wall, rate, **labels) -> SimSpec:
+def _wall_sims(size, radius, distance, magnitude, wall, rate, **labels) -> SimSpec:
     """The bottom-wall setup (inflow ``distance`` above the bottom, buoyancy up) rotated
     to ``wall``."""
     x, y = rotate_point(size / 2, distance, wall, size)
@@ -343,22 +328,20 @@ def _wall_sims(res, size, radius, distance, magnitude, wall, rate, **labels) -> 
 
 
 def _common(resolution, steps, dt, save_every, seed, solver):
-    if not isinstance(resolution, int) or resolution <= 0:
-        raise SpecError(f"resolution must be a positive integer, got {resolution!r}")
+    _check_pos("resolution", resolution)
     return dict(steps=steps, dt=dt, save_every=save_every, seed=seed,
                 solver=SolverSpec(**solver) if isinstance(solver, dict) else (solver or SolverSpec()))
 
 
 def _geom(resolution, inflow_radius, wall_distance):
-    size = float(resolution)
-    r = inflow_radius if inflow_radius is not None else 5 * resolution / 64
-    d = wall_distance if wall_distance is not None else 5 * resolution / 64
-    return size, float(r), float(d)
+    default = 5 * resolution / 64
+    return (float(resolution), float(default if inflow_radius is None else inflow_radius),
+            float(default if wall_distance is None else wall_distance))
 
 
-def _check_pos(name, v):
+def _check_pos(name, v, error=SpecError):
     if not isinstance(v, int) or v <= 0:
-        raise SpecError(f"{name} must be a positive integer, got {v!r}")
+        raise error(f"{name} must be a positive integer, got {v!r}")
 
 
 def _late_start(sims: list[SimSpec], late_start: int, late: list[bool], params: dict) -> None:
@@ -375,23 +358,25 @@ def _late_start(sims: list[SimSpec], late_start: int, late: list[bool], params: 
             s.warmup_steps = late_start
 
 
-def _rotation_family(name, description, magnitude_fn, n_magnitudes, levels, resolution,
-                     inflow_radius, wall_distance, inflow_rate, heldout_fraction, params,
-                     late_start=0, **common):
-    _check_pos("n_magnitudes", n_magnitudes)
-    size, r, d = _geom(resolution, inflow_radius, wall_distance)
-    sims = []
+def _rotation_family(fn, p: dict, magnitude_fn, levels=(float("nan"),)) -> ScenarioSpec:
+    """Preset ``fn`` from its arguments ``p``: per level, ``n_magnitudes`` x 4 walls with
+    buoyancy ``magnitude_fn(j, k, level)`` away from wall ``k``."""
+    common = _common(p["resolution"], p["steps"], p["dt"], p["save_every"], p["seed"],
+                     p.pop("solver"))
+    _check_pos("n_magnitudes", p["n_magnitudes"])
+    size, r, d = _geom(p["resolution"], p["inflow_radius"], p["wall_distance"])
+    sims, late_start = [], p["late_start"]     # _late_start drops a late_start of 0 from p
     for level in levels:
-        block = [_wall_sims(resolution, size, r, d, magnitude_fn(j, k, level), k, inflow_rate,
+        block = [_wall_sims(size, r, d, magnitude_fn(j, k, level), k, p["inflow_rate"],
                             magnitude_index=j, level=float(level))
-                 for j in range(n_magnitudes) for k in range(4)]
-        _mark_heldout(block, heldout_fraction)
+                 for j in range(p["n_magnitudes"]) for k in range(4)]
+        _mark_heldout(block, p["heldout_fraction"])
         # odd magnitude index: all four walls of a magnitude together, so no early run
         # is a rotated copy of a late one (exactly so in `symmetric`)
-        _late_start(block, late_start, [s.magnitude_index % 2 == 1 for s in block], params)
+        _late_start(block, late_start, [s.magnitude_index % 2 == 1 for s in block], p)
         sims += block
-    return ScenarioSpec(name=name, sims=sims, description=description, preset_params=params,
-                        resolution=resolution, **common)
+    return ScenarioSpec(name=fn.__name__, sims=sims, description=fn.__doc__.split("\n")[0],
+                        preset_params=p, resolution=p["resolution"], **common)
 
 
 # ----------------------------------------------------------------------------- presets
@@ -407,13 +392,8 @@ def rotation(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float =
     k = 1..36 scaling for ``n_magnitudes=9``). Held out: an evenly spread ~28% of the runs
     (10 of 36; every run has its own, so an unseen, magnitude). ``late_start > 0``: the
     training runs of odd ``j`` are recorded after that many solver steps of warm-up."""
-    params = dict(locals())
-    params.pop("solver")
-    return _rotation_family(
-        "rotation", rotation.__doc__.split("\n")[0],
-        lambda j, k, level: base_buoyancy * (4 * j + k + 1), n_magnitudes, [float("nan")],
-        resolution, inflow_radius, wall_distance, inflow_rate, heldout_fraction, params, late_start,
-        **_common(resolution, steps, dt, save_every, seed, solver))
+    return _rotation_family(rotation, dict(locals()),
+                            lambda j, k, level: base_buoyancy * (4 * j + k + 1))
 
 
 def symmetric(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float = 0.01,
@@ -425,13 +405,8 @@ def symmetric(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float 
     run from wall ``k`` is the wall-0 run rotated by ``k`` quarter turns (to solver
     tolerance). Inflow positions are exact rotations about the box centre. Held out: an
     evenly spread ~28% of the runs."""
-    params = dict(locals())
-    params.pop("solver")
-    return _rotation_family(
-        "symmetric", symmetric.__doc__.split("\n")[0],
-        lambda j, k, level: base_buoyancy * (4 * j + 1), n_magnitudes, [float("nan")],
-        resolution, inflow_radius, wall_distance, inflow_rate, heldout_fraction, params, late_start,
-        **_common(resolution, steps, dt, save_every, seed, solver))
+    return _rotation_family(symmetric, dict(locals()),
+                            lambda j, k, level: base_buoyancy * (4 * j + 1))
 
 
 def breaking_sweep(resolution: int = 64, levels=(0.0, 0.25, 0.5, 0.75, 1.0), n_magnitudes: int = 2,
@@ -445,7 +420,6 @@ def breaking_sweep(resolution: int = 64, levels=(0.0, 0.25, 0.5, 0.75, 1.0), n_m
     level 1 with ``asymmetry=3`` has wall ratios 1:4:7:10 (the paper's Figure-4 scheme).
     Held out: an evenly spread ~28% of the runs of each level."""
     params = dict(locals())
-    params.pop("solver")
     levels = [float(v) for v in (levels if isinstance(levels, (list, tuple)) else [levels])]
     if not levels or any(not (0.0 <= v <= 1.0) for v in levels):
         raise SpecError(f"levels must be a non-empty list of numbers in [0, 1], got {levels}")
@@ -453,10 +427,8 @@ def breaking_sweep(resolution: int = 64, levels=(0.0, 0.25, 0.5, 0.75, 1.0), n_m
         raise SpecError(f"asymmetry must be non-negative, got {asymmetry}")
     params["levels"] = levels
     return _rotation_family(
-        "breaking_sweep", breaking_sweep.__doc__.split("\n")[0],
-        lambda j, k, level: base_buoyancy * (4 * j + 1) * (1 + asymmetry * level * k),
-        n_magnitudes, levels, resolution, inflow_radius, wall_distance, inflow_rate,
-        heldout_fraction, params, late_start, **_common(resolution, steps, dt, save_every, seed, solver))
+        breaking_sweep, params,
+        lambda j, k, level: base_buoyancy * (4 * j + 1) * (1 + asymmetry * level * k), levels)
 
 
 def translation(resolution: int = 64, nx: int = 7, ny: int = 5, buoyancy_left: float = 0.1,
@@ -475,13 +447,10 @@ def translation(resolution: int = 64, nx: int = 7, ny: int = 5, buoyancy_left: f
     _check_pos("ny", ny)
     common = _common(resolution, steps, dt, save_every, seed, solver)
     size, r, _ = _geom(resolution, inflow_radius, None)
-    sims = []
-    for j in range(ny):
-        for i in range(nx):
-            sims.append(SimSpec(inflow_x=size * (i + 1) / (nx + 1), inflow_y=size * 5 * (j + 1) / 64,
-                                inflow_radius=r, inflow_rate=inflow_rate,
-                                buoyancy=(0.0, buoyancy_left), split_x=size / 2,
-                                buoyancy_right=(0.0, buoyancy_right)))
+    sims = [SimSpec(inflow_x=size * (i + 1) / (nx + 1), inflow_y=size * 5 * (j + 1) / 64,
+                    inflow_radius=r, inflow_rate=inflow_rate, buoyancy=(0.0, buoyancy_left),
+                    split_x=size / 2, buoyancy_right=(0.0, buoyancy_right))
+            for j in range(ny) for i in range(nx)]
     _mark_heldout(sims, heldout_fraction)
     _late_start(sims, late_start, [(k // nx) % 2 == 1 for k in range(len(sims))], params)
     return ScenarioSpec(name="translation", sims=sims, description=translation.__doc__.split("\n")[0],
@@ -540,9 +509,7 @@ def available_scenarios() -> list[str]:
 
 def preset_parameters(name: str) -> dict[str, Any]:
     """Parameter names and defaults of a preset."""
-    import inspect
-    fn = _get(name)
-    return {k: p.default for k, p in inspect.signature(fn).parameters.items()}
+    return {k: p.default for k, p in inspect.signature(_get(name)).parameters.items()}
 
 
 def _get(name):
@@ -555,14 +522,10 @@ def _get(name):
 def _param_problem(default, v) -> str | None:
     """What is wrong with preset parameter value ``v``, judged by the type of its
     default (None defaults: a number or unset; the solver table is checked later)."""
-    if isinstance(default, bool):
-        return None if isinstance(v, bool) else "true or false"
-    if isinstance(default, int):
-        return None if isinstance(v, int) and not isinstance(v, bool) else "an integer"
+    if isinstance(default, (bool, int)):
+        return _type_problem(type(default).__name__, v)
     if isinstance(default, float) or default is None:
-        if v is None or isinstance(v, dict):
-            return None
-        return None if _is_number(v) else "a number"
+        return None if isinstance(v, dict) else _type_problem("float|None", v)
     if isinstance(default, (tuple, list)):
         return None if isinstance(v, (tuple, list, str)) else "a list"
     return None
@@ -572,13 +535,11 @@ def preset(name: str, **overrides) -> ScenarioSpec:
     """Build the named preset, e.g. ``preset("rotation", resolution=32, n_magnitudes=2)``."""
     fn = _get(name)
     allowed = preset_parameters(name)
-    bad = set(overrides) - set(allowed)
-    if bad:
+    if bad := set(overrides) - set(allowed):
         raise SpecError(f"scenario {name!r} has no parameter(s) {', '.join(sorted(bad))} "
                         f"(parameters: {', '.join(allowed)})")
     for k, v in overrides.items():
-        problem = _param_problem(allowed[k], v)
-        if problem:
+        if problem := _param_problem(allowed[k], v):
             raise SpecError(f"scenario {name!r}: parameter {k} must be {problem}, got {v!r}")
     try:
         spec = fn(**overrides)
@@ -598,10 +559,8 @@ def load_spec(path: str | Path, **overrides) -> ScenarioSpec:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SpecError(f"spec file {path} is not valid TOML: {e}") from None
     if "preset" in data:
-        params = dict(data.get("params", {}))
-        params.update(overrides)
-        extra = set(data) - {"preset", "params"}
-        if extra:
+        params = dict(data.get("params", {}), **overrides)
+        if extra := set(data) - {"preset", "params"}:
             raise SpecError(f"{path}: with 'preset', only a [params] table is allowed (found {', '.join(sorted(extra))})")
         return preset(data["preset"], **params)
     data.update(overrides)
@@ -612,34 +571,27 @@ def load_spec(path: str | Path, **overrides) -> ScenarioSpec:
 def _toml_value(v):
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, (int,)):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
+    if isinstance(v, (int, float)):
+        return repr(v)              # also nan, inf and -inf, as TOML spells them
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
+        return "{" + ", ".join(_toml_items(v)) + "}"
     raise TypeError(f"cannot write {type(v)} to TOML")
+
+
+def _toml_items(d: dict) -> list[str]:
+    return [f"{k} = {_toml_value(v)}" for k, v in d.items() if v is not None]
 
 
 def spec_to_toml(spec: ScenarioSpec) -> str:
     """Write a spec as TOML that :func:`load_spec` reads back to an equal spec."""
     d = spec.to_dict()
-    lines = [f"# relaxflow scenario spec ({spec.name})"]
-    for k, v in d.items():
-        if k in ("sims", "solver") or v is None:
-            continue
-        lines.append(f"{k} = {_toml_value(v)}")
-    lines.append("\n[solver]")
-    lines += [f"{k} = {_toml_value(v)}" for k, v in d["solver"].items() if v is not None]
+    top = {k: v for k, v in d.items() if k not in ("sims", "solver")}
+    lines = [f"# relaxflow scenario spec ({spec.name})", *_toml_items(top), "\n[solver]"]
+    lines += _toml_items(d["solver"])
     for s in d["sims"]:
-        lines.append("\n[[sims]]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in s.items() if v is not None]
+        lines += ["\n[[sims]]", *_toml_items(s)]
     return "\n".join(lines) + "\n"

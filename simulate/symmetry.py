@@ -52,9 +52,7 @@ def transform_fields(u: np.ndarray, v: np.ndarray, density: np.ndarray | None = 
                      k: int = 1, flip: bool = False):
     """Act with ``g = r^k s^flip`` on a velocity field ``(u, v)`` and an optional scalar
     field, all shaped ``(..., y, x)``. Returns ``(u', v')`` or ``(u', v', density')``."""
-    ug, vg = transform_grid(u, k, flip), transform_grid(v, k, flip)
-    ug, vg = transform_vector(ug, vg, k, flip)
-    if density is None:
-        return np.ascontiguousarray(ug), np.ascontiguousarray(vg)
-    return (np.ascontiguousarray(ug), np.ascontiguousarray(vg),
-            np.ascontiguousarray(transform_grid(density, k, flip)))
+    out = transform_vector(transform_grid(u, k, flip), transform_grid(v, k, flip), k, flip)
+    if density is not None:
+        out += (transform_grid(density, k, flip),)
+    return tuple(np.ascontiguousarray(a) for a in out)
