@@ -461,16 +461,22 @@ def boundary(resolution: int = 64, n_inflows: int = 4, n_magnitudes: int = 3, ba
              open_walls=("top",), obstacle: bool = True, steps: int = 310, dt: float = 1.0,
              save_every: int = 1, seed: int = 0, inflow_radius: float | None = None,
              wall_distance: float | None = None, inflow_rate: float = 0.2,
-             heldout_fraction: float = 0.28, late_start: int = 0, solver=None) -> ScenarioSpec:
+             heldout_fraction: float = 0.28, late_start: int = 0, late_twins: bool = False,
+             solver=None) -> ScenarioSpec:
     """Symmetry broken by boundary conditions: inflows along the bottom wall (x spread over
     the middle 40% of the box), buoyancy up with magnitude ``base_buoyancy * (j + 1)``,
     the walls in ``open_walls`` are open (outflow: zero-gradient velocity, zero pressure),
     and, if ``obstacle``, an off-centre box obstacle (x 55-75%, y 45-55% of the box).
     Held out: an evenly spread ~28% of the runs ((inflow, magnitude) pairs).
     ``late_start > 0``: the training runs of odd magnitude index are recorded after that
-    many solver steps of warm-up."""
+    many solver steps of warm-up; with ``late_twins`` they keep their record from rest
+    and a twin recorded after the warm-up is added (appended after the other runs)."""
     params = dict(locals())
     params.pop("solver")
+    if not isinstance(late_twins, bool):
+        raise SpecError(f"boundary: late_twins must be true or false, got {late_twins!r}")
+    if not late_twins:
+        params.pop("late_twins")            # the default leaves the spec's hash as before
     _check_pos("n_inflows", n_inflows)
     _check_pos("n_magnitudes", n_magnitudes)
     if isinstance(open_walls, str):
@@ -492,7 +498,11 @@ def boundary(resolution: int = 64, n_inflows: int = 4, n_magnitudes: int = 3, ba
                                 buoyancy=(0.0, base_buoyancy * (j + 1)), open_walls=open_walls,
                                 obstacle=obs, wall=0, magnitude_index=j))
     _mark_heldout(sims, heldout_fraction)
-    _late_start(sims, late_start, [s.magnitude_index % 2 == 1 for s in sims], params)
+    late = [s.magnitude_index % 2 == 1 for s in sims]
+    if late_twins and late_start:
+        twins = [dataclasses.replace(s) for s, odd in zip(sims, late) if odd and not s.heldout]
+        sims, late = sims + twins, [False] * len(sims) + [True] * len(twins)
+    _late_start(sims, late_start, late, params)
     return ScenarioSpec(name="boundary", sims=sims, description=boundary.__doc__.split("\n")[0],
                         preset_params=params, resolution=resolution, **common)
 

@@ -101,3 +101,23 @@ def test_late_start_in_every_preset(name):
     # the physics of each run is unchanged, only where its record starts
     strip = [dataclasses.replace(s, warmup_steps=0) for s in late.sims]
     assert strip == plain.sims
+
+
+def test_boundary_late_twins_keep_the_record_from_rest():
+    kw = dict(resolution=16, n_inflows=4, n_magnitudes=4, steps=2, late_start=6)
+    plain = simulate.preset("boundary", **kw)
+    twins = simulate.preset("boundary", late_twins=True, **kw)
+    n = len(plain.sims)
+    # the first n runs are the plain preset's, all recorded from rest
+    assert [dataclasses.replace(s, warmup_steps=0) for s in plain.sims] == twins.sims[:n]
+    assert all(s.warmup_steps == 0 for s in twins.sims[:n])
+    # one late twin per odd-magnitude training run, appended in order
+    odd = [s for s in plain.sims if s.warmup_steps]
+    assert odd and twins.sims[n:] == odd
+    assert all(s.warmup_steps == 6 and not s.heldout for s in twins.sims[n:])
+    assert "late_twins" not in plain.to_json() and "late_twins" in twins.to_json()
+    # without a late start there is nothing to twin
+    assert len(simulate.preset("boundary", resolution=16, steps=2, late_twins=True).sims) == \
+        len(simulate.preset("boundary", resolution=16, steps=2).sims)
+    with pytest.raises(simulate.SpecError, match="late_twins"):
+        simulate.preset("boundary", late_twins="yes", **kw)
