@@ -475,8 +475,8 @@ def boundary(resolution: int = 64, n_inflows: int = 4, n_magnitudes: int = 3, ba
     params.pop("solver")
     if not isinstance(late_twins, bool):
         raise SpecError(f"boundary: late_twins must be true or false, got {late_twins!r}")
-    if not late_twins:
-        params.pop("late_twins")            # the default leaves the spec's hash as before
+    if not (late_twins and late_start):
+        params.pop("late_twins")            # nothing twinned: the spec's hash as before
     _check_pos("n_inflows", n_inflows)
     _check_pos("n_magnitudes", n_magnitudes)
     if isinstance(open_walls, str):

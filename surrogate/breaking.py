@@ -135,6 +135,11 @@ class BreakingInputs(nn.Module):
         self.layout = aux_layout(self.names)
         self.data_layout = data_layout(self.names)
 
+    @property
+    def num_channels(self) -> int:
+        """Channels the breaking inputs add to the network's input."""
+        return self.layout.num_channels
+
     def _fail(self, msg: str) -> None:
         need = (f"the data fields {list(self.data_layout.channels)}"
                 if self.data_layout.num_channels else "no data fields")
