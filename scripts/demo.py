@@ -10,7 +10,8 @@ persistence-initialised head, training noise, warm-up + cosine schedule; density
 2x in the loss), evaluates
 20-step rollouts on test-future and test-domain against persistence, writes a
 report folder, and measures the best model's correlation time on test-domain over
-40-step rollouts (``demo_output/report_40_steps``). Copy it and change the knobs at the top for your own study.
+40-step rollouts (``demo_output/report_40_steps``). Copy it and change the knobs at the
+top for your own study.
 """
 
 from __future__ import annotations

@@ -473,9 +473,8 @@ def boundary(resolution: int = 64, n_inflows: int = 4, n_magnitudes: int = 3, ba
     and a twin recorded after the warm-up is added (appended after the other runs)."""
     params = dict(locals())
     params.pop("solver")
-    if not isinstance(late_twins, bool):
-        raise SpecError(f"boundary: late_twins must be true or false, got {late_twins!r}")
-    if not (late_twins and late_start):
+    twinned = bool(late_twins and late_start)
+    if not twinned:
         params.pop("late_twins")            # nothing twinned: the spec's hash as before
     _check_pos("n_inflows", n_inflows)
     _check_pos("n_magnitudes", n_magnitudes)
@@ -499,7 +498,7 @@ def boundary(resolution: int = 64, n_inflows: int = 4, n_magnitudes: int = 3, ba
                                 obstacle=obs, wall=0, magnitude_index=j))
     _mark_heldout(sims, heldout_fraction)
     late = [s.magnitude_index % 2 == 1 for s in sims]
-    if late_twins and late_start:
+    if twinned:
         twins = [dataclasses.replace(s) for s, odd in zip(sims, late) if odd and not s.heldout]
         sims, late = sims + twins, [False] * len(sims) + [True] * len(twins)
     _late_start(sims, late_start, late, params)
