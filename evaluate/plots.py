@@ -73,7 +73,8 @@ def field_quantity(frames: np.ndarray, channels: Sequence[str], quantity: str = 
     raise ValueError(f"unknown quantity {quantity!r}; choose speed, vorticity or a channel")
 
 
-def _extent(x, y, w: int, h: int):
+def _extent(x, y, shape: tuple[int, ...]):
+    h, w = shape[-2:]
     if x is None or y is None or len(x) < 2 or len(y) < 2:
         return (0, w, 0, h)
     dx, dy = float(x[1] - x[0]), float(y[1] - y[0])
@@ -144,8 +145,7 @@ def rollout_panels(true: np.ndarray, preds: Mapping[str, np.ndarray], path,
     q_true = field_quantity(true, channels, quantity, velocity, x, y)
     q_pred = {k: field_quantity(p, channels, quantity, velocity, x, y)
               for k, p in preds.items()}
-    h, w = q_true.shape[-2:]
-    ext = _extent(x, y, w, h)
+    ext = _extent(x, y, q_true.shape)
     sym = quantity == "vorticity"
     shown = [s - 1 for s in steps]
     field = ("RdBu_r" if sym else "viridis", *_color_range(
@@ -158,7 +158,7 @@ def rollout_panels(true: np.ndarray, preds: Mapping[str, np.ndarray], path,
         rows += [(k, q_pred[k], preds[k], field),
                  (f"{k} error", errs[k], None, ("RdBu_r", -emax, emax))]
     fig = _figure(2.3 * len(steps) + 1.2, 2.2 * len(rows) + 0.4)
-    axes = np.atleast_2d(fig.subplots(len(rows), len(steps), squeeze=False))
+    axes = fig.subplots(len(rows), len(steps), squeeze=False)
     for r, (label, q, src, (cmap, vmin, vmax)) in enumerate(rows):
         for c, s in enumerate(steps):
             ax = axes[r, c]
@@ -279,8 +279,7 @@ def rollout_gif(true: np.ndarray, pred: np.ndarray, path, channels: Sequence[str
              *_color_range(qt, sym, empty=(-1.0 if sym else 0.0, 1.0)))
     err = qp - qt
     emax = _error_max([err])
-    h, w = qt.shape[-2:]
-    ext = _extent(x, y, w, h)
+    ext = _extent(x, y, qt.shape)
     fig = _figure(9.0, 3.3)
     axes = fig.subplots(1, 3)
     panels = [(qt, "truth", field), (qp, "prediction", field),

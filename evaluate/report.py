@@ -591,9 +591,7 @@ def _persistence_row(evals: Sequence[ModelEvaluation], splits: Sequence[str]
 
 
 def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    return o.tolist() if isinstance(o, np.ndarray) else str(o)
+    return o.tolist() if isinstance(o, (np.floating, np.integer, np.ndarray)) else str(o)
 
 
 def _figures(evals: Sequence[ModelEvaluation], splits: Sequence[str], out: Path,

@@ -75,7 +75,7 @@ def _add_spec_args(p):
                    help="preset parameter, repeatable (lists: a,b,c)")
     p.add_argument("--resolution", type=int)
     p.add_argument("--steps", type=int, help="solver steps")
-    p.add_argument("--save-every", dest="save_every", type=int, help="store every k-th solver step")
+    p.add_argument("--save-every", type=int, help="store every k-th solver step")
     p.add_argument("--seed", type=int)
     p.add_argument("--dt", type=float, help="solver time step")
 
@@ -88,13 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_args(g)
     g.add_argument("-o", "--out", required=True, help="output NetCDF file")
     g.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    g.add_argument("--threads", type=int, default=None, help="torch threads per worker (default 1)")
-    g.add_argument("--batch-size", dest="batch_size", type=int, default=16,
+    g.add_argument("--threads", type=int, help="torch threads per worker (default 1)")
+    g.add_argument("--batch-size", type=int, default=16,
                    help="simulations advanced together in one PhiFlow batch (default 16)")
     g.add_argument("--shard", help="i/n: simulate only the i-th of n blocks of simulations")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run, keeping finished parts")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    g.add_argument("--max-parts", dest="max_parts", type=int, help="stop after this many new parts (resumable)")
+    g.add_argument("--max-parts", type=int, help="stop after this many new parts (resumable)")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 

@@ -11,13 +11,6 @@ from .symmetry import transform_fields
 __all__ = ["data_equivariance_error"]
 
 
-def _groups(ds: xr.Dataset, by: str):
-    if by not in ds.coords:
-        raise DatasetError(f"data_equivariance_error: no per-simulation coordinate {by!r} to group by")
-    vals = ds[by].values
-    return {k: ds.isel(sim=np.flatnonzero(vals == k)) for k in dict.fromkeys(vals.tolist())}
-
-
 def _error(ds: xr.Dataset, variables) -> float:
     wall = ds["wall"].values.astype(int)
     level = ds["level"].values.astype(float) if "level" in ds.coords else np.full(len(wall), np.nan)
@@ -63,4 +56,9 @@ def data_equivariance_error(ds: xr.Dataset, variables=("u", "v"), by: str | None
         raise ValueError(f"variables must be a non-empty subset of u, v, density, got {variables}")
     if by is None:
         return _error(ds, tuple(variables))
-    return {k: _error(g, tuple(variables)) for k, g in _groups(ds, by).items()}
+    if by not in ds.coords:
+        raise DatasetError("data_equivariance_error: no per-simulation coordinate "
+                           f"{by!r} to group by")
+    vals = ds[by].values
+    return {k: _error(ds.isel(sim=np.flatnonzero(vals == k)), tuple(variables))
+            for k in dict.fromkeys(vals.tolist())}

@@ -60,11 +60,8 @@ def plan_parts(spec: ScenarioSpec, batch_size: int, shard=None) -> list[list[int
     groups: dict = {}
     for i in idx:
         groups.setdefault(spec.sims[i].static_key, []).append(int(i))
-    parts = []
-    for members in groups.values():
-        n_batches = -(-len(members) // batch_size)
-        parts += [list(map(int, c)) for c in np.array_split(members, n_batches)]
-    return parts
+    return [list(map(int, batch)) for members in groups.values()
+            for batch in np.array_split(members, -(-len(members) // batch_size))]
 
 
 def _solver_steps(spec: ScenarioSpec, part: list[int]) -> int:
@@ -160,7 +157,7 @@ def _check_writable(out: Path):
         raise GenerateError(f"{parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise GenerateError(f"output folder {parent} is not writable")
-    if out.exists() and out.is_dir():
+    if out.is_dir():
         raise GenerateError(f"output {out} is a folder; give a file name such as {out / 'data.nc'}")
 
 
@@ -333,9 +330,9 @@ def format_summary(s: dict) -> str:
         return f"{s['output']}: already complete ({s['sims']} simulations); nothing to do"
     lines = [f"scenario {s['scenario']} (shard {s['shard']}): {s['sims']} simulations x {s['steps']} steps "
              f"at {s['resolution']}x{s['resolution']}, every {s['save_every']} stored -> "
-             f"{s['frames_per_sim']} frames each"]
-    lines.append(f"parts: {s['parts_computed']} computed, {s['parts_reused']} reused, "
-                 f"{s['parts_remaining']} remaining")
+             f"{s['frames_per_sim']} frames each",
+             f"parts: {s['parts_computed']} computed, {s['parts_reused']} reused, "
+             f"{s['parts_remaining']} remaining"]
     if s["parts_computed"]:
         lines.append(f"solver: {s['sim_steps_computed']} sim-steps in {s['compute_seconds']:.1f} s "
                      f"= {s['frames_per_second']:.1f} frames/s; max residual / tolerance "

@@ -286,26 +286,12 @@ def rotate_point(x: float, y: float, k: int, size: float) -> tuple[float, float]
     return x, y
 
 
-def rotate_vector(bx: float, by: float, k: int) -> tuple[float, float]:
-    """Rotate a vector by ``k`` counter-clockwise quarter turns
-    (:func:`simulate.symmetry.transform_vector`)."""
-    bx, by = transform_vector(bx, by, k)
-    return bx + 0.0, by + 0.0     # no negative zeros (they would change the spec JSON)
-
-
-def _even_pick(n: int, m: int) -> list[int]:
-    """``m`` indices spread evenly over ``range(n)``."""
-    if m <= 0 or n <= 0:
-        return []
-    return sorted({min(n - 1, int((i + 0.5) * n / m)) for i in range(m)})
-
-
 def _mark_heldout(sims: list[SimSpec], frac: float) -> None:
     """Mark an evenly spread ``round(frac * n)`` of ``sims`` as held out (none when
     ``n < 4``), never every simulation of one wall."""
     n = len(sims)
     m = int(round(frac * n)) if n >= 4 else 0
-    first = _even_pick(n, m)
+    first = sorted({min(n - 1, int((i + 0.5) * n / m)) for i in range(m)})
     order = first + [i for i in sorted(range(n), key=lambda i: (i * 7919) % n) if i not in first]
     per_wall, held = Counter(s.wall for s in sims), Counter()
     for i in order:
@@ -322,14 +308,20 @@ def _wall_sims(size, radius, distance, magnitude, wall, rate, **labels) -> SimSp
     """The bottom-wall setup (inflow ``distance`` above the bottom, buoyancy up) rotated
     to ``wall``."""
     x, y = rotate_point(size / 2, distance, wall, size)
-    b = rotate_vector(0.0, magnitude, wall)
+    bx, by = transform_vector(0.0, magnitude, wall)
     return SimSpec(inflow_x=x, inflow_y=y, inflow_radius=radius, inflow_rate=rate,
-                   buoyancy=b, wall=wall, **labels)
+                   buoyancy=(bx + 0.0, by + 0.0),    # no negative zeros (they change the JSON)
+                   wall=wall, **labels)
 
 
-def _common(resolution, steps, dt, save_every, seed, solver):
-    _check_pos("resolution", resolution)
-    return dict(steps=steps, dt=dt, save_every=save_every, seed=seed,
+def _common(fn, p: dict) -> dict:
+    """The :class:`ScenarioSpec` arguments of preset ``fn`` called with ``p`` (its
+    arguments, recorded less the solver as ``preset_params``)."""
+    _check_pos("resolution", p["resolution"])
+    solver = p.pop("solver")
+    return dict(name=fn.__name__, description=fn.__doc__.split("\n")[0], preset_params=p,
+                resolution=p["resolution"], steps=p["steps"], dt=p["dt"],
+                save_every=p["save_every"], seed=p["seed"],
                 solver=SolverSpec(**solver) if isinstance(solver, dict) else (solver or SolverSpec()))
 
 
@@ -344,39 +336,39 @@ def _check_pos(name, v, error=SpecError):
         raise error(f"{name} must be a positive integer, got {v!r}")
 
 
-def _late_start(sims: list[SimSpec], late_start: int, late: list[bool], params: dict) -> None:
-    """Record the training runs flagged in ``late`` after ``late_start`` solver steps of
-    warm-up, so that the train split holds the later flow regime that test-future asks
-    about; held-out runs start at frame 0 (test-domain keeps meaning their early times).
-    ``late_start = 0`` leaves the spec, and its hash, as before the option existed."""
+def _finish(common: dict, sims: list[SimSpec], late: list[bool]) -> ScenarioSpec:
+    """The preset's spec, its training runs flagged in ``late`` recorded after ``late_start``
+    solver steps of warm-up (the later flow regime that test-future asks about); held-out
+    runs start at frame 0, the early times test-domain means. ``late_start = 0`` leaves
+    the spec, and its hash, as before the option existed."""
+    p = common["preset_params"]
+    late_start = p["late_start"]
     if not isinstance(late_start, int) or isinstance(late_start, bool) or late_start < 0:
         raise SpecError(f"late_start must be a non-negative integer, got {late_start!r}")
     if not late_start:
-        params.pop("late_start", None)
+        p.pop("late_start")
     for s, flag in zip(sims, late):
         if flag and not s.heldout:
             s.warmup_steps = late_start
+    return ScenarioSpec(sims=sims, **common)
 
 
 def _rotation_family(fn, p: dict, magnitude_fn, levels=(float("nan"),)) -> ScenarioSpec:
     """Preset ``fn`` from its arguments ``p``: per level, ``n_magnitudes`` x 4 walls with
     buoyancy ``magnitude_fn(j, k, level)`` away from wall ``k``."""
-    common = _common(p["resolution"], p["steps"], p["dt"], p["save_every"], p["seed"],
-                     p.pop("solver"))
+    common = _common(fn, p)
     _check_pos("n_magnitudes", p["n_magnitudes"])
     size, r, d = _geom(p["resolution"], p["inflow_radius"], p["wall_distance"])
-    sims, late_start = [], p["late_start"]     # _late_start drops a late_start of 0 from p
+    sims = []
     for level in levels:
         block = [_wall_sims(size, r, d, magnitude_fn(j, k, level), k, p["inflow_rate"],
                             magnitude_index=j, level=float(level))
                  for j in range(p["n_magnitudes"]) for k in range(4)]
         _mark_heldout(block, p["heldout_fraction"])
-        # odd magnitude index: all four walls of a magnitude together, so no early run
-        # is a rotated copy of a late one (exactly so in `symmetric`)
-        _late_start(block, late_start, [s.magnitude_index % 2 == 1 for s in block], p)
         sims += block
-    return ScenarioSpec(name=fn.__name__, sims=sims, description=fn.__doc__.split("\n")[0],
-                        preset_params=p, resolution=p["resolution"], **common)
+    # late: odd magnitude index, all four walls of a magnitude together, so no early run
+    # is a rotated copy of a late one (exactly so in `symmetric`)
+    return _finish(common, sims, [s.magnitude_index % 2 == 1 for s in sims])
 
 
 # ----------------------------------------------------------------------------- presets
@@ -442,19 +434,16 @@ def translation(resolution: int = 64, nx: int = 7, ny: int = 5, buoyancy_left: f
     training runs of odd inflow rows (both halves) are recorded after that many solver
     steps of warm-up."""
     params = dict(locals())
-    params.pop("solver")
     _check_pos("nx", nx)
     _check_pos("ny", ny)
-    common = _common(resolution, steps, dt, save_every, seed, solver)
+    common = _common(translation, params)
     size, r, _ = _geom(resolution, inflow_radius, None)
     sims = [SimSpec(inflow_x=size * (i + 1) / (nx + 1), inflow_y=size * 5 * (j + 1) / 64,
                     inflow_radius=r, inflow_rate=inflow_rate, buoyancy=(0.0, buoyancy_left),
                     split_x=size / 2, buoyancy_right=(0.0, buoyancy_right))
             for j in range(ny) for i in range(nx)]
     _mark_heldout(sims, heldout_fraction)
-    _late_start(sims, late_start, [(k // nx) % 2 == 1 for k in range(len(sims))], params)
-    return ScenarioSpec(name="translation", sims=sims, description=translation.__doc__.split("\n")[0],
-                        preset_params=params, resolution=resolution, **common)
+    return _finish(common, sims, [(k // nx) % 2 == 1 for k in range(len(sims))])
 
 
 def boundary(resolution: int = 64, n_inflows: int = 4, n_magnitudes: int = 3, base_buoyancy: float = 0.05,
@@ -472,7 +461,6 @@ def boundary(resolution: int = 64, n_inflows: int = 4, n_magnitudes: int = 3, ba
     many solver steps of warm-up; with ``late_twins`` they keep their record from rest
     and a twin recorded after the warm-up is added (appended after the other runs)."""
     params = dict(locals())
-    params.pop("solver")
     twinned = bool(late_twins and late_start)
     if not twinned:
         params.pop("late_twins")            # nothing twinned: the spec's hash as before
@@ -484,26 +472,22 @@ def boundary(resolution: int = 64, n_inflows: int = 4, n_magnitudes: int = 3, ba
     if not open_walls:
         raise SpecError("boundary: open_walls must name at least one wall")
     params["open_walls"] = list(open_walls)
-    common = _common(resolution, steps, dt, save_every, seed, solver)
+    common = _common(boundary, params)
     size, r, d = _geom(resolution, inflow_radius, wall_distance)
     # obstacle faces on cell faces (PhiFlow's obstacle masks are exact there)
     obs = tuple(float(round(f * resolution)) * size / resolution for f in (0.55, 0.45, 0.75, 0.55)) \
         if obstacle else None
     xs = [size / 2] if n_inflows == 1 else [size * (0.3 + 0.4 * i / (n_inflows - 1)) for i in range(n_inflows)]
-    sims = []
-    for j in range(n_magnitudes):
-        for x in xs:
-            sims.append(SimSpec(inflow_x=x, inflow_y=d, inflow_radius=r, inflow_rate=inflow_rate,
-                                buoyancy=(0.0, base_buoyancy * (j + 1)), open_walls=open_walls,
-                                obstacle=obs, wall=0, magnitude_index=j))
+    sims = [SimSpec(inflow_x=x, inflow_y=d, inflow_radius=r, inflow_rate=inflow_rate,
+                    buoyancy=(0.0, base_buoyancy * (j + 1)), open_walls=open_walls,
+                    obstacle=obs, wall=0, magnitude_index=j)
+            for j in range(n_magnitudes) for x in xs]
     _mark_heldout(sims, heldout_fraction)
     late = [s.magnitude_index % 2 == 1 for s in sims]
     if twinned:
         twins = [dataclasses.replace(s) for s, odd in zip(sims, late) if odd and not s.heldout]
         sims, late = sims + twins, [False] * len(sims) + [True] * len(twins)
-    _late_start(sims, late_start, late, params)
-    return ScenarioSpec(name="boundary", sims=sims, description=boundary.__doc__.split("\n")[0],
-                        preset_params=params, resolution=resolution, **common)
+    return _finish(common, sims, late)
 
 
 _PRESETS: dict[str, Callable[..., ScenarioSpec]] = {
@@ -518,14 +502,9 @@ def available_scenarios() -> list[str]:
 
 def preset_parameters(name: str) -> dict[str, Any]:
     """Parameter names and defaults of a preset."""
-    return {k: p.default for k, p in inspect.signature(_get(name)).parameters.items()}
-
-
-def _get(name):
-    try:
-        return _PRESETS[name]
-    except KeyError:
-        raise SpecError(f"unknown scenario {name!r} (available: {', '.join(_PRESETS)})") from None
+    if name not in _PRESETS:
+        raise SpecError(f"unknown scenario {name!r} (available: {', '.join(_PRESETS)})")
+    return {k: p.default for k, p in inspect.signature(_PRESETS[name]).parameters.items()}
 
 
 def _param_problem(default, v) -> str | None:
@@ -542,7 +521,6 @@ def _param_problem(default, v) -> str | None:
 
 def preset(name: str, **overrides) -> ScenarioSpec:
     """Build the named preset, e.g. ``preset("rotation", resolution=32, n_magnitudes=2)``."""
-    fn = _get(name)
     allowed = preset_parameters(name)
     if bad := set(overrides) - set(allowed):
         raise SpecError(f"scenario {name!r} has no parameter(s) {', '.join(sorted(bad))} "
@@ -551,7 +529,7 @@ def preset(name: str, **overrides) -> ScenarioSpec:
         if problem := _param_problem(allowed[k], v):
             raise SpecError(f"scenario {name!r}: parameter {k} must be {problem}, got {v!r}")
     try:
-        spec = fn(**overrides)
+        spec = _PRESETS[name](**overrides)
     except TypeError as e:
         raise SpecError(f"scenario {name!r}: {e}") from None
     return spec.validate()

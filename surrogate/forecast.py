@@ -36,15 +36,6 @@ class ForecastError(ValueError):
 _AUX_FORMS = "(a Dataset, a dict of arrays or a (B, C, H, W) array)"
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ForecastError("device 'cuda' was asked for but torch sees no CUDA GPU")
-    return device
-
-
 class Surrogate(nn.Module):
     """A trained surrogate: the network, its normalisation and its metadata.
 
@@ -155,17 +146,13 @@ class Surrogate(nn.Module):
                              f"{list(self.breaking_inputs)} and needs the cause fields "
                              f"{list(self.aux_channels)}; {detail}")
 
-    def _weights_fingerprint(self) -> tuple:
-        """Changes whenever a parameter or buffer of :attr:`model` is replaced, moved or
-        modified in place (an optimiser step, ``load_state_dict``, ``.to(device)``)."""
-        return tuple((t.data_ptr(), t._version, t.dtype, t.device)
-                     for t in itertools.chain(self.model.parameters(), self.model.buffers()))
-
     def exported(self) -> nn.Module:
         """The inference module with expanded kernels: built on first use and rebuilt
-        when the wrapped model's weights change. Not a submodule, so it never appears
-        in :meth:`state_dict`."""
-        key = self._weights_fingerprint()
+        when a parameter or buffer of the wrapped model is replaced, moved or modified in
+        place (an optimiser step, ``load_state_dict``, ``.to(device)``). Not a submodule,
+        so it never appears in :meth:`state_dict`."""
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device)
+                    for t in itertools.chain(self.model.parameters(), self.model.buffers()))
         if self._export_cache is None or self._export_cache[0] != key:
             export = getattr(self.model, "export", None)
             with torch.no_grad():
@@ -334,7 +321,11 @@ def load(path: str | os.PathLike, device: str | torch.device | None = "cpu", *,
     (``"cpu"``, ``"cuda"``, ``"auto"``). ``key``: refuse the file unless it carries an
     HMAC signature made with this key (``relaxflow-train`` signs with the key in
     ``$RELAXFLOW_CHECKPOINT_KEY``)."""
-    dev = _resolve_device(device)
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ForecastError("device 'cuda' was asked for but torch sees no CUDA GPU")
     ckpt = read_checkpoint(path, key=key)
     model = model_from_checkpoint(ckpt, dev)
     return Surrogate(model, ckpt["normalization"], ckpt["metadata"], str(Path(path))).to(dev)

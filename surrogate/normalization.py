@@ -20,8 +20,7 @@ __all__ = ["Normalization"]
 
 
 def _channel_rows(data, layout: FieldLayout, channel_dim: int, what: str) -> np.ndarray:
-    """``data`` (array or tensor) as float64 ``(C, N)``, one row per channel; refuses
-    NaN/Inf (``what``: the quantity being fitted, for the error)."""
+    """``data`` (array or tensor) as float64 ``(C, N)``; NaN/Inf refused (fitting ``what``)."""
     a = np.asarray(data.detach().cpu() if torch.is_tensor(data) else data, np.float64)
     a = np.moveaxis(a, channel_dim, 0).reshape(layout.num_channels, -1)
     if not np.isfinite(a).all():

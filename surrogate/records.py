@@ -316,8 +316,7 @@ class TrainingRecord:
 
 
 def _opt(default: Any, help: str, cli: bool = True) -> Any:
-    """A :class:`ModelConfig` field: its default (written here once), a help line, and
-    whether the train CLI offers it as a flag."""
+    """A :class:`ModelConfig` field: default, help line, whether train's CLI has a flag."""
     return field(default=default, metadata={"help": help, "cli": cli})
 
 

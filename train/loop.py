@@ -265,19 +265,6 @@ class _Run:
 _RUN_FILES = ("best.pt", "last.pt", METRICS_FILE)  # what a run owns in its folder
 
 
-def _staging_dir(out: Path) -> Path:
-    return sibling(out, "overwrite")
-
-
-def _recover_swap(out: Path) -> None:
-    """Finish a swap that a kill interrupted between its two renames."""
-    stage, old = _staging_dir(out), sibling(out, "replaced")
-    if not out.exists() and old.is_dir() and (stage / "last.pt").is_file():
-        os.rename(stage, out)
-    if out.exists() and old.is_dir():
-        shutil.rmtree(old)
-
-
 def _swap_in(run: _Run) -> _Run:
     """Move the new run from its staging folder to ``run.final``, carrying over the
     files of the old folder that are not a run's (a user's notes, a report)."""
@@ -331,7 +318,7 @@ def fit(config: TrainConfig, *, key: bytes | str | None = None) -> Path:
         return Trainer(config, device, info, key).fit()
     except BaseException:
         if info.is_main and not config.resume:  # a new run that died before its swap
-            shutil.rmtree(_staging_dir(Path(config.out)), ignore_errors=True)
+            shutil.rmtree(sibling(Path(config.out), "overwrite"), ignore_errors=True)
         raise
     finally:
         D.cleanup(info)
@@ -341,7 +328,12 @@ def _prepare_out(cfg: TrainConfig) -> _Run:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
-    _recover_swap(out)
+    stage, old = sibling(out, "overwrite"), sibling(out, "replaced")
+    # finish a swap that a kill interrupted between its two renames
+    if not out.exists() and old.is_dir() and (stage / "last.pt").is_file():
+        os.rename(stage, out)
+    if out.exists() and old.is_dir():
+        shutil.rmtree(old)
     run = _Run(out)
     if cfg.resume:
         if not run.last.is_file():
@@ -351,7 +343,7 @@ def _prepare_out(cfg: TrainConfig) -> _Run:
             raise ConfigError(f"{out} already holds a training run; pass --resume to "
                               "continue it or --overwrite to start over")
         # the old run stays until the new one has written its first checkpoint
-        return _Run(_staging_dir(out), final=out)
+        return _Run(stage, final=out)
     return run
 
 
@@ -754,11 +746,9 @@ def _trim_metrics(path: Path, epochs_done: int) -> None:
         return
     keep = []
     for line in path.read_text().splitlines():
-        try:
+        with contextlib.suppress(ValueError, KeyError):
             if json.loads(line)["epoch"] <= epochs_done:
                 keep.append(line)
-        except (ValueError, KeyError):
-            continue
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(l + "\n" for l in keep))
     shutil.move(tmp, path)

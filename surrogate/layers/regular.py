@@ -130,10 +130,6 @@ class FieldProjection(nn.Module):
             proj[:, nv * n:] /= n
         self.register_buffer("matrix", proj.float(), persistent=False)
 
-    @property
-    def in_fields(self) -> int:
-        return self.matrix.shape[1] // self.group.order
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.einsum("co,bohw->bchw", self.matrix.to(x.dtype), x)
 

@@ -30,10 +30,10 @@ from torch import nn
 
 from ..groups import Group
 from .group_conv import check_grid_group, expand_group_filter, group_filter_index
-from .relaxed_translation_conv import (RELAX, PositionMixing, bank_std, check_relax,
-                                       level_grid, smoothness_penalty)
+from .relaxed_translation_conv import (PositionMixing, bank_std, check_relax, level_grid,
+                                       smoothness_penalty)
 
-__all__ = ["RelaxedGroupConv", "RELAX"]
+__all__ = ["RelaxedGroupConv"]
 
 
 class RelaxedGroupConv(PositionMixing):
@@ -66,10 +66,8 @@ class RelaxedGroupConv(PositionMixing):
         n, k = self.group.order, self.kernel_size
         banks = expand_group_filter(self.weight, self.filter_index, n)  # (L, Fo, G, Fi, G, k, k)
         w = self.relaxed_weights
-        if self.relax == "translation":
-            w = w.mean(dim=(1, 2))[:, None].expand(-1, n)
-        elif self.relax == "both":
-            w = w.mean(dim=(2, 3))
+        if self.relax != "rotation":  # the mean over the grid, (L,) or (L, |G|), as (L, |G|)
+            w = w.mean(dim=(-2, -1)).reshape(self.num_banks, -1).expand(-1, n)
         w = torch.einsum("lg,logihyx->ogihyx", w.to(banks.dtype), banks)
         return w.reshape(self.out_fields * n, self.in_fields * n, k, k)
 

@@ -52,7 +52,6 @@ class RelaxedSteerableConv(PositionMixing, SteerableConv):
             raise ValueError(f"relax_scale must be > 0, got {relax_scale}")
         check_relax(relax)
         self.relax_scale, self.relax, self.num_banks = relax_scale, relax, 1
-        k = kernel_size
         if relax != "rotation":
             if num_banks < 1:
                 raise ValueError(f"num_banks must be >= 1, got {num_banks}")
@@ -65,7 +64,7 @@ class RelaxedSteerableConv(PositionMixing, SteerableConv):
             self.relaxed_weights = nn.Parameter(torch.full((num_banks, *self.grid),
                                                            1.0 / num_banks))
         self.delta = (None if relax == "translation" else
-                      nn.Parameter(torch.zeros(*self.weight.shape, k, k)))
+                      nn.Parameter(torch.zeros(*self.weight.shape, kernel_size, kernel_size)))
 
     def coefficients(self) -> torch.Tensor:
         """``w(y) = w_bar + s * delta(y)``, ``(F_out, F_in, n_basis, k, k)`` (with a

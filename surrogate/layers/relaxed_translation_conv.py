@@ -24,8 +24,8 @@ from .group_conv import kaiming_std
 from .regular import RegularConv
 
 __all__ = ["RelaxedTranslationConv", "MixedConv", "mix_banks", "smoothness_penalty",
-           "check_grid", "banked_conv", "check_relax", "RELAX", "level_grid", "check_plain",
-           "bank_std", "PositionMixing"]
+           "check_grid", "check_relax", "RELAX", "level_grid", "check_plain", "bank_std",
+           "PositionMixing"]
 
 #: what the weights of a relaxed group / steerable conv may depend on
 RELAX = ("rotation", "translation", "both")
@@ -72,16 +72,6 @@ def smoothness_penalty(w: torch.Tensor) -> torch.Tensor:
             + (w[..., 1:, :] - w[..., :-1, :]).abs().mean())
 
 
-def banked_conv(x: torch.Tensor, banks: torch.Tensor, w: torch.Tensor,
-                bias: torch.Tensor | None) -> torch.Tensor:
-    """``sum_l w_l(x) [x * K_l](x) + b``: ``banks`` ``(L, C_out, C_in, k, k)``, ``w``
-    as in :func:`mix_banks`, ``bias`` ``(C_out,)`` or None; ``(B, C_in, H, W)`` ->
-    ``(B, C_out, H, W)``."""
-    L, co, ci, k, _ = banks.shape
-    y = mix_banks(F.conv2d(x, banks.reshape(L * co, ci, k, k), padding=k // 2), w)
-    return y if bias is None else y + bias.view(1, -1, 1, 1).to(y.dtype)
-
-
 def check_grid(x: torch.Tensor, grid: tuple[int, int], name: str) -> None:
     """Refuse an input whose ``(H, W)`` is not the grid a position-dependent layer has."""
     if tuple(x.shape[-2:]) != grid:
@@ -114,7 +104,11 @@ class PositionMixing(RegularConv):
         if self.relax == "rotation":
             return super().forward(x)
         check_grid(x, self.grid, self._name())
-        return banked_conv(x, self._banks(), self.relaxed_weights, self.expand_bias())
+        banks, bias = self._banks(), self.expand_bias()
+        L, co, ci, k, _ = banks.shape
+        y = mix_banks(F.conv2d(x, banks.reshape(L * co, ci, k, k), padding=k // 2),
+                      self.relaxed_weights)
+        return y if bias is None else y + bias.view(1, -1, 1, 1).to(y.dtype)
 
     def relaxation_weights(self) -> dict[str, torch.Tensor]:
         return {"w": self.relaxed_weights}

@@ -80,9 +80,8 @@ class FieldUNet(nn.Module):
             self.config["grid"] = list(_level_grid(grid, 0, depth))
 
         def conv_at(level: int):
-            if grid is None:
-                return partial(conv_cls, **conv_kwargs)
-            return partial(conv_cls, **{**conv_kwargs, "grid": _level_grid(grid, level, depth)})
+            at = {} if grid is None else {"grid": _level_grid(grid, level, depth)}
+            return partial(conv_cls, **{**conv_kwargs, **at})
 
         def stage(level: int, w_in: int, w_out: int) -> nn.Sequential:
             """``num_blocks`` residual blocks ``w_in -> w_out -> ... -> w_out`` fields."""
