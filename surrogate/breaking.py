@@ -135,6 +135,11 @@ class BreakingInputs(nn.Module):
         self.layout = aux_layout(self.names)
         self.data_layout = data_layout(self.names)
 
+    @property
+    def num_channels(self) -> int:
+        """Channels the breaking inputs add to the network's input."""
+        return self.layout.num_channels
+
     def _fail(self, msg: str) -> None:
         need = (f"the data fields {list(self.data_layout.channels)}"
                 if self.data_layout.num_channels else "no data fields")
@@ -155,10 +160,15 @@ class BreakingInputs(nn.Module):
             aux = aux.to(device=device, dtype=dtype).expand(batch, -1, h, w)
             if aux.shape[1] == n_all:
                 return aux
+        c = 0
         parts = [torch.zeros(batch, 0, h, w, dtype=dtype, device=device)]
-        for name in self.names:  # aux now holds the fields of the one data input, cause
-            parts.append(aux if name in _FROM_DATA
-                         else _built_fields(name, batch, h, w, dtype, device))
+        for name in self.names:
+            if name in _FROM_DATA:
+                k = _LAYOUTS[name].num_channels
+                parts.append(aux[:, c:c + k])
+                c += k
+            else:
+                parts.append(_built_fields(name, batch, h, w, dtype, device))
         return torch.cat(parts, dim=1)
 
     def extra_repr(self) -> str:
