@@ -2,15 +2,10 @@
 "Benchmark"). The command-line entry point; the code and its documentation (``--help``)
 are in ``benchmarks/accuracy/`` (plan, run, tables, report, cli)."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for _p in (ROOT / "benchmarks", ROOT):  # run as a script from anywhere
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # accuracy adds the root itself
 
 from accuracy.cli import main  # noqa: E402
 

@@ -85,7 +85,6 @@ def setup_model(name: str, args, device: torch.device) -> dict:
         (loss + model.equivariance_penalty()).backward()
 
     def infer_fn(m):
-        m.eval()
         mc = torch.compile(m) if args.compile else m
 
         def run():

@@ -71,9 +71,8 @@ def make_data(work: Path) -> Path:
     import simulate
     path = work / "rotation.nc"
     spec = simulate.preset("rotation", **DATA)
-    if simulate.holds_spec(path, spec):
-        return path
-    simulate.generate(spec, path, overwrite=True, workers=2, progress=False)
+    if not simulate.holds_spec(path, spec):
+        simulate.generate(spec, path, overwrite=True, workers=2, progress=False)
     return path
 
 

@@ -65,9 +65,8 @@ def main(argv=None):
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "simulate.md"))
     a = ap.parse_args(argv)
 
-    rows = []
     eager = eager_one_at_a_time(a.res, a.steps, a.eager_sims)
-    rows.append(("eager, one simulation at a time (torch, float64 CG, 1 thread)", 1, 1, eager, None))
+    rows = [("eager, one simulation at a time (torch, float64 CG, 1 thread)", 1, 1, eager, None)]
     print(f"eager: {eager['fps']:.1f} frames/s", flush=True)
     configs = dict.fromkeys((min(b, max(1, a.sims // w)), w)  # every worker gets a part
                             for w in map(int, a.workers.split(","))

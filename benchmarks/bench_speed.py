@@ -19,14 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from bench_models import autocast, grid_option, machine_name, sync  # also puts the root on sys.path
+import surrogate
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import torch  # noqa: E402
-
-import surrogate  # noqa: E402
-from bench_models import autocast, grid_option, machine_name, sync  # noqa: E402
 
 
 def simulator_rates(res: int, steps: int, sims: int, eager_sims: int, device: str,
@@ -41,29 +39,26 @@ def simulator_rates(res: int, steps: int, sims: int, eager_sims: int, device: st
 
     spec = simulate.preset("rotation", resolution=res, n_magnitudes=max(1, sims // 4),
                            steps=steps)
-    out = {"solver_dt": float(spec.dt)}
-    stamps: list[float] = []
     espec = (spec if not eager_steps or eager_steps >= steps else
              simulate.preset("rotation", resolution=res, n_magnitudes=max(1, sims // 4),
                              steps=eager_steps))
-    out["eager_steps"] = int(espec.steps)
+    stamps: list[float] = []
     for i in range(eager_sims):
         s: list[float] = []
         simulate_batch(espec, [i], jit=False, device=device,
                        on_step=lambda: s.append(time.perf_counter()))
         stamps.append((s[-1] - s[0], len(s) - 1))
-    out["eager_fps"] = sum(n for _, n in stamps) / sum(t for t, _ in stamps)
     idx = list(range(len(spec.sims)))
     s2: list[float] = []
     simulate_batch(spec, idx, jit=True, device=device,
                    on_step=lambda: s2.append(time.perf_counter()))
     warm = min(8, len(s2) // 3)  # jit tracing happens in the first calls
-    out["batched_fps"] = len(idx) * (len(s2) - 1 - warm) / (s2[-1] - s2[warm])
     early = min(len(s2) - 1, warm + 40)
-    out["batched_fps_early"] = len(idx) * (early - warm) / (s2[early] - s2[warm])
-    out["batched_sims"] = len(idx)
-    out["steps"] = int(spec.steps)
-    return out
+    return {"solver_dt": float(spec.dt), "eager_steps": int(espec.steps),
+            "eager_fps": sum(n for _, n in stamps) / sum(t for t, _ in stamps),
+            "batched_fps": len(idx) * (len(s2) - 1 - warm) / (s2[-1] - s2[warm]),
+            "batched_fps_early": len(idx) * (early - warm) / (s2[early] - s2[warm]),
+            "batched_sims": len(idx), "steps": int(spec.steps)}
 
 
 def surrogate_rate(name: str, params: float, args, device: torch.device) -> dict:
@@ -74,7 +69,6 @@ def surrogate_rate(name: str, params: float, args, device: torch.device) -> dict
     net = surrogate.export(model).eval()
     if args.compile:
         net = torch.compile(net)
-    ctx = autocast(device, args.amp)
     x0 = torch.randn(args.batch, args.T_in, 3, args.res, args.res, device=device)
 
     def rollout(n: int) -> None:
@@ -83,7 +77,7 @@ def surrogate_rate(name: str, params: float, args, device: torch.device) -> dict
             y = net(x)
             x = torch.cat([x[:, 1:], y[:, None].to(x.dtype)], dim=1)
 
-    with torch.inference_mode(), ctx:
+    with torch.inference_mode(), autocast(device, args.amp):
         rollout(args.warmup)
         sync(device)
         best = float("inf")

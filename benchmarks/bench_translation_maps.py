@@ -22,12 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench_models import machine_name  # also puts the root on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from bench_models import machine_name  # noqa: E402
-
 MODELS = ("unet", "relaxed_conv_unet")
 
 
@@ -36,9 +33,8 @@ def simulate_data(work: Path, res: int, steps: int) -> Path:
     import simulate
     spec = simulate.preset("translation", resolution=res, steps=steps, save_every=2)
     path = work / "translation.nc"
-    if simulate.holds_spec(path, spec):
-        return path
-    simulate.generate(spec, path, progress=False, overwrite=True)
+    if not simulate.holds_spec(path, spec):
+        simulate.generate(spec, path, progress=False, overwrite=True)
     return path
 
 
@@ -78,8 +74,7 @@ def position_maps(checkpoint: Path, path: Path) -> list[tuple[str, float, int]]:
         im = ax.imshow(p, origin="lower", cmap="magma")
         ax.axvline(p.shape[1] / 2 - 0.5, color="c", lw=0.8, ls="--")
         ax.set_title(f"{l.name}\nrel. dev. {l.relative_deviation:.3g}", fontsize=7)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
         fig.colorbar(im, ax=ax, shrink=0.8)
         col = p.mean(axis=0)
         rows.append((l.name, l.relative_deviation, int(np.argmax(col)), p.shape[1]))

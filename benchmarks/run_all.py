@@ -19,11 +19,10 @@ from pathlib import Path
 
 import torch
 
+from bench_models import machine_name
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from bench_models import machine_name  # noqa: E402
 
 
 def run(script: str, *args: str) -> None:

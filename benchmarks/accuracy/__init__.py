@@ -49,4 +49,43 @@ scale writes under its work folder).
 
 # The docstring above is the command line's --help (description and epilog), so keep it
 # in step with cli.parse. Modules: plan, run, tables, report, cli (each says what it holds
-# in its docstring); ``benchmarks/bench_accuracy.py`` is the entry point.
+# in its docstring), sharing the helpers below (paths, cache hashing, JSON, log);
+# ``benchmarks/bench_accuracy.py`` is the entry point.
+
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+# the packages (surrogate, train, ...) and the sibling scripts (bench_models) importable
+# however this package was reached
+for _p in (ROOT / "benchmarks", ROOT):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+
+def now() -> str:
+    """The current local time, ISO format to the second."""
+    return dt.datetime.now().isoformat(timespec="seconds")
+
+
+def stable_hash(obj: Any) -> str:
+    """16-hex-digit SHA-1 of ``obj`` as sorted JSON: the cache key of runs (never change)."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def log(msg: str) -> None:
+    """Print ``msg`` with a [HH:MM:SS] time stamp, flushed."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)

@@ -6,10 +6,11 @@ import argparse
 import copy
 import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .common import ROOT, log, stable_hash
+from . import ROOT, log, stable_hash
 
 MODELS = ["unet", "gconv_unet", "relaxed_gconv_unet", "steer_unet", "relaxed_steer_unet"]
 SCENARIOS = ["rotation", "translation", "boundary", "symmetric"]
@@ -73,9 +74,6 @@ COST = {"unet": 1.0, "gconv_unet": 2.3, "relaxed_gconv_unet": 1.8, "steer_unet":
         "relaxed_steer_unet": 1.0, "rpp_unet": 2.5, "combo_unet": 3.3, "clc_unet": 2.0,
         "relaxed_conv_unet": 1.5}
 
-# --------------------------------------------------------------------------------------
-# Scales
-# --------------------------------------------------------------------------------------
 #: the training recipe of issue 11 (docs/accuracy.md, "Training recipe"); part of every
 #: run's cache key, so results of an older recipe are never reused
 RECIPE = {"targets": "delta", "persistence_init": True, "noise": 0.5, "schedule": "cosine",
@@ -84,9 +82,9 @@ RECIPE = {"targets": "delta", "persistence_init": True, "noise": 0.5, "schedule"
 SCALES: dict[str, dict[str, Any]] = {
     # 2 CPU cores: the demo's data design and recipe (docs/accuracy.md, "Late-started
     # plumes"): 32 runs per dataset, half of the training runs recorded after 60 warm-up
-    # steps (boundary: 23 from rest plus 12 late twins), T_in 8, batch 16, 15 x 32 steps at lr 4e-3, ~60k parameters; the loss
-    # unrolled over K 6 steps (the demo's 3 costs half and is worse: docs/accuracy.md,
-    # "Unrolled loss steps K")
+    # steps (boundary: 23 from rest plus 12 late twins), T_in 8, batch 16, 15 x 32 steps
+    # at lr 4e-3, ~60k parameters; the loss unrolled over K 6 steps (the demo's 3 costs
+    # half and is worse: docs/accuracy.md, "Unrolled loss steps K")
     "cpu": {
         "data": {"resolution": 32, "steps": 160, "save_every": 2, "late_start": 60},
         "scenario_params": {
@@ -234,25 +232,24 @@ class Plan:
     why: str
 
 
-def data_jobs(scale: dict, scenarios: list[str], studies: list[str], work: Path
-              ) -> list[DataJob]:
+def data_jobs(st: Settings) -> list[DataJob]:
     """The datasets the studies need, scenarios first, then the sweep's levels."""
     jobs: dict[str, DataJob] = {}
-    base = dict(scale["data"])
-    of_study = {"main": scenarios, "table1": scenarios, "inputs": INPUT_SCENARIOS,
+    base, data = dict(st.scale["data"]), st.work / "data"
+    of_study = {"main": st.scenarios, "table1": st.scenarios, "inputs": INPUT_SCENARIOS,
                 "ablation": ABLATION_SCENARIOS}
-    need = {sc for study in studies for sc in of_study.get(study, ())}
+    need = {sc for study in st.studies for sc in of_study.get(study, ())}
     for sc in [s for s in SCENARIOS if s in need]:
-        p = {**base, **scale["scenario_params"].get(sc, {})}
-        jobs[sc] = DataJob(sc, sc, p, str(work / "data" / f"{sc}.nc"))
-    if "sweep" in studies:
-        sw = scale["sweep"]
+        p = {**base, **st.scale["scenario_params"].get(sc, {})}
+        jobs[sc] = DataJob(sc, sc, p, str(data / f"{sc}.nc"))
+    if "sweep" in st.studies:
+        sw = st.scale["sweep"]
         for lv in map(float, sw["levels"]):
             p = {**base, "levels": (lv,), "n_magnitudes": sw["n_magnitudes"],
                  "asymmetry": sw["asymmetry"]}
             k = f"breaking_sweep@{lv:g}"
             jobs[k] = DataJob(k, "breaking_sweep", p,
-                              str(work / "data" / f"breaking_sweep_level{lv:g}.nc"), lv)
+                              str(data / f"breaking_sweep_level{lv:g}.nc"), lv)
     return list(jobs.values())
 
 
@@ -324,10 +321,8 @@ class _TaskSet:
                     str(self.work / "runs" / data_key / tag / f"seed{seed}"),
                     self.by_key[data_key].path, dict(self.scale["train"]),
                     dict(self.scale["eval"]), mc, self.device, self.threads, variant)
-        prev = self.tasks.get(t.out)
-        if prev is None:
-            self.tasks[t.out] = t
-        elif study not in prev.study.split(","):
+        prev = self.tasks.setdefault(t.out, t)
+        if study not in prev.study.split(","):  # a run planned before: name this study too
             prev.study += "," + study
 
 
@@ -367,7 +362,7 @@ def build_plan(st: Settings) -> Plan:
     """The datasets and runs for ``st`` (checks first whether breaking inputs work); the
     runs of every study, a run asked for by several only once, the most expensive first."""
     inputs_ok, why = breaking_support() if "inputs" in st.studies else (True, "")
-    djobs = data_jobs(st.scale, st.scenarios, st.studies, st.work)
+    djobs = data_jobs(st)
     ts = _TaskSet(st.scale, {d.key: d for d in djobs}, st.work, st.device, st.threads)
     for study in [s for s in STUDIES if s in st.studies]:
         for dk, label, m, br, extra, width_of, var in _study_runs(study, st, djobs, inputs_ok):
@@ -459,11 +454,8 @@ def log_plan(st: Settings, plan: Plan) -> None:
 
 def log_estimate(st: Settings, plan: Plan) -> None:
     """Log the runs per study and the plan's training compute (the dry run's summary)."""
-    counts: dict[str, int] = {}
-    for t in plan.tasks:
-        for s in t.study.split(","):
-            counts[s] = counts.get(s, 0) + 1
-    log(f"  runs per study: {counts}; seeds {st.seeds}")
+    counts = Counter(s for t in plan.tasks for s in t.study.split(","))
+    log(f"  runs per study: {dict(counts)}; seeds {st.seeds}")
     tf = train_flop(st.scale, plan.tasks, plan.djobs) / 1e12
     log(f"  training compute (forward x3 x K x windows x epochs, validation and tests "
         f"left out): {tf:,.1f} TFLOP = {tf / 100 / 3600:,.2f} h at a sustained 100 "

@@ -10,7 +10,7 @@ import platform
 import time
 from pathlib import Path
 
-from .common import log, now, write_json
+from . import log, now, write_json
 from .plan import SPLITS, SWEEP_MODELS, Plan, Settings
 from .run import RunOutcome, persistence_baselines
 from .tables import SECTIONS, Agg, Base, collect, mean_std
@@ -233,12 +233,10 @@ def sweep_plot(rep: Report, path: Path) -> None:
         ax.plot(levels, [rep.base.get(d.key, {}).get(split, math.nan) for d in sweep], "k:",
                 label="persistence")
         errs = [rep.out.dinfo.get(d.key, {}).get("data_equivariance_error") for d in sweep]
-        ax.set_xticks(levels)
-        ax.set_xticklabels([f"{lv:g}\n({e:.3f})" if e is not None else f"{lv:g}"
-                            for lv, e in zip(levels, errs)])
-        ax.set_xlabel("breaking level (data equivariance error)")
-        ax.set_ylabel(f"{split} RMSE, {steps}-step rollout")
-        ax.set_title(split)
+        ax.set_xticks(levels, [f"{lv:g}\n({e:.3f})" if e is not None else f"{lv:g}"
+                               for lv, e in zip(levels, errs)])
+        ax.set(xlabel="breaking level (data equivariance error)", title=split,
+               ylabel=f"{split} RMSE, {steps}-step rollout")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"breaking_sweep, {rep.st.scale_name} scale: {steps}-step rollout RMSE, "
@@ -251,8 +249,7 @@ def sweep_plot(rep: Report, path: Path) -> None:
 def write_reports(st: Settings, plan: Plan, out: RunOutcome, cmd: str, t_start: float
                   ) -> int:
     """Score persistence, write the markdown, CSV, JSON (and plot); 1 if a run failed."""
-    base, base_vel = persistence_baselines(plan.djobs, plan.tasks, out.results,
-                                           st.scale["eval"])
+    base, base_vel = persistence_baselines(plan, out.results, st.scale["eval"])
     rep = Report(st, plan, out, base, collect(out.results), time.perf_counter() - t_start,
                  versions(), cmd, base_vel, collect(out.results, "rmse_velocity"))
     md = markdown(rep)

@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .common import log, now, write_json
+from . import log, now, write_json
 from .plan import SPLITS, DataJob, Plan, RunTask
 
 
@@ -33,12 +33,11 @@ def generate_data(job: DataJob, device: str) -> dict:
     spec = simulate.preset(job.scenario, **job.params)
     out = Path(job.path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    kw = dict(progress=False, threads=1, device=device)
     try:
-        summary = simulate.generate(spec, out, resume=True, progress=False, threads=1,
-                                    device=device)
+        summary = simulate.generate(spec, out, resume=True, **kw)
     except simulate.GenerateError:  # an older file with other settings: replace it
-        summary = simulate.generate(spec, out, overwrite=True, progress=False, threads=1,
-                                    device=device)
+        summary = simulate.generate(spec, out, overwrite=True, **kw)
     ds = simulate.open_dataset(out)
     info = {"key": job.key, "path": str(out), "sims": int(ds.sizes["sim"]),
             "frames": int(ds.sizes["time"]), "grid": f"{ds.sizes['y']}x{ds.sizes['x']}",
@@ -235,8 +234,7 @@ def persistence(data_path: str, checkpoint: str, steps: int, max_windows: int | 
     for split in SPLITS:
         n = rollout_steps(meta, split, steps)
         w = evaluate.build_windows(meta, split, ds, T_in, n, max_windows=max_windows)
-        per: list[np.ndarray] = []
-        per_vel: list[np.ndarray] = []
+        per, per_vel = [], []
         for _, hist, targ in iter_batches(ds, w, channels, 64):
             pred = np.repeat(hist[:, -1:], n, axis=1)
             per.append(M.rmse_rollout(pred, targ))
@@ -249,15 +247,14 @@ def persistence(data_path: str, checkpoint: str, steps: int, max_windows: int | 
     return out, out_vel
 
 
-def persistence_baselines(djobs: list[DataJob], tasks: list[RunTask], results: list[dict],
-                          ev: dict) -> tuple[dict[str, dict[str, float]],
-                                             dict[str, dict[str, float]]]:
+def persistence_baselines(plan: Plan, results: list[dict], ev: dict
+                          ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """Persistence per dataset (all fields, velocity), on the windows of its first
     successful run's checkpoint."""
     base: dict[str, dict[str, float]] = {}
     base_vel: dict[str, dict[str, float]] = {}
-    task_of = {t.key(): t for t in tasks}
-    for d in djobs:
+    task_of = {t.key(): t for t in plan.tasks}
+    for d in plan.djobs:
         r = next((r for r in results if r.get("data_key") == d.key and "error" not in r), None)
         if r is not None:
             t = task_of[r["key"]]

@@ -108,10 +108,9 @@ def _verdict(agg: Agg, sc: str, split: str, models: list[str]) -> str | None:
     return f"- {sc} {split}: best {best} ({mean(best):.4f}); " + "; ".join(parts)
 
 
-def verdicts(agg: Agg, scenarios: list[str], models: list[str],
-             splits: list[str] = SPLITS) -> list[str]:
+def verdicts(agg: Agg, scenarios: list[str], models: list[str]) -> list[str]:
     """Plain statements: does each relaxed model beat plain and its strict counterpart?"""
-    lines = [_verdict(agg, sc, split, models) for sc in scenarios for split in splits]
+    lines = [_verdict(agg, sc, split, models) for sc in scenarios for split in SPLITS]
     return [v for v in lines if v is not None]
 
 
@@ -281,10 +280,8 @@ def ablation_section(rep: Report) -> list[str]:
     for (label, m, _, _), key in zip(ABLATION_VARIANTS, keys):
         ts = [t for t in rep.plan.tasks if t.model == m and not t.breaking_inputs
               and t.variant == (key if key == label else "")]
-        devs = []
-        for sc in ABLATION_SCENARIOS:
-            d = _deviations([t for t in ts if t.data_key == sc])
-            devs.append(f"{sum(d) / len(d):.3f}" if d else "–")
+        per_sc = [_deviations([t for t in ts if t.data_key == sc]) for sc in ABLATION_SCENARIOS]
+        devs = [f"{sum(d) / len(d):.3f}" if d else "–" for d in per_sc]
         lines.append(f"| {label} | {m} | {ts[0].hidden if ts else '–'} | "
                      f"{_count(ts[0].params if ts else None)} | " + " | ".join(cells[key])
                      + f" | {' / '.join(devs)} |")
@@ -300,11 +297,9 @@ def relaxation_table(tasks: list[RunTask], dinfo: dict[str, dict], nseeds: int
     lines = ["| dataset | data eq. error | " + " | ".join(rel) + " |",
              "|---|---:|" + "---:|" * len(rel)]
     for k in dict.fromkeys(t.data_key for t in tasks):
-        cells = []
-        for m in rel:
-            d = _deviations([t for t in tasks if t.data_key == k and t.model == m
-                             and not t.breaking_inputs and not t.variant])
-            cells.append(fmt_cell(*mean_std(d), nseeds) if d else "–")
+        devs = [_deviations([t for t in tasks if t.data_key == k and t.model == m
+                             and not t.breaking_inputs and not t.variant]) for m in rel]
+        cells = [fmt_cell(*mean_std(d), nseeds) if d else "–" for d in devs]
         if any(c != "–" for c in cells):
             err = dinfo.get(k, {}).get("data_equivariance_error")
             lines.append(f"| `{k}` | {_num(err)} | " + " | ".join(cells) + " |")
@@ -314,14 +309,9 @@ def relaxation_table(tasks: list[RunTask], dinfo: dict[str, dict], nseeds: int
 def table1_section(rep: Report) -> list[str]:
     """The paper's Table 1 shape (issue 12): every baseline and relaxed model per
     scenario and split, persistence as the floor."""
-    keys, params = [], {}
-    for label, m, extra, _ in TABLE1_ROWS:
-        key = table1_key(label, m, extra)
-        keys.append(key)
-        t = next((t for t in rep.plan.tasks if "table1" in t.study.split(",")
-                  and t.model == m and (t.variant or t.model) == key), None)
-        if t is not None:
-            params[key] = t.params
+    keys = [table1_key(label, m, extra) for label, m, extra, _ in TABLE1_ROWS]
+    params = {t.variant or t.model: t.params for t in rep.plan.tasks
+              if "table1" in t.study.split(",")}
     rows = "; ".join(f"{label} = `{m}`" + (f" ({', '.join(extra)})" if extra else "")
                      for label, m, extra, _ in TABLE1_ROWS)
     return (["", "## The paper's Table 1 on one U-Net skeleton (issue 12)", "",
