@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a relaxflow surrogate autoregressively on simulated smoke "
                     "plumes (multi-step loss, early stopping, resumable, DDP-ready).")
+    for add_group in (_data_args, _model_args, _training_args, _split_args, _hardware_args):
+        add_group(p)
+    return p
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    """Data files, the run folder, resume/overwrite and data loading."""
     g = p.add_argument_group("data and output")
     g.add_argument("--config", metavar="TOML", help="read options from a TOML file")
     g.add_argument("--data", nargs="+", metavar="NC",
@@ -108,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory budget for --in-memory auto (default 8)")
     g.add_argument("--num-workers", type=int, help="DataLoader workers")
 
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    """The model and its build_model options (generated from ModelConfig)."""
     g = p.add_argument_group("model (other options: --model-opt KEY=VALUE)")
     g.add_argument("--model", help=", ".join(MODELS) + " (default unet)")
     for name, default, text in ModelConfig.cli_options():  # one flag per option
@@ -122,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model-opt", action="append", type=_kv, metavar="KEY=VALUE",
                    help="any other build_model option (JSON value)")
 
+
+def _training_args(p: argparse.ArgumentParser) -> None:
+    """Optimisation, the training recipe and validation."""
     g = p.add_argument_group("training")
     g.add_argument("--T-in", "--t-in", type=int, help=f"input frames ({ModelConfig.T_in})")
     g.add_argument("--K", "--k", type=int, help="autoregressive loss steps (6)")
@@ -164,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--progress", action=argparse.BooleanOptionalAction,
                    help="tqdm bar and per-epoch lines on stderr (on)")
 
+
+def _split_args(p: argparse.ArgumentParser) -> None:
+    """Which windows form the train / valid / test splits."""
     g = p.add_argument_group("splits")
     g.add_argument("--split", dest="split_preset", choices=("auto", "paper", "custom"),
                    help="auto: the paper's frame ranges for 310-frame data, else fractions")
@@ -173,12 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--test-steps", type=int,
                    help="rollout horizon recorded for the test splits (20)")
 
+
+def _hardware_args(p: argparse.ArgumentParser) -> None:
+    """Device, precision and compilation."""
     g = p.add_argument_group("hardware")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N (auto)")
     g.add_argument("--amp", choices=("none", "bf16"), help="autocast precision (none)")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction,
                    help="torch.compile the model")
-    return p
 
 
 _MODEL_KEYS = tuple(name for name, _, _ in ModelConfig.cli_options())
