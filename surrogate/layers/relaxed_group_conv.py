@@ -66,8 +66,10 @@ class RelaxedGroupConv(PositionMixing):
         n, k = self.group.order, self.kernel_size
         banks = expand_group_filter(self.weight, self.filter_index, n)  # (L, Fo, G, Fi, G, k, k)
         w = self.relaxed_weights
-        if self.relax != "rotation":  # the mean over the grid, (L,) or (L, |G|), as (L, |G|)
-            w = w.mean(dim=(-2, -1)).reshape(self.num_banks, -1).expand(-1, n)
+        if self.relax == "translation":  # (L, H, W): the mean over the grid, per bank
+            w = w.mean(dim=(1, 2))[:, None].expand(-1, n)
+        elif self.relax == "both":  # (L, |G|, H, W): the mean over the grid
+            w = w.mean(dim=(2, 3))
         w = torch.einsum("lg,logihyx->ogihyx", w.to(banks.dtype), banks)
         return w.reshape(self.out_fields * n, self.in_fields * n, k, k)
 
