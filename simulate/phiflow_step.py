@@ -2,7 +2,10 @@
 compiled with ``jit_compile`` on the torch backend.
 
 Physics per solver step (``dt``):
-  density  <- MacCormack(density, u, dt) + inflow_rate * dt * inflow_mask
+  density  <- MacCormack(density, u, dt)
+  density  <- density - dt div(w_s density)   (only where a settling velocity w_s is set:
+              upwind fluxes; smoke that settles onto a wall is deposited, none comes in)
+  density  <- density + inflow_rate * dt * inflow_mask
   u        <- semi-Lagrangian(u, u, dt) + dt * resample(density * b, to=u)   (b: buoyancy field)
   u, p     <- make_incompressible(u, obstacles, CG(rel_tol, abs_tol, x0=p, rank_deficiency=0))
 Velocity lives on a staggered grid (walls: zero normal velocity when closed, zero
@@ -114,7 +117,24 @@ def _initial_density(spec: ScenarioSpec, sim_index: int) -> np.ndarray:
     return spec.init_noise * np.random.default_rng([spec.seed, sim_index]).random((n, n))
 
 
-def _step_function(dt, obstacle, solver, res, jit):
+def settle(smoke, drift, dt: float, dx: float):
+    """One explicit upwind step of ``d rho / dt = -div(w_s rho)``: the smoke moves by its
+    settling velocity ``drift`` (batch vector ``w_s``, box units per time unit) relative
+    to the fluid. Smoke that settles onto a wall is deposited there (it leaves the box);
+    none enters through the opposite wall. Stable for ``|w_s| dt / dx <= 1`` per axis."""
+    math = _phi().math
+    v = smoke.values
+    for d in ("x", "y"):
+        n = v.shape.get_size(d)
+        c = drift.vector[d] * (dt / dx)
+        out = math.maximum(c, 0) * v                    # to the +d neighbour (or out)
+        v = v - out + math.pad(out[{d: slice(0, n - 1)}], {d: (1, 0)}, 0)
+        out = math.maximum(-c, 0) * v                   # to the -d neighbour (or out)
+        v = v - out + math.pad(out[{d: slice(1, n)}], {d: (0, 1)}, 0)
+    return smoke.with_values(v)
+
+
+def _step_function(dt, obstacle, solver, res, jit, settling: bool = False, dx: float = 1.0):
     """The (compiled) step, made anew for every part. PhiFlow's jit trace depends on the
     values of the call that traces it (differences ~1e-5), so a trace shared between parts
     made a part depend on which part its process simulated first, and a resumed run
@@ -125,8 +145,11 @@ def _step_function(dt, obstacle, solver, res, jit):
     obstacles = (flow.Obstacle(flow.Box(x=(obstacle[0], obstacle[2]), y=(obstacle[1], obstacle[3]))),) \
         if obstacle is not None else ()
 
-    def step(smoke, vel, pressure, source, buoy):
-        smoke = flow.advect.mac_cormack(smoke, vel, dt) + source
+    def step(smoke, vel, pressure, source, buoy, drift=None):
+        smoke = flow.advect.mac_cormack(smoke, vel, dt)
+        if settling:  # the tracer also moves relative to the fluid
+            smoke = settle(smoke, drift, dt, dx)
+        smoke = smoke + source
         force = flow.resample(smoke * buoy, to=vel)
         vel = flow.advect.semi_lagrangian(vel, vel, dt) + force * dt
         rhs = flow.field.divergence(vel).values
@@ -184,7 +207,10 @@ def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | Non
         rates = np.array([s.inflow_rate for s in sims])[:, None, None]
         source = grid(causes["inflow_mask"] * rates * dt, flow.ZERO_GRADIENT)
         buoy = grid(np.stack([causes["buoyancy_x"], causes["buoyancy_y"]], -1), flow.ZERO_GRADIENT)
-        fn = _step_function(dt, obstacle, sv, res, jit)
+        settling = any(s.settling is not None for s in sims)
+        drift = math.tensor(np.array([s.settling or (0.0, 0.0) for s in sims], float),
+                            flow.batch("sim"), flow.channel(vector="x,y")) if settling else None
+        fn = _step_function(dt, obstacle, sv, res, jit, settling, spec.dx)
 
         def store(f):
             out["density"][:, f] = smoke.values.numpy("sim,y,x")
@@ -194,7 +220,8 @@ def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | Non
         if warmup == 0:
             store(0)
         for s in range(1, warmup + spec.steps + 1):
-            smoke, vel, pressure, res_norm, rhs_norm = fn(smoke, vel, pressure, source, buoy)
+            smoke, vel, pressure, res_norm, rhs_norm = fn(smoke, vel, pressure, source, buoy,
+                                                          *([drift] if settling else []))
             r = np.asarray(res_norm.numpy("sim"), float).reshape(nb)
             tol = np.maximum(sv.rel_tol * np.asarray(rhs_norm.numpy("sim"), float).reshape(nb), sv.abs_tol(res))
             bad = ~np.isfinite(r) | (r > sv.check_factor * tol)

@@ -95,6 +95,7 @@ class SimSpec:
     open_walls: tuple[str, ...] = ()    # subset of WALLS; the others are closed (no-slip normal)
     obstacle: tuple[float, float, float, float] | None = None   # box x0, y0, x1, y1
     warmup_steps: int = 0               # solver steps run before frame 0 (not stored)
+    settling: tuple[float, float] | None = None   # the tracer's drift relative to the fluid
     # labels (metadata only, they do not change the physics)
     wall: int = -1                      # quarter-turn index of the inflow wall, -1: none
     magnitude_index: int = -1           # index of the buoyancy magnitude within the preset
@@ -103,7 +104,7 @@ class SimSpec:
 
     def __post_init__(self):
         _check_field_types(self, "")
-        for name in ("buoyancy", "buoyancy_right", "obstacle"):
+        for name in ("buoyancy", "buoyancy_right", "obstacle", "settling"):
             if getattr(self, name) is not None:
                 setattr(self, name, tuple(float(b) for b in getattr(self, name)))
         if isinstance(self.open_walls, str):
@@ -215,6 +216,13 @@ class ScenarioSpec:
             need(sim.inflow_rate >= 0, f"{where}: inflow_rate must be non-negative")
             need(len(sim.buoyancy) == 2 and all(math.isfinite(b) for b in sim.buoyancy),
                  f"{where}: buoyancy must be two finite numbers")
+            if sim.settling is not None:
+                need(len(sim.settling) == 2 and all(math.isfinite(b) for b in sim.settling),
+                     f"{where}: settling must be two finite numbers")
+                need(max(map(abs, sim.settling)) * self.dt <= self.dx,
+                     f"{where}: settling {sim.settling} moves more than one cell per step "
+                     f"(|w| dt must be <= the cell size {self.dx:g})")
+                need(sim.obstacle is None, f"{where}: settling with an obstacle is not supported")
             if sim.split_x is not None:
                 need(0 < sim.split_x < L, f"{where}: split_x={sim.split_x} is outside the box")
                 need(sim.buoyancy_right is not None and len(sim.buoyancy_right) == 2,
@@ -239,6 +247,8 @@ class ScenarioSpec:
         for sim in d["sims"]:       # written only when used, so older specs keep their hash
             if sim["warmup_steps"] == 0:
                 del sim["warmup_steps"]
+            if sim["settling"] is None:
+                del sim["settling"]
         return d
 
     def to_json(self) -> str:
@@ -377,15 +387,49 @@ def rotation(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float =
              steps: int = 310, dt: float = 1.0, save_every: int = 1, seed: int = 0,
              inflow_radius: float | None = None, wall_distance: float | None = None,
              inflow_rate: float = 0.2, heldout_fraction: float = 0.28, late_start: int = 0,
-             solver=None) -> ScenarioSpec:
+             bands: bool = False, solver=None) -> ScenarioSpec:
     """Paper's rotation set: inflow near the middle of each wall, buoyancy away from it.
     Run ``n = 4 j + k`` (magnitude index ``j``, wall ``k``) has magnitude
     ``base_buoyancy * (n + 1)``, so magnitudes differ between walls and runs (the paper's
-    k = 1..36 scaling for ``n_magnitudes=9``). Held out: an evenly spread ~28% of the runs
-    (10 of 36; every run has its own, so an unseen, magnitude). ``late_start > 0``: the
-    training runs of odd ``j`` are recorded after that many solver steps of warm-up."""
-    return _rotation_family(rotation, dict(locals()),
-                            lambda j, k, level: base_buoyancy * (4 * j + k + 1))
+    k = 1..36 scaling for ``n_magnitudes=9``): interleaved, so the wall says nothing about
+    the magnitude. ``bands``: wall ``k`` gets its own band instead, magnitude
+    ``base_buoyancy * (k * n_magnitudes + j + 1)``, so the orientation predicts the
+    magnitude. Held out: an evenly spread ~28% of the runs (10 of 36; every run has its
+    own, so an unseen, magnitude). ``late_start > 0``: the training runs of odd ``j`` are
+    recorded after that many solver steps of warm-up."""
+    params = dict(locals())
+    if not isinstance(bands, bool):
+        raise SpecError(f"scenario 'rotation': parameter bands must be true or false, got {bands!r}")
+    if not bands:
+        params.pop("bands")                 # interleaved: the spec's hash as before
+    n = n_magnitudes
+    return _rotation_family(rotation, params,
+                            (lambda j, k, level: base_buoyancy * (k * n + j + 1)) if bands else
+                            (lambda j, k, level: base_buoyancy * (4 * j + k + 1)))
+
+
+def settling(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float = 0.01,
+             settling_speed: float = 0.3, steps: int = 310, dt: float = 1.0,
+             save_every: int = 1, seed: int = 0, inflow_radius: float | None = None,
+             wall_distance: float | None = None, inflow_rate: float = 0.2,
+             heldout_fraction: float = 0.28, late_start: int = 0,
+             solver=None) -> ScenarioSpec:
+    """Hidden breaking: ``symmetric``'s plumes (one magnitude ``base_buoyancy * (4 j + 1)``
+    for all four walls, buoyancy away from the wall) whose smoke settles at
+    ``settling_speed`` (box units per time unit) straight down, in every run: the density
+    moves with ``u + (0, -settling_speed)`` (conservative upwind fluxes; smoke that
+    reaches the floor is deposited and leaves the box). The fixed direction breaks D4 down to the
+    mirror ``x -> -x``, and no single frame shows it (the velocity does not settle).
+    ``settling_speed = 0`` is the symmetric twin (the runs of ``symmetric``). Held out: an
+    evenly spread ~28% of the runs."""
+    params = dict(locals())
+    if not _is_number(settling_speed) or not math.isfinite(settling_speed) or settling_speed < 0:
+        raise SpecError(f"settling_speed must be a non-negative number, got {settling_speed!r}")
+    spec = _rotation_family(settling, params, lambda j, k, level: base_buoyancy * (4 * j + 1))
+    if settling_speed:
+        for s in spec.sims:
+            s.settling = (0.0, -float(settling_speed))
+    return spec
 
 
 def symmetric(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float = 0.01,
@@ -492,7 +536,7 @@ def boundary(resolution: int = 64, n_inflows: int = 4, n_magnitudes: int = 3, ba
 
 _PRESETS: dict[str, Callable[..., ScenarioSpec]] = {
     "rotation": rotation, "translation": translation, "symmetric": symmetric,
-    "breaking_sweep": breaking_sweep, "boundary": boundary,
+    "breaking_sweep": breaking_sweep, "boundary": boundary, "settling": settling,
 }
 
 

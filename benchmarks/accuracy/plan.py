@@ -103,6 +103,10 @@ SCALES: dict[str, dict[str, Any]] = {
                   "valid_stride": 2, "valid_steps": None, "split_preset": "auto"},
         "eval": {"steps": 20, "max_windows": 32, "batch_size": 32},
         "seeds": 3, "jobs": 2, "device": "cpu",
+        # the regime map (benchmarks/bench_regime.py): one input frame, so that only the
+        # orientation, never the history, can tell the settling direction
+        "regime": {"settling_speeds": [0.3], "sweep_levels": [1.0], "T_in": 1,
+                   "steer_on": ["symmetric", "settling@0.3"]},
     },
     # the paper's sizes (Wang et al. 2022; shared/REFERENCE.md), meant for a CUDA GPU
     "paper": {
@@ -133,6 +137,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "eval": {"steps": 20, "max_windows": 8, "batch_size": 32},
         "seeds": 1, "jobs": 2, "device": "cpu", "scenarios": ["rotation"],
         "studies": ["main", "inputs"],
+        "regime": {"settling_speeds": [0.3], "sweep_levels": [1.0], "T_in": 1,
+                   "steer_on": []},
     },
 }
 

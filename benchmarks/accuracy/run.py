@@ -103,6 +103,7 @@ def _score(task: RunTask, model: Any) -> dict[str, Any]:
         scores[split_name] = {
             "rmse": r.summary["rmse"], "rmse_window_std": r.summary["rmse_std"],
             "rmse_velocity": r.summary.get("rmse_velocity"),
+            "rmse_density": r.summary.get("rmse_density"),
             "vrmse": r.summary.get("vrmse"), "n_windows": r.summary["n_windows"],
             "steps": steps, "note": w.note}
     ds.close()
@@ -212,11 +213,12 @@ def execute(plan: Plan, jobs: int, device: str, threads: int) -> RunOutcome:
     return RunOutcome(results, dinfo, t_data, t_runs)
 
 
-def persistence(data_path: str, checkpoint: str, steps: int, max_windows: int | None
-                ) -> tuple[dict[str, float], dict[str, float]]:
+def persistence(data_path: str, checkpoint: str, steps: int, max_windows: int | None,
+                channel: str | None = None) -> tuple[dict[str, float], ...]:
     """RMSE per split of repeating the last given frame, on the checkpoint's windows:
     over all fields, and over the velocity (the layout's first vector field, as
-    ``evaluate`` scores the models; no entry when the layout has no vector field)."""
+    ``evaluate`` scores the models; no entry when the layout has no vector field); with
+    ``channel`` also over that channel alone (a third dict)."""
     import numpy as np
     import evaluate
     from evaluate import metrics as M
@@ -230,21 +232,26 @@ def persistence(data_path: str, checkpoint: str, steps: int, max_windows: int | 
     layout = FieldLayout.of(meta.get("layout"))  # velocity = its first vector, as evaluate's
     vel = [channels.index(c) for c in layout.vectors[0]] if layout.vectors else None
     ds = evaluate.open_data([data_path])
-    out, out_vel = {}, {}
+    one = [channels.index(channel)] if channel in channels else None
+    out, out_vel, out_one = {}, {}, {}
     for split in SPLITS:
         n = rollout_steps(meta, split, steps)
         w = evaluate.build_windows(meta, split, ds, T_in, n, max_windows=max_windows)
-        per, per_vel = [], []
+        per, per_vel, per_one = [], [], []
         for _, hist, targ in iter_batches(ds, w, channels, 64):
             pred = np.repeat(hist[:, -1:], n, axis=1)
             per.append(M.rmse_rollout(pred, targ))
             if vel is not None:
                 per_vel.append(M.rmse_rollout(pred, targ, vel))
+            if one is not None:
+                per_one.append(M.rmse_rollout(pred, targ, one))
         out[split] = float(np.concatenate(per).mean())
         if per_vel:
             out_vel[split] = float(np.concatenate(per_vel).mean())
+        if per_one:
+            out_one[split] = float(np.concatenate(per_one).mean())
     ds.close()
-    return out, out_vel
+    return (out, out_vel, out_one) if channel is not None else (out, out_vel)
 
 
 def persistence_baselines(plan: Plan, results: list[dict], ev: dict

@@ -1,0 +1,182 @@
+"""The regime map: when does a relaxed layer earn its place?
+
+Three axes: how strongly the data break the symmetry (``strength``), whether the input
+shows the cause of the breaking (``shown``: the buoyancy magnitude of ``breaking_sweep``
+is readable from one frame; ``hidden``: the fixed settling direction of ``settling`` is
+not), and the width of the relaxed models (at equal parameters, narrower than the
+strict model, and at the strict model's width). Plain, strict and relaxed group convs
+(and the steerable pair on the datasets named in the scale) run with several seeds at the
+accuracy benchmark's recipe; every cell is a ratio to persistence on the same windows.
+Beside each dataset: the observability probe (``evaluate.observability``) and the data's
+own equivariance error.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+from . import ROOT, log
+from .plan import SCALES, SPLITS, DataJob, Plan, RunTask, _TaskSet
+
+#: (label, model, options, width taken from, only on datasets whose key starts with one of)
+REGIME_VARIANTS = [
+    ("plain", "unet", {}, None, None),
+    ("strict gconv", "gconv_unet", {}, None, None),
+    ("relaxed gconv", "relaxed_gconv_unet", {}, None, None),
+    ("relaxed gconv @ strict width", "relaxed_gconv_unet", {}, "gconv_unet", None),
+    ("strict steer", "steer_unet", {}, None, "steer"),
+    ("relaxed steer @ strict width", "relaxed_steer_unet", {}, "steer_unet", "steer"),
+]
+#: the scores of a run, by column name
+METRICS = {"all": "rmse", "velocity": "rmse_velocity", "density": "rmse_density"}
+
+
+@dataclasses.dataclass
+class RegimeData:
+    """One dataset of the map: its job, breaking strength and what the input shows."""
+    job: DataJob
+    strength: float
+    shows: str          # "shown", "hidden" or "—" (nothing to show: symmetric)
+
+
+def regime_data(scale: dict, work: Path) -> list[RegimeData]:
+    """The map's datasets: the symmetric twin, ``settling`` at each speed (hidden) and
+    ``breaking_sweep`` at each level (shown), in the scale's sizes."""
+    rg, base, data = scale["regime"], dict(scale["data"]), work / "data"
+    sym = {**base, **scale["scenario_params"]["symmetric"]}
+    out = [RegimeData(DataJob("symmetric", "symmetric", sym, str(data / "symmetric.nc")),
+                      0.0, "—")]
+    for v in rg["settling_speeds"]:
+        k = f"settling@{v:g}"
+        out.append(RegimeData(DataJob(k, "settling", {**sym, "settling_speed": float(v)},
+                                      str(data / f"settling_{v:g}.nc"), v), v, "hidden"))
+    sw = scale["sweep"]
+    for lv in rg["sweep_levels"]:
+        k = f"breaking_sweep@{lv:g}"
+        p = {**base, "levels": (float(lv),), "n_magnitudes": sw["n_magnitudes"],
+             "asymmetry": sw["asymmetry"], "base_buoyancy": sw.get("base_buoyancy", 0.01)}
+        out.append(RegimeData(DataJob(k, "breaking_sweep", p,
+                                      str(data / f"breaking_sweep_level{lv:g}.nc"), lv),
+                              lv, "shown"))
+    return out
+
+
+def regime_scale(scale_name: str) -> dict:
+    """The scale's settings with the map's input length ``regime.T_in`` for training."""
+    scale = copy.deepcopy(SCALES[scale_name])
+    scale["train"]["T_in"] = scale["regime"]["T_in"]
+    return scale
+
+
+def build_plan(scale: dict, seeds: list[int], work: Path, device: str, threads: int
+               ) -> tuple[Plan, list[RegimeData]]:
+    """Every (dataset, variant, seed) of the map, the most expensive first."""
+    datasets = regime_data(scale, work)
+    ts = _TaskSet(scale, {d.job.key: d.job for d in datasets}, work, device, threads)
+    steer_on = scale["regime"]["steer_on"]
+    for d in datasets:
+        for label, model, extra, width_of, only in REGIME_VARIANTS:
+            if only == "steer" and d.job.key not in steer_on:
+                continue
+            var = label if (extra or width_of) else ""
+            for seed in seeds:
+                ts.add("regime", d.job.key, label, model, (), seed, extra, width_of, var)
+    tasks = sorted(ts.tasks.values(), key=lambda t: -t.cost)
+    return Plan([d.job for d in datasets], tasks, [], True, ""), datasets
+
+
+def ratios(results: list[dict], base: dict[str, dict[str, dict[str, float]]]
+           ) -> dict[tuple[str, str], dict[str, dict[str, list[float]]]]:
+    """(data key, label) -> split -> column -> per-seed ratio to persistence."""
+    out: dict = {}
+    for r in sorted((r for r in results if "error" not in r), key=lambda r: r["seed"]):
+        b = base.get(r["data_key"])
+        if b is None:
+            continue
+        cell = out.setdefault((r["data_key"], r["label"]), {})
+        for split in SPLITS:
+            for col, key in METRICS.items():
+                val, ref = r["scores"][split].get(key), b[col].get(split)
+                if val is not None and ref:
+                    cell.setdefault(split, {}).setdefault(col, []).append(val / ref)
+    return out
+
+
+def persistence_by_data(plan: Plan, results: list[dict], ev: dict) -> dict:
+    """data key -> column -> split -> persistence RMSE, on the windows of the dataset's
+    first finished run."""
+    from .run import persistence
+    task_of = {t.key(): t for t in plan.tasks}
+    out = {}
+    for d in plan.djobs:
+        r = next((r for r in results if r.get("data_key") == d.key and "error" not in r), None)
+        if r is not None:
+            ck = str(Path(task_of[r["key"]].out) / "best.pt")
+            a, v, dens = persistence(d.path, ck, ev["steps"], ev["max_windows"], "density")
+            out[d.key] = {"all": a, "velocity": v, "density": dens}
+    return out
+
+
+def probe(datasets: list[RegimeData], frames=(2, 5)) -> dict[str, dict]:
+    """The observability probe and the data equivariance error of each dataset."""
+    import simulate
+    from evaluate.observability import observability
+    out = {}
+    for d in datasets:
+        with simulate.open_dataset(d.job.path) as ds:
+            res = observability(ds, frames)
+            try:
+                ee = float(simulate.data_equivariance_error(ds))
+            except Exception:  # noqa: BLE001 - no rotated partner runs
+                ee = None
+        out[d.job.key] = {**dataclasses.asdict(res), "line": res.line(),
+                          "data_equivariance_error": ee}
+    return out
+
+
+def separated(a: list[float], b: list[float]) -> bool:
+    """Whether every seed of ``a`` is below every seed of ``b`` (beyond the spread; never
+    with fewer than two seeds on a side, where there is no spread to speak of)."""
+    return len(a) > 1 and len(b) > 1 and max(a) < min(b)
+
+
+def log_plan(plan: Plan, datasets: list[RegimeData], scale: dict) -> None:
+    """Datasets, runs and widths of the map."""
+    log(f"regime map: {len(plan.djobs)} datasets, {len(plan.tasks)} runs, T_in "
+        f"{scale['train']['T_in']}")
+    for d in datasets:
+        log(f"  data {d.job.key:22s} strength {d.strength:g} cause {d.shows}")
+    seen = set()
+    for t in plan.tasks:
+        if t.label not in seen:
+            seen.add(t.label)
+            log(f"  {t.label:30s} {t.model:20s} hidden {t.hidden:3d} params {t.params:,}")
+
+
+def default_work(scale_name: str) -> Path:
+    """The cache of the map's datasets and runs."""
+    return ROOT / "benchmarks" / "work" / f"regime-{scale_name}"
+
+
+def mean_std(v: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value, nan for none)."""
+    if not v:
+        return math.nan, math.nan
+    m = sum(v) / len(v)
+    return m, (math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0)
+
+
+def to_json(rat: dict) -> dict:
+    """The ratios keyed ``"data key | label"`` (JSON keys are strings)."""
+    return {f"{k[0]} | {k[1]}": v for k, v in rat.items()}
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Write ``obj`` as indented JSON (atomically: a temporary file, then a rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    tmp.replace(path)

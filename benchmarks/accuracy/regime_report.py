@@ -1,0 +1,122 @@
+"""The regime map's report: one table per dataset (ratios to persistence, mean ± std over
+seeds), the probe beside it, the relaxed-vs-strict verdicts, and the figure."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .plan import SPLITS
+from .regime import METRICS, REGIME_VARIANTS, RegimeData, mean_std, separated
+
+RELAXED = "relaxed gconv @ strict width"
+
+
+def _cell(v: list[float] | None, bold: bool = False) -> str:
+    if not v:
+        return "–"
+    m, s = mean_std(v)
+    txt = f"{m:.3f} ± {s:.3f}"
+    return f"**{txt}**" if bold else txt
+
+
+def _labels(rat: dict, key: str) -> list[str]:
+    return [lab for lab, *_ in REGIME_VARIANTS if (key, lab) in rat]
+
+
+def dataset_table(rat: dict, key: str, params: dict[str, int]) -> list[str]:
+    """Rows: models; columns: test-domain and test-future x all / velocity / density."""
+    cols = [(s, c) for s in ("test-domain", "test-future") for c in METRICS]
+    labs = _labels(rat, key)
+    best = {}
+    for s, c in cols:
+        means = [(mean_std(rat[(key, lab)].get(s, {}).get(c, []))[0], lab) for lab in labs]
+        finite = [m for m in means if not math.isnan(m[0])]
+        best[(s, c)] = min(finite)[1] if finite else None
+    head = ["model", "params", *[f"{s} {c}" for s, c in cols]]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for lab in labs:
+        cells = [_cell(rat[(key, lab)].get(s, {}).get(c), best[(s, c)] == lab) for s, c in cols]
+        p = params.get(lab)
+        rows.append("| " + " | ".join([lab, f"{p:,}" if p else "–", *cells]) + " |")
+    return rows
+
+
+def verdict(rat: dict, key: str, relaxed: str = RELAXED) -> list[str]:
+    """Whether ``relaxed`` beats strict and plain on test-domain (all fields, density)
+    beyond the seeds' spread (every seed better than every seed of the other), and
+    whether it is worse than strict beyond the spread in velocity or on test-future."""
+    r = rat.get((key, relaxed))
+    if not r:
+        return []
+    out = []
+    for other in ("strict gconv", "plain"):
+        o = rat.get((key, other))
+        if not o:
+            continue
+        bits = []
+        for c in ("all", "density"):
+            a, b = r.get("test-domain", {}).get(c, []), o.get("test-domain", {}).get(c, [])
+            d = mean_std(a)[0] - mean_std(b)[0]
+            tag = "beyond the spread" if separated(a, b) else (
+                "worse beyond the spread" if separated(b, a) else "within the spread")
+            bits.append(f"{c} {d:+.3f} ({tag})")
+        out.append(f"- {relaxed} vs {other}, test-domain: " + "; ".join(bits))
+    s = rat.get((key, "strict gconv"))
+    if s:
+        worse = [f"{sp} {c}" for sp in SPLITS for c in ("all", "velocity", "density")
+                 if separated(s.get(sp, {}).get(c, []), r.get(sp, {}).get(c, []))]
+        out.append(f"- {relaxed} worse than strict beyond the spread in: "
+                   + (", ".join(worse) if worse else "nothing"))
+    return out
+
+
+def markdown(datasets: list[RegimeData], rat: dict, probe: dict, params: dict,
+             header: list[str]) -> list[str]:
+    """The whole report."""
+    L = [*header, ""]
+    for d in datasets:
+        k = d.job.key
+        pr = probe.get(k, {})
+        ee = pr.get("data_equivariance_error")
+        L += [f"## {k} (strength {d.strength:g}; cause {d.shows})", "",
+              f"- Observability: {pr.get('line', '–')}",
+              f"- Data equivariance error: {'–' if ee is None else f'{ee:.4f}'}", ""]
+        L += dataset_table(rat, k, params.get(k, {})) + [""]
+        L += verdict(rat, k) + [""]
+    return L
+
+
+def figure(datasets: list[RegimeData], rat: dict, path: Path) -> None:
+    """Small multiples: rows all fields / velocity / density, columns the datasets; per
+    model a bar (test-domain ratio to persistence, mean over seeds) with its seeds as
+    dots; the dashed line is persistence."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cols = [d for d in datasets if any(k[0] == d.job.key for k in rat)]
+    if not cols:
+        return
+    fig, axes = plt.subplots(3, len(cols), figsize=(3.2 * len(cols), 7.5), squeeze=False,
+                             sharey="row")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, d in enumerate(cols):
+        labs = _labels(rat, d.job.key)
+        for i, c in enumerate(METRICS):
+            ax = axes[i][j]
+            for x, lab in enumerate(labs):
+                v = rat[(d.job.key, lab)].get("test-domain", {}).get(c, [])
+                if v:
+                    ax.bar(x, mean_std(v)[0], color=colors[x % len(colors)], alpha=0.7,
+                           label=lab if (i, j) == (0, 0) else None)
+                    ax.plot([x] * len(v), v, "k.", ms=4)
+            ax.axhline(1.0, ls="--", c="gray", lw=0.8)
+            ax.set_xticks([])
+            if i == 0:
+                ax.set_title(f"{d.job.key}\ncause {d.shows}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"test-domain {c}\n/ persistence")
+    fig.legend(loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,115 @@
+"""The regime map: plain, strict and relaxed group convs (and the steerable pair) on the
+symmetric twin, on hidden breaking (``settling``: a fixed settling direction no single
+frame shows) and on shown breaking (``breaking_sweep``: the buoyancy magnitude one frame
+shows), at equal parameters and at the strict width, several seeds; the observability
+probe and the symmetry each trained model keeps beside every table.
+
+    python benchmarks/bench_regime.py --scale cpu            # ~1.5 h on 2 CPU cores
+    python benchmarks/bench_regime.py --scale cpu --dry-run  # the plan only
+    python benchmarks/bench_regime.py --scale smoke          # a pipeline check
+
+Datasets and runs are cached under ``--work`` (default ``benchmarks/work/regime-<scale>``;
+re-running continues an interrupted map). Writes ``regime_<scale>.md``, ``.json`` and
+``.png`` to ``--out`` (default ``benchmarks/results/regime``; smoke: under its work folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # accuracy adds the root itself
+
+from accuracy import ROOT, log, now  # noqa: E402
+from accuracy import regime as R  # noqa: E402
+from accuracy import regime_report as RR  # noqa: E402
+from accuracy.report import machine, versions  # noqa: E402
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", choices=["cpu", "smoke"], default="cpu")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: scale's)")
+    ap.add_argument("--jobs", type=int, default=None, help="parallel training processes")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--work", type=Path, default=None, help="datasets and runs (the cache)")
+    ap.add_argument("--out", type=Path, default=None, help="results folder")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan only")
+    return ap.parse_args(argv)
+
+
+def discovery(plan, results: list[dict]) -> dict[str, str]:
+    """The one-line symmetry verdict of each finished run (``data | label | seed``), on
+    its test-domain histories; empty where this checkout has no discovery module."""
+    try:
+        from evaluate.discovery import verdict_for_checkpoint
+    except ImportError:
+        return {}
+    task_of = {t.key(): t for t in plan.tasks}
+    out = {}
+    for r in results:
+        if "error" not in r:
+            t = task_of[r["key"]]
+            out[f"{t.data_key} | {t.label} | {t.seed}"] = verdict_for_checkpoint(
+                str(Path(t.out) / "best.pt"), t.data_path)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    scale = R.regime_scale(args.scale)
+    seeds = list(range(args.seeds if args.seeds is not None else scale["seeds"]))
+    work = (args.work or R.default_work(args.scale)).resolve()
+    out_dir = (args.out or (work / "results" if args.scale == "smoke"
+                            else ROOT / "benchmarks" / "results" / "regime")).resolve()
+    plan, datasets = R.build_plan(scale, seeds, work, scale["device"], args.threads)
+    R.log_plan(plan, datasets, scale)
+    if args.dry_run:
+        return 0
+    from accuracy.run import execute
+    t0 = time.perf_counter()
+    outcome = execute(plan, args.jobs or scale["jobs"], scale["device"], args.threads)
+    base = R.persistence_by_data(plan, outcome.results, scale["eval"])
+    rat = R.ratios(outcome.results, base)
+    probe = R.probe(datasets)
+    found = discovery(plan, outcome.results)
+    params = {}
+    for r in outcome.results:
+        if "error" not in r:
+            params.setdefault(r["data_key"], {})[r["label"]] = r["params"]
+    minutes = (time.perf_counter() - t0) / 60
+    tr = scale["train"]
+    header = [f"# Regime map ({args.scale} scale)", "",
+              f"Run {now()} on {machine(scale['device'])}, {minutes:.1f} min "
+              f"({len(outcome.results)} runs, seeds {seeds}); {versions()}. "
+              f"Training: T_in {tr['T_in']}, K {tr['K']}, {tr['epochs']} x "
+              f"{tr['max_steps_per_epoch']} steps, batch {tr['batch_size']}, lr {tr['lr']}, "
+              f"~{scale['model']['params']:,} parameters at equal parameters; scored on "
+              f"{scale['eval']['steps']}-step rollouts, <= {scale['eval']['max_windows']} "
+              "windows per split. Cells: RMSE over persistence's on the same windows, "
+              "mean ± std over seeds (lower is better; bold: best of the column). "
+              "'Beyond the spread': every seed better than every seed of the other."]
+    failed = [r for r in outcome.results if "error" in r]
+    if failed:
+        header.append(f"\n{len(failed)} runs FAILED: " + "; ".join(
+            f"{r['data_key']} {r['label']} seed {r['seed']}: {r['error']}" for r in failed))
+    md = RR.markdown(datasets, rat, probe, params, header)
+    if found:
+        md += ["## Symmetry each model keeps (test-domain inputs)", ""]
+        md += [f"- {k}: {v}" for k, v in sorted(found.items())]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"regime_{args.scale}.md").write_text("\n".join(md) + "\n")
+    R.write_json(out_dir / f"regime_{args.scale}.json",
+                 {"scale": args.scale, "seeds": seeds, "minutes": minutes,
+                  "ratios": R.to_json(rat), "persistence": base, "probe": probe,
+                  "discovery": found, "params": params, "results": outcome.results})
+    RR.figure(datasets, rat, out_dir / f"regime_{args.scale}.png")
+    log(f"wrote {out_dir / f'regime_{args.scale}.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
