@@ -9,6 +9,7 @@ Command line: ``python -m evaluate --checkpoint runs/rg/best.pt --data data/rota
 """
 
 from . import metrics
+from .discovery import discover_symmetry, irrep_energy
 from .equivariance import (data_equivariance_error, equivariance_error,
                            model_equivariance_error, relaxation_summary)
 from .report import run
@@ -16,4 +17,5 @@ from .rollout import EvaluationError, build_windows, evaluate_split, open_data
 
 __all__ = ["run", "metrics", "EvaluationError", "equivariance_error",
            "model_equivariance_error", "data_equivariance_error", "relaxation_summary",
+           "discover_symmetry", "irrep_energy",
            "build_windows", "evaluate_split", "open_data"]

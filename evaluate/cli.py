@@ -22,8 +22,8 @@ examples:
 
 splits: test-future, test-domain, valid, train (as recorded in each checkpoint), and
 all (every simulation of --data; for data the model was not trained on).
-outputs in --out: metrics.csv (per model, split and step), summary.md (models x splits),
-summary.json, PNG figures and GIF rollouts.
+outputs in --out: metrics.csv (per model, split and step), summary.md (models x splits,
+and which symmetry each model keeps), summary.json, PNG figures and GIF rollouts.
 environment: RELAXFLOW_CHECKPOINT_KEY, when set, refuses checkpoints that are not
 signed with it (relaxflow-train signs with the same variable).
 """
@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description=(
         "Roll trained relaxflow surrogates out on a dataset split and report RMSE (the\n"
         "paper's), VRMSE, energy-spectrum error, divergence, correlation time,\n"
-        "equivariance errors and learned relaxation weights."),
+        "equivariance errors, the symmetry each model keeps and learned relaxation\n"
+        "weights."),
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", "-c", nargs="+", action="extend", required=True,
                    metavar="PT", help="one or more checkpoints (several: one comparison)")
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="histories per split for the model equivariance error")
     p.add_argument("--group", choices=("C4", "D4"), default=None,
                    help="group of the equivariance error (default: the model's; C4)")
+    p.add_argument("--discovery-group", choices=("C4", "D4"), default="D4",
+                   help="group on which to judge which symmetry each model keeps "
+                        "(default D4, for every model)")
     p.add_argument("--label", action="append", default=None,
                    help="display name per checkpoint (repeat in checkpoint order)")
     p.add_argument("--quantity", default="speed",
@@ -93,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   args.steps, args.out, device=args.device, batch_size=args.batch_size,
                   stride=args.stride, max_windows=args.max_windows,
                   equivariance_windows=args.equivariance_windows, group=args.group,
+                  discovery_group=args.discovery_group,
                   labels=args.label, figures=not args.no_figures,
                   gif=not args.no_gif and not args.no_figures, quantity=args.quantity,
                   plot_steps=args.plot_steps, verbose=not args.quiet,

@@ -12,7 +12,7 @@ import copy
 import math
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -24,7 +24,8 @@ from surrogate.symmetry import FieldLayout, transform_fields
 from .rollout import first_line
 
 __all__ = [
-    "EquivarianceError", "equivariance_error", "model_equivariance_error", "one_step_fn",
+    "EquivarianceError", "equivariance_error", "element_ratios", "model_equivariance_error",
+    "one_step_fn", "model_layout", "batched", "layer_group", "subgroup_name",
     "data_equivariance_error", "element_name", "subgroups", "LayerRelaxation",
     "relaxation_summary", "collect_relaxation_weights", "DISCOVERY_TOLERANCE",
 ]
@@ -55,6 +56,34 @@ class EquivarianceError:
 
 
 @torch.no_grad()
+def element_ratios(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                   layout: FieldLayout, group: str | Group = "C4",
+                   scale: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                   include_identity: bool = False) -> dict[tuple[int, int], torch.Tensor]:
+    """Per grid-exact element ``g``: ``||f(g x) - g f(x)||_2 / scale(x, f(x))``, ``(B,)``.
+
+    ``fn: (B, T, C, H, W) -> (B, C, H, W)``; norms over ``C, H, W``; ``scale`` defaults
+    to ``||f(x)||_2`` per sample. Both ``x`` and the output transform as ``layout`` says
+    (vector components rotate with the grid). On a non-square grid the odd quarter-turn
+    elements (quarter turns, diagonal mirrors) are left out, and so is the identity
+    unless ``include_identity``."""
+    grp = get_group(group) if isinstance(group, str) else group
+    if x.ndim != 5:
+        raise ValueError(f"x must be (B, T, C, H, W), got shape {tuple(x.shape)}")
+    square = x.shape[-1] == x.shape[-2]
+    fx = fn(x)
+    den = fx.flatten(1).norm(dim=1) if scale is None else scale(x, fx)
+    den = den.clamp_min(1e-30)
+    out: dict[tuple[int, int], torch.Tensor] = {}
+    for g in grp.grid_elements:
+        if (g == (0, 0) and not include_identity) or (not square and grp.quarter_turns(g) % 2):
+            continue
+        k, flip = grp.quarter_turns(g), bool(g[1])
+        lhs = fn(transform_fields(x, layout, k, flip))
+        out[g] = (lhs - transform_fields(fx, layout, k, flip)).flatten(1).norm(dim=1) / den
+    return out
+
+
 def equivariance_error(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                        layout: FieldLayout, group: str | Group = "C4",
                        include_identity: bool = False) -> EquivarianceError:
@@ -63,41 +92,33 @@ def equivariance_error(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
     Mean over the grid-exact elements ``g`` of ``group`` (C4: the 3 non-trivial quarter
     turns; D4: also the 4 mirrors; the identity, whose error is 0 by definition, is left
     out unless ``include_identity``) of the mean over the batch of
-    ``||f(g x) - g f(x)||_2 / ||f(x)||_2`` (norms over ``C, H, W``). Both ``x`` and the
-    output transform as ``layout`` says (vector components rotate with the grid). On a
-    non-square grid only the half turn (and mirrors) are used.
-    """
+    ``||f(g x) - g f(x)||_2 / ||f(x)||_2`` (norms over ``C, H, W``), by
+    :func:`element_ratios`. On a non-square grid only the half turn (and the axis
+    mirrors) are used."""
     grp = get_group(group) if isinstance(group, str) else group
-    if x.ndim != 5:
-        raise ValueError(f"x must be (B, T, C, H, W), got shape {tuple(x.shape)}")
+    ratios = element_ratios(fn, x, layout, grp, include_identity=include_identity)
+    per = {element_name(g): float(r.double().mean()) for g, r in ratios.items()}
     square = x.shape[-1] == x.shape[-2]
-    fx = fn(x)
-    norm = fx.flatten(1).norm(dim=1).clamp_min(1e-30)
-    per: dict[str, float] = {}
-    for g in grp.grid_elements:
-        if (g == (0, 0) and not include_identity) or (not square and grp.quarter_turns(g) % 2):
-            continue
-        k, flip = grp.quarter_turns(g), bool(g[1])
-        lhs = fn(transform_fields(x, layout, k, flip))
-        err = (lhs - transform_fields(fx, layout, k, flip)).flatten(1).norm(dim=1) / norm
-        per[element_name(g)] = float(err.double().mean())
+    note = "" if square else "non-square grid: quarter turns skipped"
     return EquivarianceError(float(np.mean(list(per.values()))) if per else 0.0, per,
-                             grp.name, "" if square else "non-square grid: quarter turns skipped")
+                             grp.name, note)
 
 
-def one_step_fn(model: nn.Module, dtype: torch.dtype | None = torch.float64
-                ) -> tuple[Callable[..., torch.Tensor], nn.Module]:
+def one_step_fn(model: nn.Module, dtype: torch.dtype | None = torch.float64,
+                normalized: bool = False) -> tuple[Callable[..., torch.Tensor], nn.Module]:
     """A one-step map ``fn(x, aux=None)`` in the units the inputs come in.
 
     For a :class:`surrogate.Surrogate` the map is ``denormalize(net(normalize(x)))`` on
     physical units (the normalisation commutes with the group action, so it does not
-    change the error); for a bare network it is the network. ``aux``: the static fields
-    of a model with data-fed breaking inputs (``cause``), physical units for a
-    Surrogate. With ``dtype`` the network is copied and cast (float64 makes an exact
-    model's error ~1e-12 instead of ~1e-6); if it cannot be cast the original precision
-    is kept. Returns ``(fn, net)``."""
+    change the error), or with ``normalized`` the network itself on normalised fields;
+    for a bare network it is the network. ``aux``: the static fields of a model with
+    data-fed breaking inputs (``cause``), physical units for a Surrogate. With ``dtype``
+    the network is copied and cast (float64 makes an exact model's error ~1e-12 instead
+    of ~1e-6); if it cannot be cast the original precision is kept. Returns
+    ``(fn, net)``."""
     net = getattr(model, "model", model)
-    norm = getattr(model, "normalization", None) if net is not model else None
+    sur = model if net is not model else None
+    norm = getattr(sur, "normalization", None) if not normalized else None
     net = net.eval()
     if dtype is not None:
         try:
@@ -112,14 +133,33 @@ def one_step_fn(model: nn.Module, dtype: torch.dtype | None = torch.float64
         x = x.to(dev, dt)
         if aux is not None:
             aux = torch.as_tensor(aux).to(dev, dt)
-            if norm is not None:
-                aux = model.normalize_aux(aux)
+            if sur is not None and hasattr(sur, "normalize_aux"):
+                aux = sur.normalize_aux(aux)
         step = net if aux is None else (lambda h: net(h, aux))
         if norm is not None:
             return norm.denormalize(step(norm.normalize(x)))
         return step(x)
 
     return fn, net
+
+
+def model_layout(model: nn.Module, layout: FieldLayout | None = None) -> FieldLayout:
+    """``layout`` if given, else the model's own (a Surrogate's), else its config's."""
+    if layout is not None:
+        return layout
+    own = getattr(model, "layout", None)
+    if isinstance(own, FieldLayout):
+        return own
+    return FieldLayout.of((getattr(model, "config", {}) or {}).get("layout"))
+
+
+def batched(fn: Callable[..., torch.Tensor], x: torch.Tensor, aux: torch.Tensor | None,
+            batch_size: int) -> Iterator[tuple[Callable[..., torch.Tensor], torch.Tensor]]:
+    """``(fn with its aux slice, x slice)`` per batch of ``batch_size`` histories of ``x``
+    ``(B, T, C, H, W)`` (``aux`` ``(B, C_aux, H, W)`` or None)."""
+    for i in range(0, x.shape[0], batch_size):
+        yield (fn if aux is None else partial(fn, aux=aux[i:i + batch_size]),
+               x[i:i + batch_size])
 
 
 def model_equivariance_error(model: nn.Module, x: torch.Tensor,
@@ -140,20 +180,16 @@ def model_equivariance_error(model: nn.Module, x: torch.Tensor,
     ``group`` defaults to the model's own (``config["group"]``), else C4 (e.g. for the
     plain ``unet``; pass ``"D4"`` to include mirrors). ``x`` is in the units the model
     takes: physical for a Surrogate, normalised for a bare network."""
-    if layout is None:  # the model's own, or its config's
-        layout = getattr(model, "layout", None)
-        if not isinstance(layout, FieldLayout):
-            layout = FieldLayout.of((getattr(model, "config", {}) or {}).get("layout"))
+    layout = model_layout(model, layout)
     if group is None:  # the grid-exact group of the model's: D4 if it has mirrors, else C4
         cfg = getattr(getattr(model, "model", model), "config", {}) or {}
         group = "D4" if get_group(cfg.get("group") or "C4").flips else "C4"
     fn, _ = one_step_fn(model, dtype)
     x = torch.as_tensor(x)
     aux = None if aux is None else torch.as_tensor(aux)
-    starts = range(0, x.shape[0], batch_size)
-    results = [equivariance_error(fn if aux is None else partial(fn, aux=aux[i:i + batch_size]),
-                                  x[i:i + batch_size], layout, group) for i in starts]
-    weights = [len(x[i:i + batch_size]) for i in starts]
+    parts = [(equivariance_error(f, xb, layout, group), len(xb))
+             for f, xb in batched(fn, x, aux, batch_size)]
+    results, weights = [r for r, _ in parts], [n for _, n in parts]
     per = {k: float(np.average([r.per_element[k] for r in results], weights=weights))
            for k in results[0].per_element}
     return EquivarianceError(float(np.mean(list(per.values()))) if per else 0.0, per,
@@ -260,7 +296,8 @@ def collect_relaxation_weights(model: nn.Module) -> dict[str, dict[str, torch.Te
     return out
 
 
-def _group_of(model: nn.Module, mod_name: str) -> Group | None:
+def layer_group(model: nn.Module, mod_name: str) -> Group | None:
+    """The group of layer ``mod_name`` of ``model`` (its own, else the model's config's)."""
     net = getattr(model, "model", model)
     try:
         grp = getattr(net.get_submodule(mod_name), "group", None)
@@ -339,7 +376,7 @@ def relaxation_summary(model: nn.Module) -> list[LayerRelaxation]:
             prof = np.sqrt((w ** 2).mean(axis=(0, 1))) / _rms(eq)
             out.append(LayerRelaxation(name, "rpp", w.shape, _ratio(w, eq), prof, prof))
         elif w.ndim == 2:
-            out.append(_group_layer(name, w, _group_of(model, name)))
+            out.append(_group_layer(name, w, layer_group(model, name)))
         elif w.ndim == 5:
             out.append(_position_layer(name, "steerable", w))
         elif w.ndim == 3:

@@ -19,7 +19,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 __all__ = ["field_quantity", "rollout_panels", "error_vs_step", "relaxation_heatmaps",
-           "rollout_gif", "QUANTITIES"]
+           "symmetry_bars", "rollout_gif", "QUANTITIES"]
 
 QUANTITIES = ("speed", "vorticity", "density")
 
@@ -258,6 +258,55 @@ def relaxation_heatmaps(layers, path, title: str = "") -> Path:
         ax.set(xticks=[], yticks=[])
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.suptitle(title or "learned relaxation weights", fontsize=10)
+    return _save(fig, path)
+
+
+def _element_bars(ax, v) -> None:
+    """Bars of ``v.errors`` (log scale; kept subgroup blue, the rest red) and the
+    threshold as a dashed line; zeros and NaNs sit on the floor."""
+    names = list(v.errors)
+    vals = np.array([v.errors[k] for k in names], float)
+    pos = vals[np.isfinite(vals) & (vals > 0)]
+    floor = min([float(pos.min()) if pos.size else v.threshold, v.threshold]) / 10
+    heights = np.where(np.isfinite(vals) & (vals > 0), vals, floor)
+    colors = ["tab:blue" if k in v.subgroup else "tab:red" for k in names]
+    ax.bar(range(len(names)), heights - floor, bottom=floor, color=colors)
+    ax.axhline(v.threshold, color="k", ls="--", lw=1, label=f"threshold {v.threshold:.3g}")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_ylabel("e_g (step-relative)", fontsize=8)
+    ax.legend(fontsize=7)
+
+
+def _irrep_stack(ax, layers) -> None:
+    """One stacked bar per relaxed group conv: its energy fraction per irrep."""
+    irreps = list(dict.fromkeys(k for l in layers for k in l.irreps))
+    bottom = np.zeros(len(layers))
+    for k in irreps:
+        frac = np.array([l.irreps.get(k, 0.0) for l in layers])
+        ax.bar(range(len(layers)), frac, bottom=bottom, label=k)
+        bottom += frac
+    ax.set_xticks(range(len(layers)), [l.name for l in layers], rotation=90, fontsize=6)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("energy fraction", fontsize=8)
+    ax.legend(fontsize=6)
+
+
+def symmetry_bars(verdicts, path, title: str = "") -> Path:
+    """Per model (a row; ``verdicts``: label -> :class:`evaluate.discovery.SymmetryVerdict`)
+    its per-element equivariance errors with the keep threshold, and, for models with
+    relaxed group convs, a stacked bar of each layer's irrep energy fractions."""
+    items = list(verdicts.items())
+    ncol = 2 if any(l.irreps for _, v in items for l in v.layers) else 1
+    fig = _figure(4.5 * ncol + 0.5, 2.8 * len(items) + 0.4)
+    for i, (label, v) in enumerate(items):
+        ax = fig.add_subplot(len(items), ncol, i * ncol + 1)
+        _element_bars(ax, v)
+        ax.set_title(f"{label}: keeps {v.subgroup_name}", fontsize=9)
+        group = [l for l in v.layers if l.irreps]
+        if group:
+            _irrep_stack(fig.add_subplot(len(items), ncol, i * ncol + 2), group)
+    fig.suptitle(title or "symmetry the models keep", fontsize=10)
     return _save(fig, path)
 
 

@@ -27,8 +27,11 @@ from surrogate.folders import sibling, swap_in
 
 from . import plots
 from .baselines import PERSISTENCE_LABEL, Persistence
+from .discovery import SymmetryVerdict, discover_symmetry, symmetry_markdown
 from .equivariance import (EquivarianceError, LayerRelaxation, data_equivariance_error,
                            model_equivariance_error, relaxation_summary)
+from .markdown import fmt as _fmt
+from .markdown import table as _table
 from .rollout import (EvaluationError, RolloutResult, Windows, as_list, build_windows,
                       display_split, evaluate_split, iter_batches, load_aux, load_frames,
                       open_data)
@@ -59,6 +62,8 @@ class ModelEvaluation:
     #: split -> persistence scored on this model's own windows (None for a baseline)
     persistence: dict[str, RolloutResult] = field(default_factory=dict)
     baseline: bool = False
+    #: which symmetry the model keeps (on the equivariance histories of every split)
+    symmetry: SymmetryVerdict | None = None
 
     def vs_persistence(self, split: str, key: str) -> float | None:
         """Model RMSE ``key`` / persistence RMSE ``key`` on the same windows."""
@@ -103,29 +108,10 @@ def _labels(paths: Sequence[Path], names: Sequence[str]) -> list[str]:
     return labels
 
 
-def _fmt(x: float | None, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a" if x is None else str(x)
-    if x == 0:
-        return "0"
-    if abs(x) >= 1e4 or abs(x) < 1e-3:
-        return f"{x:.2e}"
-    return f"{x:.{digits}g}"
-
-
 def _pm(s: dict, key: str) -> str:
     if key not in s:
         return "n/a"
     return f"{_fmt(s[key])} ± {_fmt(s.get(key + '_std', 0.0), 2)}"
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _table(cols: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """A markdown table: header, separator and ``rows``."""
-    return [_row(cols), "|---" * len(cols) + "|"] + [_row(r) for r in rows]
 
 
 # -- writers -------------------------------------------------------------------------
@@ -170,6 +156,7 @@ def _summary_dict(evals: Sequence[ModelEvaluation], data_eq: tuple[float | None,
                             "symmetry": l.symmetry, "violations": l.violations,
                             "profile": l.profile}  # arrays as lists by _json_default
                            for l in ev.relaxation],
+            "symmetry": ev.symmetry.to_dict() if ev.symmetry is not None else None,
         })
     return out
 
@@ -184,6 +171,7 @@ def write_summary(evals: Sequence[ModelEvaluation], splits: Sequence[str],
         L += _md_split(evals, s)
         L += _md_per_simulation(evals, s, meta.get("sim_labels", {}))
     L += _md_equivariance(evals, data_eq)
+    L += symmetry_markdown({ev.label: ev.symmetry for ev in evals if ev.symmetry})
     L += _md_relaxation(evals)
     if figures:
         rels = [os.path.relpath(p, out) for p in figures]
@@ -375,7 +363,8 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
         out: str | os.PathLike = "results", *, device: str = "auto", batch_size: int = 32,
         stride: int | None = None, max_windows: int | None = None,
         equivariance_windows: int = 8, group: str | None = None,
-        labels: Sequence[str] | None = None, figures: bool = True, gif: bool = True,
+        discovery_group: str = "D4", labels: Sequence[str] | None = None,
+        figures: bool = True, gif: bool = True,
         quantity: str | Sequence[str] = "speed", plot_steps: Sequence[int] | None = None,
         verbose: bool = False, overwrite: bool = False,
         key: bytes | str | None = None) -> Path:
@@ -388,7 +377,9 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     model's windows: a row of its own in every table, a dashed line in every error curve
     and a "vs persistence" ratio per model. ``equivariance_windows`` histories per split
     give the model equivariance error (``group``: default the model's, C4 for ``unet``;
-    ``"D4"`` adds mirrors). Writes ``metrics.csv``, ``summary.md``, ``summary.json`` and
+    ``"D4"`` adds mirrors) and, pooled over the splits, the symmetry each model keeps
+    (:func:`evaluate.discovery.discover_symmetry` on ``discovery_group``, C4 or D4).
+    Writes ``metrics.csv``, ``summary.md``, ``summary.json`` and
     (``figures``) PNGs plus (``gif``) one GIF per model and split; ``quantity``: the
     field(s) of the rollout panels (``speed``, ``vorticity``, ``density``; one figure
     each, the GIFs show the first). ``out`` must be new or empty unless ``overwrite``;
@@ -397,6 +388,8 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     checkpoints not signed with it (:func:`surrogate.load`). Non-finite values in the
     evaluated frames give a warning naming split, simulation and frame."""
     out = Path(out)
+    if discovery_group not in ("C4", "D4"):
+        raise EvaluationError(f"discovery group must be C4 or D4, got {discovery_group!r}")
     ckpts, split_names, quantities = _check_request(checkpoints, splits, steps, labels,
                                                     quantity, group, out, overwrite)
     ds = open_data(data)
@@ -409,7 +402,7 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
          f"{', '.join(data_paths)}", verbose)
     data_eq = data_equivariance_error(ds)
     job = _Job(ds, split_names, int(steps), batch_size, stride, max_windows,
-               equivariance_windows, group, verbose)
+               equivariance_windows, group, verbose, discovery_group)
     evals = [_evaluate_model(job, sur, label, ckpt, data_paths)
              for ckpt, sur, label in zip(ckpts, models, labels)]
     evals.append(_persistence_row(evals, split_names))
@@ -501,6 +494,7 @@ class _Job:
     equivariance_windows: int
     group: str | None
     verbose: bool
+    discovery_group: str = "D4"
     warnings: list[str] = field(default_factory=list)
     cache: dict = field(default_factory=dict)   # persistence results per window set
 
@@ -527,12 +521,18 @@ def _evaluate_model(job: _Job, sur, label: str, ckpt: Path,
                  f"{', '.join(given)} (split windows index the given files)")
     ev = ModelEvaluation(label, str(ckpt), sur.name, dict(sur.model.config),
                          relaxation=relaxation_summary(sur))
-    for split in job.splits:
-        _evaluate_split_of(job, sur, label, split, ev)
+    hists = [_evaluate_split_of(job, sur, label, split, ev) for split in job.splits]
+    aux = None if hists[0][1] is None else torch.cat([a for _, a in hists])
+    ev.symmetry = discover_symmetry(sur, torch.cat([h for h, _ in hists]),
+                                    job.discovery_group, aux=aux)
+    _log(f"  {label}: {ev.symmetry.verdict}", job.verbose)
     return ev
 
 
-def _evaluate_split_of(job: _Job, sur, label: str, split: str, ev: ModelEvaluation) -> None:
+def _evaluate_split_of(job: _Job, sur, label: str, split: str, ev: ModelEvaluation
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Rollout metrics, equivariance error and persistence of one split; returns the
+    equivariance histories ``(B, T_in, C, H, W)`` and their aux fields (or None)."""
     from surrogate.forecast import ForecastError
 
     ds, channels = job.ds, list(sur.layout.channels)
@@ -551,12 +551,14 @@ def _evaluate_split_of(job: _Job, sur, label: str, split: str, ev: ModelEvaluati
                                                           job.batch_size)])
     aux = (torch.from_numpy(load_aux(ds, sur.aux_channels, eq_windows.sims))
            if sur.aux_channels else None)
-    eq = ev.equivariance[split] = model_equivariance_error(sur, torch.from_numpy(hist),
-                                                           group=job.group, aux=aux)
+    hist = torch.from_numpy(hist)
+    eq = ev.equivariance[split] = model_equivariance_error(sur, hist, group=job.group,
+                                                           aux=aux)
     ev.persistence[split] = _persistence(sur, ds, windows, job.batch_size, job.cache)
     _log(f"  {label} / {split}: {len(windows)} windows, RMSE "
          f"{_fmt(res.summary.get('rmse'))}, equivariance error "
          f"{_fmt(eq.mean)} ({time.time() - t:.1f} s)", job.verbose)
+    return hist, aux
 
 
 def _first_nonfinite(ds, windows: Windows, channels: Sequence[str]) -> str:
@@ -596,7 +598,8 @@ def _json_default(o: Any) -> Any:
 
 def _figures(evals: Sequence[ModelEvaluation], splits: Sequence[str], out: Path,
              quantities: Sequence[str], plot_steps, gif: bool) -> list[Path]:
-    """Per split the error curves, rollout panels and GIFs; per model its relaxation."""
+    """Per split the error curves, rollout panels and GIFs; the symmetry each model
+    keeps; per model its relaxation."""
     figs: list[Path] = []
     for s in splits:
         have = [ev for ev in evals if s in ev.results]
@@ -614,6 +617,9 @@ def _figures(evals: Sequence[ModelEvaluation], splits: Sequence[str], out: Path,
                     baselines=[ev.label for ev in have if ev.baseline]))
         models = [ev for ev in have if not ev.baseline]  # panels and GIFs: models only
         figs += _rollout_figures(models, s, out, quantities, plot_steps, gif, dt)
+    verdicts = {ev.label: ev.symmetry for ev in evals if ev.symmetry is not None}
+    if verdicts:
+        figs.append(plots.symmetry_bars(verdicts, out / "symmetry.png"))
     for ev in evals:
         # a combo net's two output weights are in the summary's table: no figure
         if any(l.kind != "combo" for l in ev.relaxation):
