@@ -41,20 +41,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def discovery(plan, results: list[dict]) -> dict[str, str]:
-    """The one-line symmetry verdict of each finished run (``data | label | seed``), on
-    its test-domain histories; empty where this checkout has no discovery module."""
-    try:
-        from evaluate.discovery import verdict_for_checkpoint
-    except ImportError:
-        return {}
+def discovery(plan, results: list[dict]) -> dict[str, dict]:
+    """The symmetry each finished run keeps (``data | label | seed`` -> the verdict as a
+    dict), judged on D4 on its test-domain histories."""
+    from evaluate.discovery import checkpoint_symmetry
     task_of = {t.key(): t for t in plan.tasks}
     out = {}
-    for r in results:
-        if "error" not in r:
-            t = task_of[r["key"]]
-            out[f"{t.data_key} | {t.label} | {t.seed}"] = verdict_for_checkpoint(
-                str(Path(t.out) / "best.pt"), t.data_path)
+    for r in sorted((r for r in results if "error" not in r),
+                    key=lambda r: (r["data_key"], r["label"], r["seed"])):
+        t = task_of[r["key"]]
+        out[f"{t.data_key} | {t.label} | {t.seed}"] = checkpoint_symmetry(
+            str(Path(t.out) / "best.pt"), t.data_path).to_dict()
     return out
 
 
@@ -99,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     md = RR.markdown(datasets, rat, probe, params, header)
     if found:
         md += ["## Symmetry each model keeps (test-domain inputs)", ""]
-        md += [f"- {k}: {v}" for k, v in sorted(found.items())]
+        md += [f"- {k}: {v['verdict']}" for k, v in found.items()]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"regime_{args.scale}.md").write_text("\n".join(md) + "\n")
     R.write_json(out_dir / f"regime_{args.scale}.json",

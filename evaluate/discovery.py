@@ -332,6 +332,28 @@ def discover_symmetry(model: nn.Module, x: torch.Tensor, group: str | Group = "D
     return judge(errors, group, atol, rtol, layer_symmetries(model))
 
 
+def checkpoint_symmetry(checkpoint: str, data: str, split: str = "test-domain",
+                        windows: int = 16, group: str | Group = "D4",
+                        device: str = "cpu") -> SymmetryVerdict:
+    """:func:`discover_symmetry` of a trained checkpoint on up to ``windows`` histories
+    of ``split`` of the data file ``data`` (the split as the checkpoint records it)."""
+    import surrogate
+    from .rollout import build_windows, iter_batches, open_data
+
+    sur = surrogate.load(checkpoint, device=device)
+    ds = open_data([data])
+    try:
+        w = build_windows(sur.record, split, ds, sur.T_in, 1).subset(windows)
+        x = np.concatenate([h for _, h, _ in iter_batches(ds, w, list(sur.layout.channels), 64)])
+        aux = None
+        if sur.aux_channels:
+            from .rollout import load_aux
+            aux = torch.from_numpy(load_aux(ds, sur.aux_channels, w.sims))
+    finally:
+        ds.close()
+    return discover_symmetry(sur, torch.from_numpy(x), group, aux=aux)
+
+
 # -- the report's section ------------------------------------------------------------
 def symmetry_markdown(verdicts: dict[str, SymmetryVerdict]) -> list[str]:
     """The report's section *Symmetry the model keeps*: per model (label -> verdict)

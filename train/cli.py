@@ -31,6 +31,9 @@ examples:
   # everything from a TOML file, with command-line overrides
   python -m train --config cfg.toml --lr 5e-4 --epochs 100
 
+  # velocity only (the paper's observation model: density is never shown)
+  python -m train --data data/settling.nc --model relaxed_gconv_unet --fields u,v
+
   # a strictly equivariant model given the known cause of the symmetry breaking
   python -m train --data data/rotation.nc --model gconv_unet --breaking-inputs cause,frame
 
@@ -74,6 +77,21 @@ def _names(s: str) -> list[str]:
     if s.strip().lower() in ("none", ""):
         return []
     return [v.strip() for v in s.split(",") if v.strip()]
+
+
+FIELDS = ("u", "v", "density")
+
+
+def _fields(s: str) -> dict[str, Any]:
+    """``u,v`` -> the layout of those channels (``u, v`` one vector field)."""
+    names = _names(s)
+    if not names or any(n not in FIELDS for n in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"--fields takes distinct names of {', '.join(FIELDS)}, e.g. u,v; got {s!r}")
+    if ("u" in names) != ("v" in names):
+        raise argparse.ArgumentTypeError(f"--fields needs both velocity components u and v "
+                                         f"or neither; got {s!r}")
+    return {"channels": names, "vectors": [["u", "v"]] if "u" in names else []}
 
 
 def _kv(s: str) -> tuple[str, Any]:
@@ -129,6 +147,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         else:
             g.add_argument("--" + name.replace("_", "-"), type=type(default),
                            help=f"{text} ({default})")
+    g.add_argument("--fields", dest="layout", type=_fields, metavar="NAMES",
+                   help="fields the model is given and predicts: u,v,density (default) or "
+                   "u,v (velocity only, the paper's observation model: the density that "
+                   "drives the buoyancy is never shown)")
     g.add_argument("--model-opt", action="append", type=_kv, metavar="KEY=VALUE",
                    help="any other build_model option (JSON value)")
 
@@ -210,7 +232,7 @@ def args_to_config(ns: argparse.Namespace):
     path = args.pop("config", None)
     base = read_toml(path) if path is not None else {}
     overrides: dict[str, Any] = {}
-    model_cfg = {k: args.pop(k) for k in _MODEL_KEYS if k in args}
+    model_cfg = {k: args.pop(k) for k in (*_MODEL_KEYS, "layout") if k in args}
     model_cfg.update(dict(args.pop("model_opt", [])))
     if model_cfg:
         overrides["model_config"] = model_cfg
