@@ -24,6 +24,9 @@ splits: test-future, test-domain, valid, train (as recorded in each checkpoint),
 all (every simulation of --data; for data the model was not trained on).
 outputs in --out: metrics.csv (per model, split and step), summary.md (models x splits,
 and which symmetry each model keeps), summary.json, PNG figures and GIF rollouts.
+--overwrite replaces only these (the old report's, as its summary.json lists them) and
+keeps every other file, so a training run folder can hold its report. One process owns
+--out at a time (another: exit 2).
 environment: RELAXFLOW_CHECKPOINT_KEY, when set, refuses checkpoints that are not
 signed with it (relaxflow-train signs with the same variable).
 """
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output directory (new or empty, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the report in a non-empty --out (only once the new one "
-                        "is complete)")
+                        "is complete); files that are not the report's are kept")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--stride", type=int, default=None,

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from surrogate.folders import sibling, swap_in
+from surrogate.folders import hold, move_files_in, sibling
 
 from . import plots
 from .baselines import PERSISTENCE_LABEL, Persistence
@@ -46,6 +46,8 @@ CSV_METRICS = ("rmse", "rmse_velocity", "vrmse", "corr", "spectrum_error", "div_
 RATIO_KEYS = ("rmse_velocity", "rmse")
 #: rows of the per-simulation table in summary.md (summary.json has every simulation)
 PER_SIM_ROWS = 12
+#: the files every report writes; summary.json lists these and its figures (``files``)
+REPORT_FILES = ("metrics.csv", "summary.md", "summary.json")
 
 
 @dataclass
@@ -382,16 +384,30 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     Writes ``metrics.csv``, ``summary.md``, ``summary.json`` and
     (``figures``) PNGs plus (``gif``) one GIF per model and split; ``quantity``: the
     field(s) of the rollout panels (``speed``, ``vorticity``, ``density``; one figure
-    each, the GIFs show the first). ``out`` must be new or empty unless ``overwrite``;
-    the report is written into a sibling folder and swapped in only when complete, so a
-    failed evaluation never leaves a half-written or lost report. ``key``: refuse
-    checkpoints not signed with it (:func:`surrogate.load`). Non-finite values in the
-    evaluated frames give a warning naming split, simulation and frame."""
+    each, the GIFs show the first). ``out`` must be new or empty unless ``overwrite``,
+    which replaces the report's files only (every other file stays); one process at a
+    time owns ``out`` (:func:`surrogate.folders.hold`). The report is written into a
+    sibling folder and moved in only when complete, so a failed evaluation never leaves
+    a half-written or lost report. ``key``: refuse checkpoints not signed with it
+    (:func:`surrogate.load`). Non-finite values in the evaluated frames give a warning
+    naming split, simulation and frame."""
     out = Path(out)
     if discovery_group not in ("C4", "D4"):
         raise EvaluationError(f"discovery group must be C4 or D4, got {discovery_group!r}")
     ckpts, split_names, quantities = _check_request(checkpoints, splits, steps, labels,
-                                                    quantity, group, out, overwrite)
+                                                    quantity, group)
+    with hold(out, EvaluationError):
+        _check_out(out, overwrite)
+        return _run(ckpts, data, split_names, steps, out, device, batch_size, stride,
+                    max_windows, equivariance_windows, group, labels,
+                    quantities if figures else None, plot_steps, gif, verbose, key)
+
+
+def _run(ckpts: list[Path], data, split_names: list[str], steps: int, out: Path,
+         device: str, batch_size: int, stride, max_windows, equivariance_windows: int,
+         group, labels, quantities: list[str] | None, plot_steps, gif: bool,
+         verbose: bool, key) -> Path:
+    """:func:`run` once its request is checked and ``out`` is held."""
     ds = open_data(data)
     data_paths = [str(d) for d in as_list(data)]
     models = _load_models(ckpts, device, key)
@@ -414,33 +430,66 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
             "checkpoints": [str(c) for c in ckpts], "device": str(models[0].device),
             "seconds": round(time.time() - t0, 2), "warnings": job.warnings,
             "sim_labels": sim_labels(ds)}
-    return _write_report(evals, split_names, data_eq, meta, out,
-                         quantities if figures else None, plot_steps, gif, verbose)
+    return _write_report(evals, split_names, data_eq, meta, out, quantities, plot_steps,
+                         gif, verbose)
 
 
 def _write_report(evals: list, split_names: list[str], data_eq, meta: dict, out: Path,
                   quantities: list[str] | None, plot_steps, gif: bool,
                   verbose: bool) -> Path:
     """Write metrics.csv, the figures (``quantities`` None: none), summary.md and
-    summary.json into a staging folder and swap it in as ``out``."""
-    stage = sibling(out, "partial")
+    summary.json into a staging folder, then move them into ``out`` in place of the old
+    report's files (summary.json last); every other file of ``out`` stays."""
+    stage = sibling(out, "partial")  # a killed run's leftover (``out`` is held)
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
-    write_metrics_csv(evals, stage / "metrics.csv")
-    figs = (_figures(evals, split_names, stage, quantities, plot_steps, gif)
-            if quantities is not None else [])
-    write_summary(evals, split_names, data_eq, figs, stage, meta)
-    (stage / "summary.json").write_text(json.dumps(_summary_dict(evals, data_eq, meta),
-                                                   indent=1, default=_json_default))
-    swap_in(stage, out)
-    _log(f"wrote {out / 'summary.md'}, {out / 'metrics.csv'} and {len(figs)} figure(s)",
+    try:
+        figs = _stage_report(evals, split_names, data_eq, meta, stage, quantities,
+                             plot_steps, gif)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)  # made by this process; ``out`` untouched
+        raise
+    old = report_files(out)
+    kept = sorted(p.name for p in out.iterdir() if p.name not in old
+                  and not (stage / p.name).exists()) if out.is_dir() else []
+    move_files_in(stage, out, old, last="summary.json")
+    _log(f"wrote {out / 'summary.md'}, {out / 'metrics.csv'} and {len(figs)} figure(s)"
+         + (f"; kept {len(kept)} other file(s) of {out}: {', '.join(kept)}" if kept else ""),
          verbose)
     return out
 
 
-def _check_request(checkpoints, splits, steps, labels, quantity, group, out: Path,
-                   overwrite: bool) -> tuple[list[Path], list[str], list[str]]:
+def _stage_report(evals: list, split_names: list[str], data_eq, meta: dict, stage: Path,
+                  quantities: list[str] | None, plot_steps, gif: bool) -> list[Path]:
+    """Write the report's files into ``stage``; its figures."""
+    write_metrics_csv(evals, stage / "metrics.csv")
+    figs = (_figures(evals, split_names, stage, quantities, plot_steps, gif)
+            if quantities is not None else [])
+    write_summary(evals, split_names, data_eq, figs, stage, meta)
+    summary = _summary_dict(evals, data_eq, meta)
+    summary["files"] = sorted({*REPORT_FILES, *(p.name for p in figs)})
+    (stage / "summary.json").write_text(json.dumps(summary, indent=1,
+                                                   default=_json_default))
+    return figs
+
+
+def report_files(out: Path) -> list[str]:
+    """The names of the files of the report in folder ``out``: the ones every report
+    writes and the figures its summary.json lists (none listed: the report predates the
+    list, and its figures count as other files)."""
+    try:
+        listed = json.loads((out / "summary.json").read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        listed = []
+    if not isinstance(listed, list):
+        listed = []
+    return sorted({*REPORT_FILES, *(n for n in listed
+                                    if isinstance(n, str) and Path(n).name == n)})
+
+
+def _check_request(checkpoints, splits, steps, labels, quantity, group
+                   ) -> tuple[list[Path], list[str], list[str]]:
     """The checkpoint paths, split names and quantities of a request, or a one-line
     :class:`EvaluationError` (before any file is read)."""
     ckpts = [Path(c) for c in as_list(checkpoints)]
@@ -464,12 +513,17 @@ def _check_request(checkpoints, splits, steps, labels, quantity, group, out: Pat
     for c in ckpts:
         if not c.is_file():
             raise EvaluationError(f"{c}: no such checkpoint file")
+    return ckpts, split_names, quantities
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse a file, or a non-empty folder without ``overwrite`` (``out`` is held)."""
     if out.exists() and not out.is_dir():
         raise EvaluationError(f"--out {out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise EvaluationError(f"{out} is not empty; pass --overwrite (overwrite=True) to "
-                              "replace the report in it, or choose another --out")
-    return ckpts, split_names, quantities
+                              "replace the report in it (other files are kept), or "
+                              "choose another --out")
 
 
 def _load_models(ckpts: Sequence[Path], device: str, key) -> list:

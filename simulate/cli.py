@@ -92,8 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=16,
                    help="simulations advanced together in one PhiFlow batch (default 16)")
     g.add_argument("--shard", help="i/n: simulate only the i-th of n blocks of simulations")
-    g.add_argument("--resume", action="store_true", help="continue an interrupted run, keeping finished parts")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run (an --overwrite one too), keeping finished parts")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output (with --resume: keep the finished parts of "
+                        "an interrupted run of the same spec)")
     g.add_argument("--max-parts", type=int, help="stop after this many new parts (resumable)")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

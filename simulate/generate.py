@@ -5,7 +5,9 @@ batches of up to ``batch_size`` simulations that share open walls and obstacle. 
 part is simulated as one PhiFlow batch and written atomically to
 ``<out>.parts/part-NNNNN.nc``; when all parts exist they are joined into ``out``
 (atomically) and the parts folder is removed. A killed run leaves only complete part
-files, so ``resume=True`` continues without recomputing them.
+files, so ``resume=True`` continues without recomputing them; that holds for a killed
+``overwrite=True`` run too (its manifest records that it may replace ``out``). One
+process at a time owns ``out`` (:func:`surrogate.folders.hold`).
 """
 
 from __future__ import annotations
@@ -170,8 +172,11 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
     ``workers``: processes; ``threads``: torch threads per process (default 1: the
     many small ops of the unrolled, compiled CG gain little from threads and slow down
     badly when cores are shared -- use workers for parallelism); ``shard="i/n"``: only the i-th of n contiguous blocks of
-    simulations; ``resume``: keep finished parts of an interrupted run; ``max_parts``:
-    compute at most this many new parts, then stop (the output stays resumable)."""
+    simulations; ``resume``: keep finished parts of an interrupted run of the same spec
+    and shard (also of an interrupted ``overwrite`` run, which then replaces ``out``);
+    ``overwrite``: replace ``out`` (without ``resume``: start the parts afresh);
+    ``max_parts``: compute at most this many new parts, then stop (the output stays
+    resumable). Another process generating into ``out`` is refused (GenerateError)."""
     spec.validate()
     out = Path(out)
     shard_t = parse_shard(shard)
@@ -190,18 +195,41 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
     parts = plan_parts(spec, batch_size, shard_t)
     _check_memory(spec, parts, workers if workers > 1 and len(parts) > 1 else 1)
     _check_writable(out)
+    from surrogate.folders import hold  # the ground floor (torch: the solver needs it anyway)
+
+    with hold(out, GenerateError):
+        return _generate_held(spec, out, parts, shard_t, resume=resume, overwrite=overwrite,
+                              workers=workers, progress=progress, max_parts=max_parts,
+                              device=device, threads=threads, keep_parts=keep_parts)
+
+
+def _read_manifest(parts_dir: Path) -> dict:
+    """The manifest of a parts folder; ``{}`` when there is none (or it is unreadable)."""
+    try:
+        m = json.loads((parts_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return m if isinstance(m, dict) else {}
+
+
+def _generate_held(spec: ScenarioSpec, out: Path, parts: list[list[int]], shard_t, *,
+                   resume: bool, overwrite: bool, **options) -> dict:
+    """:func:`generate` once ``out`` is held: decide what happens to an existing output
+    and parts folder, then compute the parts (removing a parts folder this call made
+    when it fails before finishing a part)."""
     parts_dir = out.with_name(out.name + ".parts")
     shard_s = f"{shard_t[0]}/{shard_t[1]}" if shard_t else "0/1"
     t_start = time.perf_counter()
-
-    if out.exists() and not overwrite:
+    m = _read_manifest(parts_dir)
+    same = m.get("spec_hash") == spec_hash(spec) and m.get("shard") == shard_s
+    if out.exists() and not overwrite and not (resume and same and m.get("overwrite")):
         if resume and holds_spec(out, spec, shard_s) and not parts_dir.exists():
             return {"scenario": spec.name, "output": str(out), "complete": True,
                     "already_complete": True, "sims": sum(map(len, parts)), "parts_computed": 0,
                     "parts_reused": len(parts), "seconds": 0.0}
         raise GenerateError(f"output {out} exists (pass --overwrite to replace it)")
     if parts_dir.exists():
-        if overwrite:
+        if overwrite and not (resume and same):
             shutil.rmtree(parts_dir)
         elif not resume:
             raise GenerateError(f"partial output {parts_dir} from an interrupted run exists "
@@ -213,8 +241,7 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
         raise GenerateError(f"cannot create {parts_dir}: {e.strerror}") from None
     try:
         return _generate_parts(spec, out, parts, parts_dir, shard_t, shard_s, t_start,
-                               workers=workers, progress=progress, max_parts=max_parts,
-                               device=device, threads=threads, keep_parts=keep_parts)
+                               overwrite=overwrite, **options)
     except BaseException:
         # a run that failed before finishing any part leaves nothing to resume: remove the
         # folder it made, so that it cannot block the next (valid) run
@@ -223,10 +250,17 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
         raise
 
 
+def _write_manifest(path: Path, manifest: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest))
+    os.replace(tmp, path)
+
+
 def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts_dir: Path,
                     shard_t, shard_s: str, t_start: float, *, workers, progress, max_parts, device,
-                    threads, keep_parts) -> dict:
-    """Compute the missing parts of ``parts_dir`` and, when all exist, join them."""
+                    threads, keep_parts, overwrite: bool = False) -> dict:
+    """Compute the missing parts of ``parts_dir`` and, when all exist, join them. The
+    manifest records the spec, the batching and whether the run may replace ``out``."""
     h = spec_hash(spec)
     manifest_path = parts_dir / "manifest.json"
     if manifest_path.exists():
@@ -235,10 +269,11 @@ def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts
             raise GenerateError(f"partial output {parts_dir} was made from a different spec or shard "
                                 f"(pass --overwrite to start again)")
         parts = old["parts"]     # keep the original batching so results are identical
+        if overwrite and not old.get("overwrite"):
+            _write_manifest(manifest_path, {**old, "overwrite": True})
     else:
-        tmp = manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"spec_hash": h, "shard": shard_s, "parts": parts}))
-        os.replace(tmp, manifest_path)
+        _write_manifest(manifest_path, {"spec_hash": h, "shard": shard_s, "parts": parts,
+                                        "overwrite": bool(overwrite)})
 
     done, todo = [], []
     for k, indices in enumerate(parts):

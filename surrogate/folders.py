@@ -1,19 +1,26 @@
-"""Replacing a folder by a complete new one, for train (``--overwrite`` stages the new
-run in ``.NAME.overwrite``) and evaluate (the report is written in ``.NAME.partial``):
-the old folder stays whole until the new one is swapped in by two renames."""
+"""Who owns an output, and how a finished one replaces the old.
+
+:func:`hold` gives an output (a run folder, a report folder, a dataset file) one owner:
+an OS lock (``fcntl.flock``) on ``.NAME.lock`` beside it, held for the whole run and
+released by the kernel when the process ends, however it ends. :func:`swap_in` replaces a
+folder by a staged one by two renames (train ``--overwrite`` stages the new run in
+``.NAME.overwrite``); :func:`move_files_in` moves a staged report's files into a folder
+that holds other files too (evaluate writes its report in ``.NAME.partial``)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
-__all__ = ["sibling", "swap_in"]
+__all__ = ["sibling", "swap_in", "move_files_in", "hold"]
 
 
 def sibling(out: Path, tag: str) -> Path:
-    """The hidden sibling folder ``.NAME.tag`` of ``out``."""
+    """The hidden sibling ``.NAME.tag`` of ``out``."""
     return out.parent / f".{out.name}.{tag}"
 
 
@@ -32,3 +39,77 @@ def swap_in(stage: Path, out: Path, carry: Callable[[str], bool] | None = None) 
     os.rename(stage, out)
     if old.exists():
         shutil.rmtree(old)
+
+
+def move_files_in(stage: Path, out: Path, old: Iterable[str], last: str) -> None:
+    """Move the files of folder ``stage`` into folder ``out`` and remove ``stage``; the
+    files of ``out`` named in ``old`` (an earlier set of staged files) go first, every
+    other entry of ``out`` stays. ``last`` leaves first and arrives last, so a folder
+    holding it holds a complete set. A missing ``out`` is ``stage`` renamed."""
+    if not out.exists():
+        os.rename(stage, out)
+        return
+    new = sorted(p.name for p in stage.iterdir())
+    for name in [last, *(n for n in old if n not in new)]:
+        p = out / name
+        if os.path.basename(name) == name and (p.is_file() or p.is_symlink()):
+            p.unlink()
+    for name in sorted(new, key=lambda n: n == last):
+        os.replace(stage / name, out / name)
+    stage.rmdir()
+
+
+def _holder(path: Path) -> str:
+    """`` (pid N)`` of the process that holds lock file ``path``, when it wrote one."""
+    try:
+        pid = path.read_text().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def _lock(path: Path) -> int | None:
+    """An open descriptor of ``path`` holding its exclusive lock, or None when another
+    process holds it. Retries when the file was removed or replaced meanwhile (a holder
+    that released it), so the lock is always taken on the file at ``path``."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def hold(out: str | os.PathLike, error: type[Exception] = RuntimeError) -> Iterator[Path]:
+    """Own output ``out`` (file or folder) for the ``with`` block: take the lock on
+    ``.NAME.lock`` beside it (its parent folder is created) or raise ``error`` with one
+    line when another process holds it. The lock file sits outside ``out`` so swapping
+    ``out`` never touches it; the kernel drops the lock when the process dies, so a
+    ``kill -9`` leaves no stale lock. Yields the lock file's path."""
+    target = Path(out).resolve()
+    path = sibling(target, "lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _lock(path)
+    except OSError as e:
+        raise error(f"cannot create the lock file {path} of {out}: {e.strerror or e}"
+                    ) from None
+    if fd is None:
+        raise error(f"{out} is in use: another process{_holder(path)} holds it; wait "
+                    "for it to finish or choose another output")
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # before unlocking: a waiting process then retries on a new file
+        os.close(fd)

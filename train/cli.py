@@ -49,7 +49,8 @@ config file (TOML; every flag below is a key, command-line flags win):
 
 outputs in --out: best.pt, last.pt (relaxflow checkpoints; load with
 surrogate.load_model) and metrics.jsonl (one JSON line per epoch). --overwrite keeps
-the old run until the new one has written its first checkpoint.
+the old run until the new one has written its first checkpoint. One process owns --out
+at a time: a second run into it is refused (exit 2).
 environment: RELAXFLOW_CHECKPOINT_KEY, when set, signs every checkpoint with an HMAC
 (surrogate.load(path, key=...) and relaxflow-evaluate then verify it).
 """.format(toml=textwrap.indent(TOML_EXAMPLE, "  ").rstrip())

@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from surrogate.breaking import canonical_breaking_inputs, data_layout
 from surrogate.checkpoint import read_checkpoint, save
-from surrogate.folders import sibling, swap_in
+from surrogate.folders import hold, sibling, swap_in
 from surrogate.normalization import Normalization
 from surrogate.records import TrainingRecord
 from surrogate.registry import needs_grid
@@ -306,6 +306,9 @@ def fit(config: TrainConfig, *, key: bytes | str | None = None) -> Path:
     its first checkpoint. ``key``: sign every checkpoint (HMAC, see
     :func:`surrogate.checkpoint.save`); a resumed ``last.pt`` must carry that signature.
 
+    One process (rank 0 under ``torchrun``) owns ``out`` for the whole run
+    (:func:`surrogate.folders.hold`); another run into the same folder is refused.
+
     Raises :class:`ConfigError` / :class:`DataError` (bad input, before training starts)
     and :class:`TrainingError` (a non-finite loss; the last good checkpoint is kept)."""
     if not isinstance(config, TrainConfig):
@@ -315,13 +318,30 @@ def fit(config: TrainConfig, *, key: bytes | str | None = None) -> Path:
     if info.distributed and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     try:
-        return Trainer(config, device, info, key).fit()
-    except BaseException:
-        if info.is_main and not config.resume:  # a new run that died before its swap
-            shutil.rmtree(sibling(Path(config.out), "overwrite"), ignore_errors=True)
-        raise
+        with _own_out(Path(config.out), info, device):
+            return Trainer(config, device, info, key).fit()
     finally:
         D.cleanup(info)
+
+
+@contextlib.contextmanager
+def _own_out(out: Path, info: D.DistInfo, device: torch.device):
+    """Hold ``out`` on rank 0 for the ``with`` block; every rank raises the one-line
+    :class:`ConfigError` when another process holds it."""
+    with contextlib.ExitStack() as stack:
+        busy: ConfigError | None = None
+        if info.is_main:
+            try:
+                stack.enter_context(hold(out, ConfigError))
+            except ConfigError as e:
+                busy = e
+        if info.distributed:  # the other ranks learn whether rank 0 got the folder
+            flag = torch.tensor([float(busy is not None)], device=device)
+            if D.all_reduce_sum(flag, info).item() > 0 and busy is None:
+                busy = ConfigError(f"{out} is in use: another process holds it")
+        if busy is not None:
+            raise busy
+        yield
 
 
 def _prepare_out(cfg: TrainConfig) -> _Run:
@@ -349,7 +369,8 @@ def _prepare_out(cfg: TrainConfig) -> _Run:
 
 def _reset_out(run: _Run, cfg: TrainConfig, info: D.DistInfo) -> None:
     """Create the folder the run writes to, once every input has been validated (a
-    staging folder left by an earlier, killed ``overwrite`` is cleared first)."""
+    staging folder left by an earlier, killed ``overwrite`` is cleared first: the run
+    folder is held, so no live process owns it)."""
     D.barrier(info)
     if info.is_main:
         if run.final is not None and run.out.exists():
@@ -358,6 +379,13 @@ def _reset_out(run: _Run, cfg: TrainConfig, info: D.DistInfo) -> None:
             run.metrics.unlink(missing_ok=True)  # a folder without checkpoints
         run.out.mkdir(parents=True, exist_ok=True)
     D.barrier(info)
+
+
+def _drop_stage(run: _Run, info: D.DistInfo) -> None:
+    """Remove the staging folder of a new ``overwrite`` run that died before its swap
+    (this process made it in :func:`_reset_out`; the old run stays as it was)."""
+    if info.is_main and run.final is not None:
+        shutil.rmtree(run.out, ignore_errors=True)
 
 
 def _check_model_fits(model: nn.Module, cfg: TrainConfig, data: FieldData,
@@ -566,6 +594,13 @@ class Trainer:
     # ---- epochs -----------------------------------------------------------------------
     def fit(self) -> Path:
         """Train from the start (or resumed) epoch to the last; the best checkpoint."""
+        try:
+            return self._fit()
+        except BaseException:
+            _drop_stage(self.run, self.info)
+            raise
+
+    def _fit(self) -> Path:
         cfg, info, run = self.cfg, self.info, self.run
         _reset_out(run, cfg, info)
         if info.is_main:

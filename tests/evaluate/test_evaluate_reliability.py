@@ -30,11 +30,11 @@ def test_non_empty_out_is_refused_without_overwrite(tiny_data, tiny_checkpoints,
     f.write_text("x")
     with pytest.raises(evaluate.EvaluationError, match="is a file"):
         evaluate.run(tiny_checkpoints["unet"], data, out=f, **RUN)
-    # an empty folder is fine; --overwrite replaces the whole report
+    # an empty folder is fine; --overwrite writes the report and keeps other files
     (tmp_path / "empty").mkdir()
     evaluate.run(tiny_checkpoints["unet"], data, out=tmp_path / "empty", **RUN)
     evaluate.run(tiny_checkpoints["unet"], data, out=out, overwrite=True, **RUN)
-    assert (out / "summary.md").is_file() and not (out / "old.md").exists()
+    assert (out / "summary.md").is_file() and (out / "old.md").read_text() == "keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file", "rep"]
 
 
@@ -51,6 +51,7 @@ def test_failed_overwrite_keeps_the_old_report(tiny_data, tiny_checkpoints, tmp_
     with pytest.raises(OSError, match="disk full"):
         evaluate.run(tiny_checkpoints["unet"], data, out=out, overwrite=True, **RUN)
     assert (out / "summary.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # its staging removed
     monkeypatch.undo()
     evaluate.run(tiny_checkpoints["unet"], data, out=out, overwrite=True, **RUN)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no staging left
@@ -67,3 +68,52 @@ def test_nan_in_target_frames_is_named(tiny_checkpoints, tmp_path, capsys):
     assert "simulation 1, frame 4, variable 'u'" in err and "test-domain" in err
     warn = json.loads((out / "summary.json").read_text())["meta"]["warnings"]
     assert any("simulation 1, frame 4" in w for w in warn)
+
+
+def test_overwrite_replaces_the_report_and_keeps_every_other_file(tiny_data, tiny_checkpoints,
+                                                                  tmp_path, capsys):
+    """--overwrite into a training run folder: the checkpoints, the metrics log and the
+    notes stay byte for byte; the old report's files (a figure it listed included) go."""
+    data, _ = tiny_data
+    out = tmp_path / "evo"
+    out.mkdir()
+    mine = {"best.pt": tiny_checkpoints["unet"].read_bytes(), "last.pt": b"last",
+            "metrics.jsonl": b'{"epoch": 0}\n', "NOTES.txt": b"n\n",
+            "rollout_mine.png": b"not the report's"}
+    for name, blob in mine.items():
+        (out / name).write_bytes(blob)
+    args = ["-c", str(out / "best.pt"), "-d", str(data), "-s", "test-domain", "--steps", "2",
+            "--out", str(out), "--no-figures", "--overwrite"]
+    assert main(args + ["-q"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["files"] == ["metrics.csv", "summary.json", "summary.md"]
+    summary["files"].append("rollout_old.png")  # as if the old report had drawn it
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "rollout_old.png").write_bytes(b"old figure")
+    assert main(args) == 0
+    assert "kept 5 other file(s)" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name in mine} == mine
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*mine, "metrics.csv", "summary.json", "summary.md"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evo"]  # no staging, no lock
+
+
+def test_a_report_folder_has_one_owner(tiny_data, tiny_checkpoints, tmp_path, capsys,
+                                       hold_elsewhere):
+    """While another process owns --out, evaluate is refused with one line and writes
+    nothing; once that process is killed (-9) the folder is free again."""
+    data, _ = tiny_data
+    out = tmp_path / "rep"
+    holder = hold_elsewhere(out)
+    args = ["-c", str(tiny_checkpoints["unet"]), "-d", str(data), "-s", "test-domain",
+            "--steps", "2", "--out", str(out), "--no-figures", "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(out) in err
+    assert "another process" in err and f"pid {holder.pid}" in err
+    assert not out.exists()
+    holder.kill()
+    holder.wait()
+    assert main(args) == 0  # no stale lock
+    assert (out / "summary.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]

@@ -136,3 +136,63 @@ def test_resume_after_kill_9_in_another_process_is_bit_identical(tmp_path, unint
                        timeout=300)
     assert r.returncode == 0, r.stderr
     _same(simulate.open_dataset(out, load=True), uninterrupted)
+
+
+_CLI = ["generate", "rotation", "--resolution", "16", "--set", "n_magnitudes=1", "--steps", "8",
+        "--save-every", "2", "--batch-size", "2", "--no-progress"]
+
+
+def test_an_output_has_one_owner(tmp_path, capsys, hold_elsewhere):
+    """While another process owns -o, generate (even --resume / --overwrite) is refused
+    with one line and exit 2 and touches nothing; a killed owner leaves no stale lock."""
+    from simulate.cli import main
+
+    out = tmp_path / "x.nc"
+    holder = hold_elsewhere(out)
+    for flag in ("--resume", "--overwrite"):
+        assert main(_CLI + ["-o", str(out), flag]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(out) in err and "another process" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".x.nc.lock"]
+    holder.kill()
+    holder.wait()
+    s = simulate.generate(_spec(), out, batch_size=2, max_parts=0, progress=False)
+    assert s["parts_remaining"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.nc.parts"]  # lock released
+
+
+def test_kill_9_during_overwrite_then_resume(tmp_path, capsys, uninterrupted):
+    """A real ``kill -9`` of ``--overwrite`` once its first part is on disk: the old
+    output is intact; ``--resume`` continues the overwrite with the finished part (here
+    stopped at once by ``--max-parts 0``), and so does ``--resume --overwrite``, which
+    finishes it: the file of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from simulate.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "k.nc"
+    out.write_text("old")
+    cmd = [sys.executable, "-m", "simulate", *_CLI, "-o", str(out), "--overwrite"]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1"))
+    first = out.with_name(out.name + ".parts") / "part-00000.nc"
+    deadline = time.time() + 240
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists() and out.read_text() == "old", "the run ended before the kill"
+    assert main(_CLI + ["-o", str(out), "--resume", "--max-parts", "0"]) == 0, \
+        capsys.readouterr().err
+    assert "0 computed, 1 reused, 1 remaining" in capsys.readouterr().out
+    assert out.read_text() == "old"
+    assert main(_CLI + ["-o", str(out), "--resume", "--overwrite"]) == 0, \
+        capsys.readouterr().err
+    assert "1 computed, 1 reused, 0 remaining" in capsys.readouterr().out
+    _same(simulate.open_dataset(out, load=True), uninterrupted)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.nc"]  # no parts, no lock

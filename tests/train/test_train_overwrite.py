@@ -1,6 +1,7 @@
 """No lost runs (issue 13): --overwrite replaces the old run only once the new one has a
 checkpoint; --out naming a file is refused; checkpoints can be signed."""
 
+import json
 import os
 
 import pytest
@@ -99,3 +100,46 @@ def test_signed_training_and_resume(tiny_nc, tmp_path):
     torch.save(raw, out / "last.pt")
     with pytest.raises(CheckpointError, match="checksum"):
         fit(tiny_config(tiny_nc, out, epochs=3, resume=True), key="k")
+
+
+def test_a_run_folder_has_one_owner(tiny_nc, old_run, capsys):
+    """A real race: run A (--overwrite, another process) owns the folder; run B into the
+    same --out is refused with one line and exit 2 while A holds it, and A ends with its
+    own run in place (its staging folder was not B's to remove)."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out, _, _ = old_run
+    root = Path(__file__).resolve().parents[2]
+    common = ["--data", str(tiny_nc), "--out", str(out), "--model", "unet", "--hidden", "4",
+              "--depth", "2", "--T-in", "2", "--K", "2", "--device", "cpu", "--no-progress",
+              "--patience", "none"]
+    a = subprocess.Popen([sys.executable, "-m", "train", *common, "--overwrite",
+                          "--epochs", "6", "--seed", "1"], cwd=root, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lock, stage = out.parent / ".run.lock", out.parent / ".run.overwrite"
+    deadline = time.time() + 120
+    while a.poll() is None and time.time() < deadline:  # until A holds the folder
+        try:
+            if stage.exists() or lock.read_text().strip() == str(a.pid):
+                break
+        except OSError:  # no lock file yet
+            pass
+        time.sleep(0.01)
+    assert a.poll() is None, "run A ended before run B could start"
+    assert train_main(common + ["--epochs", "1", "--seed", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(out) in err and "another process" in err
+    stdout, stderr = a.communicate(timeout=300)
+    assert a.returncode == 0, stderr
+    assert stdout.strip() == str(out / "best.pt")
+    last = read_checkpoint(out / "last.pt")
+    assert last["training_state"]["epoch"] == 6
+    assert last["metadata"]["train_config"]["seed"] == 1
+    epochs = [json.loads(l)["epoch"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(7))  # A's epochs only, in order
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["run"]  # no staging, no lock
