@@ -80,8 +80,9 @@ def breaking_cause(ds) -> tuple[str, np.ndarray | None]:
     logm = np.log(np.maximum(np.linalg.norm(b, axis=1), 1e-30))
     if "magnitude_index" in ds.coords and "wall" in ds.coords:
         j = np.asarray(ds["magnitude_index"].values, int)
-        if all(np.ptp(logm[j == m]) <= 1e-9 for m in np.unique(j)):  # wall-independent
-            return "none (every wall has the same magnitudes)", None
+        groups = [logm[j == m] for m in np.unique(j) if m >= 0]
+        if groups and all(len(g) > 1 and np.ptp(g) <= 1e-9 for g in groups):
+            return "none (every wall has the same magnitudes)", None  # wall-independent
     if np.ptp(logm) > 1e-9:
         return "log buoyancy magnitude", logm
     return "none", None

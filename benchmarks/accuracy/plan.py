@@ -106,7 +106,7 @@ SCALES: dict[str, dict[str, Any]] = {
         # the regime map (benchmarks/bench_regime.py): one input frame, so that only the
         # orientation, never the history, can tell the settling direction
         "regime": {"settling_speeds": [0.3], "sweep_levels": [1.0], "T_in": 1,
-                   "steer_on": ["symmetric", "settling@0.3"]},
+                   "steer_on": []},
     },
     # the paper's sizes (Wang et al. 2022; shared/REFERENCE.md), meant for a CUDA GPU
     "paper": {

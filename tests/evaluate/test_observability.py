@@ -1,0 +1,110 @@
+"""The observability probe on data written by hand (the cause known exactly), and on a
+real rotation set, where the paper's magnitudes are readable from one frame but not
+from the wall."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from evaluate.observability import breaking_cause, frame_statistics, observability, ridge_r2
+
+
+def _dataset(cause_in_frame: bool, n_mag: int = 6, seed: int = 0) -> xr.Dataset:
+    """4 walls x ``n_mag`` runs, 8x8, 4 frames. The log buoyancy magnitude is random per
+    run; with ``cause_in_frame`` the density's mass scales with it (readable from any
+    frame), else the frames are the same for every run."""
+    rng = np.random.default_rng(seed)
+    n = 4 * n_mag
+    wall = np.tile(np.arange(4), n_mag)
+    logb = rng.uniform(-5, -2, n)
+    base = rng.random((4, 8, 8)) + 0.1
+    scale = np.exp(logb) if cause_in_frame else np.ones(n)
+    dens = base[None] * scale[:, None, None, None]
+    angle = wall * np.pi / 2
+    bx, by = -np.sin(angle) * np.exp(logb), np.cos(angle) * np.exp(logb)
+    held = np.zeros(n, bool)
+    held[[0, 5, 10, 15, 17, 22]] = True       # every wall keeps training runs
+    return xr.Dataset(
+        {"u": (("sim", "time", "y", "x"), np.zeros_like(dens) + 0.01),
+         "v": (("sim", "time", "y", "x"), np.zeros_like(dens) + 0.02),
+         "density": (("sim", "time", "y", "x"), dens)},
+        coords={"sim": np.arange(n), "wall": ("sim", wall), "heldout": ("sim", held),
+                "magnitude_index": ("sim", np.full(n, -1)),
+                "buoyancy_vx": ("sim", bx), "buoyancy_vy": ("sim", by),
+                "inflow_x": ("sim", 4 + np.cos(angle)), "inflow_y": ("sim", 4 + np.sin(angle))},
+        attrs={"spec": json.dumps({"sims": [{} for _ in range(n)]}), "box_size": 8.0})
+
+
+def test_a_cause_written_into_the_frame_is_read_from_one_frame_and_not_from_the_wall():
+    res = observability(_dataset(True), frames=(1, 3))
+    assert res.cause == "log buoyancy magnitude"
+    assert res.frame[1] > 0.99 and res.frame[3] > 0.99
+    assert res.orientation < 0.3            # random magnitudes: the wall says nothing
+    assert "R²" in res.line()
+
+
+def test_a_cause_the_frames_do_not_show_is_not_read_from_them():
+    res = observability(_dataset(False), frames=(1,))
+    assert res.frame[1] < 0.3
+
+
+def test_settling_along_the_buoyancy_is_the_cause_and_the_wall_tells_it():
+    ds = _dataset(False)
+    spec = {"sims": [{"settling": [0.0, -0.3]} for _ in range(ds.sizes["sim"])]}
+    ds.attrs["spec"] = json.dumps(spec)
+    name, y = breaking_cause(ds)
+    assert name == "settling velocity along the buoyancy"
+    # bottom wall: buoyancy up, settling down (-0.3); top: +0.3; the side walls: 0
+    assert y[ds["wall"].values == 0] == pytest.approx(-0.3)
+    assert y[ds["wall"].values == 2] == pytest.approx(0.3)
+    assert y[ds["wall"].values % 2 == 1] == pytest.approx(0.0, abs=1e-12)
+    res = observability(ds, frames=(1,))
+    assert res.orientation == pytest.approx(1.0, abs=1e-3)
+    assert res.frame[1] < 0.3
+
+
+def test_magnitudes_that_do_not_depend_on_the_wall_are_no_breaking_cause():
+    ds = _dataset(True)
+    j = np.repeat(np.arange(6), 4)           # the same magnitude on each wall of a block
+    ds = ds.assign_coords(magnitude_index=("sim", j))
+    b = np.exp(-3 - 0.2 * j)
+    ang = ds["wall"].values * np.pi / 2
+    ds = ds.assign_coords(buoyancy_vx=("sim", -np.sin(ang) * b), buoyancy_vy=("sim", np.cos(ang) * b))
+    res = observability(ds)
+    assert res.cause.startswith("none") and not res.frame
+    assert "no breaking cause" in res.line()
+
+
+def test_frame_statistics_do_not_change_under_the_square_group():
+    rng = np.random.default_rng(1)
+    u, v, d = rng.normal(size=(3, 2, 8, 8))
+    d = np.abs(d)
+    s0 = frame_statistics(u, v, d)
+    # a quarter turn counter-clockwise: fields rotate, the vector (u, v) -> (-v, u)
+    ru, rv, rd = (np.rot90(a, 1, axes=(1, 2)) for a in (u, v, d))
+    s1 = frame_statistics(-rv, ru, rd)
+    s2 = frame_statistics(-u[:, :, ::-1], v[:, :, ::-1], d[:, :, ::-1])   # mirror x -> -x
+    assert s1 == pytest.approx(s0, rel=1e-9, abs=1e-9)
+    assert s2 == pytest.approx(s0, rel=1e-9, abs=1e-9)
+
+
+def test_ridge_r2_is_one_for_a_linear_law_and_negative_for_noise():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40, 3))
+    train = np.arange(40) < 30
+    assert ridge_r2(X, X @ [1.0, -2.0, 0.5] + 3, train, lam=1e-9) == pytest.approx(1, abs=1e-6)
+    assert ridge_r2(X, rng.normal(size=40), train) < 0.3
+
+
+def test_on_rotation_the_magnitude_shows_in_one_frame_but_not_in_the_wall(tmp_path):
+    import simulate
+    spec = simulate.preset("rotation", resolution=16, n_magnitudes=5, steps=12,
+                           save_every=2, base_buoyancy=0.005)
+    path = tmp_path / "rot.nc"
+    simulate.generate(spec, path, progress=False)
+    with simulate.open_dataset(path) as ds:
+        res = observability(ds, frames=(2, 5))
+    assert res.frame[2] > 0.95 and res.frame[5] > 0.95
+    assert res.orientation < 0.2
