@@ -400,13 +400,14 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
         _check_out(out, overwrite)
         return _run(ckpts, data, split_names, steps, out, device, batch_size, stride,
                     max_windows, equivariance_windows, group, labels,
-                    quantities if figures else None, plot_steps, gif, verbose, key)
+                    quantities if figures else None, plot_steps, gif, verbose, key,
+                    discovery_group)
 
 
 def _run(ckpts: list[Path], data, split_names: list[str], steps: int, out: Path,
          device: str, batch_size: int, stride, max_windows, equivariance_windows: int,
          group, labels, quantities: list[str] | None, plot_steps, gif: bool,
-         verbose: bool, key) -> Path:
+         verbose: bool, key, discovery_group: str = "D4") -> Path:
     """:func:`run` once its request is checked and ``out`` is held."""
     ds = open_data(data)
     data_paths = [str(d) for d in as_list(data)]

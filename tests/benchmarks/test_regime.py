@@ -1,0 +1,58 @@
+"""The regime map's plan (datasets, variants, widths) and its verdicts, without training."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from accuracy import regime as R  # noqa: E402
+from accuracy import regime_report as RR  # noqa: E402
+
+
+def test_plan_has_each_dataset_and_variant_at_the_map_input_length(tmp_path):
+    scale = R.regime_scale("smoke")
+    plan, datasets = R.build_plan(scale, [0, 1], tmp_path, "cpu", 1)
+    keys = [d.job.key for d in datasets]
+    assert keys == ["symmetric", "settling@0.3", "breaking_sweep@1"]
+    assert [d.shows for d in datasets] == ["—", "hidden", "shown"]
+    settle = datasets[1].job
+    assert settle.scenario == "settling" and settle.params["settling_speed"] == 0.3
+    labels = {(t.data_key, t.label, t.seed) for t in plan.tasks}
+    assert len(labels) == len(plan.tasks) == 3 * 4 * 2      # no steerable pair at smoke
+    by = {(t.data_key, t.label): t for t in plan.tasks if t.seed == 0}
+    wide = by[("settling@0.3", "relaxed gconv @ strict width")]
+    strict = by[("settling@0.3", "strict gconv")]
+    assert wide.hidden == strict.hidden and wide.params > strict.params
+    assert by[("settling@0.3", "relaxed gconv")].hidden <= strict.hidden
+    assert all(t.train["T_in"] == scale["regime"]["T_in"] == 1 for t in plan.tasks)
+    # the sweep level of the map uses the same base buoyancy as its symmetric twin
+    assert datasets[2].job.params["base_buoyancy"] == scale["sweep"].get("base_buoyancy", 0.01)
+
+
+def _result(key, label, seed, dom_all, dom_vel=1.0, fut_all=1.0):
+    sc = lambda a, v: {"rmse": a, "rmse_velocity": v, "rmse_density": a}  # noqa: E731
+    return {"key": f"{key}{label}{seed}", "data_key": key, "label": label, "seed": seed,
+            "scores": {"test-domain": sc(dom_all, dom_vel), "test-future": sc(fut_all, 1.0)}}
+
+
+def test_ratios_and_verdicts_follow_the_seeds_spread():
+    base = {"d": {c: {"test-domain": 2.0, "test-future": 1.0} for c in R.METRICS}}
+    res = ([_result("d", "strict gconv", s, v) for s, v in enumerate([1.0, 1.1, 1.2])]
+           + [_result("d", "plain", s, v) for s, v in enumerate([0.9, 1.3, 1.5])]
+           + [_result("d", RR.RELAXED, s, v, fut_all=1.5) for s, v in enumerate([0.7, 0.8, 0.9])]
+           + [{"error": "boom", "data_key": "d", "label": "x", "seed": 0}])
+    rat = R.ratios(res, base)
+    assert rat[("d", "strict gconv")]["test-domain"]["all"] == [0.5, 0.55, 0.6]
+    lines = RR.verdict(rat, "d")
+    assert "vs strict gconv, test-domain: all -0.150 (beyond the spread)" in lines[0]
+    assert "vs plain" in lines[1] and "(within the spread)" in lines[1]   # 0.9 overlaps 0.9
+    assert lines[2].endswith("test-future all, test-future density")
+    table = RR.dataset_table(rat, "d", {RR.RELAXED: 99})
+    assert table[0].startswith("| model | params | test-domain all")
+    assert any(r.startswith(f"| {RR.RELAXED} | 99 | **0.400 ± 0.050**") for r in table)
+
+
+def test_one_seed_is_never_beyond_the_spread():
+    assert not R.separated([0.1], [0.9])
+    assert R.separated([0.1, 0.2], [0.3, 0.9]) and not R.separated([0.1, 0.4], [0.3, 0.9])
