@@ -22,14 +22,18 @@ from pathlib import Path
 from . import ROOT, log
 from .plan import SCALES, SPLITS, DataJob, Plan, RunTask, _TaskSet
 
-#: (label, model, options, width taken from, only on datasets whose key starts with one of)
+#: (label, model, options, width taken from, datasets (None: the map's), seeds (None:
+#: all)); the last two rows are the symmetry-discovery runs (D4, one seed)
 REGIME_VARIANTS = [
-    ("plain", "unet", {}, None, None),
-    ("strict gconv", "gconv_unet", {}, None, None),
-    ("relaxed gconv", "relaxed_gconv_unet", {}, None, None),
-    ("relaxed gconv @ strict width", "relaxed_gconv_unet", {}, "gconv_unet", None),
-    ("strict steer", "steer_unet", {}, None, "steer"),
-    ("relaxed steer @ strict width", "relaxed_steer_unet", {}, "steer_unet", "steer"),
+    ("plain", "unet", {}, None, None, None),
+    ("strict gconv", "gconv_unet", {}, None, None, None),
+    ("relaxed gconv", "relaxed_gconv_unet", {}, None, None, None),
+    ("relaxed gconv @ strict width", "relaxed_gconv_unet", {}, "gconv_unet", None, None),
+    ("strict steer", "steer_unet", {}, None, "steer", None),
+    ("relaxed steer @ strict width", "relaxed_steer_unet", {}, "steer_unet", "steer", None),
+    ("plain", "unet", {}, None, ("rotation",), (0,)),
+    ("relaxed gconv D4", "relaxed_gconv_unet", {"group": "D4"}, None,
+     ("symmetric", "settling@0.3", "rotation"), (0,)),
 ]
 #: the scores of a run, by column name
 METRICS = {"all": "rmse", "velocity": "rmse_velocity", "density": "rmse_density"}
@@ -41,6 +45,7 @@ class RegimeData:
     job: DataJob
     strength: float
     shows: str          # "shown", "hidden" or "—" (nothing to show: symmetric)
+    in_map: bool = True  # False: a dataset of the discovery runs only
 
 
 def regime_data(scale: dict, work: Path) -> list[RegimeData]:
@@ -62,6 +67,9 @@ def regime_data(scale: dict, work: Path) -> list[RegimeData]:
         out.append(RegimeData(DataJob(k, "breaking_sweep", p,
                                       str(data / f"breaking_sweep_level{lv:g}.nc"), lv),
                               lv, "shown"))
+    rot = {**base, **scale["scenario_params"]["rotation"]}
+    out.append(RegimeData(DataJob("rotation", "rotation", rot, str(data / "rotation.nc")),
+                          math.nan, "shown", in_map=False))
     return out
 
 
@@ -77,13 +85,14 @@ def build_plan(scale: dict, seeds: list[int], work: Path, device: str, threads: 
     """Every (dataset, variant, seed) of the map, the most expensive first."""
     datasets = regime_data(scale, work)
     ts = _TaskSet(scale, {d.job.key: d.job for d in datasets}, work, device, threads)
-    steer_on = scale["regime"]["steer_on"]
+    only = {"steer": scale["regime"]["steer_on"]}
     for d in datasets:
-        for label, model, extra, width_of, only in REGIME_VARIANTS:
-            if only == "steer" and d.job.key not in steer_on:
+        for label, model, extra, width_of, on, seeds_of in REGIME_VARIANTS:
+            keys = only.get(on, on) if on is not None else None
+            if (d.job.key not in keys) if keys is not None else not d.in_map:
                 continue
             var = label if (extra or width_of) else ""
-            for seed in seeds:
+            for seed in [s for s in seeds if seeds_of is None or s in seeds_of]:
                 ts.add("regime", d.job.key, label, model, (), seed, extra, width_of, var)
     tasks = sorted(ts.tasks.values(), key=lambda t: -t.cost)
     return Plan([d.job for d in datasets], tasks, [], True, ""), datasets

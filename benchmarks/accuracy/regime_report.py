@@ -79,7 +79,9 @@ def markdown(datasets: list[RegimeData], rat: dict, probe: dict, params: dict,
         k = d.job.key
         pr = probe.get(k, {})
         ee = pr.get("data_equivariance_error")
-        L += [f"## {k} (strength {d.strength:g}; cause {d.shows})", "",
+        title = (f"## {k} (strength {d.strength:g}; cause {d.shows})" if d.in_map else
+                 f"## {k} (symmetry-discovery runs only; cause {d.shows})")
+        L += [title, "",
               f"- Observability: {pr.get('line', '–')}",
               f"- Data equivariance error: {'–' if ee is None else f'{ee:.4f}'}", ""]
         L += dataset_table(rat, k, params.get(k, {})) + [""]
@@ -94,7 +96,7 @@ def figure(datasets: list[RegimeData], rat: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    cols = [d for d in datasets if any(k[0] == d.job.key for k in rat)]
+    cols = [d for d in datasets if d.in_map and any(k[0] == d.job.key for k in rat)]
     if not cols:
         return
     fig, axes = plt.subplots(3, len(cols), figsize=(3.2 * len(cols), 7.5), squeeze=False,
@@ -120,3 +122,16 @@ def figure(datasets: list[RegimeData], rat: dict, path: Path) -> None:
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def discovery_table(found: dict[str, dict]) -> list[str]:
+    """Per run: the functional equivariance error of each D4 element (of the predicted
+    step, on test-domain inputs) and the verdict."""
+    if not found:
+        return []
+    els = list(next(iter(found.values()))["errors"])
+    L = ["| run | " + " | ".join(els) + " | keeps |", "|" + "---|" * (len(els) + 2)]
+    for k, v in found.items():
+        errs = " | ".join(f"{v['errors'][e]:.3f}" for e in els)
+        L.append(f"| {k} | {errs} | {v['subgroup_name']} |")
+    return L

@@ -108,7 +108,9 @@ def _settings(rep: Report) -> list[str]:
         md.append(f"  - `{d.key}` ({extra}): {i.get('sims')} simulations, "
                   f"{i.get('heldout')} held out for test-domain"
                   + (f"; data equivariance error {i['data_equivariance_error']:.4f}"
-                     if i.get("data_equivariance_error") is not None else ""))
+                     if i.get("data_equivariance_error") is not None else "")
+                  + (f"; observability: {i['observability']}" if i.get("observability")
+                     else ""))
     windows = ("all" if ev["max_windows"] is None else
                "at most %d evenly spread" % ev["max_windows"])
     return md + [

@@ -48,6 +48,8 @@ def generate_data(job: DataJob, device: str) -> dict:
         info["data_equivariance_error"] = float(simulate.data_equivariance_error(ds))
     except Exception:  # translation/boundary: no rotated partner runs
         info["data_equivariance_error"] = None
+    from evaluate.observability import observability
+    info["observability"] = observability(ds).line()   # can one frame show the cause?
     ds.close()
     return info
 
