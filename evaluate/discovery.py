@@ -128,6 +128,30 @@ def element_errors(model: nn.Module, x: torch.Tensor, group: str | Group = "D4",
             for g in grp.elements}
 
 
+@torch.no_grad()
+def step_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               aux: torch.Tensor | None = None, batch_size: int = 16) -> float:
+    """The model's own one-step error relative to its step,
+    ``mean_b ||f(x) - y|| / ||f(x) - x_T||``, on normalised fields as
+    :func:`element_errors` (``x`` ``(B, T, C, H, W)``, the true next frames ``y``
+    ``(B, C, H, W)``, both in the units the model takes): how well the model knows the
+    step at all, the floor below which breaking an element cannot be told from error."""
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    sur = model if getattr(model, "model", model) is not model else None
+    norm = getattr(sur, "normalization", None)
+    if norm is not None:
+        x = norm.normalize(x.to(torch.float64))
+        y = norm.normalize(y.to(torch.float64)[:, None])[:, 0]
+    fn, _ = one_step_fn(model, torch.float64, normalized=True)
+    out = []
+    for i in range(0, x.shape[0], batch_size):
+        xb = x[i:i + batch_size].double()
+        fx = (fn(xb) if aux is None else fn(xb, torch.as_tensor(aux)[i:i + batch_size])).double()
+        err = (fx - y[i:i + batch_size].to(fx)).flatten(1).norm(dim=1)
+        out.append(err / (fx - xb[:, -1]).flatten(1).norm(dim=1).clamp_min(1e-30))
+    return float(torch.cat(out).mean())
+
+
 # -- what the relaxed weights hold ---------------------------------------------------
 def real_irreps(group: Group) -> list[tuple[str, np.ndarray, float]]:
     """``(name, character over group.elements, c)`` per real irrep of C_N / D_N; the
@@ -261,6 +285,7 @@ class SymmetryVerdict:
     verdict: str
     layers: list[LayerSymmetry] = field(default_factory=list)
     note: str = ""
+    floor: float | None = None      # the model's own one-step error (None: not measured)
 
     def to_dict(self) -> dict:
         """As JSON-ready dict (NaN as None)."""
@@ -299,16 +324,18 @@ def _verdict_line(grp: Group, sub: frozenset, kept: set[str], errors: dict[str, 
 
 def judge(errors: dict[str, float], group: str | Group = "D4",
           atol: float = KEEP_TOLERANCE.atol, rtol: float = KEEP_TOLERANCE.rtol,
-          layers: list[LayerSymmetry] | None = None) -> SymmetryVerdict:
+          layers: list[LayerSymmetry] | None = None,
+          floor: float | None = None) -> SymmetryVerdict:
     """The verdict on per-element errors ``{symbol: e_g}`` (:func:`element_errors`).
 
-    Element ``g`` is kept if ``e_g <= max(atol, rtol * max_h e_h)``; the model keeps
-    the largest subgroup all of whose elements are kept (a set of kept elements need
-    not be a group; ties: the smaller worst error). NaN errors (not measurable) are
-    never kept."""
+    Element ``g`` is kept if ``e_g <= max(atol, rtol * max_h e_h, floor)``, ``floor``
+    the model's own one-step error (:func:`step_error`; a trained model cannot be said
+    to break ``g`` by less than it errs); the model keeps the largest subgroup all of
+    whose elements are kept (a set of kept elements need not be a group; ties: the
+    smaller worst error). NaN errors (not measurable) are never kept."""
     grp = _square_group(group)
     finite = [v for v in errors.values() if not math.isnan(v)]
-    threshold = max(atol, rtol * max(finite))
+    threshold = max(atol, rtol * max(finite), floor or 0.0)
     kept = [k for k, v in errors.items() if v <= threshold]
     sub = _largest_kept(grp, errors, set(kept))
     note = "" if len(finite) == grp.order else "non-square grid: odd quarter turns skipped"
@@ -316,7 +343,7 @@ def judge(errors: dict[str, float], group: str | Group = "D4",
         grp.name, dict(errors), {element_name(g): element_words(g) for g in grp.elements},
         threshold, atol, rtol, kept, [element_name(g) for g in grp.elements if g in sub],
         subgroup_name(grp, sub), _verdict_line(grp, sub, set(kept), errors),
-        list(layers or []), note)
+        list(layers or []), note, floor)
 
 
 def discover_symmetry(model: nn.Module, x: torch.Tensor, group: str | Group = "D4",
@@ -334,9 +361,11 @@ def discover_symmetry(model: nn.Module, x: torch.Tensor, group: str | Group = "D
 
 def checkpoint_symmetry(checkpoint: str, data: str, split: str = "test-domain",
                         windows: int = 16, group: str | Group = "D4",
-                        device: str = "cpu") -> SymmetryVerdict:
+                        device: str = "cpu", with_floor: bool = True) -> SymmetryVerdict:
     """:func:`discover_symmetry` of a trained checkpoint on up to ``windows`` histories
-    of ``split`` of the data file ``data`` (the split as the checkpoint records it)."""
+    of ``split`` of the data file ``data`` (the split as the checkpoint records it);
+    ``with_floor``: judge with the model's own one-step error on those windows as the
+    floor (:func:`judge`)."""
     import surrogate
     from .rollout import build_windows, iter_batches, open_data
 
@@ -344,14 +373,19 @@ def checkpoint_symmetry(checkpoint: str, data: str, split: str = "test-domain",
     ds = open_data([data])
     try:
         w = build_windows(sur.record, split, ds, sur.T_in, 1).subset(windows)
-        x = np.concatenate([h for _, h, _ in iter_batches(ds, w, list(sur.layout.channels), 64)])
+        pairs = list(iter_batches(ds, w, list(sur.layout.channels), 64))
+        x = np.concatenate([h for _, h, _ in pairs])
+        y = np.concatenate([t[:, 0] for _, _, t in pairs])      # the true next frames
         aux = None
         if sur.aux_channels:
             from .rollout import load_aux
             aux = torch.from_numpy(load_aux(ds, sur.aux_channels, w.sims))
     finally:
         ds.close()
-    return discover_symmetry(sur, torch.from_numpy(x), group, aux=aux)
+    x = torch.from_numpy(x)
+    errors = element_errors(sur, x, group, aux=aux)
+    floor = step_error(sur, x, torch.from_numpy(y), aux) if with_floor else None
+    return judge(errors, group, layers=layer_symmetries(sur), floor=floor)
 
 
 # -- the report's section ------------------------------------------------------------

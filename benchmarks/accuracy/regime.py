@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 
 from . import ROOT, log
-from .plan import SCALES, SPLITS, DataJob, Plan, RunTask, _TaskSet
+from .plan import SCALES, SPLITS, DataJob, Plan, _TaskSet
 
 #: (label, model, options, width taken from, datasets (None: the map's), seeds (None:
 #: all)); the last two rows are the symmetry-discovery runs (D4, one seed)
@@ -169,14 +169,6 @@ def log_plan(plan: Plan, datasets: list[RegimeData], scale: dict) -> None:
 def default_work(scale_name: str) -> Path:
     """The cache of the map's datasets and runs."""
     return ROOT / "benchmarks" / "work" / f"regime-{scale_name}"
-
-
-def mean_std(v: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value, nan for none)."""
-    if not v:
-        return math.nan, math.nan
-    m = sum(v) / len(v)
-    return m, (math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0)
 
 
 def to_json(rat: dict) -> dict:

@@ -7,7 +7,13 @@ import math
 from pathlib import Path
 
 from .plan import SPLITS
-from .regime import METRICS, REGIME_VARIANTS, RegimeData, mean_std, separated
+from .regime import METRICS, REGIME_VARIANTS, RegimeData, separated
+from .tables import mean_std as _mean_std_n
+
+
+def mean_std(v: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation over seeds."""
+    return _mean_std_n(v)[:2]
 
 RELAXED = "relaxed gconv @ strict width"
 

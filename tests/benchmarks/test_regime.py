@@ -14,12 +14,21 @@ def test_plan_has_each_dataset_and_variant_at_the_map_input_length(tmp_path):
     scale = R.regime_scale("smoke")
     plan, datasets = R.build_plan(scale, [0, 1], tmp_path, "cpu", 1)
     keys = [d.job.key for d in datasets]
-    assert keys == ["symmetric", "settling@0.3", "breaking_sweep@1"]
-    assert [d.shows for d in datasets] == ["—", "hidden", "shown"]
+    assert keys == ["symmetric", "settling@0.3", "breaking_sweep@1", "rotation"]
+    assert [d.shows for d in datasets] == ["—", "hidden", "shown", "shown"]
+    assert [d.in_map for d in datasets] == [True, True, True, False]
     settle = datasets[1].job
     assert settle.scenario == "settling" and settle.params["settling_speed"] == 0.3
     labels = {(t.data_key, t.label, t.seed) for t in plan.tasks}
-    assert len(labels) == len(plan.tasks) == 3 * 4 * 2      # no steerable pair at smoke
+    # the map: 3 datasets x 4 variants x 2 seeds (no steerable pair at smoke); the
+    # discovery runs: seed 0, plain on rotation, relaxed D4 on three datasets
+    assert len(labels) == len(plan.tasks) == 3 * 4 * 2 + 1 + 3
+    disc = sorted((t.data_key, t.label) for t in plan.tasks if t.data_key == "rotation"
+                  or "D4" in t.label)
+    assert disc == [("rotation", "plain"), ("rotation", "relaxed gconv D4"),
+                    ("settling@0.3", "relaxed gconv D4"), ("symmetric", "relaxed gconv D4")]
+    assert all(t.seed == 0 and (t.model_config.get("group") == "D4") == ("D4" in t.label)
+               for t in plan.tasks if (t.data_key, t.label) in disc)
     by = {(t.data_key, t.label): t for t in plan.tasks if t.seed == 0}
     wide = by[("settling@0.3", "relaxed gconv @ strict width")]
     strict = by[("settling@0.3", "strict gconv")]

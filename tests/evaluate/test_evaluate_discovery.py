@@ -12,7 +12,7 @@ import surrogate
 from evaluate.cli import main
 from evaluate.discovery import (KEEP_TOLERANCE, discover_symmetry, element_errors,
                                 element_words, irrep_energy, judge, layer_symmetries,
-                                real_irreps, symmetry_markdown)
+                                real_irreps, step_error, symmetry_markdown)
 from evaluate.equivariance import relaxation_summary
 from surrogate.groups import get_group
 from surrogate.normalization import Normalization
@@ -116,6 +116,20 @@ def test_step_error_by_hand():
     want = {"e": 0, "r": r2, "r2": 2, "r3": r2, "s": 2, "rs": r2, "r2s": 0, "r3s": r2}
     assert e == pytest.approx(want, abs=1e-12)
     assert judge(e).subgroup == ["e", "r2s"]  # only the mirror y -> -y keeps u
+
+
+def test_the_model_own_step_error_is_the_floor_of_the_keep_rule():
+    """ConstantDrift predicts x_T + shift: against truths x_T + shift it is exact, against
+    x_T + shift / 2 its error is half its step; a floor above an element's error keeps it."""
+    x, net = history(), ConstantDrift()
+    fx = net(x)
+    assert step_error(net, x, fx) == pytest.approx(0, abs=1e-12)
+    half = x[:, -1] + (fx - x[:, -1]) / 2
+    assert step_error(net, x, half) == pytest.approx(0.5, abs=1e-12)
+    e = element_errors(net, x)
+    assert judge(e, floor=1.5).kept == ["e", "r", "r3", "rs", "r2s", "r3s"]
+    assert judge(e, floor=2.0).subgroup_name == "D4"
+    assert judge(e, floor=2.0).floor == 2.0 and judge(e).floor is None
 
 
 def test_surrogate_is_judged_on_normalised_fields():
