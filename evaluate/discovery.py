@@ -349,14 +349,18 @@ def judge(errors: dict[str, float], group: str | Group = "D4",
 def discover_symmetry(model: nn.Module, x: torch.Tensor, group: str | Group = "D4",
                       atol: float = KEEP_TOLERANCE.atol, rtol: float = KEEP_TOLERANCE.rtol,
                       aux: torch.Tensor | None = None, layout: FieldLayout | None = None,
-                      batch_size: int = 16) -> SymmetryVerdict:
+                      batch_size: int = 16, targets: torch.Tensor | None = None
+                      ) -> SymmetryVerdict:
     """Which symmetry ``model`` keeps on histories ``x`` ``(B, T, C, H, W)``: the
-    :func:`judge` of its :func:`element_errors` (``e_g <= max(atol, rtol * max e_h)``,
-    defaults :data:`KEEP_TOLERANCE`), with the :func:`layer_symmetries` of its relaxed
-    layers. Any model is judged on ``group`` (D4 by default): a C4 model should keep the
-    rotations and break the mirrors."""
+    :func:`judge` of its :func:`element_errors` (``e_g <= max(atol, rtol * max e_h,
+    floor)``, defaults :data:`KEEP_TOLERANCE`), with the :func:`layer_symmetries` of its
+    relaxed layers. ``targets`` ``(B, C, H, W)``: the true next frames, which make the
+    model's own one-step error (:func:`step_error`) the floor. Any model is judged on
+    ``group`` (D4 by default): a C4 model should keep the rotations and break the
+    mirrors."""
     errors = element_errors(model, x, group, aux=aux, layout=layout, batch_size=batch_size)
-    return judge(errors, group, atol, rtol, layer_symmetries(model))
+    floor = None if targets is None else step_error(model, x, targets, aux, batch_size)
+    return judge(errors, group, atol, rtol, layer_symmetries(model), floor)
 
 
 def checkpoint_symmetry(checkpoint: str, data: str, split: str = "test-domain",
@@ -382,10 +386,8 @@ def checkpoint_symmetry(checkpoint: str, data: str, split: str = "test-domain",
             aux = torch.from_numpy(load_aux(ds, sur.aux_channels, w.sims))
     finally:
         ds.close()
-    x = torch.from_numpy(x)
-    errors = element_errors(sur, x, group, aux=aux)
-    floor = step_error(sur, x, torch.from_numpy(y), aux) if with_floor else None
-    return judge(errors, group, layers=layer_symmetries(sur), floor=floor)
+    return discover_symmetry(sur, torch.from_numpy(x), group, aux=aux,
+                             targets=torch.from_numpy(y) if with_floor else None)
 
 
 # -- the report's section ------------------------------------------------------------
@@ -399,10 +401,13 @@ def symmetry_markdown(verdicts: dict[str, SymmetryVerdict]) -> list[str]:
          "e_g = mean over histories of ||f(g x) - g f(x)|| / ||f(x) - x_T|| (x_T: the "
          "last given frame): the share of the predicted step that breaks g; one step, "
          "normalised fields, float64, the equivariance histories of every split.",
-         f"g is kept if e_g <= max(atol, rtol * max e_g) (atol {fmt(v0.atol)}, rtol "
-         f"{fmt(v0.rtol)}); the model keeps the largest subgroup of kept elements.", ""]
+         f"g is kept if e_g <= max(atol, rtol * max e_g, floor) (atol {fmt(v0.atol)}, "
+         f"rtol {fmt(v0.rtol)}; floor: the model's own one-step error relative to its "
+         "step on the same histories, below which breaking g cannot be told from "
+         "error); the model keeps the largest subgroup of kept elements.", ""]
     for label, v in verdicts.items():
-        L += [f"### {label}", "", f"**{v.verdict}**", ""] + table(
+        floor = "" if v.floor is None else f" (floor {fmt(v.floor)})"
+        L += [f"### {label}", "", f"**{v.verdict}**{floor}", ""] + table(
             ["element", "in words", "e_g", "kept"],
             [[k, v.words[k], fmt(e), "yes" if k in v.subgroup else
               "within tolerance (no subgroup)" if k in v.kept else "no"]

@@ -577,15 +577,16 @@ def _evaluate_model(job: _Job, sur, label: str, ckpt: Path,
     ev = ModelEvaluation(label, str(ckpt), sur.name, dict(sur.model.config),
                          relaxation=relaxation_summary(sur))
     hists = [_evaluate_split_of(job, sur, label, split, ev) for split in job.splits]
-    aux = None if hists[0][1] is None else torch.cat([a for _, a in hists])
-    ev.symmetry = discover_symmetry(sur, torch.cat([h for h, _ in hists]),
-                                    job.discovery_group, aux=aux)
+    aux = None if hists[0][1] is None else torch.cat([a for _, a, _ in hists])
+    ev.symmetry = discover_symmetry(sur, torch.cat([h for h, _, _ in hists]),
+                                    job.discovery_group, aux=aux,
+                                    targets=torch.cat([y for _, _, y in hists]))
     _log(f"  {label}: {ev.symmetry.verdict}", job.verbose)
     return ev
 
 
 def _evaluate_split_of(job: _Job, sur, label: str, split: str, ev: ModelEvaluation
-                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                       ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Rollout metrics, equivariance error and persistence of one split; returns the
     equivariance histories ``(B, T_in, C, H, W)`` and their aux fields (or None)."""
     from surrogate.forecast import ForecastError
@@ -602,8 +603,9 @@ def _evaluate_split_of(job: _Job, sur, label: str, split: str, ev: ModelEvaluati
         job.warn(f"{label} / {split}: non-finite metrics; "
                  f"{_first_nonfinite(ds, windows, channels)}", always=True)
     eq_windows = windows.subset(job.equivariance_windows)
-    hist = np.concatenate([h for _, h, _ in iter_batches(ds, eq_windows, channels,
-                                                          job.batch_size)])
+    pairs = list(iter_batches(ds, eq_windows, channels, job.batch_size))
+    hist = np.concatenate([h for _, h, _ in pairs])
+    nxt = torch.from_numpy(np.concatenate([t[:, 0] for _, _, t in pairs]))  # true next frames
     aux = (torch.from_numpy(load_aux(ds, sur.aux_channels, eq_windows.sims))
            if sur.aux_channels else None)
     hist = torch.from_numpy(hist)
@@ -613,7 +615,7 @@ def _evaluate_split_of(job: _Job, sur, label: str, split: str, ev: ModelEvaluati
     _log(f"  {label} / {split}: {len(windows)} windows, RMSE "
          f"{_fmt(res.summary.get('rmse'))}, equivariance error "
          f"{_fmt(eq.mean)} ({time.time() - t:.1f} s)", job.verbose)
-    return hist, aux
+    return hist, aux, nxt
 
 
 def _first_nonfinite(ds, windows: Windows, channels: Sequence[str]) -> str:

@@ -23,7 +23,7 @@ from . import ROOT, log
 from .plan import SCALES, SPLITS, DataJob, Plan, _TaskSet
 
 #: (label, model, options, width taken from, datasets (None: the map's), seeds (None:
-#: all)); the last two rows are the symmetry-discovery runs (D4, one seed)
+#: all)); the last three rows are the symmetry-discovery runs (D4, one seed)
 REGIME_VARIANTS = [
     ("plain", "unet", {}, None, None, None),
     ("strict gconv", "gconv_unet", {}, None, None, None),
@@ -34,6 +34,8 @@ REGIME_VARIANTS = [
     ("plain", "unet", {}, None, ("rotation",), (0,)),
     ("relaxed gconv D4", "relaxed_gconv_unet", {"group": "D4"}, None,
      ("symmetric", "settling@0.3", "rotation"), (0,)),
+    ("strict gconv D4", "gconv_unet", {"group": "D4"}, None, ("symmetric", "settling@0.3"),
+     (0,)),
 ]
 #: the scores of a run, by column name
 METRICS = {"all": "rmse", "velocity": "rmse_velocity", "density": "rmse_density"}

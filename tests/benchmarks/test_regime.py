@@ -22,11 +22,12 @@ def test_plan_has_each_dataset_and_variant_at_the_map_input_length(tmp_path):
     labels = {(t.data_key, t.label, t.seed) for t in plan.tasks}
     # the map: 3 datasets x 4 variants x 2 seeds (no steerable pair at smoke); the
     # discovery runs: seed 0, plain on rotation, relaxed D4 on three datasets
-    assert len(labels) == len(plan.tasks) == 3 * 4 * 2 + 1 + 3
+    assert len(labels) == len(plan.tasks) == 3 * 4 * 2 + 1 + 3 + 2
     disc = sorted((t.data_key, t.label) for t in plan.tasks if t.data_key == "rotation"
                   or "D4" in t.label)
     assert disc == [("rotation", "plain"), ("rotation", "relaxed gconv D4"),
-                    ("settling@0.3", "relaxed gconv D4"), ("symmetric", "relaxed gconv D4")]
+                    ("settling@0.3", "relaxed gconv D4"), ("settling@0.3", "strict gconv D4"),
+                    ("symmetric", "relaxed gconv D4"), ("symmetric", "strict gconv D4")]
     assert all(t.seed == 0 and (t.model_config.get("group") == "D4") == ("D4" in t.label)
                for t in plan.tasks if (t.data_key, t.label) in disc)
     by = {(t.data_key, t.label): t for t in plan.tasks if t.seed == 0}
