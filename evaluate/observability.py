@@ -19,7 +19,8 @@ The cause per simulation (:func:`breaking_cause`): the settling velocity's compo
 along the buoyancy (``settling``: how much the drift opposes or helps the plume), else
 the log buoyancy magnitude where it varies between walls (``rotation``,
 ``breaking_sweep``); none where every wall has the same magnitudes (``symmetric``: the
-runs are rotations of each other).
+runs are rotations of each other) or every run has one orientation (``boundary``,
+``translation``: their breaking is the same in every run).
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def breaking_cause(ds) -> tuple[str, np.ndarray | None]:
         unit = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-30)
         return "settling velocity along the buoyancy", (w * unit).sum(axis=1)
     logm = np.log(np.maximum(np.linalg.norm(b, axis=1), 1e-30))
+    if "wall" in ds.coords and len(np.unique(np.asarray(ds["wall"].values))) == 1:
+        return "none (one orientation: the breaking is the same in every run)", None
     if "magnitude_index" in ds.coords and "wall" in ds.coords:
         j = np.asarray(ds["magnitude_index"].values, int)
         groups = [logm[j == m] for m in np.unique(j) if m >= 0]
