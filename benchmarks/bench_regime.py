@@ -78,10 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         if "error" not in r:
             params.setdefault(r["data_key"], {})[r["label"]] = r["params"]
     minutes = (time.perf_counter() - t0) / 60
+    train_min = sum(r.get("seconds", 0) for r in outcome.results) / 60
     tr = scale["train"]
     header = [f"# Regime map ({args.scale} scale)", "",
-              f"Run {now()} on {machine(scale['device'])}, {minutes:.1f} min "
-              f"({len(outcome.results)} runs, seeds {seeds}); {versions()}. "
+              f"Report made {now()} on {machine(scale['device'])}: {len(outcome.results)} "
+              f"runs (seeds {seeds}; discovery runs seed 0), {train_min:.0f} min of "
+              f"training and scoring summed over runs ({scale['jobs']} at a time), this "
+              f"invocation {minutes:.1f} min; {versions()}. "
               f"Training: T_in {tr['T_in']}, K {tr['K']}, {tr['epochs']} x "
               f"{tr['max_steps_per_epoch']} steps, batch {tr['batch_size']}, lr {tr['lr']}, "
               f"~{scale['model']['params']:,} parameters at equal parameters; scored on "
@@ -100,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                "Functional equivariance error of the predicted step per D4 element, "
                "||f(gx) - g f(x)|| / ||f(x) - x_T|| on 16 test-domain histories "
                "(normalised fields); an element is kept when its error is at most "
-               f"max({tol['atol']:g}, {tol['rtol']:g} x the largest). Elements: r, r2, r3 "
+               f"max({tol['atol']:g}, {tol['rtol']:g} x the largest, floor), the floor "
+               "being the model's own one-step error relative to its step on the same "
+               "histories (an element broken by less cannot be told from error). "
+               "Elements: r, r2, r3 "
                "quarter / half / three-quarter turns; s mirror x -> -x; r2s mirror "
                "y -> -y; rs, r3s the diagonal mirrors.", ""]
         md += RR.discovery_table(found) + [""]
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     (out_dir / f"regime_{args.scale}.md").write_text("\n".join(md) + "\n")
     R.write_json(out_dir / f"regime_{args.scale}.json",
                  {"scale": args.scale, "seeds": seeds, "minutes": minutes,
+                  "train_minutes_summed": train_min,
                   "ratios": R.to_json(rat), "persistence": base, "probe": probe,
                   "discovery": found, "params": params, "results": outcome.results})
     RR.figure(datasets, rat, out_dir / f"regime_{args.scale}.png")

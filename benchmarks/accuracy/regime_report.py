@@ -27,7 +27,7 @@ def _cell(v: list[float] | None, bold: bool = False) -> str:
 
 
 def _labels(rat: dict, key: str) -> list[str]:
-    return [lab for lab, *_ in REGIME_VARIANTS if (key, lab) in rat]
+    return list(dict.fromkeys(lab for lab, *_ in REGIME_VARIANTS if (key, lab) in rat))
 
 
 def dataset_table(rat: dict, key: str, params: dict[str, int]) -> list[str]:
@@ -136,8 +136,9 @@ def discovery_table(found: dict[str, dict]) -> list[str]:
     if not found:
         return []
     els = list(next(iter(found.values()))["errors"])
-    L = ["| run | " + " | ".join(els) + " | keeps |", "|" + "---|" * (len(els) + 2)]
+    L = ["| run | " + " | ".join(els) + " | floor | keeps |", "|" + "---|" * (len(els) + 3)]
     for k, v in found.items():
         errs = " | ".join(f"{v['errors'][e]:.3f}" for e in els)
-        L.append(f"| {k} | {errs} | {v['subgroup_name']} |")
+        floor = "–" if v.get("floor") is None else f"{v['floor']:.3f}"
+        L.append(f"| {k} | {errs} | {floor} | {v['subgroup_name']} |")
     return L
