@@ -14,6 +14,7 @@ Datasets are generated into (or reused from) the two benchmarks' caches
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -34,7 +35,10 @@ def datasets(scale_name: str) -> list[P.DataJob]:
                               device="cpu", dry_run=True, rows=None)
     jobs = P.data_jobs(P.resolve_settings(args))
     regime = R.regime_data(R.regime_scale(scale_name), R.default_work(scale_name))
-    return jobs + [d.job for d in regime if d.job.key not in ("symmetric", "rotation")]
+    # the regime map's own datasets under their own names (its sweep level uses the
+    # scale's base buoyancy, the accuracy sweep's the preset's)
+    return jobs + [dataclasses.replace(d.job, key=f"regime {d.job.key}") for d in regime
+                   if d.job.key not in ("symmetric", "rotation")]
 
 
 def main(argv: list[str] | None = None) -> int:
