@@ -31,18 +31,19 @@ from .markdown import fmt, table
 __all__ = ["KeepTolerance", "KEEP_TOLERANCE", "element_words", "element_errors",
            "real_irreps", "IrrepEnergy", "irrep_energy", "LayerSymmetry",
            "layer_symmetries", "SymmetryVerdict", "judge", "discover_symmetry", "describe",
-           "symmetry_markdown"]
+           "symmetry_markdown", "step_error", "checkpoint_symmetry"]
 
 
 @dataclass(frozen=True)
 class KeepTolerance:
-    """Element ``g`` is kept if ``e_g <= max(atol, rtol * max_h e_h)``."""
+    """Element ``g`` is kept if ``e_g <= max(atol, rtol * max_h e_h, floor)`` (``floor``:
+    the model's own one-step error, when the true next frames are given)."""
 
     atol: float
     rtol: float
 
 
-#: the default keep rule (to be calibrated on trained models)
+#: the default keep rule (checked on trained models with known answers: docs/evaluate.md)
 KEEP_TOLERANCE = KeepTolerance(atol=0.05, rtol=0.2)
 
 #: words for the elements of C4 / D4, keyed by ``(quarter turns, mirror)``
@@ -85,6 +86,18 @@ def describe(elements: list[tuple[int, int]]) -> str:
 
 
 # -- what the model does -------------------------------------------------------------
+def _normalised(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None):
+    """``(fn, x, norm)``: the one-step map on normalised fields, the histories ``x``
+    normalised (a :class:`surrogate.Surrogate`'s ``normalization``; a bare network's
+    inputs already are, ``norm`` None)."""
+    x = torch.as_tensor(x)
+    sur = model if getattr(model, "model", model) is not model else None
+    norm = getattr(sur, "normalization", None)
+    if norm is not None:
+        x = norm.normalize(x.to(torch.float64))
+    return one_step_fn(model, dtype, normalized=True)[0], x, norm
+
+
 @torch.no_grad()
 def element_errors(model: nn.Module, x: torch.Tensor, group: str | Group = "D4",
                    aux: torch.Tensor | None = None, layout: FieldLayout | None = None,
@@ -109,12 +122,7 @@ def element_errors(model: nn.Module, x: torch.Tensor, group: str | Group = "D4",
     element that does not act on a non-square grid."""
     grp = _square_group(group)
     layout = model_layout(model, layout)
-    x = torch.as_tensor(x)
-    sur = model if getattr(model, "model", model) is not model else None
-    norm = getattr(sur, "normalization", None)  # a Surrogate's; a bare net has none
-    if norm is not None:
-        x = norm.normalize(x.to(torch.float64))
-    fn, _ = one_step_fn(model, dtype, normalized=True)
+    fn, x, _ = _normalised(model, x, dtype)
 
     def step(h: torch.Tensor, fh: torch.Tensor) -> torch.Tensor:
         return (fh - h[:, -1].to(fh)).flatten(1).norm(dim=1)
@@ -136,18 +144,16 @@ def step_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     :func:`element_errors` (``x`` ``(B, T, C, H, W)``, the true next frames ``y``
     ``(B, C, H, W)``, both in the units the model takes): how well the model knows the
     step at all, the floor below which breaking an element cannot be told from error."""
-    x, y = torch.as_tensor(x), torch.as_tensor(y)
-    sur = model if getattr(model, "model", model) is not model else None
-    norm = getattr(sur, "normalization", None)
+    fn, x, norm = _normalised(model, x, torch.float64)
+    y = torch.as_tensor(y)
     if norm is not None:
-        x = norm.normalize(x.to(torch.float64))
         y = norm.normalize(y.to(torch.float64)[:, None])[:, 0]
-    fn, _ = one_step_fn(model, torch.float64, normalized=True)
     out = []
-    for i in range(0, x.shape[0], batch_size):
-        xb = x[i:i + batch_size].double()
-        fx = (fn(xb) if aux is None else fn(xb, torch.as_tensor(aux)[i:i + batch_size])).double()
-        err = (fx - y[i:i + batch_size].to(fx)).flatten(1).norm(dim=1)
+    for i, (f, xb) in enumerate(batched(fn, x, None if aux is None else torch.as_tensor(aux),
+                                        batch_size)):
+        xb = xb.double()
+        fx = f(xb).double()
+        err = (fx - y[i * batch_size:(i + 1) * batch_size].to(fx)).flatten(1).norm(dim=1)
         out.append(err / (fx - xb[:, -1]).flatten(1).norm(dim=1).clamp_min(1e-30))
     return float(torch.cat(out).mean())
 
