@@ -307,7 +307,9 @@ class _TaskSet:
         """Add one run, or name ``study`` on the run already planned with its folder."""
         extra = dict(extra or {})
         # an ablation variant has its own options, or the width of another model
-        h = width(width_of, self.scale, breaking)[0] if width_of else None
+        # (of the same group: a D4 row at the strict width takes the strict D4 width)
+        group = {k: v for k, v in extra.items() if k == "group"}
+        h = width(width_of, self.scale, breaking, group)[0] if width_of else None
         h, n = width(model, self.scale, breaking, extra, hidden=h)
         tag = "+".join((model, *breaking))
         if variant:

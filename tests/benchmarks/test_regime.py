@@ -20,16 +20,20 @@ def test_plan_has_each_dataset_and_variant_at_the_map_input_length(tmp_path):
     settle = datasets[1].job
     assert settle.scenario == "settling" and settle.params["settling_speed"] == 0.3
     labels = {(t.data_key, t.label, t.seed) for t in plan.tasks}
-    # the map: 3 datasets x 4 variants x 2 seeds (no steerable pair at smoke); the
-    # discovery runs: seed 0, plain on rotation, relaxed D4 on three datasets
-    assert len(labels) == len(plan.tasks) == 3 * 4 * 2 + 1 + 3 + 2
-    disc = sorted((t.data_key, t.label) for t in plan.tasks if t.data_key == "rotation"
-                  or "D4" in t.label)
-    assert disc == [("rotation", "plain"), ("rotation", "relaxed gconv D4"),
-                    ("settling@0.3", "relaxed gconv D4"), ("settling@0.3", "strict gconv D4"),
-                    ("symmetric", "relaxed gconv D4"), ("symmetric", "strict gconv D4")]
-    assert all(t.seed == 0 and (t.model_config.get("group") == "D4") == ("D4" in t.label)
-               for t in plan.tasks if (t.data_key, t.label) in disc)
+    # the map: 3 datasets x 4 variants x 2 seeds (no steerable pair at smoke); the D4
+    # rows (strict, relaxed, relaxed at the strict D4 width) on the twin and settling, every
+    # seed; the discovery runs on rotation (plain and relaxed D4), seed 0
+    assert len(labels) == len(plan.tasks) == 3 * 4 * 2 + 2 * 3 * 2 + 2
+    d4 = sorted({(t.data_key, t.label) for t in plan.tasks if "D4" in t.label})
+    assert d4 == [("rotation", "relaxed gconv D4"),
+                  *[(k, lab) for k in ("settling@0.3", "symmetric") for lab in
+                    ("relaxed gconv D4", "relaxed gconv D4 @ strict width", "strict gconv D4")]]
+    assert all(t.model_config.get("group") == "D4" for t in plan.tasks if "D4" in t.label)
+    assert {t.seed for t in plan.tasks if t.data_key == "rotation"} == {0}
+    d4w = {t.label: t for t in plan.tasks if t.data_key == "settling@0.3" and t.seed == 1
+           and "D4" in t.label}
+    assert d4w["relaxed gconv D4 @ strict width"].hidden == d4w["strict gconv D4"].hidden
+    assert d4w["relaxed gconv D4"].hidden <= d4w["strict gconv D4"].hidden
     by = {(t.data_key, t.label): t for t in plan.tasks if t.seed == 0}
     wide = by[("settling@0.3", "relaxed gconv @ strict width")]
     strict = by[("settling@0.3", "strict gconv")]
