@@ -87,6 +87,19 @@ def _lock(path: Path) -> int | None:
         os.close(fd)
 
 
+def _why_not_writable(folder: Path, e: OSError) -> str:
+    """Why nothing can be written in ``folder`` (or one of its parents), in words."""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                return f"{p} is a file, not a folder"
+            if p != folder:
+                return f"{p / folder.relative_to(p).parts[0]} cannot be created in {p} " \
+                       f"({e.strerror or e})"
+            break
+    return f"{folder} is not writable ({e.strerror or e})"
+
+
 @contextlib.contextmanager
 def hold(out: str | os.PathLike, error: type[Exception] = RuntimeError) -> Iterator[Path]:
     """Own output ``out`` (file or folder) for the ``with`` block: take the lock on
@@ -100,8 +113,7 @@ def hold(out: str | os.PathLike, error: type[Exception] = RuntimeError) -> Itera
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = _lock(path)
     except OSError as e:
-        raise error(f"cannot create the lock file {path} of {out}: {e.strerror or e}"
-                    ) from None
+        raise error(f"cannot write {out}: {_why_not_writable(path.parent, e)}") from None
     if fd is None:
         raise error(f"{out} is in use: another process{_holder(path)} holds it; wait "
                     "for it to finish or choose another output")

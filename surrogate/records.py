@@ -190,7 +190,9 @@ class SplitSpec:
 @dataclass(frozen=True)
 class DataRecord:
     """What a training run read: files (absolute paths, in order), their simulation
-    counts, frames per simulation, variables, frame spacing and grid."""
+    counts, frames per simulation, variables, frame spacing and grid; the stored dtype of
+    each variable and its ``[sum, sum of squares]`` over all values (float64), so that a
+    resumed run can tell the same data under another path from other data."""
 
     files: tuple[str, ...] = ()
     sims_per_file: tuple[int, ...] = ()
@@ -201,6 +203,8 @@ class DataRecord:
     dt: float | None = None
     grid: dict = field(default_factory=dict)   # ny, nx and the [first, last] of x, y, time
     sim_coords: dict = field(default_factory=dict)
+    dtypes: dict = field(default_factory=dict)     # variable -> numpy dtype name
+    moments: dict = field(default_factory=dict)    # variable -> [sum, sum of squares]
 
     @property
     def n_sims(self) -> int:
@@ -216,7 +220,8 @@ class DataRecord:
         return {"files": list(self.files), "sims_per_file": list(self.sims_per_file),
                 "n_sims": self.n_sims, "n_time": self.n_time, "channels": list(self.channels),
                 "aux_channels": list(self.aux_channels), "scenario": self.scenario,
-                "dt": self.dt, "grid": dict(self.grid), "sim_coords": dict(self.sim_coords)}
+                "dt": self.dt, "grid": dict(self.grid), "sim_coords": dict(self.sim_coords),
+                "dtypes": dict(self.dtypes), "moments": dict(self.moments)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataRecord":
@@ -231,7 +236,10 @@ class DataRecord:
                    aux_channels=tuple(d.get("aux_channels", ())),
                    scenario=d.get("scenario"),
                    dt=_maybe(float, d.get("dt")),
-                   grid=dict(grid), sim_coords=dict(d.get("sim_coords") or {}))
+                   grid=dict(grid), sim_coords=dict(d.get("sim_coords") or {}),
+                   dtypes={str(k): str(v) for k, v in (d.get("dtypes") or {}).items()},
+                   moments={str(k): [float(x) for x in v]
+                            for k, v in (d.get("moments") or {}).items()})
 
 
 _PROGRESS = ("epoch", "valid_rmse", "valid_loss", "best_valid_rmse", "best_epoch")

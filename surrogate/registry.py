@@ -20,6 +20,7 @@ from typing import Any
 from torch import nn
 
 from .groups import get_group
+from .model_size import check_width
 from .nets.combo import ComboUNet
 from .nets.unet import FieldUNet
 from .records import ModelConfig, fits_type
@@ -131,6 +132,8 @@ def build_model(name: str, **config: Any) -> FieldUNet | ComboUNet:
     :data:`DEFAULTS`. The model maps ``(B, T_in, C, H, W) -> (B, C, H, W)`` (plus
     ``aux (B, C_aux, H, W)`` with ``breaking_inputs``)."""
     cfg = _resolve(name, config)
+    check_width(lambda h: build_model(name, **{**config, "hidden": h}), cfg["hidden"],
+                f"model {name!r}")
     exported = bool(cfg.pop("exported"))
     conv_kwargs = {k: cfg.pop(k) for k in MODELS[name].conv_options if k in cfg}
     if MODELS[name].net == "combo":

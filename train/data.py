@@ -68,6 +68,8 @@ class FieldData:
     array: np.ndarray | None = None
     aux_channels: tuple[str, ...] = ()
     aux: np.ndarray | None = None
+    dtypes: dict[str, str] = field(default_factory=dict)          # as stored in the files
+    moments: dict[str, list[float]] = field(default_factory=dict)  # [sum, sum of squares]
     _open: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -122,7 +124,8 @@ class FieldData:
                           channels=tuple(self.channels), aux_channels=tuple(self.aux_channels),
                           scenario=self.attrs.get("scenario"),
                           dt=float(dt) if dt is not None else None, grid=dict(self.grid),
-                          sim_coords=dict(self.sim_coords))
+                          sim_coords=dict(self.sim_coords), dtypes=dict(self.dtypes),
+                          moments={c: list(m) for c, m in self.moments.items()})
 
     def describe(self) -> dict[str, Any]:
         """JSON-able facts about the data for the checkpoint metadata."""
@@ -172,7 +175,14 @@ def _read_aux(path: str, ds: xr.Dataset, names: Sequence[str], needed_by: str) -
     return block
 
 
-def _check_finite(block: np.ndarray, path: str, var: str, sim: int) -> None:
+def _check_finite(block: np.ndarray, path: str, var: str, sim: int,
+                  moments: list[float] | None = None) -> None:
+    """Refuse NaN/Inf in ``block``; add its sum and sum of squares (float64) to
+    ``moments``."""
+    if moments is not None:
+        b = block.astype(np.float64, copy=False)
+        moments[0] += float(b.sum())
+        moments[1] += float(np.square(b).sum())
     bad = ~np.isfinite(block)
     if bad.any():
         t = int(np.argwhere(bad)[0][0])
@@ -270,17 +280,23 @@ def _read_fields(paths: Sequence[str], datasets: Sequence[xr.Dataset], data: Fie
     array = (np.empty((data.n_sims, data.n_time, len(data.channels), data.ny, data.nx),
                       np.float32) if load else None)
     offset = 0
+    data.moments = {c: [0.0, 0.0] for c in data.channels}
     for p, ds, n_sims in zip(paths, datasets, data.sims_per_file):
         for ci, c in enumerate(data.channels):
             var = ds[c].transpose(*DIMS)
+            dtype = str(var.dtype)
+            if data.dtypes.setdefault(c, dtype) != dtype:
+                data.dtypes[c] = "mixed"
+            m = data.moments[c]
             if load:
-                block = var.values.astype(np.float32, copy=False)
+                block = var.values
                 for s in range(block.shape[0]):
-                    _check_finite(block[s], p, c, s)
+                    _check_finite(block[s], p, c, s, m)
+                block = block.astype(np.float32, copy=False)
                 array[offset:offset + n_sims, :, ci] = block
                 del block
             else:  # stream through the file once, one sim at a time
                 for s in range(var.sizes["sim"]):
-                    _check_finite(var.isel(sim=s).values, p, c, s)
+                    _check_finite(var.isel(sim=s).values, p, c, s, m)
         offset += n_sims
     return array

@@ -47,7 +47,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from surrogate.breaking import canonical_breaking_inputs, data_layout
-from surrogate.checkpoint import read_checkpoint, save
+from surrogate.checkpoint import CheckpointError, read_checkpoint, save
 from surrogate.folders import hold, sibling, swap_in
 from surrogate.normalization import Normalization
 from surrogate.records import TrainingRecord
@@ -59,6 +59,8 @@ from . import distributed as D
 from .config import ConfigError, TrainConfig
 from .data import DataError, FieldData, open_data
 from .ema import EMA
+from .resume import (check_resume_changes, check_resume_state, other_data, rng_state,
+                     set_rng_state)
 from .normalize import (fit_aux, fit_delta_scale, fit_lower_bound, fit_normalization,
                         normalize_batch)
 from .splits import SplitError, resolve_splits
@@ -221,31 +223,6 @@ def _to_device(batch, device: torch.device):
     """``(x, y, aux)`` on ``device`` from a ``(x, y)`` or ``(x, y, aux)`` batch."""
     x, y, *aux = (t.to(device, non_blocking=True) for t in batch)
     return x, y, (aux[0] if aux else None)
-
-
-# --- RNG state (weights_only-loadable) ---------------------------------------------
-def _rng_state() -> dict[str, Any]:
-    v, keys, gauss = random.getstate()
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "python": [v, list(keys), gauss],
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "cached": float(np_state[4])},
-    }
-
-
-def _set_rng_state(s: dict[str, Any]) -> None:
-    torch.set_rng_state(s["torch"])
-    if s.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-    v, keys, gauss = s["python"]
-    random.setstate((v, tuple(keys), gauss))
-    n = s["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached"]))
 
 
 # --- the run --------------------------------------------------------------------------
@@ -430,6 +407,8 @@ class Trainer:
         self._open_data()
         self.ckpt = read_checkpoint(self.run.last, key=key) if cfg.resume else None
         self.ts = (self.ckpt or {}).get("training_state") or {}  # the resume state
+        if self.ckpt is not None:
+            check_resume_state(self.ts, self.run.last)
         self.model_config = _json_model_config(cfg, self.layout)
         self.norm = self._normalization()
         self._targets()
@@ -504,10 +483,15 @@ class Trainer:
             raise ConfigError(f"cannot resume {last}: it holds model {old.model!r} "
                               f"with T_in={old.T_in} and config "
                               f"{old.model_config_requested}, not the one configured")
+        other = other_data(old.data, self.data.record())
+        if other:
+            raise ConfigError(f"cannot resume {last}: --data is other data than the run's "
+                              f"({other}); resume on the run's own data, or start a new run")
         if old.splits is None or json.loads(json.dumps(old.splits.to_dict())) != \
                 json.loads(json.dumps(self.spec.to_dict())):
             raise ConfigError(f"cannot resume {last}: the data or split settings differ "
                               "from the run being resumed")
+        check_resume_changes(old.train_config, self.cfg, int(self.ts["epoch"]), last)
         return self.ckpt["normalization"]
 
     def _targets(self) -> None:
@@ -554,13 +538,18 @@ class Trainer:
         self.valid_ds = WindowDataset.from_split(self.data, self.spec.valid, self.T_in)
         self.sampler = DistributedSampler(self.train_ds, num_replicas=info.world_size,
                                           rank=info.rank, shuffle=True, seed=cfg.seed)
+        # each loader draws its workers' base seed from a generator of its own, never
+        # from the global RNG: persistent workers draw it once per process, which would
+        # shift a resumed run's global stream against the straight run's
         self.train_loader = DataLoader(self.train_ds, batch_size=cfg.batch_size,
                                        sampler=self.sampler, num_workers=cfg.num_workers,
-                                       pin_memory=pin, persistent_workers=cfg.num_workers > 0)
+                                       pin_memory=pin, persistent_workers=cfg.num_workers > 0,
+                                       generator=torch.Generator().manual_seed(cfg.seed))
         part = Subset(self.valid_ds, list(range(info.rank, len(self.valid_ds),
                                                 info.world_size)))
         self.valid_loader = DataLoader(part, batch_size=cfg.batch_size, shuffle=False,
-                                       num_workers=cfg.num_workers, pin_memory=pin)
+                                       num_workers=cfg.num_workers, pin_memory=pin,
+                                       generator=torch.Generator().manual_seed(cfg.seed))
         self.n_batches = min(len(self.train_loader), cfg.max_steps_per_epoch or math.inf)
 
     def _resume_state(self) -> None:
@@ -570,13 +559,17 @@ class Trainer:
         if self.ckpt is None:
             return
         ts = self.ts
-        self.opt.load_state_dict(ts["optimizer"])
-        self.sched.load_state_dict(ts["scheduler"])
+        try:
+            self.opt.load_state_dict(ts["optimizer"])
+            self.sched.load_state_dict(ts["scheduler"])
+            set_rng_state(ts["rng"])      # all or nothing
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+            raise CheckpointError(f"{self.run.last}: its resume state does not fit this "
+                                  f"run ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
         self.start_epoch = int(ts["epoch"])
         self.best_rmse = float(ts["best_valid_rmse"])
         self.best_epoch = int(ts["best_epoch"])
         self.bad_epochs = int(ts["bad_epochs"])
-        _set_rng_state(ts["rng"])
 
     def _wrap(self) -> None:
         """The compiled step, the model that is validated and saved (the EMA copy when
@@ -736,7 +729,7 @@ class Trainer:
 
     def _training_state(self, epoch: int) -> dict[str, Any]:
         state = {"epoch": epoch + 1, "optimizer": self.opt.state_dict(),
-                 "scheduler": self.sched.state_dict(), "rng": _rng_state(),
+                 "scheduler": self.sched.state_dict(), "rng": rng_state(),
                  "best_valid_rmse": self.best_rmse, "best_epoch": self.best_epoch,
                  "bad_epochs": self.bad_epochs}
         if self.ema is not None:

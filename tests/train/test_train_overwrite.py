@@ -17,7 +17,7 @@ from train_fixtures import tiny_config
 @pytest.fixture()
 def old_run(tiny_nc, tmp_path):
     out = tmp_path / "run"
-    fit(tiny_config(tiny_nc, out, epochs=1))
+    fit(tiny_config(tiny_nc, out, epochs=1, schedule="step"))   # may be extended
     (out / "notes.txt").write_text("mine")
     return out, (out / "best.pt").read_bytes(), (out / "metrics.jsonl").read_text()
 
@@ -71,7 +71,7 @@ def test_swap_interrupted_between_renames_is_completed(tiny_nc, old_run):
     stage, old = out.parent / ".run.overwrite", out.parent / ".run.replaced"
     os.rename(out, stage)            # pretend: the new run (a copy) waits in staging
     old.mkdir()
-    fit(tiny_config(tiny_nc, out, resume=True, epochs=2))
+    fit(tiny_config(tiny_nc, out, resume=True, epochs=2, schedule="step"))
     assert read_checkpoint(out / "last.pt")["training_state"]["epoch"] == 2
     assert not stage.exists() and not old.exists()
 
@@ -89,17 +89,17 @@ def test_out_naming_a_file_is_refused(tiny_nc, tmp_path, capsys):
 
 def test_signed_training_and_resume(tiny_nc, tmp_path):
     out = tmp_path / "signed"
-    fit(tiny_config(tiny_nc, out, epochs=1), key="k")
+    fit(tiny_config(tiny_nc, out, epochs=1, schedule="step"), key="k")
     read_checkpoint(out / "best.pt", key="k")
     with pytest.raises(CheckpointError, match="signature"):
-        fit(tiny_config(tiny_nc, out, epochs=2, resume=True), key="other")
-    fit(tiny_config(tiny_nc, out, epochs=2, resume=True), key="k")
+        fit(tiny_config(tiny_nc, out, epochs=2, resume=True, schedule="step"), key="other")
+    fit(tiny_config(tiny_nc, out, epochs=2, resume=True, schedule="step"), key="k")
     assert read_checkpoint(out / "last.pt", key="k")["training_state"]["epoch"] == 2
     raw = torch.load(out / "last.pt", weights_only=True)
     raw["training_state"]["epoch"] = 1  # an edited resume state is refused
     torch.save(raw, out / "last.pt")
     with pytest.raises(CheckpointError, match="checksum"):
-        fit(tiny_config(tiny_nc, out, epochs=3, resume=True), key="k")
+        fit(tiny_config(tiny_nc, out, epochs=3, resume=True, schedule="step"), key="k")
 
 
 def test_a_run_folder_has_one_owner(tiny_nc, old_run, capsys):
