@@ -5,9 +5,9 @@ dataset with PhiFlow (32 plumes: 8 buoyancy magnitudes per wall; the training pl
 every other magnitude are recorded after 60 solver steps of warm-up, so that the later
 flow regime that test-future asks about is in the training data), trains a plain U-Net,
 a strictly C4-equivariant group-conv U-Net and a relaxed group-conv U-Net at equal
-parameter count with the default training recipe (normalised-difference targets, a
-persistence-initialised head, training noise, warm-up + cosine schedule; density weighed
-2x in the loss), evaluates
+parameter count with the ``cpu`` training preset (``train/presets/cpu.toml``:
+normalised-difference targets, a persistence-initialised head, training noise, warm-up +
+cosine schedule, density weighed 2x in the loss, the loss unrolled over 6 steps), evaluates
 20-step rollouts on test-future and test-domain against persistence, writes a
 report folder, and measures the best model's correlation time on test-domain over
 40-step rollouts (``demo_output/report_40_steps``). Copy it and change the knobs at the
@@ -46,17 +46,11 @@ def main(argv: list[str] | None = None) -> int:
                         "test-future asks about; 0: every plume from rest (docs/accuracy.md)")
     p.add_argument("--save-every", type=int, default=2)
     p.add_argument("--params", type=int, default=60_000, help="parameters per model")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int, default=32,
-                   help="optimiser steps per epoch (the CPU budget)")
-    p.add_argument("--lr", type=float, default=4e-3, help="peak learning rate (cosine)")
-    p.add_argument("--density-weight", dest="density_weight", type=float, default=2.0,
-                   help="weight of density in the loss (velocity 1): docs/accuracy.md")
-    p.add_argument("--noise", type=float, default=0.5,
-                   help="training noise, in units of one step's change")
+    p.add_argument("--preset", default="cpu",
+                   help="training recipe, train/presets/NAME.toml (cpu: the 2-core "
+                        "recipe of the demo and the benchmarks)")
+    p.add_argument("--epochs", type=int, help="override the preset's epochs")
     p.add_argument("--rollout", type=int, default=20, help="test rollout steps")
-    p.add_argument("--T-in", dest="T_in", type=int, default=8,
-                   help="input frames (8 beat 4 on later times: docs/accuracy.md)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,20 +76,19 @@ def main(argv: list[str] | None = None) -> int:
     ds = simulate.open_dataset(data)
     print(f"      data equivariance error (C4): {simulate.data_equivariance_error(ds):.3f}")
 
-    # 2. train three models at equal parameter count
-    print(f"[2/3] training {', '.join(MODELS)} (~{args.params:,} parameters each)")
-    common = dict(T_in=args.T_in, depth=3)
+    # 2. train three models at equal parameter count, with one named recipe
+    base = train.load_preset(args.preset)
+    print(f"[2/3] training {', '.join(MODELS)} (~{args.params:,} parameters each, "
+          f"preset {args.preset!r})")
+    depth = 3
     checkpoints = []
     for name in MODELS:
-        hidden = surrogate.width_for_params(name, args.params, **common)
-        cfg = train.TrainConfig(
-            data=[str(data)], out=str(out / "runs" / name), model=name,
-            model_config={"hidden": hidden, "depth": common["depth"]},
-            T_in=common["T_in"], K=3, batch_size=16, epochs=args.epochs, lr=args.lr,
-            loss_weights={"density": args.density_weight},
-            max_steps_per_epoch=args.steps_per_epoch, noise=args.noise,
-            patience=None, overwrite=True, seed=0, device="cpu",
-            split=train.SplitConfig(test_steps=args.rollout, valid_stride=2))
+        hidden = surrogate.width_for_params(name, args.params, T_in=base.T_in, depth=depth)
+        cfg = train.load_preset(
+            args.preset, data=[str(data)], out=str(out / "runs" / name), model=name,
+            model_config={"hidden": hidden, "depth": depth},
+            epochs=args.epochs or base.epochs, overwrite=True, seed=0,
+            split={"test_steps": args.rollout})
         checkpoints.append(train.fit(cfg))
 
     # 3. evaluate rollouts on unseen times and unseen simulations, write the report

@@ -31,6 +31,9 @@ examples:
   # everything from a TOML file, with command-line overrides
   python -m train --config cfg.toml --lr 5e-4 --epochs 100
 
+  # the 2-core CPU recipe of the demo and benchmarks (train/presets/cpu.toml)
+  python -m train --preset cpu --data data/rotation.nc --model gconv_unet --out runs/g
+
   # velocity only (the paper's observation model: density is never shown)
   python -m train --data data/settling.nc --model relaxed_gconv_unet --fields u,v
 
@@ -122,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _data_args(p: argparse.ArgumentParser) -> None:
     """Data files, the run folder, resume/overwrite and data loading."""
     g = p.add_argument_group("data and output")
+    g.add_argument("--preset", metavar="NAME",
+                   help="start from a named recipe (cpu: the 2-core recipe of the demo "
+                        "and benchmarks); --config and flags win over it")
     g.add_argument("--config", metavar="TOML", help="read options from a TOML file")
     g.add_argument("--data", nargs="+", metavar="NC",
                    help="dataset file(s), concatenated along sim")
@@ -228,10 +234,13 @@ _SPLIT_KEYS = {"split_preset": "preset", "heldout": "heldout", "skip": "skip",
 
 
 def args_to_config(ns: argparse.Namespace):
-    """Defaults < TOML file < command-line flags."""
+    """Defaults < preset < TOML file < command-line flags."""
+    from .presets import preset
     args = vars(ns).copy()
-    path = args.pop("config", None)
-    base = read_toml(path) if path is not None else {}
+    name, path = args.pop("preset", None), args.pop("config", None)
+    base = preset(name) if name is not None else {}
+    if path is not None:
+        base = merge_overrides(base, read_toml(path))
     overrides: dict[str, Any] = {}
     model_cfg = {k: args.pop(k) for k in (*_MODEL_KEYS, "layout") if k in args}
     model_cfg.update(dict(args.pop("model_opt", [])))

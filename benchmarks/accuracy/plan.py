@@ -10,6 +10,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from train.presets import load_preset
+
 from . import ROOT, log, stable_hash
 
 MODELS = ["unet", "gconv_unet", "relaxed_gconv_unet", "steer_unet", "relaxed_steer_unet"]
@@ -74,10 +76,11 @@ COST = {"unet": 1.0, "gconv_unet": 2.3, "relaxed_gconv_unet": 1.8, "steer_unet":
         "relaxed_steer_unet": 1.0, "rpp_unet": 2.5, "combo_unet": 3.3, "clc_unet": 2.0,
         "relaxed_conv_unet": 1.5}
 
-#: the training recipe of issue 11 (docs/accuracy.md, "Training recipe"); part of every
-#: run's cache key, so results of an older recipe are never reused
-RECIPE = {"targets": "delta", "persistence_init": True, "noise": 0.5, "schedule": "cosine",
-          "loss_weights": {"density": 2.0}, "nonnegative": True}
+#: the CPU recipe (train/presets/cpu.toml): its loss and target settings are part of
+#: every run's cache key, so results of an older recipe are never reused
+_CPU = load_preset("cpu")
+RECIPE = {k: getattr(_CPU, k) for k in ("targets", "persistence_init", "noise", "schedule",
+                                         "loss_weights", "nonnegative")}
 
 SCALES: dict[str, dict[str, Any]] = {
     # 2 CPU cores: the demo's data design and recipe (docs/accuracy.md, "Late-started
@@ -98,9 +101,10 @@ SCALES: dict[str, dict[str, Any]] = {
         "sweep": {"levels": [0.0, 0.5, 1.0], "n_magnitudes": 8, "asymmetry": 3.0,
                   "base_buoyancy": 0.00375},
         "model": {"depth": 3, "params": 60_000},
-        "train": {"recipe": RECIPE, "T_in": 8, "K": 6, "batch_size": 16, "epochs": 15,
-                  "max_steps_per_epoch": 32, "lr": 4e-3, "lr_decay": 0.9, "patience": None,
-                  "valid_stride": 2, "valid_steps": None, "split_preset": "auto"},
+        "train": {"recipe": RECIPE, **{k: getattr(_CPU, k) for k in (
+            "T_in", "K", "batch_size", "epochs", "max_steps_per_epoch", "lr", "lr_decay",
+            "patience")}, "valid_stride": _CPU.split.valid_stride,
+            "valid_steps": _CPU.valid_steps, "split_preset": _CPU.split.preset},
         "eval": {"steps": 20, "max_windows": 32, "batch_size": 32},
         "seeds": 3, "jobs": 2, "device": "cpu",
         # the regime map (benchmarks/bench_regime.py): one input frame, so that only the
