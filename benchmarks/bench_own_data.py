@@ -39,7 +39,7 @@ def make_data(work: Path) -> Path:
     import xarray as xr
 
     import simulate
-    from simulate.scenarios import ScenarioSpec, SimSpec
+    from simulate.spec import ScenarioSpec, SimSpec
 
     path = work / "diagonal.nc"
     if path.exists():

@@ -15,8 +15,9 @@ from .dataset import (CAUSE_VARS, FIELD_VARS, SIM_COORDS, DatasetError, holds_sp
 from .equivariance import data_equivariance_error
 from .generate import GenerateError, generate
 from .phiflow_step import SimulationError
-from .scenarios import (WALLS, ScenarioSpec, SimSpec, SolverSpec, SpecError, available_scenarios,
-                        load_spec, preset, preset_parameters, spec_to_toml)
+from .presets import available_scenarios, preset, preset_parameters
+from .spec import WALLS, ScenarioSpec, SimSpec, SolverSpec, SpecError
+from .spec_toml import load_spec, spec_to_toml
 
 
 __all__ = ["open_dataset", "validate_dataset", "DatasetError", "data_equivariance_error", "ScenarioSpec",

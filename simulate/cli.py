@@ -63,7 +63,8 @@ def _overrides(args) -> dict:
 
 
 def _spec(args):
-    from .scenarios import load_spec, preset
+    from .presets import preset
+    from .spec_toml import load_spec
     s = args.scenario
     build = load_spec if s.endswith(".toml") or Path(s).is_file() else preset
     return build(s, **_overrides(args))
@@ -151,7 +152,7 @@ def _cmd_info(args):
 
 
 def _cmd_list(args):
-    from .scenarios import _PRESETS, preset_parameters
+    from .presets import _PRESETS, preset_parameters
     for name, fn in _PRESETS.items():
         doc = " ".join((fn.__doc__ or "").replace("``", "").split())
         params = ", ".join(f"{k}={v!r}" for k, v in preset_parameters(name).items() if k != "solver")
@@ -159,14 +160,14 @@ def _cmd_list(args):
 
 
 def _cmd_spec(args):
-    from .scenarios import spec_to_toml
+    from .spec_toml import spec_to_toml
     sys.stdout.write(spec_to_toml(_spec(args)))
 
 
 def main(argv=None) -> int:
     from .dataset import DatasetError
     from .phiflow_step import SimulationError
-    from .scenarios import SpecError
+    from .spec import SpecError
     try:
         args = build_parser().parse_args(argv)
         {"generate": _cmd_generate, "merge": _cmd_merge, "info": _cmd_info,

@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 
 from .phiflow_step import cell_centres     # numpy only: PhiFlow is imported lazily there
-from .scenarios import ScenarioSpec
+from .spec import ScenarioSpec
 
 __all__ = ["DatasetError", "open_dataset", "validate_dataset", "build_dataset", "write_dataset",
            "merge", "SIM_COORDS", "FIELD_VARS", "CAUSE_VARS", "SCHEMA_VERSION", "spec_hash",

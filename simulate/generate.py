@@ -25,7 +25,7 @@ import numpy as np
 
 from .dataset import (DatasetError, build_dataset, holds_spec, open_dataset, spec_hash,
                       write_dataset)
-from .scenarios import ScenarioSpec, SpecError, _check_pos
+from .spec import ScenarioSpec, SpecError, check_positive
 
 __all__ = ["generate", "plan_parts", "parse_shard", "GenerateError", "format_summary"]
 
@@ -52,7 +52,7 @@ def parse_shard(shard) -> tuple[int, int] | None:
 def plan_parts(spec: ScenarioSpec, batch_size: int, shard=None) -> list[list[int]]:
     """Simulation indices of each part: the shard's contiguous block of simulations,
     grouped by (open walls, obstacle, warm-up) in spec order, each group split into equal batches."""
-    _check_pos("batch_size", batch_size, GenerateError)
+    check_positive("batch_size", batch_size, GenerateError)
     idx = np.arange(len(spec.sims))
     shard = parse_shard(shard)
     if shard is not None:
@@ -180,7 +180,7 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
     spec.validate()
     out = Path(out)
     shard_t = parse_shard(shard)
-    _check_pos("workers", workers, GenerateError)
+    check_positive("workers", workers, GenerateError)
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                 or threads <= 0):
         raise GenerateError(f"threads must be a positive integer, got {threads!r}")

@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from .scenarios import ScenarioSpec, SimSpec, WALLS
+from .spec import WALLS, ScenarioSpec, SimSpec
 
 __all__ = ["SimulationError", "cause_fields", "simulate_batch", "obstacle_mask", "open_mask"]
 

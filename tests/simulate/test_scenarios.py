@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import simulate
-from simulate.scenarios import load_spec, spec_to_toml
+from simulate.spec_toml import load_spec, spec_to_toml
 
 
 @pytest.mark.parametrize("name", simulate.available_scenarios())

@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:
 
 import simulate  # noqa: E402
 from simulate.phiflow_step import settle  # noqa: E402
-from simulate.scenarios import SpecError  # noqa: E402
+from simulate.spec import SpecError  # noqa: E402
 
 
 def _settled(density: np.ndarray, drift, steps: int) -> np.ndarray:
