@@ -74,23 +74,23 @@ COST = {"unet": 1.0, "gconv_unet": 2.3, "relaxed_gconv_unet": 1.8, "steer_unet":
         "relaxed_steer_unet": 1.0, "rpp_unet": 2.5, "combo_unet": 3.3, "clc_unet": 2.0,
         "relaxed_conv_unet": 1.5}
 
-#: the training recipe of issue 11 (docs/accuracy.md, "Training recipe"); part of every
+#: the training recipe (docs/accuracy.md, "Training recipe"); part of every
 #: run's cache key, so results of an older recipe are never reused
 RECIPE = {"targets": "delta", "persistence_init": True, "noise": 0.5, "schedule": "cosine",
           "loss_weights": {"density": 2.0}, "nonnegative": True}
 
 SCALES: dict[str, dict[str, Any]] = {
-    # 2 CPU cores: the demo's data design and recipe (docs/accuracy.md, "Late-started
+    # 2 CPU cores: the demo's data design and recipe (docs/history.md, "Late-started
     # plumes"): 32 runs per dataset, half of the training runs recorded after 60 warm-up
     # steps (boundary: 23 from rest plus 12 late twins), T_in 8, batch 16, 15 x 32 steps
     # at lr 4e-3, ~60k parameters; the loss unrolled over K 6 steps (the demo's 3 costs
-    # half and is worse: docs/accuracy.md, "Unrolled loss steps K")
+    # half and is worse: docs/history.md, "Unrolled loss steps K")
     "cpu": {
         "data": {"resolution": 32, "steps": 160, "save_every": 2, "late_start": 60},
         "scenario_params": {
             "rotation": {"n_magnitudes": 8, "base_buoyancy": 0.00375},   # 32 runs, 9 held out
             "translation": {"nx": 4, "ny": 8},                             # 32 runs, 9 held out
-            # 32 runs + 12 late twins (docs/accuracy.md, "Late twins"), 9 held out
+            # 32 runs + 12 late twins (docs/history.md, "Late twins"), 9 held out
             "boundary": {"n_inflows": 4, "n_magnitudes": 8, "base_buoyancy": 0.015,
                          "late_twins": True},
             "symmetric": {"n_magnitudes": 8, "base_buoyancy": 0.00375},  # 32 runs, 9 held out
