@@ -83,17 +83,17 @@ RECIPE = {k: getattr(_CPU, k) for k in ("targets", "persistence_init", "noise", 
                                          "loss_weights", "nonnegative")}
 
 SCALES: dict[str, dict[str, Any]] = {
-    # 2 CPU cores: the demo's data design and recipe (docs/accuracy.md, "Late-started
+    # 2 CPU cores: the demo's data design and recipe (docs/history.md, "Late-started
     # plumes"): 32 runs per dataset, half of the training runs recorded after 60 warm-up
     # steps (boundary: 23 from rest plus 12 late twins), T_in 8, batch 16, 15 x 32 steps
     # at lr 4e-3, ~60k parameters; the loss unrolled over K 6 steps (the demo's 3 costs
-    # half and is worse: docs/accuracy.md, "Unrolled loss steps K")
+    # half and is worse: docs/history.md, "Unrolled loss steps K")
     "cpu": {
         "data": {"resolution": 32, "steps": 160, "save_every": 2, "late_start": 60},
         "scenario_params": {
             "rotation": {"n_magnitudes": 8, "base_buoyancy": 0.00375},   # 32 runs, 9 held out
             "translation": {"nx": 4, "ny": 8},                             # 32 runs, 9 held out
-            # 32 runs + 12 late twins (docs/accuracy.md, "Late twins"), 9 held out
+            # 32 runs + 12 late twins (docs/history.md, "Late twins"), 9 held out
             "boundary": {"n_inflows": 4, "n_magnitudes": 8, "base_buoyancy": 0.015,
                          "late_twins": True},
             "symmetric": {"n_magnitudes": 8, "base_buoyancy": 0.00375},  # 32 runs, 9 held out
