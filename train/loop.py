@@ -276,6 +276,14 @@ def _log(info: D.DistInfo, cfg: TrainConfig, msg: str) -> None:
         tqdm.write(msg, file=sys.stderr)
 
 
+#: why ``compile`` is refused on a CPU (measured on 2 cores, a ~10k-parameter U-Net, 3
+#: epochs: eager 0.6 s per epoch; compiled 286 s for the first epoch, which builds four
+#: graphs (batch sizes, grad modes), then 1.4-1.7 s per epoch)
+COMPILE_ON_CPU = ("--compile is refused on a CPU: torch.compile builds a graph per batch "
+                  "size and grad mode, minutes each on a CPU, and the compiled step measured "
+                  "2x slower than eager there; use it on CUDA")
+
+
 def fit(config: TrainConfig, *, key: bytes | str | None = None) -> Path:
     """Train ``config.model`` on ``config.data``; returns the path of the best checkpoint
     (``<out>/best.pt``). Under ``torchrun`` every process calls this; rank 0 writes.
@@ -291,6 +299,8 @@ def fit(config: TrainConfig, *, key: bytes | str | None = None) -> Path:
     if not isinstance(config, TrainConfig):
         raise TypeError("fit() takes a TrainConfig (see train.load_config)")
     device = resolve_device(config.device)
+    if config.compile and device.type == "cpu":
+        raise ConfigError(COMPILE_ON_CPU)
     info = D.setup(device.type)
     if info.distributed and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)

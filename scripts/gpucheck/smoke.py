@@ -107,6 +107,15 @@ def train_run(ctx: Context, data: Path, out: Path, c: Check, extra: list[str]) -
     _need(data, "dataset")
     argv = train_argv(ctx, data, out) + extra + ["--overwrite"]
     c.details["argv"] = extra
+    if "--compile" in extra and ctx.device == "cpu":  # refused by design, with one line
+        try:
+            run_cli(train.cli.main, argv, ctx.rec)
+        except RuntimeError as e:
+            if "exit code 2" in str(e) and "refused on a CPU" in str(e):
+                c.result = "refused on a CPU with one line, as designed"
+                return
+            raise
+        raise RuntimeError("--compile on a CPU was not refused")
     if "--compile" in extra:
         c.details["compile_backend"] = ctx.compile_backend
         with compile_backend(ctx.compile_backend):
