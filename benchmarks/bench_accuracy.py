@@ -1,6 +1,6 @@
-"""Accuracy benchmark: the paper's claim, measured (issue 6 "Results table", issue 7
-"Benchmark"). The command-line entry point; the code and its documentation (``--help``)
-are in ``benchmarks/accuracy/`` (plan, run, tables, report, cli)."""
+"""Accuracy benchmark: the paper's claim, measured. The command-line entry point; the
+code and its documentation (``--help``) are in ``benchmarks/accuracy/`` (plan, run,
+tables, report, cli)."""
 
 import sys
 from pathlib import Path

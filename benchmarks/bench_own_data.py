@@ -1,4 +1,4 @@
-"""A user's own dataset through the command lines (issue 11, acceptance 3).
+"""A user's own dataset through the command lines.
 
 Writes a dataset no preset makes: *diagonal* plumes (inflow near one of the four
 corners, buoyancy pointing to the opposite corner, 6 magnitudes, radius 3), 24 runs at

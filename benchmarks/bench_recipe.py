@@ -1,4 +1,4 @@
-"""Training-recipe ablation (issue 11): which ingredient makes a small surrogate beat
+"""Training-recipe ablation: which ingredient makes a small surrogate beat
 persistence, measured on the demo's data at the demo's CPU budget.
 
 Every run trains one model (default ``unet``, ~60k parameters) with the ``cpu`` training
@@ -19,7 +19,7 @@ same windows. Variants (each switches one ingredient off, or an optional one on)
 * ``ema``         - with a weight EMA (decay 0.99);
 * ``curriculum``  - K grown from 1 to 3 over the first half of the epochs;
 * ``pushforward`` - detached feedback;
-* ``old``         - everything off: the recipe before issue 11 (same lr and budget).
+* ``old``         - everything off: the recipe before the current one (same lr and budget).
 
     python benchmarks/bench_recipe.py --variants recipe no-density old   # unet, 3 seeds
     python benchmarks/bench_recipe.py --models unet gconv_unet --seeds 3 --jobs 2

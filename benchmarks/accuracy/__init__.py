@@ -1,5 +1,4 @@
-"""Accuracy benchmark: the paper's claim, measured (issue 6 "Results table", issue 7
-"Benchmark").
+"""Accuracy benchmark: the paper's claim, measured.
 
 Three studies by default and an ablation on request, every model at (about) the same
 parameter count (the ablation varies it on purpose), several seeds, 20-step
@@ -11,7 +10,7 @@ and test-domain (held-out simulations) with the splits recorded in each checkpoi
   and the ``symmetric`` control;
 * ``sweep``  - plain vs strict vs relaxed (``unet``, ``gconv_unet``,
   ``relaxed_gconv_unet``) on ``breaking_sweep`` datasets, one per breaking level (a plot);
-* ``inputs`` - breaking symmetry by inputs (issue 7) on ``rotation`` and ``boundary``:
+* ``inputs`` - breaking symmetry by inputs on ``rotation`` and ``boundary``:
   strict, relaxed, strict+cause, strict+frame, relaxed+cause, plain+coords (the
   group-conv family; strict = ``gconv_unet``, relaxed = ``relaxed_gconv_unet``);
 * ``ablation`` - why the relaxed models are or are not ahead, on ``rotation`` and the

@@ -21,7 +21,7 @@ DEFAULT_STUDIES = ["main", "sweep", "inputs"]  # ablation on request (--studies 
 SPLITS = ["test-future", "test-domain"]
 SWEEP_MODELS = ["unet", "gconv_unet", "relaxed_gconv_unet"]
 INPUT_SCENARIOS = ["rotation", "boundary"]
-# issue 7: (label, model, breaking_inputs)
+# breaking symmetry by inputs: (label, model, breaking_inputs)
 INPUT_VARIANTS = [
     ("strict", "gconv_unet", ()),
     ("relaxed", "relaxed_gconv_unet", ()),
@@ -45,7 +45,7 @@ ABLATION_VARIANTS = [
     ("relaxed steerable @ strict width, relax_scale 0.1", "relaxed_steer_unet",
      {"relax_scale": 0.1}, "steer_unet"),
 ]
-# issue 12: the paper's Table 1 as U-Nets on one skeleton; (label, model, options,
+# the paper's Table 1 as U-Nets on one skeleton; (label, model, options,
 # scenarios or None for all); position-dependent models get the data grid
 TABLE1_ROWS = [
     ("plain", "unet", {}, None),
@@ -112,7 +112,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "regime": {"settling_speeds": [0.3], "sweep_levels": [1.0], "T_in": 1,
                    "steer_on": []},
     },
-    # the paper's sizes (Wang et al. 2022; shared/REFERENCE.md), meant for a CUDA GPU
+    # the paper's sizes (Wang et al. 2022), meant for a CUDA GPU
     "paper": {
         "data": {"resolution": 64, "steps": 310, "save_every": 1},
         "scenario_params": {"rotation": {}, "translation": {}, "boundary": {},
@@ -204,7 +204,7 @@ class RunTask:
     """One training run (model, options, seed, dataset) and how it is scored."""
     study: str          # "main" | "sweep" | "inputs" (a run may serve several)
     data_key: str
-    label: str          # row label: model name or issue-7 variant
+    label: str          # row label: model name or breaking-input variant
     model: str
     breaking_inputs: tuple
     seed: int
@@ -264,7 +264,7 @@ def data_jobs(st: Settings) -> list[DataJob]:
 
 
 def breaking_support() -> tuple[bool, str]:
-    """Whether ``build_model`` takes ``breaking_inputs`` (issue 7) in this checkout."""
+    """Whether ``build_model`` takes ``breaking_inputs`` in this checkout."""
     try:
         from surrogate import build_model
         for name in ("frame", "cause", "coords"):
@@ -350,7 +350,7 @@ def _study_runs(study: str, st: Settings, djobs: list[DataJob], inputs_ok: bool)
             for m in SWEEP_MODELS:
                 if d.level is not None and m in st.models:
                     yield d.key, m, m, (), None, None, ""
-    elif study == "inputs":  # the issue-7 variants, breaking inputs only where supported
+    elif study == "inputs":  # the breaking-input variants, breaking inputs only where supported
         for sc in INPUT_SCENARIOS:
             for label, m, br in INPUT_VARIANTS:
                 if inputs_ok or not br:
@@ -360,7 +360,7 @@ def _study_runs(study: str, st: Settings, djobs: list[DataJob], inputs_ok: bool)
             for label, m, extra, width_of in ABLATION_VARIANTS:
                 var = label if (extra or width_of) else ""
                 yield sc, var or m, m, (), extra, width_of, var
-    elif study == "table1":  # the rows asked for (issue 12); the main study's are shared
+    elif study == "table1":  # the rows asked for; the main study's are shared
         res = st.scale["data"]["resolution"]
         for sc in st.scenarios:
             for label, m, extra, only in TABLE1_ROWS:
@@ -380,7 +380,7 @@ def build_plan(st: Settings) -> Plan:
         for dk, label, m, br, extra, width_of, var in _study_runs(study, st, djobs, inputs_ok):
             for seed in st.seeds:
                 ts.add(study, dk, label, m, br, seed, extra, width_of, var)
-    notes = (["issue-7 variants with breaking inputs skipped"]
+    notes = (["breaking-input variants with breaking inputs skipped"]
              if "inputs" in st.studies and not inputs_ok else [])
     return Plan(djobs, sorted(ts.tasks.values(), key=lambda t: -t.cost), notes, inputs_ok, why)
 
@@ -442,7 +442,7 @@ def train_flop(scale: dict, tasks: list[RunTask], djobs: list[DataJob]) -> float
 def log_plan(st: Settings, plan: Plan) -> None:
     """Log the plan: datasets, training settings and each model's width and parameters."""
     if not plan.inputs_ok:
-        log(f"NOTE: {plan.why}; the issue-7 variants with breaking inputs are skipped "
+        log(f"NOTE: {plan.why}; the breaking-input variants with breaking inputs are skipped "
             "(strict and relaxed still run)")
     tr, ev = st.scale["train"], st.scale["eval"]
     log(f"scale {st.scale_name}: {len(plan.djobs)} datasets, {len(plan.tasks)} training "

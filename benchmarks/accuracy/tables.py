@@ -197,10 +197,10 @@ def sweep_section(rep: Report) -> list[str]:
 
 
 def inputs_section(rep: Report) -> list[str]:
-    """The issue-7 variants (breaking symmetry by inputs): one row each, scenario x split
+    """The breaking-input variants (breaking symmetry by inputs): one row each, scenario x split
     columns, with persistence."""
     cols = [(sc, s) for sc in INPUT_SCENARIOS for s in SPLITS]
-    lines = ["", "## Breaking symmetry by inputs (issue 7)", "",
+    lines = ["", "## Breaking symmetry by inputs", "",
              "Group-conv family: strict = `gconv_unet`, relaxed = `relaxed_gconv_unet`; "
              "`cause` = buoyancy vector + inflow/obstacle/open-wall masks from the "
              "dataset, `frame` = the global axes as vector fields, `coords` = x, y "
@@ -307,14 +307,14 @@ def relaxation_table(tasks: list[RunTask], dinfo: dict[str, dict], nseeds: int
 
 
 def table1_section(rep: Report) -> list[str]:
-    """The paper's Table 1 shape (issue 12): every baseline and relaxed model per
+    """The paper's Table 1 shape: every baseline and relaxed model per
     scenario and split, persistence as the floor."""
     keys = [table1_key(label, m, extra) for label, m, extra, _ in TABLE1_ROWS]
     params = {t.variant or t.model: t.params for t in rep.plan.tasks
               if "table1" in t.study.split(",")}
     rows = "; ".join(f"{label} = `{m}`" + (f" ({', '.join(extra)})" if extra else "")
                      for label, m, extra, _ in TABLE1_ROWS)
-    return (["", "## The paper's Table 1 on one U-Net skeleton (issue 12)", "",
+    return (["", "## The paper's Table 1 on one U-Net skeleton", "",
              f"Rows: {rows}. `clc_unet` runs on `translation` only and cannot be sized to "
              "the common parameter target (its smallest width has more: see params). RMSE "
              "over all fields.", ""]

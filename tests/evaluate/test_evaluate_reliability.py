@@ -1,4 +1,4 @@
-"""evaluate never loses or half-writes a report, and names non-finite data (issue 13)."""
+"""evaluate never loses or half-writes a report, and names non-finite data."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Bounded, typed inputs for generation (issue 13): one-line errors before anything is
+"""Bounded, typed inputs for generation: one-line errors before anything is
 simulated, and no parts folder left behind by a run that failed validation."""
 
 import os

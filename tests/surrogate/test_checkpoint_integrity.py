@@ -1,4 +1,4 @@
-"""Checkpoint integrity (issue 13): the digest covers the training state, an optional
+"""Checkpoint integrity: the digest covers the training state, an optional
 HMAC signature gives provenance, crafted fields get one-line errors, modes follow umask."""
 
 import os

@@ -1,4 +1,4 @@
-"""clc_unet: the paper's constrained locally connected baseline (issue 12): a kernel per
+"""clc_unet: the paper's constrained locally connected baseline: a kernel per
 grid position, an ordinary convolution at initialisation, a smoothness penalty."""
 
 import pytest

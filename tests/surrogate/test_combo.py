@@ -1,5 +1,5 @@
 """combo_unet: a plain and an equivariant U-Net combined with learned weights (a
-Table-1 baseline of the paper, issue 12)."""
+Table-1 baseline of the paper)."""
 
 import numpy as np
 import pytest

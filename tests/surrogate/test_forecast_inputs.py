@@ -1,5 +1,5 @@
 """forecast() refuses malformed arguments with ForecastErrors that say what was
-expected (issue 13), instead of raw TypeErrors or a misleading channel count."""
+expected, instead of raw TypeErrors or a misleading channel count."""
 
 import numpy as np
 import pytest

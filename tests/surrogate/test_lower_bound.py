@@ -1,4 +1,4 @@
-"""The lower bound of forecast frames (``Normalization.lower_bound``, issue 11): density
+"""The lower bound of forecast frames (``Normalization.lower_bound``): density
 that is never negative in the training data is never negative in a forecast. Pointwise on
 scalars, so a bounded equivariant surrogate stays equivariant; refused on vectors;
 checkpoints from before it have none."""

@@ -1,4 +1,4 @@
-"""relaxed_conv_unet: the paper's relaxed translation group convolution (issue 12)."""
+"""relaxed_conv_unet: the paper's relaxed translation group convolution."""
 
 import pytest
 import torch

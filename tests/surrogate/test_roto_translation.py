@@ -1,6 +1,6 @@
 """relaxed_gconv_unet and relaxed_steer_unet with relax="translation" / "both":
 position-dependent weights w_l(x) (and w_l(g, x) for the group conv), relaxed over
-p4 = C4 x| Z^2 (and D4) (issue 12)."""
+p4 = C4 x| Z^2 (and D4)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""rpp_unet: residual pathway priors (a Table-1 baseline of the paper, issue 12)."""
+"""rpp_unet: residual pathway priors (a Table-1 baseline of the paper)."""
 
 import pytest
 import torch

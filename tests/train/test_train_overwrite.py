@@ -1,4 +1,4 @@
-"""No lost runs (issue 13): --overwrite replaces the old run only once the new one has a
+"""No lost runs: --overwrite replaces the old run only once the new one has a
 checkpoint; --out naming a file is refused; checkpoints can be signed."""
 
 import json

@@ -1,4 +1,4 @@
-"""relaxed_conv_unet through training, checkpoint, forecast and evaluate (issue 12)."""
+"""relaxed_conv_unet through training, checkpoint, forecast and evaluate."""
 
 import numpy as np
 import pytest

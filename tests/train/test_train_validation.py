@@ -1,4 +1,4 @@
-"""Typed configs and one schema validator for training data (issue 13)."""
+"""Typed configs and one schema validator for training data."""
 
 import numpy as np
 import pytest
