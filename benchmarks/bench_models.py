@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:  # run from anywhere without relying on the instal
 import torch  # noqa: E402
 
 from surrogate import available_models, build_model, count_parameters, width_for_params  # noqa: E402
-from train.loop import autocast  # noqa: E402  (bench_speed imports it from here too)
+from train.objective import autocast  # noqa: E402  (bench_speed imports it from here too)
 
 PAIRS = [("relaxed_gconv_unet", "gconv_unet"), ("relaxed_steer_unet", "steer_unet")]
 PHASES = ("train", "infer", "export")

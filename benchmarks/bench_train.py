@@ -3,7 +3,7 @@
 One sample = one window: ``T_in`` input frames and a ``K``-step autoregressive loss
 (``K`` forward passes plus their backward). Each model gets ``hidden`` from
 ``surrogate.width_for_params`` so that all have about ``--params`` parameters, and is
-timed with the trainer's own ``train.loop.train_step`` (AdamW, gradient clipping,
+timed with the trainer's own ``train.objective.train_step`` (AdamW, gradient clipping,
 equivariance penalty) on random normalised batches.
 
     python benchmarks/bench_train.py                       # CPU, 64x64, batch 16, K 6
@@ -34,7 +34,7 @@ MODELS = available_models()
 
 def bench_model(name: str, args, device: torch.device) -> dict:
     from surrogate import build_model, count_parameters, width_for_params
-    from train.loop import Rollout, train_step
+    from train.objective import Rollout, train_step
 
     common = dict(T_in=args.T_in, depth=args.depth, **grid_option(name, args.size))
     hidden = width_for_params(name, args.params, **common)

@@ -1,5 +1,5 @@
 """The autoregressive rollout, written once: training's multi-step loss and valid
-rollouts (:class:`train.loop.Rollout`) and :meth:`surrogate.Surrogate.rollout` use it."""
+rollouts (:class:`train.objective.Rollout`) and :meth:`surrogate.Surrogate.rollout` use it."""
 
 from __future__ import annotations
 

@@ -1,40 +1,18 @@
 """The training loop: multi-step autoregressive loss, AdamW with warm-up + cosine (or
 step) schedule, weight EMA, clipping, early stopping on the valid rollout RMSE,
-best/last checkpoints, resume, DDP.
+best/last checkpoints, resume, DDP: :func:`fit` and the :class:`Trainer` it runs.
 
-Loss of one window (``x``: ``T_in`` frames, ``y``: ``K`` frames, both normalised)::
-
-    hist = x + noise                           (training noise, in units of one step's change)
-    for k in 1..K:  p_k = model(hist[, aux]);  hist = hist[1:] + [p_k]      (teacher-free)
-    loss = sum_k mean_c w_c mean((p_k - y_k)_c^2) + model.equivariance_penalty()
-
-With delta targets (the default) the residual model predicts ``x[t] + g * out`` with
-``g = delta_scale / scale`` per channel (:attr:`Normalization.delta_gain`), and the loss
-weights are ``w_c = lambda_c / g_c^2`` (``lambda_c``: ``loss_weights``, 1 by default): the
-first step's loss is the (weighted) MSE of the normalised one-step difference. Noise is
-i.i.d. Gaussian with std ``noise * g_c`` per channel (one value for both components of a
-vector, so its distribution is rotation invariant).
-
-With ``pushforward`` the prediction fed back is detached, so each step's loss is
-back-propagated through that one step only while still seeing the distribution of the
-model's own rollouts (Brandstetter et al. 2022). The validation metric is the RMSE in
-physical units of a ``valid_steps``-step rollout over target frames only (the ``T_in``
-given frames are never counted).
-
-A model with the ``cause`` breaking input gets each window's static cause fields
-(``aux``, normalised by ``Normalization.aux``) at every step; ``frame``/``coords`` are
-made by the model itself.
+The objective (the K-step loss, noise, one optimiser step, validation) is in
+:mod:`train.objective`, the run folder in :mod:`train.run_folder`, the schedule in
+:mod:`train.schedule`, the resume state and its rules in :mod:`train.resume`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import os
 import random
-import shutil
 import sys
 import time
 import warnings
@@ -48,28 +26,28 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from surrogate.breaking import canonical_breaking_inputs, data_layout
 from surrogate.checkpoint import CheckpointError, read_checkpoint, save
-from surrogate.folders import hold, sibling, swap_in
 from surrogate.normalization import Normalization
 from surrogate.records import TrainingRecord
 from surrogate.registry import needs_grid
-from surrogate.rollout import autoregress
 from surrogate.symmetry import FieldLayout
 
 from . import distributed as D
 from .config import ConfigError, TrainConfig
 from .data import DataError, FieldData, open_data
 from .ema import EMA
+from .objective import (Rollout, evaluate, field_weights, penalty, to_device,
+                        train_step)
 from .resume import (check_resume_changes, check_resume_state, other_data, rng_state,
                      set_rng_state)
+from .run_folder import drop_stage, own_out, prepare_out, reset_out, swap_in_run, trim_metrics
+from .schedule import curriculum_K, scheduler
 from .normalize import (fit_aux, fit_delta_scale, fit_lower_bound, fit_normalization,
                         normalize_batch)
 from .splits import SplitError, resolve_splits
 from .windows import WindowDataset
 
-__all__ = ["fit", "Trainer", "TrainingError", "Rollout", "field_weights", "multistep_loss",
-           "train_step", "add_input_noise", "resolve_device", "build_model", "autocast"]
+__all__ = ["fit", "Trainer", "TrainingError", "resolve_device", "build_model"]
 
-METRICS_FILE = "metrics.jsonl"
 
 
 class TrainingError(RuntimeError):
@@ -88,166 +66,6 @@ def resolve_device(spec: str) -> torch.device:
     if spec.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {spec!r} requested but CUDA is not available")
     return torch.device(spec)
-
-
-class Rollout(nn.Module):
-    """``(B, T_in, C, H, W) [, aux (B, C_aux, H, W)] -> (B, steps, C, H, W)``: the
-    one-step model applied autoregressively (the static ``aux`` fields, when given, at
-    every step). Wrapped whole in DDP so that one forward holds all ``K`` steps."""
-
-    def __init__(self, step: nn.Module):
-        super().__init__()
-        self.step = step
-
-    def forward(self, x: torch.Tensor, steps: int, pushforward: bool = False,
-                aux: torch.Tensor | None = None) -> torch.Tensor:
-        return autoregress(self.step, x, steps, aux, pushforward)
-
-
-def field_weights(weights: dict[str, float], layout: FieldLayout) -> torch.Tensor:
-    """Per-channel loss weights ``(C,)`` from ``{channel name: weight}`` (unnamed: 1).
-    Both components of a vector field must get one weight (a weight per component would
-    make the loss, and so the trained model, depend on the frame's orientation)."""
-    unknown = sorted(set(weights) - set(layout.channels))
-    if unknown:
-        raise ConfigError(f"loss_weights names unknown channel(s) {unknown}; the data's "
-                          f"channels are {list(layout.channels)}")
-    w = [float(weights.get(c, 1.0)) for c in layout.channels]
-    for a, b in layout.vectors:
-        wa, wb = weights.get(a), weights.get(b)
-        if wa != wb:  # also when only one component is named
-            raise ConfigError(f"loss_weights: the vector field ({a}, {b}) needs one weight "
-                              f"for both components, got {a}={wa}, {b}={wb}")
-    return torch.tensor(w, dtype=torch.float32)
-
-
-def multistep_loss(preds: torch.Tensor, y: torch.Tensor,
-                   weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Sum over steps of the per-step mean squared error (float32) of ``(B, K, C, H, W)``
-    tensors; ``weight (C,)`` weighs the channels (None: all 1)."""
-    se = (preds.float() - y.float()) ** 2
-    if weight is not None:
-        se = se * weight.float().view(1, 1, -1, 1, 1)
-    return se.mean(dim=(0, 2, 3, 4)).sum()
-
-
-def add_input_noise(x: torch.Tensor, std: torch.Tensor,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """``x + n`` for a history ``x (B, T, C, H, W)``, ``n`` i.i.d. Gaussian with std
-    ``std[c]`` per channel. A vector field's components share one std (the caller's
-    :attr:`Normalization.delta_gain` guarantees it), so the law of ``n`` is invariant
-    under rotations and mirrors: ``g . (x + n)`` is distributed as ``g . x + n``."""
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return x + noise * std.to(x).view(1, 1, -1, 1, 1)
-
-
-def _penalty(model: nn.Module, device: torch.device) -> torch.Tensor:
-    """The model's ``equivariance_penalty()`` (0 without one) as a float32 scalar."""
-    fn = getattr(model, "equivariance_penalty", None)
-    return torch.as_tensor(fn() if fn is not None else 0.0, device=device).float().reshape(())
-
-
-def autocast(device: torch.device, amp: str):
-    """bf16 autocast on ``device`` for ``amp='bf16'``, else no context."""
-    if amp == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def train_step(module: nn.Module, model: nn.Module, opt: torch.optim.Optimizer,
-               x: torch.Tensor, y: torch.Tensor, *, pushforward: bool = False,
-               grad_clip: float | None = None, amp: str = "none",
-               info: D.DistInfo | None = None, aux: torch.Tensor | None = None,
-               noise: torch.Tensor | None = None, weight: torch.Tensor | None = None):
-    """One optimisation step on a normalised batch. ``module``: the (possibly DDP-wrapped)
-    :class:`Rollout`; ``model``: the bare model (penalty, clipping); ``aux``: the
-    normalised static aux fields or None; ``noise (C,)``: std of the Gaussian noise added
-    to the history ``x``; ``weight (C,)``: loss weights (:func:`multistep_loss`).
-    Returns detached ``(data_loss, penalty, grad_norm)`` (loss and penalty averaged over
-    processes); the weights are left unchanged when the loss (on any process) or the
-    gradient is not finite."""
-    info = info or D.DistInfo()
-    if noise is not None:
-        x = add_input_noise(x, noise)
-    with autocast(x.device, amp):
-        preds = module(x, y.shape[1], pushforward, aux)
-    data_loss = multistep_loss(preds, y, weight)
-    penalty = _penalty(model, x.device)
-    opt.zero_grad(set_to_none=True)
-    report = torch.stack([data_loss.detach(), penalty.detach()]).double()
-    D.all_reduce_sum(report, info)  # every process must agree before backward
-    report /= info.world_size
-    if not torch.isfinite(report).all():
-        return report[0], report[1], torch.tensor(float("nan"))
-    (data_loss + penalty).backward()
-    params = [p for p in model.parameters() if p.grad is not None]  # no clip: max norm inf
-    norm = torch.nn.utils.clip_grad_norm_(params, math.inf if grad_clip is None else grad_clip)
-    if torch.isfinite(norm):  # DDP synchronised the gradients: one norm on every process
-        opt.step()
-    return report[0], report[1], norm.detach()
-
-
-@torch.no_grad()
-def evaluate(step: nn.Module, loader, norm: Normalization, device: torch.device, *,
-             K: int, steps: int, amp: str, info: D.DistInfo,
-             weight: torch.Tensor | None = None) -> dict[str, Any]:
-    """Valid loss (normalised, ``K`` steps, as in training) and rollout RMSE (physical
-    units, ``steps`` steps, targets only), summed over all processes."""
-    C = len(norm.layout.channels)
-    sums = torch.zeros(3 + C, dtype=torch.float64, device=device)  # loss, n, count, se/ch
-    rollout = Rollout(step)
-    for batch in loader:
-        x, y, aux = _to_device(batch, device)
-        xn, yn = normalize_batch(norm, x, y)
-        with autocast(device, amp):
-            pred_n = rollout(xn, max(K, steps), False, norm.normalize_aux(aux)).float()
-        se_n = (pred_n[:, :K] - yn[:, :K]) ** 2
-        if weight is not None:
-            se_n = se_n * weight.view(1, 1, -1, 1, 1)
-        se_n = se_n.mean(dim=(2, 3, 4)).sum(dim=1)
-        pred = norm.denormalize(pred_n[:, :steps])
-        se = ((pred - y[:, :steps]) ** 2).sum(dim=(0, 1, 3, 4)).double()
-        sums[0] += se_n.sum().double()
-        sums[1] += x.shape[0]
-        sums[2] += y[:, :steps, 0].numel()
-        sums[3:] += se
-    D.all_reduce_sum(sums, info)
-    loss = (sums[0] / sums[1]).item()
-    per_ch = (sums[3:] / sums[2]).sqrt().tolist()
-    rmse = math.sqrt((sums[3:].sum() / (sums[2] * C)).item())
-    return {"valid_loss": loss, "valid_rmse": rmse,
-            "valid_rmse_per_channel": dict(zip(norm.layout.channels, per_ch))}
-
-
-def _to_device(batch, device: torch.device):
-    """``(x, y, aux)`` on ``device`` from a ``(x, y)`` or ``(x, y, aux)`` batch."""
-    x, y, *aux = (t.to(device, non_blocking=True) for t in batch)
-    return x, y, (aux[0] if aux else None)
-
-
-# --- the run --------------------------------------------------------------------------
-@dataclasses.dataclass
-class _Run:
-    """Where a run writes. With ``overwrite`` of an existing run the files go to a
-    sibling staging folder first; ``final`` is the folder it replaces once the new run
-    has its first checkpoint (:func:`_swap_in`)."""
-    out: Path
-    final: Path | None = None
-
-    best = property(lambda self: self.out / "best.pt")
-    last = property(lambda self: self.out / "last.pt")
-    metrics = property(lambda self: self.out / METRICS_FILE)
-
-
-_RUN_FILES = ("best.pt", "last.pt", METRICS_FILE)  # what a run owns in its folder
-
-
-def _swap_in(run: _Run) -> _Run:
-    """Move the new run from its staging folder to ``run.final``, carrying over the
-    files of the old folder that are not a run's (a user's notes, a report)."""
-    swap_in(run.out, run.final, carry=lambda name: name not in _RUN_FILES and not (
-        name.startswith(".") and name.endswith(".tmp")))
-    return _Run(run.final)
 
 
 def _data_grid(paths) -> tuple[int, int]:
@@ -305,74 +123,10 @@ def fit(config: TrainConfig, *, key: bytes | str | None = None) -> Path:
     if info.distributed and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     try:
-        with _own_out(Path(config.out), info, device):
+        with own_out(Path(config.out), info, device):
             return Trainer(config, device, info, key).fit()
     finally:
         D.cleanup(info)
-
-
-@contextlib.contextmanager
-def _own_out(out: Path, info: D.DistInfo, device: torch.device):
-    """Hold ``out`` on rank 0 for the ``with`` block; every rank raises the one-line
-    :class:`ConfigError` when another process holds it."""
-    with contextlib.ExitStack() as stack:
-        busy: ConfigError | None = None
-        if info.is_main:
-            try:
-                stack.enter_context(hold(out, ConfigError))
-            except ConfigError as e:
-                busy = e
-        if info.distributed:  # the other ranks learn whether rank 0 got the folder
-            flag = torch.tensor([float(busy is not None)], device=device)
-            if D.all_reduce_sum(flag, info).item() > 0 and busy is None:
-                busy = ConfigError(f"{out} is in use: another process holds it")
-        if busy is not None:
-            raise busy
-        yield
-
-
-def _prepare_out(cfg: TrainConfig) -> _Run:
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder")
-    stage, old = sibling(out, "overwrite"), sibling(out, "replaced")
-    # finish a swap that a kill interrupted between its two renames
-    if not out.exists() and old.is_dir() and (stage / "last.pt").is_file():
-        os.rename(stage, out)
-    if out.exists() and old.is_dir():
-        shutil.rmtree(old)
-    run = _Run(out)
-    if cfg.resume:
-        if not run.last.is_file():
-            raise ConfigError(f"cannot resume: {run.last} does not exist")
-    elif run.last.exists() or run.best.exists():
-        if not cfg.overwrite:
-            raise ConfigError(f"{out} already holds a training run; pass --resume to "
-                              "continue it or --overwrite to start over")
-        # the old run stays until the new one has written its first checkpoint
-        return _Run(stage, final=out)
-    return run
-
-
-def _reset_out(run: _Run, cfg: TrainConfig, info: D.DistInfo) -> None:
-    """Create the folder the run writes to, once every input has been validated (a
-    staging folder left by an earlier, killed ``overwrite`` is cleared first: the run
-    folder is held, so no live process owns it)."""
-    D.barrier(info)
-    if info.is_main:
-        if run.final is not None and run.out.exists():
-            shutil.rmtree(run.out)
-        elif not cfg.resume:
-            run.metrics.unlink(missing_ok=True)  # a folder without checkpoints
-        run.out.mkdir(parents=True, exist_ok=True)
-    D.barrier(info)
-
-
-def _drop_stage(run: _Run, info: D.DistInfo) -> None:
-    """Remove the staging folder of a new ``overwrite`` run that died before its swap
-    (this process made it in :func:`_reset_out`; the old run stays as it was)."""
-    if info.is_main and run.final is not None:
-        shutil.rmtree(run.out, ignore_errors=True)
 
 
 def _check_model_fits(model: nn.Module, cfg: TrainConfig, data: FieldData,
@@ -410,7 +164,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, device: torch.device, info: D.DistInfo,
                  key: bytes | str | None = None):
         self.cfg, self.device, self.info, self.key = cfg, device, info, key
-        self.run = _prepare_out(cfg)
+        self.run = prepare_out(cfg)
         self.layout = FieldLayout.of(cfg.model_config.get("layout"))
         self.K, self.T_in, self.steps = cfg.K, cfg.T_in, cfg.eval_steps
         self.model = self._build_model()   # a bad name or option fails before any data
@@ -564,7 +318,7 @@ class Trainer:
 
     def _resume_state(self) -> None:
         """Schedule, epoch counters and (resuming) optimiser, schedule and RNG states."""
-        self.sched = _scheduler(self.opt, self.cfg, self.n_batches)
+        self.sched = scheduler(self.opt, self.cfg, self.n_batches)
         self.start_epoch, self.best_rmse, self.best_epoch, self.bad_epochs = 0, math.inf, 0, 0
         if self.ckpt is None:
             return
@@ -600,14 +354,14 @@ class Trainer:
         try:
             return self._fit()
         except BaseException:
-            _drop_stage(self.run, self.info)
+            drop_stage(self.run, self.info)
             raise
 
     def _fit(self) -> Path:
         cfg, info, run = self.cfg, self.info, self.run
-        _reset_out(run, cfg, info)
+        reset_out(run, cfg, info)
         if info.is_main:
-            _trim_metrics(run.metrics, self.start_epoch)
+            trim_metrics(run.metrics, self.start_epoch)
             d = self.data
             _log(info, cfg, f"train: {cfg.model} on {d.n_sims} sims x {d.n_time} frames "
                  f"{d.ny}x{d.nx} ({'in memory' if d.in_memory else 'lazy'}); windows "
@@ -631,7 +385,7 @@ class Trainer:
             if info.is_main:
                 self.checkpoint(epoch, record, improved)
             if self.run.final is not None:  # the new run has a checkpoint: it replaces the old
-                self.run = _swap_in(self.run) if info.is_main else _Run(self.run.final)
+                self.run = swap_in_run(self.run) if info.is_main else Run(self.run.final)
             D.barrier(info)
             if self.should_stop():
                 _log(info, cfg, f"early stop: no valid improvement for {self.bad_epochs} "
@@ -654,9 +408,9 @@ class Trainer:
         bar = tqdm(total=self.n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not (info.is_main and cfg.progress), file=sys.stderr)
         acc = torch.zeros(3, dtype=torch.float64, device=dev)  # loss*n, penalty*n, n
-        k_epoch = _curriculum_K(epoch, cfg)
+        k_epoch = curriculum_K(epoch, cfg)
         for i, batch in zip(range(self.n_batches), self.train_loader):
-            x, y, aux = _to_device(batch, dev)
+            x, y, aux = to_device(batch, dev)
             x, y = normalize_batch(self.norm, x, y[:, :k_epoch])
             loss, pen, gnorm = train_step(self.rollout, model, self.opt, x, y,
                                           pushforward=cfg.pushforward,
@@ -749,44 +503,3 @@ class Trainer:
         return state
 
 
-def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    """``"step"``: ``lr_decay`` every ``lr_step_epochs`` epochs (stepped per epoch).
-    ``"cosine"``: linear warm-up over the first ``warmup`` fraction of all optimiser
-    steps, then ``lr (0.01 + 0.99 (1 + cos(pi p)) / 2)`` for progress ``p`` in [0, 1]
-    (stepped per optimiser step)."""
-    if cfg.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs,
-                                               gamma=cfg.lr_decay)
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warm = int(cfg.warmup * total)
-
-    def factor(i: int) -> float:
-        if i < warm:
-            return (i + 1) / warm
-        p = min(1.0, (i - warm) / max(1, total - warm))
-        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * p))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def _curriculum_K(epoch: int, cfg: TrainConfig) -> int:
-    """Unrolled loss steps in ``epoch`` (0-based): ``K``, or with ``curriculum`` from 1
-    growing linearly to ``K`` at half of the epochs."""
-    if not cfg.curriculum:
-        return cfg.K
-    half = max(1, cfg.epochs // 2)
-    return max(1, min(cfg.K, 1 + (epoch * cfg.K) // half))
-
-
-def _trim_metrics(path: Path, epochs_done: int) -> None:
-    """Keep the metrics of epochs ``<= epochs_done`` (a resumed run rewrites the rest)."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(ValueError, KeyError):
-            if json.loads(line)["epoch"] <= epochs_done:
-                keep.append(line)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(l + "\n" for l in keep))
-    shutil.move(tmp, path)

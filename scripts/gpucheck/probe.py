@@ -4,7 +4,7 @@ The plan of ``benchmarks/bench_accuracy.py --scale paper`` (its default studies:
 sweep, inputs; 3 seeds) gives every run's optimiser steps (train windows per epoch /
 batch x epochs, the train split resolved from the scenario specs, as ``train_flop``
 counts them) and its models at their planned widths (~5.6M parameters). Each model is
-built as planned and trained with ``train.loop.train_step`` (the K-step rollout, the
+built as planned and trained with ``train.objective.train_step`` (the K-step rollout, the
 recipe's noise and loss weights, AdamW) on a random batch already on the device, and
 timed per step; the projection is the plan's steps x the measured seconds per step,
 summed over runs. Data loading, validation and the test rollouts are left out (as in
@@ -103,7 +103,7 @@ def plan_steps(ctx: Context, res_part: dict[str, Any], c: Check) -> tuple:
 
 def _inputs(model: torch.nn.Module, tr: dict, batch: int, res: int, dev: torch.device):
     """A random batch, the recipe's noise std and loss weights, on ``dev``."""
-    from train.loop import field_weights
+    from train.objective import field_weights
     ch = model.layout.num_channels
     x = torch.randn(batch, tr["T_in"], ch, res, res, device=dev)
     y = torch.randn(batch, tr["K"], ch, res, res, device=dev)
@@ -118,7 +118,7 @@ def time_steps(ctx: Context, t: Any, tr: dict, batch: int, res: int, amp: str,
     """Warm-up, then optimiser steps until ``steps`` or ``cap_s`` seconds, each timed
     (``train_step`` waits for the device when it checks the loss)."""
     from surrogate import build_model, count_parameters
-    from train.loop import Rollout, train_step
+    from train.objective import Rollout, train_step
     p, dev = ctx.settings["probe"], torch.device(ctx.device)
     torch.manual_seed(0)
     model = build_model(t.model, T_in=tr["T_in"], **t.model_config).to(dev)

@@ -139,7 +139,7 @@ def part3(data: dict[str, Any]) -> list[str]:
            f"seeds {pl['seeds']}): {pl['runs']} runs, {pl['total_steps']:,} optimiser steps "
            f"({sc['epochs']} epochs), {pl['train_flop']:.3g} training FLOP = "
            f"{pl['hours_at_100_tflops']:.2f} h at a sustained 100 TFLOP/s (at full size this "
-           f"is the README's \"about 9 GPU-hours\"). Timed: `train.loop.train_step` at {sc['resolution']}x"
+           f"is the README's \"about 9 GPU-hours\"). Timed: `train.objective.train_step` at {sc['resolution']}x"
            f"{sc['resolution']}, T_in {sc['T_in']}, K {sc['K']}, on a random batch on the "
            "device; variants with breaking inputs are timed as their base model; data "
            "loading, validation and test rollouts are not included; early stopping can only "

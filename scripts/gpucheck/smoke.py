@@ -160,7 +160,7 @@ def forecast(ctx: Context, data: Path, ckpt: Path, c: Check) -> None:
     bf16 autocast, compared with the CPU's float32 forecast."""
     import simulate
     import surrogate
-    from train.loop import autocast
+    from train.objective import autocast
     _need(ckpt, "checkpoint")
     steps = ctx.settings["smoke"]["forecast_steps"]
     dev, cpu = surrogate.load(ckpt, device=ctx.device), surrogate.load(ckpt, device="cpu")
@@ -250,7 +250,7 @@ def pg_worker(device: str, s: dict[str, Any], store_path: str, q: Any) -> None:
     import torch.distributed as dist
     from surrogate import build_model
     from train import distributed as D
-    from train.loop import Rollout, train_step
+    from train.objective import Rollout, train_step
     dev = torch.device(device)
     backend = "nccl" if dev.type == "cuda" else "gloo"
     try:

@@ -23,7 +23,7 @@ from torch import nn
 from ..groups import Group
 from .group_conv import kaiming_std
 from .regular import RegularConv
-from .relaxed_translation_conv import (check_grid, check_plain, level_grid,
+from .position_mixing import (check_grid, check_plain, level_grid,
                                        smoothness_penalty)
 
 __all__ = ["LocallyConnectedConv", "LocalConv", "MAX_POSITION_PARAMS", "local_conv"]

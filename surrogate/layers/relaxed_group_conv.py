@@ -12,7 +12,7 @@ that depend on the output element ``g``. The expanded kernel is
 When ``w_l(g)`` does not depend on ``g`` the layer is a strict group convolution (with
 filter ``sum_l w_l Psi_l``), so it is exactly equivariant; ``w`` starts at ``1/L`` for
 every ``(l, g)`` (the paper's reference code averages the banks), and the banks are
-drawn as :func:`~surrogate.layers.relaxed_translation_conv.bank_std` says (their mean
+drawn as :func:`~surrogate.layers.position_mixing.bank_std` says (their mean
 has :class:`GroupConv`'s He scale).
 
 Roto-translation relaxation (``relax``): ``"rotation"`` (default) is the layer above;
@@ -30,7 +30,7 @@ from torch import nn
 
 from ..groups import Group
 from .group_conv import check_grid_group, expand_group_filter, group_filter_index
-from .relaxed_translation_conv import (PositionMixing, bank_std, check_relax, level_grid,
+from .position_mixing import (PositionMixing, bank_std, check_relax, level_grid,
                                        smoothness_penalty)
 
 __all__ = ["RelaxedGroupConv"]

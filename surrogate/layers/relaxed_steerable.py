@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..groups import Group
-from .relaxed_translation_conv import (PositionMixing, check_relax, level_grid,
+from .position_mixing import (PositionMixing, check_relax, level_grid,
                                        smoothness_penalty)
 from .steerable import SteerableConv, init_steerable_coefficients
 

@@ -5,7 +5,7 @@ import torch
 
 from surrogate import FieldLayout
 from surrogate.symmetry import transform_fields
-from train.loop import add_input_noise
+from train.objective import add_input_noise
 
 LAYOUT = FieldLayout()
 

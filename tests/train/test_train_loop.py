@@ -8,7 +8,7 @@ import torch
 from surrogate.checkpoint import model_from_checkpoint, read_checkpoint
 from train import ConfigError, TrainingError, fit
 from train import loop as train_loop
-from train.loop import Rollout, multistep_loss
+from train.objective import Rollout, multistep_loss
 
 from train_fixtures import recompute_valid_rmse, tiny_config
 

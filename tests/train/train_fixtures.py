@@ -95,7 +95,8 @@ def recompute_valid_rmse(ckpt: dict, batch_size: int = 5) -> float:
     """The valid RMSE of a checkpoint read by ``read_checkpoint``, recomputed from what
     it stores alone (weights, normalisation, split spec, data files, aux channels)."""
     from surrogate.checkpoint import model_from_checkpoint
-    from train import loop as train_loop
+    from train import distributed as D
+    from train.objective import evaluate
     from train.data import open_data
     from train.splits import SplitRange
     from train.windows import WindowDataset
@@ -107,7 +108,6 @@ def recompute_valid_rmse(ckpt: dict, batch_size: int = 5) -> float:
     valid = SplitRange.from_dict(meta["splits"]["valid"])
     loader = torch.utils.data.DataLoader(
         WindowDataset.from_split(data, valid, meta["T_in"]), batch_size=batch_size)
-    val = train_loop.evaluate(net, loader, ckpt["normalization"], torch.device("cpu"),
-                              K=meta["K"], steps=meta["valid_steps"], amp="none",
-                              info=train_loop.D.DistInfo())
+    val = evaluate(net, loader, ckpt["normalization"], torch.device("cpu"), K=meta["K"],
+                   steps=meta["valid_steps"], amp="none", info=D.DistInfo())
     return val["valid_rmse"]
