@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Sequence
 
+from surrogate.devices import DEVICE_HELP
+
 __all__ = ["main", "build_parser"]
 
 PROG = "relaxflow-evaluate"
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the report in a non-empty --out (only once the new one "
                         "is complete); files that are not the report's are kept")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default auto)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--stride", type=int, default=None,
                    help="start-time stride of the windows (default: the split spec's)")

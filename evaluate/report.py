@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from surrogate.devices import DeviceError, resolve_device
 from surrogate.folders import hold, move_files_in, sibling
 
 from . import plots
@@ -392,6 +393,10 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     (:func:`surrogate.load`). Non-finite values in the evaluated frames give a warning
     naming split, simulation and frame."""
     out = Path(out)
+    try:
+        device = str(resolve_device(device))  # before any file is read
+    except DeviceError as e:
+        raise EvaluationError(str(e)) from None
     if discovery_group not in ("C4", "D4"):
         raise EvaluationError(f"discovery group must be C4 or D4, got {discovery_group!r}")
     ckpts, split_names, quantities = _check_request(checkpoints, splits, steps, labels,

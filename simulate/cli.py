@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace an existing output (with --resume: keep the finished parts of "
                         "an interrupted run of the same spec)")
     g.add_argument("--max-parts", type=int, help="stop after this many new parts (resumable)")
-    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    # checked by surrogate.devices (not imported here: it loads torch)
+    g.add_argument("--device", default="auto",
+                   help="auto (default), cpu, cuda or cuda:N (N: the GPU's index)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
     m = sub.add_parser("merge", help="join shard files into one dataset")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from surrogate.devices import DeviceError, check_device_name
 from surrogate.records import ModelConfig, fits_type
 
 __all__ = ["ConfigError", "SplitConfig", "TrainConfig", "load_config", "config_from_dict"]
@@ -199,8 +200,6 @@ class TrainConfig:
             (self.valid_steps is None or self.valid_steps >= 1, "valid_steps must be >= 1"),
             (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
              "max_steps_per_epoch must be >= 1"),
-            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-             "device must be auto, cpu, cuda or cuda:N"),
             (self.amp in ("none", "bf16"), "amp must be 'none' or 'bf16'"),
             (self.in_memory in ("auto", "yes", "no"), "in_memory must be auto, yes or no"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
@@ -209,6 +208,10 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        try:
+            check_device_name(self.device)
+        except DeviceError as e:
+            raise ConfigError(str(e)) from None
 
     @property
     def eval_steps(self) -> int:

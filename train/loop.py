@@ -81,11 +81,13 @@ def build_model(name: str, **config: Any) -> nn.Module:
 
 
 def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {spec!r} requested but CUDA is not available")
-    return torch.device(spec)
+    """:func:`surrogate.devices.resolve_device`, its errors as :class:`ConfigError`."""
+    from surrogate.devices import DeviceError
+    from surrogate.devices import resolve_device as _resolve
+    try:
+        return _resolve(spec)
+    except DeviceError as e:
+        raise ConfigError(str(e)) from None
 
 
 class Rollout(nn.Module):

@@ -269,3 +269,18 @@ def test_sim_labels_name_the_coordinates_that_vary():
                               1: "inflow_x 2.5, magnitude_index 1",
                               2: "inflow_x nan, magnitude_index 2"}
     assert sim_labels(ds, most=1)[1] == "inflow_x 2.5"
+
+
+@pytest.mark.parametrize("device, message", [
+    ("gpu", "unknown device 'gpu'; accepted: auto, cpu, cuda or cuda:N"),
+    pytest.param("cuda", "cuda requested but torch sees no CUDA device",
+                 marks=pytest.mark.skipif(__import__("torch").cuda.is_available(),
+                                          reason="has CUDA")),
+])
+def test_device_names_are_the_shared_set(tiny_data, tiny_checkpoints, tmp_path, capsys,
+                                         device, message):
+    data, _ = tiny_data
+    err = _bad(["-c", str(tiny_checkpoints["unet"]), "-d", str(data), "--device", device,
+                "-o", str(tmp_path / "o")], capsys)
+    assert err.startswith(f"relaxflow-evaluate: error: {message}")
+    assert not (tmp_path / "o").exists()

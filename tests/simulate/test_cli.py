@@ -79,3 +79,18 @@ def test_generate_with_late_start_and_info_says_so(tmp_path):
     assert r.returncode == 0, r.stderr
     r = run("info", tmp_path / "late.nc")
     assert r.returncode == 0 and "recorded after a warm-up of 2 steps" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("device, message", [
+    ("gpu", "unknown device 'gpu'; accepted: auto, cpu, cuda or cuda:N"),
+    pytest.param("cuda", "cuda requested but torch sees no CUDA device",
+                 marks=pytest.mark.skipif(__import__("torch").cuda.is_available(),
+                                          reason="has CUDA")),
+])
+def test_device_names_are_the_shared_set(tmp_path, capsys, device, message):
+    from simulate.cli import main
+    assert main(["generate", "rotation", "--resolution", "8", "--steps", "2", "--device",
+                 device, "-o", str(tmp_path / "a.nc"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"relaxflow-simulate: error: {message}")
+    assert not list(tmp_path.iterdir())
