@@ -109,9 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--overwrite", action="store_true")
     m.add_argument("--allow-partial", action="store_true", help="merge even if simulations are missing")
 
-    i = sub.add_parser("info", help="validate dataset files and print a summary")
+    i = sub.add_parser("info", help="validate dataset files (schema and every stored value: "
+                                    "a damaged block is reported) and print a summary")
     i.add_argument("files", nargs="+")
-    i.add_argument("--check-nans", action="store_true")
+    i.add_argument("--check-nans", action="store_true",
+                   help="also refuse NaN or Inf in u, v, density")
 
     sub.add_parser("list", help="list the scenario presets and their parameters")
 
@@ -139,7 +141,7 @@ def _cmd_merge(args):
 def _cmd_info(args):
     from .dataset import open_dataset
     for f in args.files:
-        ds = open_dataset(f, check_nans=args.check_nans)
+        ds = open_dataset(f, check_nans=args.check_nans, scan=True)  # every value read once
         a = ds.attrs
         held = int(ds["heldout"].values.sum()) if "heldout" in ds.coords else "?"
         warm = ds["warmup_steps"].values if "warmup_steps" in ds.coords else []

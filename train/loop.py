@@ -282,7 +282,7 @@ def _data_grid(paths) -> tuple[int, int]:
     if not paths:
         raise ConfigError("no data given: pass --data FILE [FILE ...]")
     try:
-        with open_one(paths[0], variables=(), dim_order=False) as ds:
+        with open_one(paths[0]) as ds:
             return int(ds.sizes["y"]), int(ds.sizes["x"])
     except DatasetError as e:
         raise DataError(str(e)) from None

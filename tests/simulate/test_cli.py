@@ -32,7 +32,7 @@ def _bad_cases(tmp_path):
         (["generate", "rotation", "-o", a_file / "sub" / "a.nc"], "is a file"),
         (["generate", "rotation", "--shard", "3/2", "-o", tmp_path / "a.nc"], "shard"),
         (["generate", "rotation", "--bogus", "-o", tmp_path / "a.nc"], "unrecognized"),
-        (["info", tmp_path / "missing.nc"], "no such file"),
+        (["info", tmp_path / "missing.nc"], "no such data file"),
         (["frobnicate"], "invalid choice"),
     ] + ([(["generate", "rotation", "-o", "/proc/a.nc"], "cannot create")] if os.geteuid() == 0 else [])
 

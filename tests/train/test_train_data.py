@@ -26,7 +26,7 @@ def test_shards_concatenate_and_lazy_matches_memory(tmp_path):
 
 
 @pytest.mark.parametrize("kind, kw, message", [
-    ("missing", dict(drop="density"), r"missing variable\(s\) \['density'\]"),
+    ("missing", dict(drop="density"), r"missing variable 'density' \(the schema needs"),
     ("short", dict(n_time=4), "too few"),
     ("nan", dict(nan_at=(2, 5)), "NaN values .*sim 2, time index 5"),
 ])
