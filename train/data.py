@@ -186,10 +186,13 @@ def _check_finite(block: np.ndarray, path: str, var: str, sim: int) -> None:
 
 
 def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u", "v", "density"),
-              *, min_time: int = 1, in_memory: str = "auto",
+              *, min_time: int = 1, min_time_for: str = "T_in + K",
+              in_memory: str = "auto",
               max_memory_gb: float = 8.0, aux_channels: Sequence[str] = (),
               aux_needed_by: str = "the model's breaking inputs") -> FieldData:
-    """Open, validate and (when it fits) load ``paths``. ``aux_channels``: static fields
+    """Open, validate and (when it fits) load ``paths``. ``min_time``: the fewest frames
+    per simulation, refused below with a message saying what needs them
+    (``min_time_for``). ``aux_channels``: static fields
     over ``(sim, y, x)`` to load as well (a file lacking one is refused with a message
     naming it and ``aux_needed_by``). Raises :class:`DataError`."""
     paths = [str(p) for p in paths]
@@ -202,7 +205,7 @@ def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u"
         aux = (np.concatenate([_read_aux(p, ds, aux_channels, aux_needed_by)
                                for p, ds in zip(paths, datasets)])
                if aux_channels else None)
-        n_time, ny, nx = _shared_sizes(paths, datasets, min_time)
+        n_time, ny, nx = _shared_sizes(paths, datasets, min_time, min_time_for)
         sims_per_file = [int(ds.sizes["sim"]) for ds in datasets]
         heldout, sim_coords = _sim_coords(datasets)
         first = datasets[0]
@@ -230,8 +233,8 @@ def _refuse_repeats(paths: Sequence[str]) -> None:
         seen[real] = p
 
 
-def _shared_sizes(paths: Sequence[str], datasets: Sequence[xr.Dataset], min_time: int
-                  ) -> tuple[int, int, int]:
+def _shared_sizes(paths: Sequence[str], datasets: Sequence[xr.Dataset], min_time: int,
+                  min_time_for: str) -> tuple[int, int, int]:
     """``(n_time, ny, nx)``, which every file must share."""
     n_time, ny, nx = (int(datasets[0].sizes[d]) for d in ("time", "y", "x"))
     for p, ds in zip(paths, datasets):
@@ -240,8 +243,8 @@ def _shared_sizes(paths: Sequence[str], datasets: Sequence[xr.Dataset], min_time
             raise DataError(f"{p}: (time, y, x) sizes {sizes} differ from {paths[0]}'s "
                             f"{(n_time, ny, nx)}; shards must share one grid and time axis")
     if n_time < min_time:
-        raise DataError(f"{paths[0]}: {n_time} time steps are too few; training needs at "
-                        f"least {min_time} (T_in + K plus skipped frames)")
+        raise DataError(f"{paths[0]}: {n_time} frames per simulation are too few; training "
+                        f"needs at least {min_time} (the fewest with which {min_time_for})")
     return n_time, ny, nx
 
 

@@ -61,7 +61,7 @@ from .data import DataError, FieldData, open_data
 from .ema import EMA
 from .normalize import (fit_aux, fit_delta_scale, fit_lower_bound, fit_normalization,
                         normalize_batch)
-from .splits import SplitError, resolve_splits
+from .splits import SplitError, min_frames, resolve_splits
 from .windows import WindowDataset
 
 __all__ = ["fit", "Trainer", "TrainingError", "Rollout", "field_weights", "multistep_loss",
@@ -469,7 +469,12 @@ class Trainer:
         cfg = self.cfg
         self.breaking = tuple(self.model.config.get("breaking_inputs", ()))
         self.aux_layout = data_layout(self.breaking)
-        self.data = open_data(cfg.data, self.layout.channels, min_time=self.T_in + self.K,
+        need = min_frames(cfg.split, T_in=self.T_in, K=self.K, valid_steps=self.steps)
+        self.data = open_data(cfg.data, self.layout.channels,
+                              min_time=need if need is not None else self.T_in + self.K,
+                              min_time_for=(f"T_in={self.T_in}, K={self.K}, valid_steps="
+                                            f"{self.steps} and the split settings leave "
+                                            "train and valid windows"),
                               in_memory=cfg.in_memory, max_memory_gb=cfg.max_memory_gb,
                               aux_channels=self.aux_layout.channels,
                               aux_needed_by=f"the breaking input 'cause' (breaking_inputs "
