@@ -70,6 +70,7 @@ class SplitConfig:
     valid_stride: int = 1
 
     def __post_init__(self) -> None:
+        _check_scalar_types(self, "split.")
         if self.preset not in ("auto", "paper", "custom"):
             raise ConfigError(f"split.preset must be 'auto', 'paper' or 'custom', "
                               f"got {self.preset!r}")
@@ -77,14 +78,17 @@ class SplitConfig:
             raise ConfigError(f"split.units must be 'fraction' or 'frames', got {self.units!r}")
         for name in ("train", "valid", "test_future", "test_domain"):
             r = getattr(self, name)
-            if not (isinstance(r, (list, tuple)) and len(r) == 2 and r[0] <= r[1]):
-                raise ConfigError(f"split.{name} must be a range [start, stop], got {r!r}")
+            if not (isinstance(r, (list, tuple)) and len(r) == 2
+                    and all(fits_type("float", x) for x in r) and r[0] <= r[1]):
+                raise ConfigError(f"split.{name} must be a range [start, stop] of two "
+                                  f"numbers, start <= stop, got {r!r}")
             setattr(self, name, tuple(r))
-        if not isinstance(self.heldout, str):
+        if isinstance(self.heldout, (list, tuple)) and all(fits_type("int", i)
+                                                           for i in self.heldout):
             self.heldout = [int(i) for i in self.heldout]
         elif self.heldout not in ("auto", "none"):
             raise ConfigError("split.heldout must be 'auto', 'none' or a list of sim "
-                              f"indices, got {self.heldout!r}")
+                              f"indices (integers), got {self.heldout!r}")
         if not 0 <= self.heldout_fraction < 1:
             raise ConfigError("split.heldout_fraction must be in [0, 1)")
         if self.skip < 0 or self.test_steps < 1 or self.valid_stride < 1:
@@ -222,10 +226,11 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _check_scalar_types(cfg) -> None:
+def _check_scalar_types(cfg, prefix: str = "") -> None:
     """Each scalar field (annotated ``int``, ``float``, ``bool``, ``str``, optionally
     ``| None``) holds a value of that type, so that a TOML typo such as ``ema = "none"``
-    gets an error naming the field rather than a comparison failure."""
+    gets an error naming the field (after ``prefix``, e.g. ``split.``) rather than a
+    comparison failure."""
     for f in dataclasses.fields(cfg):
         ann = str(f.type).replace(" ", "")
         optional = ann.endswith("|None")
@@ -233,7 +238,8 @@ def _check_scalar_types(cfg) -> None:
         v = getattr(cfg, f.name)
         if base in ("int", "float", "bool", "str") and not (v is None and optional) \
                 and not fits_type(base, v):
-            raise ConfigError(f"{f.name} must be {'a number' if base == 'float' else base}"
+            raise ConfigError(f"{prefix}{f.name} must be "
+                              f"{'a number' if base == 'float' else base}"
                               f"{' or unset' if optional else ''}, got {v!r}")
 
 
