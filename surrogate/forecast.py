@@ -20,7 +20,7 @@ import xarray as xr
 from torch import nn
 
 from .breaking import CauseFieldError, data_layout, read_cause_fields
-from .checkpoint import model_from_checkpoint, read_checkpoint
+from .checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint
 from .devices import resolve_device
 from .normalization import Normalization
 from .records import ModelConfig, TrainingRecord
@@ -325,5 +325,8 @@ def load(path: str | os.PathLike, device: str | torch.device | None = "cpu", *,
     (``relaxflow-train`` signs with the key in ``$RELAXFLOW_CHECKPOINT_KEY``)."""
     dev = resolve_device(device)
     ckpt = read_checkpoint(path, key=key)
-    model = model_from_checkpoint(ckpt, dev)
+    try:
+        model = model_from_checkpoint(ckpt, dev)
+    except CheckpointError as e:
+        raise CheckpointError(f"{Path(path)}: {e}") from None
     return Surrogate(model, ckpt["normalization"], ckpt["metadata"], str(Path(path))).to(dev)
