@@ -284,3 +284,26 @@ def test_device_names_are_the_shared_set(tiny_data, tiny_checkpoints, tmp_path, 
                 "-o", str(tmp_path / "o")], capsys)
     assert err.startswith(f"relaxflow-evaluate: error: {message}")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--steps", "2", "--plot-steps", "1", "100"],
+     "plot step 100 is outside the rollout: plot steps (--plot-steps) must be in 1..2 "
+     "(--steps)"),
+    (["--steps", "100", "--plot-steps", "100"],
+     f"the data have 24 frames, too few for T_in + steps = {T_IN} + 100"),
+])
+def test_plot_steps_and_steps_are_checked_before_evaluating(
+        tiny_data, tiny_checkpoints, tmp_path, capsys, monkeypatch, extra, message):
+    """--plot-steps beyond the rollout (or a rollout beyond the data) fails at once, not
+    after every model was evaluated."""
+    from evaluate import report
+
+    def never(*a, **k):
+        raise AssertionError("evaluation started")
+    monkeypatch.setattr(report, "_evaluate_model", never)
+    data, _ = tiny_data
+    err = _bad(["-c", str(tiny_checkpoints["unet"]), "-d", str(data), "-s", "all",
+                "-o", str(tmp_path / "o"), *extra], capsys)
+    assert message in err
+    assert not (tmp_path / "o").exists()
