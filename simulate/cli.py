@@ -168,7 +168,7 @@ def _cmd_spec(args):
 
 
 def main(argv=None) -> int:
-    from .dataset import DatasetError
+    from .dataset import DatasetError, OptionRequired
     from .phiflow_step import SimulationError
     from .scenarios import SpecError
     try:
@@ -177,7 +177,8 @@ def main(argv=None) -> int:
          "list": _cmd_list, "spec": _cmd_spec}[args.cmd](args)
         return 0
     except (_UsageError, SpecError, DatasetError) as e:
-        print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        text = e.for_cli() if isinstance(e, OptionRequired) else str(e)  # the flag's name
+        print(f"{PROG}: error: {' '.join(text.split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted (finished parts are kept; rerun with --resume)", file=sys.stderr)

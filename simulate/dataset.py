@@ -35,7 +35,7 @@ import xarray as xr
 from .phiflow_step import cell_centres     # numpy only: PhiFlow is imported lazily there
 from .scenarios import ScenarioSpec
 
-__all__ = ["DatasetError", "open_dataset", "open_one", "validate_dataset", "read_values",
+__all__ = ["DatasetError", "OptionRequired", "open_dataset", "open_one", "validate_dataset", "read_values",
            "read_block", "build_dataset", "write_dataset",
            "merge", "SIM_COORDS", "FIELD_VARS", "CAUSE_VARS", "SCHEMA_VERSION", "spec_hash",
            "holds_spec"]
@@ -96,6 +96,20 @@ CONVENTIONS = (
 
 class DatasetError(ValueError):
     """A file or dataset that does not follow the relaxflow dataset schema."""
+
+
+class OptionRequired(DatasetError):
+    """Refused unless the caller passes ``option``: the message names it as Python's
+    keyword (``allow_partial=True``), :meth:`for_cli` as the command-line flag
+    (``--allow-partial``)."""
+
+    def __init__(self, template: str, option: str) -> None:
+        self.template, self.option = template, option
+        super().__init__(template.format(option=f"{option}=True"))
+
+    def for_cli(self) -> str:
+        """The message naming the flag, for a command line."""
+        return self.template.format(option="--" + self.option.replace("_", "-"))
 
 
 def spec_hash(spec: ScenarioSpec) -> str:
@@ -377,13 +391,14 @@ def merge(paths: Sequence[str | Path], out: str | Path, *, overwrite: bool = Fal
     (relative to the spec in their attrs) unless ``allow_partial``."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise DatasetError(f"{out}: output exists (use overwrite)")
+        raise OptionRequired(f"{out}: output exists (pass {{option}} to replace it)", "overwrite")
     ds = open_dataset(paths, load=True)
     n_spec = ds.attrs.get("n_sims_in_spec")
     if n_spec is not None and not allow_partial:
         if missing := sorted(set(range(int(n_spec))) - set(int(s) for s in ds["sim"].values)):
-            raise DatasetError(f"merge: simulations {missing[:10]}{'...' if len(missing) > 10 else ''} "
-                               f"of {n_spec} are in none of the files (pass allow_partial to merge anyway)")
+            raise OptionRequired(f"merge: simulations {missing[:10]}{'...' if len(missing) > 10 else ''} "
+                                 f"of {n_spec} are in none of the files (pass {{option}} to merge "
+                                 "anyway)", "allow_partial")
     ds.attrs.pop("shard", None)
     write_dataset(ds, out)
     ds.close()

@@ -94,3 +94,32 @@ def test_device_names_are_the_shared_set(tmp_path, capsys, device, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"relaxflow-simulate: error: {message}")
     assert not list(tmp_path.iterdir())
+
+
+def test_merge_refusals_name_the_flags(tmp_path, capsys):
+    """The library names its keyword (allow_partial=True), the command line its flag
+    (--allow-partial): the CLI used to say 'pass allow_partial'."""
+    import numpy as np
+
+    import simulate
+    from simulate.cli import main
+    from simulate.dataset import build_dataset, write_dataset
+
+    spec = simulate.preset("rotation", resolution=8, n_magnitudes=1, steps=2)  # 4 sims
+    rng = np.random.default_rng(0)
+    fields = {k: rng.random((2, 3, 8, 8)).astype(np.float32) for k in ("u", "v", "density")}
+    causes = {k: rng.random((2, 8, 8)) for k in simulate.CAUSE_VARS}
+    shard = write_dataset(build_dataset(spec, [0, 1], fields, causes), tmp_path / "s0.nc")
+    out = tmp_path / "all.nc"
+    with pytest.raises(simulate.DatasetError, match=r"\[2, 3\] of 4 .*\(pass allow_partial=True"):
+        simulate.merge([shard], out)
+    assert main(["merge", str(shard), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("are in none of the files (pass --allow-partial to merge anyway)"), err
+    assert main(["merge", str(shard), "-o", str(out), "--allow-partial"]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(shard), "-o", str(out), "--allow-partial"]) == 2
+    assert capsys.readouterr().err.strip() == (f"relaxflow-simulate: error: {out}: output "
+                                               "exists (pass --overwrite to replace it)")
+    with pytest.raises(simulate.DatasetError, match="pass overwrite=True"):
+        simulate.merge([shard], out, allow_partial=True)
