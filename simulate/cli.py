@@ -109,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--overwrite", action="store_true")
     m.add_argument("--allow-partial", action="store_true", help="merge even if simulations are missing")
 
-    i = sub.add_parser("info", help="validate dataset files (schema and every stored value: "
-                                    "a damaged block is reported) and print a summary")
+    i = sub.add_parser("info", help="validate dataset files (the schema, and every stored "
+                                    "value is read: a damaged block is reported) and print "
+                                    "a summary")
     i.add_argument("files", nargs="+")
     i.add_argument("--check-nans", action="store_true",
                    help="also refuse NaN or Inf in u, v, density")

@@ -35,7 +35,8 @@ import xarray as xr
 from .phiflow_step import cell_centres     # numpy only: PhiFlow is imported lazily there
 from .scenarios import ScenarioSpec
 
-__all__ = ["DatasetError", "OptionRequired", "open_dataset", "open_one", "validate_dataset", "read_values",
+__all__ = ["DatasetError", "OptionRequired", "open_dataset", "open_one", "validate_dataset",
+           "read_values",
            "read_block", "build_dataset", "write_dataset",
            "merge", "SIM_COORDS", "FIELD_VARS", "CAUSE_VARS", "SCHEMA_VERSION", "spec_hash",
            "holds_spec"]
@@ -233,7 +234,8 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
 # ----------------------------------------------------------------------------- reading
 
 def validate_dataset(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool = False,
-                     require_metadata: bool = False, require: Sequence[str] = ()) -> xr.Dataset:
+                     require_metadata: bool = False, require: Sequence[str] = ()
+                     ) -> xr.Dataset:
     """The schema check of every reader (``simulate info``, merge, train, evaluate):
     raise :class:`DatasetError` naming ``name`` (the file) and the problem.
 
@@ -391,14 +393,16 @@ def merge(paths: Sequence[str | Path], out: str | Path, *, overwrite: bool = Fal
     (relative to the spec in their attrs) unless ``allow_partial``."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise OptionRequired(f"{out}: output exists (pass {{option}} to replace it)", "overwrite")
+        raise OptionRequired(f"{out}: output exists (pass {{option}} to replace it)",
+                             "overwrite")
     ds = open_dataset(paths, load=True)
     n_spec = ds.attrs.get("n_sims_in_spec")
     if n_spec is not None and not allow_partial:
         if missing := sorted(set(range(int(n_spec))) - set(int(s) for s in ds["sim"].values)):
-            raise OptionRequired(f"merge: simulations {missing[:10]}{'...' if len(missing) > 10 else ''} "
-                                 f"of {n_spec} are in none of the files (pass {{option}} to merge "
-                                 "anyway)", "allow_partial")
+            more = "..." if len(missing) > 10 else ""
+            raise OptionRequired(f"merge: simulations {missing[:10]}{more} of {n_spec} are "
+                                 "in none of the files (pass {option} to merge anyway)",
+                                 "allow_partial")
     ds.attrs.pop("shard", None)
     write_dataset(ds, out)
     ds.close()
