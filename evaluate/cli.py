@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from typing import Sequence
+import warnings
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from surrogate.devices import DEVICE_HELP
 
 __all__ = ["main", "build_parser"]
 
@@ -57,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the report in a non-empty --out (only once the new one "
                         "is complete); files that are not the report's are kept")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default auto)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--stride", type=int, default=None,
                    help="start-time stride of the windows (default: the split spec's)")
@@ -78,8 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rollout steps shown in the panels (default: 4 spread out)")
     p.add_argument("--no-figures", action="store_true", help="write no PNG/GIF")
     p.add_argument("--no-gif", action="store_true", help="write no GIF animation")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress lines, and no raw numpy warnings (non-finite data "
+                        "still get one warning line naming where)")
     return p
+
+
+@contextlib.contextmanager
+def quiet_numerics() -> Iterator[None]:
+    """No numpy floating-point warnings and no RuntimeWarnings (what non-finite data
+    raise in the metrics: the report's own warning line names the frame instead)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,15 +113,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .rollout import first_line
 
     try:
-        out = run(args.checkpoint, args.data, args.split or ["test-future", "test-domain"],
-                  args.steps, args.out, device=args.device, batch_size=args.batch_size,
-                  stride=args.stride, max_windows=args.max_windows,
-                  equivariance_windows=args.equivariance_windows, group=args.group,
-                  discovery_group=args.discovery_group,
-                  labels=args.label, figures=not args.no_figures,
-                  gif=not args.no_gif and not args.no_figures, quantity=args.quantity,
-                  plot_steps=args.plot_steps, verbose=not args.quiet,
-                  overwrite=args.overwrite, key=os.environ.get(KEY_ENV) or None)
+        with quiet_numerics() if args.quiet else contextlib.nullcontext():
+            out = run(args.checkpoint, args.data,
+                      args.split or ["test-future", "test-domain"], args.steps, args.out,
+                      device=args.device, batch_size=args.batch_size,
+                      stride=args.stride, max_windows=args.max_windows,
+                      equivariance_windows=args.equivariance_windows, group=args.group,
+                      discovery_group=args.discovery_group,
+                      labels=args.label, figures=not args.no_figures,
+                      gif=not args.no_gif and not args.no_figures, quantity=args.quantity,
+                      plot_steps=args.plot_steps, verbose=not args.quiet,
+                      overwrite=args.overwrite, key=os.environ.get(KEY_ENV) or None)
     except (ValueError, OSError) as e:  # EvaluationError is a ValueError
         print(f"{parser.prog}: error: {first_line(e)}", file=sys.stderr)
         return 2

@@ -132,7 +132,8 @@ def rollout_panels(true: np.ndarray, preds: Mapping[str, np.ndarray], path,
                    x=None, y=None, dt: float = 1.0, title: str = "",
                    quiver: bool = True) -> Path:
     """Truth, each model's prediction and its error at chosen rollout ``steps``
-    (1-based; default 4 spread over the rollout), one column per step.
+    (1-based, each in ``1..S``, else ValueError; default 4 spread over the rollout), one
+    column per step.
 
     ``true`` and each ``preds[label]`` are ``(S, C, H, W)``. Rows: truth, then per model
     its prediction and its error (prediction minus truth of ``quantity``). Truth and
@@ -141,7 +142,10 @@ def rollout_panels(true: np.ndarray, preds: Mapping[str, np.ndarray], path,
     S = true.shape[0]
     if steps is None:
         steps = sorted({int(round(s)) for s in np.linspace(1, S, min(S, 4))})
-    steps = [s for s in steps if 1 <= s <= S]
+    outside = [s for s in steps if not 1 <= s <= S]
+    if outside or not steps:
+        raise ValueError(f"rollout steps to show must be in 1..{S} (the rollout's length), "
+                         f"got {list(steps)}")
     q_true = field_quantity(true, channels, quantity, velocity, x, y)
     q_pred = {k: field_quantity(p, channels, quantity, velocity, x, y)
               for k, p in preds.items()}

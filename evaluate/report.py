@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from surrogate.devices import DeviceError, resolve_device
 from surrogate.folders import hold, move_files_in, sibling
 
 from . import plots
@@ -392,10 +393,14 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     (:func:`surrogate.load`). Non-finite values in the evaluated frames give a warning
     naming split, simulation and frame."""
     out = Path(out)
+    try:
+        device = str(resolve_device(device))  # before any file is read
+    except DeviceError as e:
+        raise EvaluationError(str(e)) from None
     if discovery_group not in ("C4", "D4"):
         raise EvaluationError(f"discovery group must be C4 or D4, got {discovery_group!r}")
     ckpts, split_names, quantities = _check_request(checkpoints, splits, steps, labels,
-                                                    quantity, group)
+                                                    quantity, group, plot_steps)
     with hold(out, EvaluationError):
         _check_out(out, overwrite)
         return _run(ckpts, data, split_names, steps, out, device, batch_size, stride,
@@ -412,6 +417,7 @@ def _run(ckpts: list[Path], data, split_names: list[str], steps: int, out: Path,
     ds = open_data(data)
     data_paths = [str(d) for d in as_list(data)]
     models = _load_models(ckpts, device, key)
+    _check_length(models, ckpts, ds, steps)
     labels = list(labels) if labels is not None else _labels(ckpts, [m.name for m in models])
 
     t0 = time.time()
@@ -489,7 +495,7 @@ def report_files(out: Path) -> list[str]:
                                     if isinstance(n, str) and Path(n).name == n)})
 
 
-def _check_request(checkpoints, splits, steps, labels, quantity, group
+def _check_request(checkpoints, splits, steps, labels, quantity, group, plot_steps=None
                    ) -> tuple[list[Path], list[str], list[str]]:
     """The checkpoint paths, split names and quantities of a request, or a one-line
     :class:`EvaluationError` (before any file is read)."""
@@ -511,6 +517,11 @@ def _check_request(checkpoints, splits, steps, labels, quantity, group
                               f"{', '.join(plots.QUANTITIES)}")
     if group is not None and group not in ("C4", "D4"):
         raise EvaluationError(f"group must be C4 or D4 (grid-exact), got {group!r}")
+    bad = [p for p in (plot_steps or ()) if not (isinstance(p, (int, np.integer))
+                                                 and 1 <= p <= int(steps))]
+    if bad:
+        raise EvaluationError(f"plot step {bad[0]!r} is outside the rollout: plot steps "
+                              f"(--plot-steps) must be in 1..{int(steps)} (--steps)")
     for c in ckpts:
         if not c.is_file():
             raise EvaluationError(f"{c}: no such checkpoint file")
@@ -535,6 +546,17 @@ def _load_models(ckpts: Sequence[Path], device: str, key) -> list:
         return [load(c, device=device, key=key) for c in ckpts]
     except (CheckpointError, ForecastError) as e:
         raise EvaluationError(str(e)) from e
+
+
+def _check_length(models: Sequence, ckpts: Sequence[Path], ds, steps: int) -> None:
+    """Every model's history plus ``steps`` frames fit in the data (checked before any
+    model is evaluated, not when a later one reaches its windows)."""
+    n_time = int(ds.sizes["time"])
+    for sur, ckpt in zip(models, ckpts):
+        if sur.T_in + steps > n_time:
+            raise EvaluationError(
+                f"the data have {n_time} frames, too few for T_in + steps = {sur.T_in} + "
+                f"{steps} ({ckpt}); --steps can be at most {max(n_time - sur.T_in, 0)}")
 
 
 @dataclass

@@ -64,22 +64,24 @@ def first_line(e: BaseException) -> str:
 # -- data --------------------------------------------------------------------------
 def open_data(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> xr.Dataset:
     """Open one or several dataset files (shards, concatenated along ``sim`` in the given
-    order, as training does) through ``simulate.open_dataset``, which validates the
-    schema of every file."""
+    order, as training does) through ``simulate.open_dataset``: the schema check of
+    every reader, and every value read once (a damaged block is refused here, "corrupt
+    or unreadable", not halfway through the evaluation)."""
     paths = [str(p) for p in as_list(paths)]
     if not paths:
         raise EvaluationError("no data files given")
-    for p in paths:
-        if not os.path.isfile(p):
-            raise EvaluationError(f"{p}: no such data file")
-    from simulate import open_dataset
+    from simulate import DatasetError, open_dataset
 
+    parts: list[xr.Dataset] = []
     try:
         # one file at a time, joined in the order given: the split spec of a checkpoint
         # indexes simulations over the files concatenated in training's order
-        parts = [open_dataset(p) for p in paths]
-    except (ValueError, OSError, KeyError, RuntimeError) as e:
-        raise EvaluationError(first_line(e)) from e
+        for p in paths:
+            parts.append(open_dataset(p, scan=True))
+    except DatasetError as e:
+        for ds in parts:
+            ds.close()
+        raise EvaluationError(first_line(e)) from None
     try:
         return parts[0] if len(parts) == 1 else xr.concat(
             parts, dim="sim", data_vars="minimal", coords="minimal", compat="override",

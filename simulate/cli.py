@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace an existing output (with --resume: keep the finished parts of "
                         "an interrupted run of the same spec)")
     g.add_argument("--max-parts", type=int, help="stop after this many new parts (resumable)")
-    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    # checked by surrogate.devices (not imported here: it loads torch)
+    g.add_argument("--device", default="auto",
+                   help="auto (default), cpu, cuda or cuda:N (N: the GPU's index)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
     m = sub.add_parser("merge", help="join shard files into one dataset")
@@ -108,9 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--overwrite", action="store_true")
     m.add_argument("--allow-partial", action="store_true", help="merge even if simulations are missing")
 
-    i = sub.add_parser("info", help="validate dataset files and print a summary")
+    i = sub.add_parser("info", help="validate dataset files (the schema, and every stored "
+                                    "value is read: a damaged block is reported) and print "
+                                    "a summary")
     i.add_argument("files", nargs="+")
-    i.add_argument("--check-nans", action="store_true")
+    i.add_argument("--check-nans", action="store_true",
+                   help="also refuse NaN or Inf in u, v, density")
 
     sub.add_parser("list", help="list the scenario presets and their parameters")
 
@@ -138,7 +143,7 @@ def _cmd_merge(args):
 def _cmd_info(args):
     from .dataset import open_dataset
     for f in args.files:
-        ds = open_dataset(f, check_nans=args.check_nans)
+        ds = open_dataset(f, check_nans=args.check_nans, scan=True)  # every value read once
         a = ds.attrs
         held = int(ds["heldout"].values.sum()) if "heldout" in ds.coords else "?"
         warm = ds["warmup_steps"].values if "warmup_steps" in ds.coords else []
@@ -165,7 +170,7 @@ def _cmd_spec(args):
 
 
 def main(argv=None) -> int:
-    from .dataset import DatasetError
+    from .dataset import DatasetError, OptionRequired
     from .phiflow_step import SimulationError
     from .spec import SpecError
     try:
@@ -174,7 +179,8 @@ def main(argv=None) -> int:
          "list": _cmd_list, "spec": _cmd_spec}[args.cmd](args)
         return 0
     except (_UsageError, SpecError, DatasetError) as e:
-        print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        text = e.for_cli() if isinstance(e, OptionRequired) else str(e)  # the flag's name
+        print(f"{PROG}: error: {' '.join(text.split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted (finished parts are kept; rerun with --resume)", file=sys.stderr)

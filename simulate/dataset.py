@@ -13,7 +13,9 @@ One ``xarray.Dataset`` per NetCDF4 file (zlib, chunked by sim and time):
 * attrs: scenario, spec (JSON), dt (of the stored step), save_every, resolution, solver,
   versions, seed, creation time, conventions.
 
-Only ``open_dataset`` reads data for other packages; it validates this schema.
+``open_one`` / ``open_dataset`` are the one reader of dataset files for every package
+(``simulate info``, merge, train, evaluate) and :func:`validate_dataset` the one schema
+check: a file one of them refuses, all refuse, with the same line.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ import xarray as xr
 from .phiflow_step import cell_centres     # numpy only: PhiFlow is imported lazily there
 from .spec import ScenarioSpec
 
-__all__ = ["DatasetError", "open_dataset", "validate_dataset", "build_dataset", "write_dataset",
+__all__ = ["DatasetError", "OptionRequired", "open_dataset", "open_one", "validate_dataset",
+           "read_values",
+           "read_block", "build_dataset", "write_dataset",
            "merge", "SIM_COORDS", "FIELD_VARS", "CAUSE_VARS", "SCHEMA_VERSION", "spec_hash",
            "holds_spec"]
 
@@ -93,6 +97,20 @@ CONVENTIONS = (
 
 class DatasetError(ValueError):
     """A file or dataset that does not follow the relaxflow dataset schema."""
+
+
+class OptionRequired(DatasetError):
+    """Refused unless the caller passes ``option``: the message names it as Python's
+    keyword (``allow_partial=True``), :meth:`for_cli` as the command-line flag
+    (``--allow-partial``)."""
+
+    def __init__(self, template: str, option: str) -> None:
+        self.template, self.option = template, option
+        super().__init__(template.format(option=f"{option}=True"))
+
+    def for_cli(self) -> str:
+        """The message naming the flag, for a command line."""
+        return self.template.format(option="--" + self.option.replace("_", "-"))
 
 
 def spec_hash(spec: ScenarioSpec) -> str:
@@ -216,20 +234,30 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
 # ----------------------------------------------------------------------------- reading
 
 def validate_dataset(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool = False,
-                     require_metadata: bool = False, variables: Sequence[str] = FIELD_VARS,
-                     dim_order: bool = True) -> xr.Dataset:
-    """Check ``ds`` against the schema; raise :class:`DatasetError` naming ``name``.
-    ``variables``: the fields that must exist over ``DIMS`` (training passes its
-    channels); ``dim_order=False`` accepts them in any order of those dims."""
+                     require_metadata: bool = False, require: Sequence[str] = ()
+                     ) -> xr.Dataset:
+    """The schema check of every reader (``simulate info``, merge, train, evaluate):
+    raise :class:`DatasetError` naming ``name`` (the file) and the problem.
+
+    The fields ``u, v, density`` must exist as float ``(sim, time, y, x)``, in that dim
+    order; so must any other data variable over those four dims (a model's extra
+    channels in foreign data) and every name in ``require`` (the channels a reader's
+    model needs). ``check_nans`` reads the values (:func:`read_values`)."""
     def fail(msg):
         raise DatasetError(f"{name}: {msg}")
     for d in DIMS:
         if d not in ds.dims:
             fail(f"missing dimension {d!r} (dims are {tuple(ds.dims)}; expected {DIMS})")
-    for v in variables:
+    for v in FIELD_VARS:
         if v not in ds.variables:
-            fail(f"missing variable {v!r} (the schema needs {', '.join(variables)})")
-        if (ds[v].dims != DIMS) if dim_order else (set(ds[v].dims) != set(DIMS)):
+            fail(f"missing variable {v!r} (the schema needs {', '.join(FIELD_VARS)})")
+    for v in require:
+        if v not in ds.variables:
+            fail(f"missing variable {v!r} (the model needs {', '.join(require)})")
+    fields = list(dict.fromkeys([*FIELD_VARS, *require]))
+    extra = [v for v in ds.data_vars if v not in fields and set(ds[v].dims) == set(DIMS)]
+    for v in [*fields, *extra]:
+        if ds[v].dims != DIMS:
             fail(f"variable {v!r} has dims {ds[v].dims}, expected {DIMS}")
         if ds[v].dtype.kind != "f":
             fail(f"variable {v!r} has dtype {ds[v].dtype}, expected a float type")
@@ -255,57 +283,89 @@ def validate_dataset(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool 
         if missing:
             fail(f"scenario metadata missing: {', '.join(missing)}")
     if check_nans:
-        for v in variables:
-            bad = ~np.isfinite(ds[v].values)
-            if bad.any():
-                s = int(np.argwhere(bad)[0][0])
-                fail(f"variable {v!r} has non-finite values (first in sim position {s})")
+        read_values(ds, name, check_nans=True)
     return ds
 
 
-def open_one(path: str | Path, *, variables: Sequence[str] = FIELD_VARS, dim_order: bool = True,
-             cache: bool = True, check_nans: bool = False, require_metadata: bool = False,
-             load: bool = False) -> xr.Dataset:
-    """Open and validate one file, lazily unless ``load`` (the reader every stage uses;
-    training passes its channels as ``variables``, any dim order and ``cache=False``)."""
+def read_block(da: xr.DataArray, name: str) -> np.ndarray:
+    """``da.values``; a read that fails (a damaged HDF5 chunk, a truncated file) raises
+    :class:`DatasetError` naming ``name`` (the file), the variable and "corrupt or
+    unreadable"."""
+    try:
+        return da.values
+    except MemoryError:
+        raise
+    except Exception as e:   # netCDF4/HDF5 raise RuntimeError, OSError, ValueError ...
+        raise DatasetError(f"{name}: corrupt or unreadable data in variable {da.name!r} "
+                           f"({type(e).__name__}: {' '.join(str(e).split())})") from None
+
+
+def read_values(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool = False) -> None:
+    """Read every variable of ``ds`` once, one simulation at a time (so a damaged block
+    anywhere in the file is found: :func:`read_block`); ``check_nans`` also refuses
+    non-finite values in ``u, v, density``."""
+    for v in ds.variables:
+        var = ds[v]
+        for s in range(ds.sizes["sim"]) if "sim" in var.dims and var.ndim > 1 else [None]:
+            block = read_block(var if s is None else var.isel(sim=s), name)
+            if check_nans and v in FIELD_VARS and not np.isfinite(block).all():
+                raise DatasetError(f"{name}: variable {v!r} has non-finite values (first in "
+                                   f"sim position {s})")
+
+
+def open_one(path: str | Path, *, cache: bool = True, check_nans: bool = False,
+             require_metadata: bool = False, load: bool = False, scan: bool = False,
+             require: Sequence[str] = ()) -> xr.Dataset:
+    """Open and validate one file (:func:`validate_dataset`), lazily unless ``load``:
+    the reader of every stage. ``scan`` reads every value once (finds damaged blocks;
+    ``check_nans`` implies it); ``require``: variables the caller needs besides
+    ``u, v, density`` (train: its model's channels); ``cache=False``: no array cache
+    (training streams lazy data)."""
     path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path}: no such file")
     if path.is_dir():
-        raise DatasetError(f"{path}: is a directory, not a NetCDF file")
+        raise DatasetError(f"{path}: is a directory, not a NetCDF data file")
+    if not path.exists():
+        raise DatasetError(f"{path}: no such data file")
     try:
         ds = xr.open_dataset(path, engine="netcdf4", decode_timedelta=False, cache=cache)
     except Exception as e:   # netCDF4/HDF5 raise OSError, RuntimeError, ValueError ...
-        raise DatasetError(f"{path}: cannot be read as NetCDF4 (truncated or corrupt file?): "
-                           f"{type(e).__name__}: {e}") from None
+        raise DatasetError(f"{path}: corrupt or unreadable (not a NetCDF4 file, or a "
+                           f"truncated or damaged one: {type(e).__name__}: "
+                           f"{' '.join(str(e).split())})") from None
     try:
         if load:                 # read everything, then release the file handle
-            ds = ds.load()
+            try:
+                ds = ds.load()
+            except MemoryError:
+                raise
+            except Exception as e:
+                raise DatasetError(f"{path}: corrupt or unreadable data ({type(e).__name__}: "
+                                   f"{' '.join(str(e).split())})") from None
             ds.close()
         if "sim" not in ds.coords and "sim" in ds.dims:
             ds = ds.assign_coords(sim=np.arange(ds.sizes["sim"]))
-        validate_dataset(ds, str(path), check_nans=check_nans, require_metadata=require_metadata,
-                         variables=variables, dim_order=dim_order)
-    except DatasetError:
+        validate_dataset(ds, str(path), require_metadata=require_metadata, require=require)
+        if scan or check_nans:
+            read_values(ds, str(path), check_nans=check_nans)
+    except BaseException:
         ds.close()
         raise
-    except Exception as e:
-        ds.close()
-        raise DatasetError(f"{path}: unreadable data (truncated or corrupt file?): {type(e).__name__}: {e}") from None
     return ds
 
 
 def open_dataset(paths: str | Path | Iterable[str | Path], *, check_nans: bool = False,
-                 require_metadata: bool = False, load: bool = False) -> xr.Dataset:
+                 require_metadata: bool = False, load: bool = False,
+                 scan: bool = False) -> xr.Dataset:
     """Open one file or several (joined along ``sim``, sorted by ``sim``) and validate the
     schema. Raises :class:`DatasetError` naming the file and the problem.
-    ``load=True`` reads everything into memory (and so detects damaged data chunks);
+    ``load=True`` reads everything into memory; ``scan=True`` reads every value once
+    without keeping it (both detect damaged data blocks: "corrupt or unreadable");
     ``check_nans=True`` also rejects non-finite values in ``u, v, density``."""
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     if not paths:
         raise DatasetError("open_dataset: no files given")
     dss = [open_one(p, check_nans=check_nans, require_metadata=require_metadata,
-                    load=load or check_nans) for p in paths]
+                    load=load, scan=scan) for p in paths]
     if len(dss) == 1:
         return dss[0]
     first = dss[0]
@@ -333,13 +393,16 @@ def merge(paths: Sequence[str | Path], out: str | Path, *, overwrite: bool = Fal
     (relative to the spec in their attrs) unless ``allow_partial``."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise DatasetError(f"{out}: output exists (use overwrite)")
+        raise OptionRequired(f"{out}: output exists (pass {{option}} to replace it)",
+                             "overwrite")
     ds = open_dataset(paths, load=True)
     n_spec = ds.attrs.get("n_sims_in_spec")
     if n_spec is not None and not allow_partial:
         if missing := sorted(set(range(int(n_spec))) - set(int(s) for s in ds["sim"].values)):
-            raise DatasetError(f"merge: simulations {missing[:10]}{'...' if len(missing) > 10 else ''} "
-                               f"of {n_spec} are in none of the files (pass allow_partial to merge anyway)")
+            more = "..." if len(missing) > 10 else ""
+            raise OptionRequired(f"merge: simulations {missing[:10]}{more} of {n_spec} are "
+                                 "in none of the files (pass {option} to merge anyway)",
+                                 "allow_partial")
     ds.attrs.pop("shard", None)
     write_dataset(ds, out)
     ds.close()

@@ -186,12 +186,11 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
         raise GenerateError(f"threads must be a positive integer, got {threads!r}")
     if max_parts is not None and max_parts < 0:
         raise GenerateError(f"max_parts must be non-negative, got {max_parts}")
-    if device not in ("auto", "cpu", "cuda", "gpu", "CPU", "GPU"):
-        raise GenerateError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device.lower() in ("cuda", "gpu"):
-        import torch
-        if not torch.cuda.is_available():
-            raise GenerateError("device cuda requested but torch sees no CUDA device")
+    from surrogate.devices import DeviceError, resolve_device  # torch: the solver's anyway
+    try:
+        device = str(resolve_device(device))
+    except DeviceError as e:
+        raise GenerateError(str(e)) from None
     parts = plan_parts(spec, batch_size, shard_t)
     _check_memory(spec, parts, workers if workers > 1 and len(parts) > 1 else 1)
     _check_writable(out)

@@ -164,6 +164,25 @@ def _step_function(dt, obstacle, solver, res, jit, settling: bool = False, dx: f
     return flow.jit_compile(step) if jit else step
 
 
+def _compute_device(backend, device: str):
+    """PhiFlow's device for a device name of :mod:`surrogate.devices` (``auto``, ``cpu``,
+    ``cuda``, ``cuda:N``); raises its ``DeviceError`` (a ValueError) for others."""
+    from surrogate.devices import DeviceError, resolve_device
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        return "CPU"
+    gpus = backend.list_devices("GPU")
+    if dev.index is None:   # torch's current CUDA device
+        import torch
+        dev = torch.device("cuda", torch.cuda.current_device())
+    index = dev.index
+    match = [d for d in gpus if d.ref == f"cuda:{index}"]
+    if not match:
+        raise DeviceError(f"{device} requested but PhiFlow's torch backend lists no such "
+                          f"GPU (it lists {[d.ref for d in gpus]})")
+    return match[0]
+
+
 def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | None = None,
                    jit: bool = True, device: str = "auto", on_step=None,
                    return_state: bool = False) -> dict:
@@ -181,10 +200,7 @@ def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | Non
         causes = cause_fields(spec, sims)
     nb, res, dt, sv = len(sims), spec.resolution, spec.dt, spec.solver
     open_walls, obstacle, warmup = sims[0].static_key
-    if device == "auto":
-        import torch
-        device = "GPU" if torch.cuda.is_available() else "CPU"
-    flow.TORCH.set_default_device("GPU" if device.lower() in ("gpu", "cuda") else "CPU")
+    flow.TORCH.set_default_device(_compute_device(flow.TORCH, device))
 
     out = {k: np.empty((nb, spec.n_frames, res, res), np.float32) for k in ("u", "v", "density")}
     max_res = np.zeros(nb)

@@ -8,6 +8,7 @@ next to the state (see :mod:`surrogate.breaking`).
 
 from .breaking import BREAKING_INPUTS, CAUSE_VARS, aux_layout, data_layout
 from .checkpoint import CheckpointError, load_model, read_checkpoint, save
+from .devices import DEVICE_NAMES, DeviceError, resolve_device
 from .export import export
 from .forecast import ForecastError, Surrogate, load
 from .groups import get_group
@@ -19,4 +20,4 @@ __all__ = ["build_model", "available_models", "count_parameters", "width_for_par
            "export", "FieldLayout", "get_group", "transform_fields", "Normalization",
            "save", "load", "load_model", "read_checkpoint", "CheckpointError",
            "Surrogate", "ForecastError", "BREAKING_INPUTS", "CAUSE_VARS", "aux_layout",
-           "data_layout"]
+           "data_layout", "DEVICE_NAMES", "DeviceError", "resolve_device"]

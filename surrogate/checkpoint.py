@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .normalization import Normalization
+from .records import RecordError, TrainingRecord
 
 __all__ = ["CheckpointError", "save", "read_checkpoint", "load_model", "FORMAT"]
 
@@ -227,6 +228,10 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: invalid normalization record "
                               f"({type(e).__name__}: {e})") from None
     out["metadata"] = _json_field(path, raw, "metadata", dict)
+    try:  # every field a reader of the metadata relies on has its type
+        TrainingRecord.from_dict(out["metadata"])
+    except RecordError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     return out
 
 

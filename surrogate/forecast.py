@@ -20,7 +20,8 @@ import xarray as xr
 from torch import nn
 
 from .breaking import CauseFieldError, data_layout, read_cause_fields
-from .checkpoint import model_from_checkpoint, read_checkpoint
+from .checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint
+from .devices import resolve_device
 from .normalization import Normalization
 from .records import ModelConfig, TrainingRecord
 from .rollout import autoregress
@@ -318,14 +319,14 @@ def _check_count(name: str, v: Any) -> None:
 def load(path: str | os.PathLike, device: str | torch.device | None = "cpu", *,
          key: bytes | str | None = None) -> Surrogate:
     """Load a checkpoint written by training as a :class:`Surrogate` on ``device``
-    (``"cpu"``, ``"cuda"``, ``"auto"``). ``key``: refuse the file unless it carries an
-    HMAC signature made with this key (``relaxflow-train`` signs with the key in
-    ``$RELAXFLOW_CHECKPOINT_KEY``)."""
-    if device in (None, "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ForecastError("device 'cuda' was asked for but torch sees no CUDA GPU")
+    (``"auto"`` or None, ``"cpu"``, ``"cuda"``, ``"cuda:N"``: :mod:`surrogate.devices`;
+    another name raises :class:`~surrogate.devices.DeviceError`, a ``ValueError``).
+    ``key``: refuse the file unless it carries an HMAC signature made with this key
+    (``relaxflow-train`` signs with the key in ``$RELAXFLOW_CHECKPOINT_KEY``)."""
+    dev = resolve_device(device)
     ckpt = read_checkpoint(path, key=key)
-    model = model_from_checkpoint(ckpt, dev)
+    try:
+        model = model_from_checkpoint(ckpt, dev)
+    except CheckpointError as e:
+        raise CheckpointError(f"{Path(path)}: {e}") from None
     return Surrogate(model, ckpt["normalization"], ckpt["metadata"], str(Path(path))).to(dev)

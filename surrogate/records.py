@@ -29,7 +29,7 @@ import numpy as np
 from .symmetry import DEFAULT_LAYOUT, FieldLayout
 
 __all__ = ["SPLIT_NAMES", "Windows", "SplitRange", "SplitSpec", "DataRecord",
-           "TrainingRecord", "ModelConfig", "fits_type"]
+           "TrainingRecord", "ModelConfig", "fits_type", "RecordError"]
 
 SPLIT_NAMES = ("train", "valid", "test_future", "test_domain")
 
@@ -37,9 +37,46 @@ SPLIT_NAMES = ("train", "valid", "test_future", "test_domain")
 FrameReader = Callable[[int, int, int], np.ndarray]
 
 
-def _maybe(cast: Callable[[Any], Any], v: Any) -> Any:
-    """``cast(v)``, or None for None (optional fields of older metadata)."""
-    return None if v is None else cast(v)
+class RecordError(ValueError):
+    """Metadata with a field of the wrong type or a missing one (a crafted, damaged or
+    foreign checkpoint); the message names the field, e.g. ``'splits.train.start'``."""
+
+
+def _int(v: Any, name: str) -> int | None:
+    """``v`` as an int (an integral float too), None for None (optional fields of older
+    metadata); anything else: :class:`RecordError` naming field ``name``."""
+    if v is None:
+        return None
+    if fits_type("int", v) or (isinstance(v, float) and v.is_integer()):
+        return int(v)
+    raise RecordError(f"metadata field {name!r} must be an integer, got {v!r}")
+
+
+def _float(v: Any, name: str) -> float | None:
+    if v is None:
+        return None
+    if fits_type("float", v):
+        return float(v)
+    raise RecordError(f"metadata field {name!r} must be a number, got {v!r}")
+
+
+def _ints(v: Any, name: str) -> tuple[int, ...]:
+    if not isinstance(v, (list, tuple)):
+        raise RecordError(f"metadata field {name!r} must be a list of integers, got {v!r}")
+    return tuple(_int(x, name) for x in v)
+
+
+def _table(d: Any, name: str) -> dict:
+    if not isinstance(d, dict):
+        raise RecordError(f"metadata field {name!r} must be a table (JSON object), got "
+                          f"{type(d).__name__}")
+    return d
+
+
+def _key(d: dict, key: str, name: str) -> Any:
+    if key not in d:
+        raise RecordError(f"metadata field '{name}.{key}' is missing")
+    return d[key]
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,9 +180,13 @@ class SplitRange:
                 "stride": self.stride, "horizon": self.horizon, "num_windows": len(self)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SplitRange":
-        return cls(tuple(int(s) for s in d["sims"]), int(d["start"]), int(d["stop"]),
-                   int(d["horizon"]), int(d.get("stride", 1)))
+    def from_dict(cls, d: dict, name: str = "split") -> "SplitRange":
+        """``name``: the field the errors name (:class:`RecordError`)."""
+        d = _table(d, name)
+        return cls(_ints(_key(d, "sims", name), f"{name}.sims"),
+                   *(_int(_key(d, k, name), f"{name}.{k}")
+                     for k in ("start", "stop", "horizon")),
+                   _int(d.get("stride", 1), f"{name}.stride"))
 
 
 @dataclass(frozen=True)
@@ -179,9 +220,12 @@ class SplitSpec:
                 "config": self.config}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SplitSpec":
-        return cls(**{n: SplitRange.from_dict(d[n]) for n in SPLIT_NAMES},
-                   T_in=int(d["T_in"]), n_time=int(d["n_time"]), n_sims=int(d["n_sims"]),
+    def from_dict(cls, d: dict, name: str = "splits") -> "SplitSpec":
+        d = _table(d, name)
+        return cls(**{n: SplitRange.from_dict(_key(d, n, name), f"{name}.{n}")
+                      for n in SPLIT_NAMES},
+                   **{k: _int(_key(d, k, name), f"{name}.{k}")
+                      for k in ("T_in", "n_time", "n_sims")},
                    preset=d.get("preset", "custom"),
                    heldout_source=d.get("heldout_source", "unknown"),
                    config=d.get("config", {}))
@@ -224,19 +268,24 @@ class DataRecord:
                 "dtypes": dict(self.dtypes), "moments": dict(self.moments)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DataRecord":
+    def from_dict(cls, d: dict, name: str = "data") -> "DataRecord":
+        d = _table(d, name)
         grid = d.get("grid") or {}
-        if isinstance(grid, (list, tuple)):  # (ny, nx) as some hand-made metadata give it
+        if isinstance(grid, (list, tuple)) and len(grid) == 2:  # (ny, nx), hand-made
             grid = {"ny": grid[0], "nx": grid[1]}
+        grid = dict(_table(grid, f"{name}.grid"))
+        for k in ("ny", "nx"):
+            if k in grid:
+                grid[k] = _int(grid[k], f"{name}.grid.{k}")
         files = d.get("files")
         return cls(files=tuple(str(f) for f in files) if isinstance(files, list) else (),
-                   sims_per_file=tuple(int(n) for n in d.get("sims_per_file", ())),
-                   n_time=_maybe(int, d.get("n_time")),
+                   sims_per_file=_ints(d.get("sims_per_file", ()), f"{name}.sims_per_file"),
+                   n_time=_int(d.get("n_time"), f"{name}.n_time"),
                    channels=tuple(d.get("channels", ())),
                    aux_channels=tuple(d.get("aux_channels", ())),
                    scenario=d.get("scenario"),
-                   dt=_maybe(float, d.get("dt")),
-                   grid=dict(grid), sim_coords=dict(d.get("sim_coords") or {}),
+                   dt=_float(d.get("dt"), f"{name}.dt"),
+                   grid=grid, sim_coords=dict(d.get("sim_coords") or {}),
                    dtypes={str(k): str(v) for k, v in (d.get("dtypes") or {}).items()},
                    moments={str(k): [float(x) for x in v]
                             for k, v in (d.get("moments") or {}).items()})
@@ -298,26 +347,32 @@ class TrainingRecord:
     @classmethod
     def from_dict(cls, meta: dict | None) -> "TrainingRecord":
         """Read checkpoint metadata; keys a (hand-made or older) checkpoint lacks stay
-        unset. A top-level ``grid`` / ``dt`` is read as the data's."""
-        meta = dict(meta or {})
-        data = dict(meta.get("data") or {})
+        unset. A top-level ``grid`` / ``dt`` is read as the data's. A field of the wrong
+        type: :class:`RecordError` naming it."""
+        meta = dict(_table(meta or {}, "metadata"))
+        data = dict(_table(meta.get("data") or {}, "data"))
         for k in ("grid", "dt"):
             if meta.get(k) is not None and data.get(k) is None:
                 data[k] = meta[k]
         splits = meta.get("splits")
+        try:
+            layout = None if meta.get("layout") is None else FieldLayout.of(meta["layout"])
+        except (TypeError, ValueError, KeyError) as e:
+            raise RecordError(f"metadata field 'layout' is not a field layout "
+                              f"({type(e).__name__}: {e})") from None
         return cls(
             model=meta.get("model"),
-            T_in=_maybe(int, meta.get("T_in")),
-            K=_maybe(int, meta.get("K")),
-            valid_steps=_maybe(int, meta.get("valid_steps")),
-            layout=_maybe(FieldLayout.of, meta.get("layout")),
+            T_in=_int(meta.get("T_in"), "T_in"),
+            K=_int(meta.get("K"), "K"),
+            valid_steps=_int(meta.get("valid_steps"), "valid_steps"),
+            layout=layout,
             breaking_inputs=tuple(meta.get("breaking_inputs") or ()),
             aux_channels=tuple(meta.get("aux_channels") or ()),
             splits=SplitSpec.from_dict(splits) if isinstance(splits, dict) else None,
             data=DataRecord.from_dict(data),
             model_config_requested=dict(meta.get("model_config_requested") or {}),
             train_config=dict(meta.get("train_config") or {}),
-            world_size=int(meta.get("world_size", 1)),
+            world_size=_int(meta.get("world_size", 1), "world_size"),
             normalization_fitted_on=str(meta.get("normalization_fitted_on", "")),
             progress={k: meta[k] for k in _PROGRESS if k in meta},
             kind=str(meta.get("kind", "relaxflow.train")))

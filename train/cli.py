@@ -9,6 +9,7 @@ import sys
 import textwrap
 from typing import Any, Sequence
 
+from surrogate.devices import DEVICE_HELP
 from surrogate.records import ModelConfig
 from surrogate.registry import MODELS
 
@@ -222,7 +223,7 @@ def _split_args(p: argparse.ArgumentParser) -> None:
 def _hardware_args(p: argparse.ArgumentParser) -> None:
     """Device, precision and compilation."""
     g = p.add_argument_group("hardware")
-    g.add_argument("--device", help="auto, cpu, cuda or cuda:N (auto)")
+    g.add_argument("--device", help=f"{DEVICE_HELP} (auto)")
     g.add_argument("--amp", choices=("none", "bf16"), help="autocast precision (none)")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction,
                    help="torch.compile the model")

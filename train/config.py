@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from surrogate.devices import DeviceError, check_device_name
 from surrogate.records import ModelConfig, fits_type
 
 __all__ = ["ConfigError", "SplitConfig", "TrainConfig", "load_config", "config_from_dict"]
@@ -69,6 +70,7 @@ class SplitConfig:
     valid_stride: int = 1
 
     def __post_init__(self) -> None:
+        _check_scalar_types(self, "split.")
         if self.preset not in ("auto", "paper", "custom"):
             raise ConfigError(f"split.preset must be 'auto', 'paper' or 'custom', "
                               f"got {self.preset!r}")
@@ -76,14 +78,17 @@ class SplitConfig:
             raise ConfigError(f"split.units must be 'fraction' or 'frames', got {self.units!r}")
         for name in ("train", "valid", "test_future", "test_domain"):
             r = getattr(self, name)
-            if not (isinstance(r, (list, tuple)) and len(r) == 2 and r[0] <= r[1]):
-                raise ConfigError(f"split.{name} must be a range [start, stop], got {r!r}")
+            if not (isinstance(r, (list, tuple)) and len(r) == 2
+                    and all(fits_type("float", x) for x in r) and r[0] <= r[1]):
+                raise ConfigError(f"split.{name} must be a range [start, stop] of two "
+                                  f"numbers, start <= stop, got {r!r}")
             setattr(self, name, tuple(r))
-        if not isinstance(self.heldout, str):
+        if isinstance(self.heldout, (list, tuple)) and all(fits_type("int", i)
+                                                           for i in self.heldout):
             self.heldout = [int(i) for i in self.heldout]
         elif self.heldout not in ("auto", "none"):
             raise ConfigError("split.heldout must be 'auto', 'none' or a list of sim "
-                              f"indices, got {self.heldout!r}")
+                              f"indices (integers), got {self.heldout!r}")
         if not 0 <= self.heldout_fraction < 1:
             raise ConfigError("split.heldout_fraction must be in [0, 1)")
         if self.skip < 0 or self.test_steps < 1 or self.valid_stride < 1:
@@ -199,8 +204,6 @@ class TrainConfig:
             (self.valid_steps is None or self.valid_steps >= 1, "valid_steps must be >= 1"),
             (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
              "max_steps_per_epoch must be >= 1"),
-            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-             "device must be auto, cpu, cuda or cuda:N"),
             (self.amp in ("none", "bf16"), "amp must be 'none' or 'bf16'"),
             (self.in_memory in ("auto", "yes", "no"), "in_memory must be auto, yes or no"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
@@ -209,6 +212,10 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        try:
+            check_device_name(self.device)
+        except DeviceError as e:
+            raise ConfigError(str(e)) from None
 
     @property
     def eval_steps(self) -> int:
@@ -219,10 +226,11 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _check_scalar_types(cfg) -> None:
+def _check_scalar_types(cfg, prefix: str = "") -> None:
     """Each scalar field (annotated ``int``, ``float``, ``bool``, ``str``, optionally
     ``| None``) holds a value of that type, so that a TOML typo such as ``ema = "none"``
-    gets an error naming the field rather than a comparison failure."""
+    gets an error naming the field (after ``prefix``, e.g. ``split.``) rather than a
+    comparison failure."""
     for f in dataclasses.fields(cfg):
         ann = str(f.type).replace(" ", "")
         optional = ann.endswith("|None")
@@ -230,7 +238,8 @@ def _check_scalar_types(cfg) -> None:
         v = getattr(cfg, f.name)
         if base in ("int", "float", "bool", "str") and not (v is None and optional) \
                 and not fits_type(base, v):
-            raise ConfigError(f"{f.name} must be {'a number' if base == 'float' else base}"
+            raise ConfigError(f"{prefix}{f.name} must be "
+                              f"{'a number' if base == 'float' else base}"
                               f"{' or unset' if optional else ''}, got {v!r}")
 
 

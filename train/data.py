@@ -1,8 +1,10 @@
 """Open and validate training data: NetCDF files in the relaxflow dataset schema.
 
-Schema (what :mod:`simulate` writes, and what any other producer may write): dims
-``sim, time, y, x``; float data variables ``u``, ``v``, ``density`` over
-``(sim, time, y, x)`` (any dim order); coords ``x``, ``y``, ``time``; optionally per-sim
+Schema (what :mod:`simulate` writes, and what any other producer may write; checked by
+:func:`simulate.dataset.validate_dataset`, the one check of every reader, so that train
+accepts exactly the files evaluate and ``simulate info`` accept): dims
+``sim, time, y, x``; float data variables ``u``, ``v``, ``density`` (and the model's
+channels) over ``(sim, time, y, x)`` in that order; coords ``x``, ``y``, ``time``; optionally per-sim
 coords (scenario parameters) including a boolean ``heldout``; attrs such as
 ``scenario`` and ``dt``; optionally static per-sim fields over ``(sim, y, x)`` (the
 cause fields ``buoyancy_x``, ``buoyancy_y``, ``inflow_mask``, ``obstacle_mask``,
@@ -10,8 +12,9 @@ cause fields ``buoyancy_x``, ``buoyancy_y``, ``inflow_mask``, ``obstacle_mask``,
 (``aux_channels``). Several files (shards) are concatenated along ``sim`` in the
 order given; they must agree on ``time``, ``y`` and ``x`` sizes.
 
-Everything training needs is checked here, before any training starts: files readable,
-variables present with the right dims, enough time steps, no NaN or Inf. Data are held
+Everything training needs is checked here, before any training starts: files readable
+(every value of the model's channels is read once: a damaged block is "corrupt or
+unreadable"), variables present with the right dims, enough time steps, no NaN or Inf. Data are held
 in memory when they fit (``in_memory="auto"``), otherwise read lazily, window by
 window, through xarray.
 """
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -94,7 +96,7 @@ class FieldData:
     def _dataset(self, f: int) -> xr.Dataset:
         key = (os.getpid(), f)  # reopen in each worker process (HDF5 is not fork-safe)
         if key not in self._open:
-            self._open[key] = xr.open_dataset(self.paths[f], cache=False)
+            self._open[key] = _open_one(self.paths[f], self.channels)
         return self._open[key]
 
     def frames(self, sim: int, t0: int, t1: int) -> np.ndarray:
@@ -102,8 +104,8 @@ class FieldData:
         if self.array is not None:
             return self.array[sim, t0:t1]
         f, local = self._locate(sim)
-        out = [self._dataset(f)[c].transpose(*DIMS).isel(sim=local, time=slice(t0, t1)).values
-               for c in self.channels]
+        out = [_values(self._dataset(f)[c].isel(sim=local, time=slice(t0, t1)),
+                       self.paths[f]) for c in self.channels]
         return np.stack(out, axis=1).astype(np.float32, copy=False)
 
     def __getstate__(self):
@@ -133,31 +135,32 @@ class FieldData:
 
 
 def _open_one(path: str, channels: Sequence[str]) -> xr.Dataset:
-    """One file through simulate's reader and schema check (any dim order, the model's
-    channels, no array cache: lazy data are streamed)."""
-    from simulate.dataset import DatasetError, open_one, validate_dataset
+    """One file through the reader and schema check every stage uses
+    (:func:`simulate.dataset.open_one`; the model's channels required too; no array
+    cache: lazy data are streamed)."""
+    from simulate.dataset import DatasetError, open_one
 
-    if not Path(path).is_file():
-        raise DataError(f"{path}: no such data file")
     try:
-        ds = open_one(path, variables=(), dim_order=False, cache=False)
+        return open_one(path, require=channels, cache=False)
     except DatasetError as e:
         raise DataError(str(e)) from None
-    missing = [c for c in channels if c not in ds.data_vars]
+
+
+def _values(da: xr.DataArray, path: str) -> np.ndarray:
+    """``da.values``; a damaged block: :class:`DataError` "corrupt or unreadable"."""
+    from simulate.dataset import DatasetError, read_block
+
     try:
-        if missing:
-            raise DataError(f"{path}: missing variable(s) {missing} (has "
-                            f"{sorted(ds.data_vars)}); the schema needs {list(channels)} "
-                            f"over dims {DIMS}")
-        validate_dataset(ds, path, variables=channels, dim_order=False)
-    except (DataError, DatasetError) as e:
-        ds.close()
+        return read_block(da, path)
+    except DatasetError as e:
         raise DataError(str(e)) from None
-    return ds
 
 
 def _read_aux(path: str, ds: xr.Dataset, names: Sequence[str], needed_by: str) -> np.ndarray:
     """The static fields ``names`` of one file as ``(sim, C, y, x)`` float32."""
+    for n in names:   # small static fields: read once here to name a damaged block
+        if n in ds.variables:
+            _values(ds[n], path)
     try:
         block = read_cause_fields(ds, names)
     except CauseFieldError as e:
@@ -193,10 +196,13 @@ def _check_finite(block: np.ndarray, path: str, var: str, sim: int,
 
 
 def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u", "v", "density"),
-              *, min_time: int = 1, in_memory: str = "auto",
+              *, min_time: int = 1, min_time_for: str = "T_in + K",
+              in_memory: str = "auto",
               max_memory_gb: float = 8.0, aux_channels: Sequence[str] = (),
               aux_needed_by: str = "the model's breaking inputs") -> FieldData:
-    """Open, validate and (when it fits) load ``paths``. ``aux_channels``: static fields
+    """Open, validate and (when it fits) load ``paths``. ``min_time``: the fewest frames
+    per simulation, refused below with a message saying what needs them
+    (``min_time_for``). ``aux_channels``: static fields
     over ``(sim, y, x)`` to load as well (a file lacking one is refused with a message
     naming it and ``aux_needed_by``). Raises :class:`DataError`."""
     paths = [str(p) for p in paths]
@@ -209,7 +215,7 @@ def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u"
         aux = (np.concatenate([_read_aux(p, ds, aux_channels, aux_needed_by)
                                for p, ds in zip(paths, datasets)])
                if aux_channels else None)
-        n_time, ny, nx = _shared_sizes(paths, datasets, min_time)
+        n_time, ny, nx = _shared_sizes(paths, datasets, min_time, min_time_for)
         sims_per_file = [int(ds.sizes["sim"]) for ds in datasets]
         heldout, sim_coords = _sim_coords(datasets)
         first = datasets[0]
@@ -237,8 +243,8 @@ def _refuse_repeats(paths: Sequence[str]) -> None:
         seen[real] = p
 
 
-def _shared_sizes(paths: Sequence[str], datasets: Sequence[xr.Dataset], min_time: int
-                  ) -> tuple[int, int, int]:
+def _shared_sizes(paths: Sequence[str], datasets: Sequence[xr.Dataset], min_time: int,
+                  min_time_for: str) -> tuple[int, int, int]:
     """``(n_time, ny, nx)``, which every file must share."""
     n_time, ny, nx = (int(datasets[0].sizes[d]) for d in ("time", "y", "x"))
     for p, ds in zip(paths, datasets):
@@ -247,8 +253,8 @@ def _shared_sizes(paths: Sequence[str], datasets: Sequence[xr.Dataset], min_time
             raise DataError(f"{p}: (time, y, x) sizes {sizes} differ from {paths[0]}'s "
                             f"{(n_time, ny, nx)}; shards must share one grid and time axis")
     if n_time < min_time:
-        raise DataError(f"{paths[0]}: {n_time} time steps are too few; training needs at "
-                        f"least {min_time} (T_in + K plus skipped frames)")
+        raise DataError(f"{paths[0]}: {n_time} frames per simulation are too few; training "
+                        f"needs at least {min_time} (the fewest with which {min_time_for})")
     return n_time, ny, nx
 
 
@@ -283,13 +289,13 @@ def _read_fields(paths: Sequence[str], datasets: Sequence[xr.Dataset], data: Fie
     data.moments = {c: [0.0, 0.0] for c in data.channels}
     for p, ds, n_sims in zip(paths, datasets, data.sims_per_file):
         for ci, c in enumerate(data.channels):
-            var = ds[c].transpose(*DIMS)
+            var = ds[c]
             dtype = str(var.dtype)
             if data.dtypes.setdefault(c, dtype) != dtype:
                 data.dtypes[c] = "mixed"
             m = data.moments[c]
             if load:
-                block = var.values
+                block = _values(var, p)
                 for s in range(block.shape[0]):
                     _check_finite(block[s], p, c, s, m)
                 block = block.astype(np.float32, copy=False)
@@ -297,6 +303,6 @@ def _read_fields(paths: Sequence[str], datasets: Sequence[xr.Dataset], data: Fie
                 del block
             else:  # stream through the file once, one sim at a time
                 for s in range(var.sizes["sim"]):
-                    _check_finite(var.isel(sim=s).values, p, c, s, m)
+                    _check_finite(_values(var.isel(sim=s), p), p, c, s, m)
         offset += n_sims
     return array

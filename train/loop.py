@@ -35,7 +35,7 @@ from . import distributed as D
 from .config import ConfigError, TrainConfig
 from .data import DataError, FieldData, open_data
 from .ema import EMA
-from .objective import (Rollout, evaluate, field_weights, penalty, to_device,
+from .objective import (Rollout, evaluate, field_weights, to_device,
                         train_step)
 from .resume import (check_resume_changes, check_resume_state, other_data, rng_state,
                      set_rng_state)
@@ -43,7 +43,7 @@ from .run_folder import drop_stage, own_out, prepare_out, reset_out, swap_in_run
 from .schedule import curriculum_K, scheduler
 from .normalize import (fit_aux, fit_delta_scale, fit_lower_bound, fit_normalization,
                         normalize_batch)
-from .splits import SplitError, resolve_splits
+from .splits import SplitError, min_frames, resolve_splits
 from .windows import WindowDataset
 
 __all__ = ["fit", "Trainer", "TrainingError", "resolve_device", "build_model"]
@@ -61,11 +61,13 @@ def build_model(name: str, **config: Any) -> nn.Module:
 
 
 def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {spec!r} requested but CUDA is not available")
-    return torch.device(spec)
+    """:func:`surrogate.devices.resolve_device`, its errors as :class:`ConfigError`."""
+    from surrogate.devices import DeviceError
+    from surrogate.devices import resolve_device as _resolve
+    try:
+        return _resolve(spec)
+    except DeviceError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _data_grid(paths) -> tuple[int, int]:
@@ -75,7 +77,7 @@ def _data_grid(paths) -> tuple[int, int]:
     if not paths:
         raise ConfigError("no data given: pass --data FILE [FILE ...]")
     try:
-        with open_one(paths[0], variables=(), dim_order=False) as ds:
+        with open_one(paths[0]) as ds:
             return int(ds.sizes["y"]), int(ds.sizes["x"])
     except DatasetError as e:
         raise DataError(str(e)) from None
@@ -210,7 +212,12 @@ class Trainer:
         cfg = self.cfg
         self.breaking = tuple(self.model.config.get("breaking_inputs", ()))
         self.aux_layout = data_layout(self.breaking)
-        self.data = open_data(cfg.data, self.layout.channels, min_time=self.T_in + self.K,
+        need = min_frames(cfg.split, T_in=self.T_in, K=self.K, valid_steps=self.steps)
+        self.data = open_data(cfg.data, self.layout.channels,
+                              min_time=need if need is not None else self.T_in + self.K,
+                              min_time_for=(f"T_in={self.T_in}, K={self.K}, valid_steps="
+                                            f"{self.steps} and the split settings leave "
+                                            "train and valid windows"),
                               in_memory=cfg.in_memory, max_memory_gb=cfg.max_memory_gb,
                               aux_channels=self.aux_layout.channels,
                               aux_needed_by=f"the breaking input 'cause' (breaking_inputs "

@@ -40,7 +40,7 @@ from surrogate.symmetry import FieldLayout
 from . import distributed as D
 from .normalize import normalize_batch
 
-__all__ = ["Rollout", "field_weights", "multistep_loss", "add_input_noise", "penalty",
+__all__ = ["Rollout", "field_weights", "multistep_loss", "add_input_noise", "model_penalty",
            "autocast", "train_step", "evaluate", "to_device"]
 
 
@@ -95,8 +95,8 @@ def add_input_noise(x: torch.Tensor, std: torch.Tensor,
     return x + noise * std.to(x).view(1, 1, -1, 1, 1)
 
 
-def penalty(model: nn.Module, device: torch.device) -> torch.Tensor:
-    """The model's ``equivariancepenalty()`` (0 without one) as a float32 scalar."""
+def model_penalty(model: nn.Module, device: torch.device) -> torch.Tensor:
+    """The model's ``equivariance_penalty()`` (0 without one) as a float32 scalar."""
     fn = getattr(model, "equivariance_penalty", None)
     return torch.as_tensor(fn() if fn is not None else 0.0, device=device).float().reshape(())
 
@@ -126,7 +126,7 @@ def train_step(module: nn.Module, model: nn.Module, opt: torch.optim.Optimizer,
     with autocast(x.device, amp):
         preds = module(x, y.shape[1], pushforward, aux)
     data_loss = multistep_loss(preds, y, weight)
-    penalty = penalty(model, x.device)
+    penalty = model_penalty(model, x.device)
     opt.zero_grad(set_to_none=True)
     report = torch.stack([data_loss.detach(), penalty.detach()]).double()
     D.all_reduce_sum(report, info)  # every process must agree before backward

@@ -22,6 +22,7 @@ the rollout ``horizon`` those starts leave room for.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -31,7 +32,7 @@ from surrogate.records import SPLIT_NAMES, SplitRange, SplitSpec
 from .config import SplitConfig
 
 __all__ = ["SplitRange", "SplitSpec", "resolve_splits", "PAPER_FRAMES", "PAPER_N_TIME",
-           "SplitError", "default_heldout"]
+           "SplitError", "default_heldout", "min_frames"]
 
 #: The paper's reference ranges: sample starts after skipping the first 2 frames.
 PAPER_SKIP = 2
@@ -121,3 +122,32 @@ def resolve_splits(cfg: SplitConfig, *, n_time: int, n_sims: int, T_in: int, K: 
                 f"room for T_in + {h} = {T_in + h} frames; use longer simulations, a "
                 f"smaller T_in/K/valid_steps or other split ranges")
     return spec
+
+
+#: the longest simulation :func:`min_frames` tries
+MAX_FRAMES = 1_000_000
+
+
+def min_frames(cfg: SplitConfig, *, T_in: int, K: int, valid_steps: int) -> int | None:
+    """The fewest frames per simulation for which :func:`resolve_splits` gives non-empty
+    train and valid splits (None: no length up to :data:`MAX_FRAMES` does; the
+    split ranges themselves are empty). Which simulations are held out plays no part."""
+    probe = dataclasses.replace(cfg, heldout="none")
+
+    def fits(n: int) -> bool:
+        try:
+            resolve_splits(probe, n_time=n, n_sims=1, T_in=T_in, K=K,
+                           valid_steps=valid_steps)
+        except SplitError:
+            return False
+        return True
+
+    n = T_in + K + min(cfg.skip, PAPER_SKIP)
+    hi = n
+    while not fits(hi):   # a length that fits, doubling (each try is arithmetic only)
+        if hi >= MAX_FRAMES:
+            return None
+        hi = min(2 * hi, MAX_FRAMES)
+    while n < hi and not fits(n):   # the first one: lengths need not fit monotonically
+        n += 1
+    return n

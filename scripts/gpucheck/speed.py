@@ -75,7 +75,7 @@ def simulator(ctx: Context, dev: str, res: int, res_part: dict[str, Any], c: Che
     if dev == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("torch sees no CUDA device (PhiFlow would run on the CPU)")
     r = simulator_rates(res, steps, s["sims"], s["eager_sims"], dev, eager)
-    from phi.torch import TORCH  # the device simulate_batch selected (it falls back quietly)
+    from phi.torch import TORCH  # the device simulate_batch selected
     r["phiflow_device"] = TORCH.get_default_device().name
     if (TORCH.get_default_device().device_type == "GPU") != (dev == "cuda"):
         raise RuntimeError(f"PhiFlow ran on {r['phiflow_device']}, not on {dev}")

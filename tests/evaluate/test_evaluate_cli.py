@@ -269,3 +269,41 @@ def test_sim_labels_name_the_coordinates_that_vary():
                               1: "inflow_x 2.5, magnitude_index 1",
                               2: "inflow_x nan, magnitude_index 2"}
     assert sim_labels(ds, most=1)[1] == "inflow_x 2.5"
+
+
+@pytest.mark.parametrize("device, message", [
+    ("gpu", "unknown device 'gpu'; accepted: auto, cpu, cuda or cuda:N"),
+    pytest.param("cuda", "cuda requested but torch sees no CUDA device",
+                 marks=pytest.mark.skipif(__import__("torch").cuda.is_available(),
+                                          reason="has CUDA")),
+])
+def test_device_names_are_the_shared_set(tiny_data, tiny_checkpoints, tmp_path, capsys,
+                                         device, message):
+    data, _ = tiny_data
+    err = _bad(["-c", str(tiny_checkpoints["unet"]), "-d", str(data), "--device", device,
+                "-o", str(tmp_path / "o")], capsys)
+    assert err.startswith(f"relaxflow-evaluate: error: {message}")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--steps", "2", "--plot-steps", "1", "100"],
+     "plot step 100 is outside the rollout: plot steps (--plot-steps) must be in 1..2 "
+     "(--steps)"),
+    (["--steps", "100", "--plot-steps", "100"],
+     f"the data have 24 frames, too few for T_in + steps = {T_IN} + 100"),
+])
+def test_plot_steps_and_steps_are_checked_before_evaluating(
+        tiny_data, tiny_checkpoints, tmp_path, capsys, monkeypatch, extra, message):
+    """--plot-steps beyond the rollout (or a rollout beyond the data) fails at once, not
+    after every model was evaluated."""
+    from evaluate import report
+
+    def never(*a, **k):
+        raise AssertionError("evaluation started")
+    monkeypatch.setattr(report, "_evaluate_model", never)
+    data, _ = tiny_data
+    err = _bad(["-c", str(tiny_checkpoints["unet"]), "-d", str(data), "-s", "all",
+                "-o", str(tmp_path / "o"), *extra], capsys)
+    assert message in err
+    assert not (tmp_path / "o").exists()

@@ -117,3 +117,29 @@ def test_a_report_folder_has_one_owner(tiny_data, tiny_checkpoints, tmp_path, ca
     assert main(args) == 0  # no stale lock
     assert (out / "summary.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+def test_quiet_shows_no_raw_numpy_warnings(tiny_checkpoints, tmp_path, capsys):
+    """Inf in the data: under -q the report's one warning line names it, and numpy's own
+    RuntimeWarnings (invalid value encountered in subtract, ...) are not shown."""
+    import warnings
+
+    ds = make_dataset()
+    ds["u"][:, 3:] = np.inf   # targets of the test-domain windows
+    path = tmp_path / "inf.nc"
+    ds.to_netcdf(path)
+    args = ["-c", str(tiny_checkpoints["unet"]), "-d", str(path), "-s", "test-domain",
+            "--steps", "2", "--stride", "8", "--no-figures"]
+
+    def run(extra):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(args + extra) == 0
+        return [w for w in caught if issubclass(w.category, RuntimeWarning)]
+
+    assert run(["-o", str(tmp_path / "loud")])   # numpy warns here without -q
+    capsys.readouterr()
+    assert run(["-o", str(tmp_path / "quiet"), "-q"]) == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: unet / test-domain: non-finite "
+                                               "metrics"), err

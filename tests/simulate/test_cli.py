@@ -32,7 +32,7 @@ def _bad_cases(tmp_path):
         (["generate", "rotation", "-o", a_file / "sub" / "a.nc"], "is a file"),
         (["generate", "rotation", "--shard", "3/2", "-o", tmp_path / "a.nc"], "shard"),
         (["generate", "rotation", "--bogus", "-o", tmp_path / "a.nc"], "unrecognized"),
-        (["info", tmp_path / "missing.nc"], "no such file"),
+        (["info", tmp_path / "missing.nc"], "no such data file"),
         (["frobnicate"], "invalid choice"),
     ] + ([(["generate", "rotation", "-o", "/proc/a.nc"], "/proc is not writable")] if os.geteuid() == 0 else [])
 
@@ -79,3 +79,47 @@ def test_generate_with_late_start_and_info_says_so(tmp_path):
     assert r.returncode == 0, r.stderr
     r = run("info", tmp_path / "late.nc")
     assert r.returncode == 0 and "recorded after a warm-up of 2 steps" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("device, message", [
+    ("gpu", "unknown device 'gpu'; accepted: auto, cpu, cuda or cuda:N"),
+    pytest.param("cuda", "cuda requested but torch sees no CUDA device",
+                 marks=pytest.mark.skipif(__import__("torch").cuda.is_available(),
+                                          reason="has CUDA")),
+])
+def test_device_names_are_the_shared_set(tmp_path, capsys, device, message):
+    from simulate.cli import main
+    assert main(["generate", "rotation", "--resolution", "8", "--steps", "2", "--device",
+                 device, "-o", str(tmp_path / "a.nc"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"relaxflow-simulate: error: {message}")
+    assert not list(tmp_path.iterdir())
+
+
+def test_merge_refusals_name_the_flags(tmp_path, capsys):
+    """The library names its keyword (allow_partial=True), the command line its flag
+    (--allow-partial): the CLI used to say 'pass allow_partial'."""
+    import numpy as np
+
+    import simulate
+    from simulate.cli import main
+    from simulate.dataset import build_dataset, write_dataset
+
+    spec = simulate.preset("rotation", resolution=8, n_magnitudes=1, steps=2)  # 4 sims
+    rng = np.random.default_rng(0)
+    fields = {k: rng.random((2, 3, 8, 8)).astype(np.float32) for k in ("u", "v", "density")}
+    causes = {k: rng.random((2, 8, 8)) for k in simulate.CAUSE_VARS}
+    shard = write_dataset(build_dataset(spec, [0, 1], fields, causes), tmp_path / "s0.nc")
+    out = tmp_path / "all.nc"
+    with pytest.raises(simulate.DatasetError, match=r"\[2, 3\] of 4 .*\(pass allow_partial=True"):
+        simulate.merge([shard], out)
+    assert main(["merge", str(shard), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("are in none of the files (pass --allow-partial to merge anyway)"), err
+    assert main(["merge", str(shard), "-o", str(out), "--allow-partial"]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(shard), "-o", str(out), "--allow-partial"]) == 2
+    assert capsys.readouterr().err.strip() == (f"relaxflow-simulate: error: {out}: output "
+                                               "exists (pass --overwrite to replace it)")
+    with pytest.raises(simulate.DatasetError, match="pass overwrite=True"):
+        simulate.merge([shard], out, allow_partial=True)

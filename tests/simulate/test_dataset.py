@@ -77,13 +77,13 @@ def test_rejects_truncated_and_corrupt_files(tmp_path):
     p = write_dataset(_small(tmp_path), tmp_path / "t.nc")
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
-    with pytest.raises(simulate.DatasetError, match=r"t\.nc.*truncated or corrupt"):
+    with pytest.raises(simulate.DatasetError, match=r"t\.nc: corrupt or unreadable"):
         simulate.open_dataset(p, load=True)
     q = tmp_path / "text.nc"
     q.write_text("not a netcdf file")
     with pytest.raises(simulate.DatasetError, match="text.nc"):
         simulate.open_dataset(q)
-    with pytest.raises(simulate.DatasetError, match="no such file"):
+    with pytest.raises(simulate.DatasetError, match="no such data file"):
         simulate.open_dataset(tmp_path / "missing.nc")
 
 

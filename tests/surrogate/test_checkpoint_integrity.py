@@ -122,6 +122,18 @@ def test_hmac_signature(tmp_path):
     (lambda r: r.__setitem__("normalization", '{"scale": [1]}'), "invalid normalization"),
     (lambda r: r.__setitem__("model_config", '{"hidden": 4}'), "names no model"),
     (lambda r: r.__setitem__("training_state", [1]), "'training_state' must be a dict"),
+    # metadata fields every reader relies on are named (T_in="four" was a bare int() error)
+    (lambda r: r.__setitem__("metadata", '{"T_in": "four"}'),
+     "bad.pt: metadata field 'T_in' must be an integer, got 'four'"),
+    (lambda r: r.__setitem__("metadata", '{"K": 2.5}'), "metadata field 'K' must be an integer"),
+    (lambda r: r.__setitem__("metadata", '{"data": {"grid": {"ny": "x", "nx": 8}}}'),
+     "metadata field 'data.grid.ny' must be an integer, got 'x'"),
+    (lambda r: r.__setitem__("metadata", '{"data": {"dt": "fast"}}'),
+     "metadata field 'data.dt' must be a number"),
+    (lambda r: r.__setitem__("metadata", '{"splits": {"train": {}}}'),
+     "metadata field 'splits.train.sims' is missing"),
+    (lambda r: r.__setitem__("metadata", '{"layout": 3}'),
+     "metadata field 'layout' is not a field layout"),
 ])
 def test_crafted_fields_give_one_line_errors(tmp_path, edit, match):
     """Fields of the wrong type are named, even with a recomputed digest."""
@@ -149,6 +161,20 @@ def test_unbuildable_model_config_is_a_checkpoint_error(tmp_path):
         r["digest"] = _digest(r)
     with pytest.raises(CheckpointError, match="cannot be built"):
         load_model(_rewrite(good, tmp_path / "bad.pt", craft))
+
+
+def test_bad_model_config_field_names_the_file_and_field(tmp_path):
+    from surrogate.checkpoint import _digest
+    from surrogate.forecast import load
+    good = save(_model(), tmp_path / "g.pt", normalization=NORM)
+
+    def craft(r):
+        r["model_config"] = r["model_config"].replace('"T_in": 2', '"T_in": "four"')
+        r["digest"] = _digest(r)
+    bad = _rewrite(good, tmp_path / "bad.pt", craft)
+    with pytest.raises(CheckpointError, match=r"bad\.pt: .*T_in must be an integer, got "
+                                              r"'four'"):
+        load(bad)
 
 
 def test_format_1_checkpoints_still_load(tmp_path):

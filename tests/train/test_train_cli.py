@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from surrogate.checkpoint import read_checkpoint
 from train.cli import args_to_config, build_parser, main
@@ -30,6 +31,11 @@ def test_cli_run_writes_checkpoints(tiny_nc, tmp_path, capsys):
     (["--model", "unet"], "no data given"),
     (["--data", "x.nc", "--config", "nope.toml"], "no such config file"),
     (["--data", "x.nc", "--K", "0"], "K must be >= 1"),
+    (["--data", "x.nc", "--device", "gpu"],
+     "unknown device 'gpu'; accepted: auto, cpu, cuda or cuda:N"),
+    pytest.param(["--data", "x.nc", "--device", "cuda"],
+                 "error: cuda requested but torch sees no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -26,7 +28,7 @@ def test_shards_concatenate_and_lazy_matches_memory(tmp_path):
 
 
 @pytest.mark.parametrize("kind, kw, message", [
-    ("missing", dict(drop="density"), r"missing variable\(s\) \['density'\]"),
+    ("missing", dict(drop="density"), r"missing variable 'density' \(the schema needs"),
     ("short", dict(n_time=4), "too few"),
     ("nan", dict(nan_at=(2, 5)), "NaN values .*sim 2, time index 5"),
 ])
@@ -46,3 +48,22 @@ def test_missing_file_and_grid_mismatch(tmp_path):
     b = make_dataset(tmp_path / "b.nc", n=8)
     with pytest.raises(DataError, match="differ"):
         open_data([a, b])
+
+
+def test_the_stated_minimum_of_frames_is_the_true_minimum(tmp_path):
+    """The minimum the message states is the fewest frames that train: one fewer is
+    refused with the same minimum, exactly that many trains (it used to say T_in + K
+    while longer data were refused too, for an empty valid split)."""
+    def attempt(n: int):
+        path = make_dataset(tmp_path / f"t{n}.nc", n_time=n)
+        return fit(tiny_config(path, tmp_path / f"run{n}", epochs=1))
+
+    with pytest.raises(DataError, match=r"4 frames per simulation are too few; training "
+                                        r"needs at least \d+ ") as info:
+        attempt(4)
+    need = int(re.search(r"needs at least (\d+)", str(info.value)).group(1))
+    assert need > 2 + 2 + 2   # T_in + K + skip frames are not enough for the split ranges
+    with pytest.raises(DataError, match=f"{need - 1} frames per simulation are too few; "
+                                        f"training needs at least {need} "):
+        attempt(need - 1)
+    assert attempt(need).name == "best.pt"

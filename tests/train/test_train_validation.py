@@ -34,6 +34,22 @@ def test_typed_toml_mistakes(tiny_nc, tmp_path, capsys, toml, match):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("toml,match", [
+    ("heldout = 3.5", "split.heldout must be 'auto', 'none' or a list of sim indices "
+                      "(integers), got 3.5"),
+    ("heldout = [1.5]", "split.heldout must be 'auto', 'none' or a list of sim indices"),
+    ('heldout = [1, "a"]', "split.heldout must be 'auto', 'none' or a list of sim indices"),
+    ("heldout = [true]", "split.heldout must be 'auto', 'none' or a list of sim indices"),
+    ('skip = "two"', "split.skip must be int, got 'two'"),
+    ('train = [0, "a"]', "split.train must be a range [start, stop] of two numbers"),
+])
+def test_typed_split_mistakes(tiny_nc, tmp_path, capsys, toml, match):
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(f'data = ["{tiny_nc}"]\nout = "{tmp_path / "run"}"\n[split]\n{toml}\n')
+    assert match in _one_line_error(capsys, ["--config", str(cfg)])
+    assert not (tmp_path / "run").exists()
+
+
 def test_model_opt_booleans_are_parsed_and_typed(tiny_nc, tmp_path, capsys):
     out = tmp_path / "run"
     err = _one_line_error(capsys, ["--data", str(tiny_nc), "--out", str(out), *BASE,
