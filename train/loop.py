@@ -48,7 +48,8 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from surrogate.breaking import canonical_breaking_inputs, data_layout
 from surrogate.checkpoint import read_checkpoint, save
-from surrogate.folders import hold, sibling, swap_in
+from surrogate.diskfull import reporting_full_disk
+from surrogate.folders import hold, sibling, swap_in, temporaries
 from surrogate.normalization import Normalization
 from surrogate.records import TrainingRecord
 from surrogate.registry import needs_grid
@@ -203,8 +204,9 @@ def evaluate(step: nn.Module, loader, norm: Normalization, device: torch.device,
         if weight is not None:
             se_n = se_n * weight.view(1, 1, -1, 1, 1)
         se_n = se_n.mean(dim=(2, 3, 4)).sum(dim=1)
-        pred = norm.denormalize(pred_n[:, :steps])
-        se = ((pred - y[:, :steps]) ** 2).sum(dim=(0, 1, 3, 4)).double()
+        # float64: squares of large physical values overflow float32 (1e20**2 > 3e38)
+        pred = norm.denormalize(pred_n[:, :steps]).double()
+        se = ((pred - y[:, :steps].double()) ** 2).sum(dim=(0, 1, 3, 4))
         sums[0] += se_n.sum().double()
         sums[1] += x.shape[0]
         sums[2] += y[:, :steps, 0].numel()
@@ -326,13 +328,15 @@ def fit(config: TrainConfig, *, key: bytes | str | None = None) -> Path:
 
 @contextlib.contextmanager
 def _own_out(out: Path, info: D.DistInfo, device: torch.device):
-    """Hold ``out`` on rank 0 for the ``with`` block; every rank raises the one-line
-    :class:`ConfigError` when another process holds it."""
+    """Hold ``out`` on rank 0 for the ``with`` block (clearing what killed runs into it
+    left, :func:`_clear_leftovers`); every rank raises the one-line :class:`ConfigError`
+    when another process holds it."""
     with contextlib.ExitStack() as stack:
         busy: ConfigError | None = None
         if info.is_main:
             try:
                 stack.enter_context(hold(out, ConfigError))
+                _clear_leftovers(out)  # before the other ranks go on (the all-reduce waits)
             except ConfigError as e:
                 busy = e
         if info.distributed:  # the other ranks learn whether rank 0 got the folder
@@ -342,6 +346,22 @@ def _own_out(out: Path, info: D.DistInfo, device: torch.device):
         if busy is not None:
             raise busy
         yield
+
+
+def _clear_leftovers(out: Path) -> None:
+    """Remove what killed runs into ``out`` left (``out`` is held, so no live process
+    writes them): the temporary files of checkpoint and metrics writes in the run folder,
+    and the staging folder of an ``overwrite`` run that never replaced the old run (not
+    the one a swap interrupted between its renames still has to move in, see
+    :func:`_prepare_out`)."""
+    for p in [*temporaries(out, "best.pt"), *temporaries(out, "last.pt"),
+              out / "metrics.tmp"]:
+        if p.is_file():
+            p.unlink()
+    stage, old = sibling(out, "overwrite"), sibling(out, "replaced")
+    unfinished_swap = not out.exists() and old.is_dir() and (stage / "last.pt").is_file()
+    if stage.is_dir() and not unfinished_swap:
+        shutil.rmtree(stage)
 
 
 def _prepare_out(cfg: TrainConfig) -> _Run:
@@ -377,7 +397,8 @@ def _reset_out(run: _Run, cfg: TrainConfig, info: D.DistInfo) -> None:
             shutil.rmtree(run.out)
         elif not cfg.resume:
             run.metrics.unlink(missing_ok=True)  # a folder without checkpoints
-        run.out.mkdir(parents=True, exist_ok=True)
+        with reporting_full_disk(run.out):
+            run.out.mkdir(parents=True, exist_ok=True)
     D.barrier(info)
 
 
@@ -611,10 +632,15 @@ class Trainer:
                  f"train {len(self.train_ds)}, valid {len(self.valid_ds)}; device "
                  f"{self.device}{f', {info.world_size} processes' if info.distributed else ''}")
         if self.start_epoch == 0:  # the untrained model: the baseline every epoch beats
+            val = self.validate()
             self._write_metrics({"epoch": 0, "train_loss": None, "penalty": None,
-                                 **self.validate(), "lr": self.opt.param_groups[0]["lr"],
+                                 **val, "lr": self.opt.param_groups[0]["lr"],
                                  "epoch_time_s": 0.0, "train_samples_per_s": None,
                                  "best": False})
+            if not math.isfinite(val["valid_rmse"]):  # no epoch can fix that: stop now
+                raise TrainingError("non-finite valid RMSE of the untrained model (epoch "
+                                    "0): its forecast is not finite on these data; "
+                                    "training not started")
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             lr = self.opt.param_groups[0]["lr"]
@@ -713,7 +739,7 @@ class Trainer:
 
     def _write_metrics(self, record: dict[str, Any]) -> None:
         if self.info.is_main:
-            with open(self.run.metrics, "a") as f:
+            with reporting_full_disk(self.run.metrics), open(self.run.metrics, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
     def checkpoint(self, epoch: int, record: dict[str, Any], improved: bool) -> None:
@@ -785,5 +811,10 @@ def _trim_metrics(path: Path, epochs_done: int) -> None:
             if json.loads(line)["epoch"] <= epochs_done:
                 keep.append(line)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(l + "\n" for l in keep))
-    shutil.move(tmp, path)
+    try:
+        with reporting_full_disk(path):
+            tmp.write_text("".join(l + "\n" for l in keep))
+            shutil.move(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
