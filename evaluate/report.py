@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from surrogate.devices import DeviceError, resolve_device
-from surrogate.folders import hold, move_files_in, sibling
+from surrogate.diskfull import disk_full_error
+from surrogate.folders import clear_leftovers, hold, move_files_in, sibling
 
 from . import plots
 from .baselines import PERSISTENCE_LABEL, Persistence
@@ -388,8 +389,10 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     each, the GIFs show the first). ``out`` must be new or empty unless ``overwrite``,
     which replaces the report's files only (every other file stays); one process at a
     time owns ``out`` (:func:`surrogate.folders.hold`). The report is written into a
-    sibling folder and moved in only when complete, so a failed evaluation never leaves
-    a half-written or lost report. ``key``: refuse checkpoints not signed with it
+    sibling folder ``.NAME.partial`` and moved in only when complete, so a failed
+    evaluation never leaves a half-written or lost report (a full disk raises the one-line
+    ``surrogate.diskfull.DiskFullError``; a killed run's ``.NAME.partial`` is removed by
+    the next run of ``out``). ``key``: refuse checkpoints not signed with it
     (:func:`surrogate.load`). Non-finite values in the evaluated frames give a warning
     naming split, simulation and frame."""
     out = Path(out)
@@ -402,6 +405,7 @@ def run(checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     ckpts, split_names, quantities = _check_request(checkpoints, splits, steps, labels,
                                                     quantity, group, plot_steps)
     with hold(out, EvaluationError):
+        clear_leftovers(out, "partial")  # what a killed or failed run of ``out`` left
         _check_out(out, overwrite)
         return _run(ckpts, data, split_names, steps, out, device, batch_size, stride,
                     max_windows, equivariance_windows, group, labels,
@@ -447,15 +451,16 @@ def _write_report(evals: list, split_names: list[str], data_eq, meta: dict, out:
     """Write metrics.csv, the figures (``quantities`` None: none), summary.md and
     summary.json into a staging folder, then move them into ``out`` in place of the old
     report's files (summary.json last); every other file of ``out`` stays."""
-    stage = sibling(out, "partial")  # a killed run's leftover (``out`` is held)
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
+    stage = sibling(out, "partial")  # a killed run's is gone (:func:`run` cleared it)
     try:
+        stage.mkdir(parents=True)
         figs = _stage_report(evals, split_names, data_eq, meta, stage, quantities,
                              plot_steps, gif)
-    except BaseException:
+    except BaseException as e:
+        full = disk_full_error(e, out)  # before the staged files go: they fill the disk
         shutil.rmtree(stage, ignore_errors=True)  # made by this process; ``out`` untouched
+        if full is not None:
+            raise full from e
         raise
     old = report_files(out)
     kept = sorted(p.name for p in out.iterdir() if p.name not in old

@@ -15,6 +15,7 @@ fields from the data (:func:`load_aux`).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -23,6 +24,7 @@ import torch
 import xarray as xr
 
 from surrogate.breaking import CauseFieldError, read_cause_fields
+from surrogate.forecast import NonFiniteForecastWarning
 from surrogate.records import TrainingRecord, Windows
 
 from . import metrics as M
@@ -236,8 +238,10 @@ def evaluate_split(model, ds: xr.Dataset, windows: Windows, batch_size: int = 32
     examples: dict[str, Any] = {}
     for idx, hist, targ in iter_batches(ds, windows, channels, batch_size):
         aux = None if aux_all is None else torch.from_numpy(aux_all[windows.sims[idx]])
-        pred = model.rollout(torch.from_numpy(hist), windows.steps, aux=aux,
-                             batch_size=batch_size, exported=exported).numpy()
+        with warnings.catch_warnings():  # a diverged rollout: the report warns, per split
+            warnings.simplefilter("ignore", NonFiniteForecastWarning)
+            pred = model.rollout(torch.from_numpy(hist), windows.steps, aux=aux,
+                                 batch_size=batch_size, exported=exported).numpy()
         for k, v in M.rollout_metrics(pred, targ, channels, velocity, x, y).items():
             parts.setdefault(k, []).append(v)
         if idx[0] < keep:

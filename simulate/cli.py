@@ -7,7 +7,8 @@
     relaxflow-simulate merge data/rot.shard*.nc -o data/rotation.nc
     relaxflow-simulate info data/rotation.nc
 
-Bad input gives one line on stderr and exit code 2.
+Bad input gives one line on stderr and exit code 2; a full disk one line naming the file
+and exit code 1 (nothing half-written is left).
 """
 
 from __future__ import annotations
@@ -169,10 +170,24 @@ def _cmd_spec(args):
     sys.stdout.write(spec_to_toml(_spec(args)))
 
 
+_AFTER_FULL_DISK = {
+    "generate": "free some space, then run the same command with --resume (finished parts "
+                "are kept)",
+    "merge": "free some space, then merge again"}
+
+
+def _disk_full(e: OSError) -> bool:
+    """Whether ``e`` is a ``surrogate.diskfull.DiskFullError`` (that module is loaded by
+    generate, or by a write that failed; never imported here, so info stays light)."""
+    mod = sys.modules.get("surrogate.diskfull")
+    return mod is not None and isinstance(e, mod.DiskFullError)
+
+
 def main(argv=None) -> int:
     from .dataset import DatasetError, OptionRequired
     from .phiflow_step import SimulationError
     from .spec import SpecError
+    args = None
     try:
         args = build_parser().parse_args(argv)
         {"generate": _cmd_generate, "merge": _cmd_merge, "info": _cmd_info,
@@ -187,6 +202,12 @@ def main(argv=None) -> int:
         return 130
     except SimulationError as e:
         print(f"{PROG}: simulation failed: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if not _disk_full(e):
+            raise
+        hint = _AFTER_FULL_DISK.get(getattr(args, "cmd", None))
+        print(f"{PROG}: error: {e}{f'; {hint}' if hint else ''}", file=sys.stderr)
         return 1
 
 

@@ -216,8 +216,10 @@ def _new_file_mode() -> int:
 
 
 def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write ``ds`` to ``path`` atomically: a temporary file in the same directory, then
-    ``os.replace`` (a killed writer never leaves a partial file under ``path``)."""
+    """Write ``ds`` to ``path`` atomically: a temporary file ``.NAME.XXXXXXXX.tmp`` in the
+    same directory, then ``os.replace`` (a killed writer never leaves a partial file under
+    ``path``; a later run that holds ``path`` removes the temporary). A disk that fills
+    up raises the one-line ``surrogate.diskfull.DiskFullError`` naming ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -225,10 +227,22 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds))
         os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600; the dataset follows the umask
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        full = _disk_full(e, path)  # before the partial file goes: it fills the disk
         Path(tmp).unlink(missing_ok=True)
+        if full is not None:
+            raise full from e
         raise
     return path
+
+
+def _disk_full(e: BaseException, path: Path):
+    """``surrogate.diskfull.disk_full_error(e, path)`` (imported only on failure: reading
+    and writing datasets need no torch)."""
+    if not isinstance(e, (OSError, RuntimeError)):
+        return None
+    from surrogate.diskfull import disk_full_error
+    return disk_full_error(e, path)
 
 
 # ----------------------------------------------------------------------------- reading

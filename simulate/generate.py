@@ -7,7 +7,10 @@ part is simulated as one PhiFlow batch and written atomically to
 (atomically) and the parts folder is removed. A killed run leaves only complete part
 files, so ``resume=True`` continues without recomputing them; that holds for a killed
 ``overwrite=True`` run too (its manifest records that it may replace ``out``). One
-process at a time owns ``out`` (:func:`surrogate.folders.hold`).
+process at a time owns ``out`` (:func:`surrogate.folders.hold`) and first removes the
+temporary files killed runs of it left. Worker processes exit when the run dies
+(:mod:`simulate.workers`); a full disk raises the one-line
+``surrogate.diskfull.DiskFullError`` and leaves no partial file.
 """
 
 from __future__ import annotations
@@ -197,9 +200,23 @@ def generate(spec: ScenarioSpec, out: str | Path, *, workers: int = 1, batch_siz
     from surrogate.folders import hold  # the ground floor (torch: the solver needs it anyway)
 
     with hold(out, GenerateError):
+        _clear_leftovers(out)
         return _generate_held(spec, out, parts, shard_t, resume=resume, overwrite=overwrite,
                               workers=workers, progress=progress, max_parts=max_parts,
                               device=device, threads=threads, keep_parts=keep_parts)
+
+
+def _clear_leftovers(out: Path) -> None:
+    """Remove the temporary files a killed run of ``out`` left (``out`` is held, so no
+    live process writes them): ``.NAME.XXXXXXXX.tmp`` beside ``out`` (the final join),
+    and in the parts folder those of its part files and manifest. Finished parts stay."""
+    from surrogate.folders import clear_leftovers, temporaries
+
+    clear_leftovers(out)
+    parts_dir = out.with_name(out.name + ".parts")
+    for p in [*temporaries(parts_dir), parts_dir / "manifest.tmp"]:
+        if p.is_file():
+            p.unlink()
 
 
 def _read_manifest(parts_dir: Path) -> dict:
@@ -250,9 +267,16 @@ def _generate_held(spec: ScenarioSpec, out: Path, parts: list[list[int]], shard_
 
 
 def _write_manifest(path: Path, manifest: dict) -> None:
+    from surrogate.diskfull import reporting_full_disk
+
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest))
-    os.replace(tmp, path)
+    try:
+        with reporting_full_disk(path):
+            tmp.write_text(json.dumps(manifest))
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts_dir: Path,
@@ -333,12 +357,21 @@ def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts
 
 
 def _run_pool(spec_json, todo, parts, parts_dir, device, workers, threads, bar) -> list[dict]:
+    """Compute parts ``todo`` in ``workers`` spawned processes; each of them, and the
+    manager process of the progress queue, exits when this process dies
+    (:func:`simulate.workers.exit_with_parent`: a ``kill -9`` orphans none)."""
     import multiprocessing as mp
+    from multiprocessing.managers import SyncManager
+
+    from .workers import exit_with_parent
+
     ctx = mp.get_context("spawn")
-    manager = ctx.Manager()
+    manager = SyncManager(ctx=ctx)
+    manager.start(exit_with_parent, (os.getpid(),))
     queue = manager.Queue()
     stats = []
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
+                               initializer=exit_with_parent, initargs=(os.getpid(),))
     try:
         pending = {pool.submit(_run_part, spec_json, k, parts[k], str(_part_path(parts_dir, k)),
                                device, queue, threads or 1) for k in todo}

@@ -10,7 +10,7 @@ from .breaking import BREAKING_INPUTS, CAUSE_VARS, aux_layout, data_layout
 from .checkpoint import CheckpointError, load_model, read_checkpoint, save
 from .devices import DEVICE_NAMES, DeviceError, resolve_device
 from .export import export
-from .forecast import ForecastError, Surrogate, load
+from .forecast import ForecastError, NonFiniteForecastWarning, Surrogate, load
 from .groups import get_group
 from .normalization import Normalization
 from .registry import available_models, build_model, count_parameters, width_for_params
@@ -19,5 +19,6 @@ from .symmetry import FieldLayout, transform_fields
 __all__ = ["build_model", "available_models", "count_parameters", "width_for_params",
            "export", "FieldLayout", "get_group", "transform_fields", "Normalization",
            "save", "load", "load_model", "read_checkpoint", "CheckpointError",
-           "Surrogate", "ForecastError", "BREAKING_INPUTS", "CAUSE_VARS", "aux_layout",
-           "data_layout", "DEVICE_NAMES", "DeviceError", "resolve_device"]
+           "Surrogate", "ForecastError", "NonFiniteForecastWarning", "BREAKING_INPUTS",
+           "CAUSE_VARS", "aux_layout", "data_layout", "DEVICE_NAMES", "DeviceError",
+           "resolve_device"]

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .diskfull import disk_full_error
 from .normalization import Normalization
 from .records import RecordError, TrainingRecord
 
@@ -135,7 +136,8 @@ def save(model: nn.Module, path: str | os.PathLike, *,
     to ``path`` atomically (temporary file + rename). ``training_state`` (optimiser,
     scheduler, RNG, epoch, ...) may hold tensors, numbers, strings, lists and dicts.
     ``key``: sign the file (HMAC-SHA256) so that :func:`read_checkpoint` with the same
-    key can tell it was written by someone holding the key."""
+    key can tell it was written by someone holding the key. A disk that fills up raises
+    the one-line :class:`surrogate.diskfull.DiskFullError` and leaves no partial file."""
     path = Path(path)
     config = getattr(model, "config", None)
     if not isinstance(config, dict) or "name" not in config:
@@ -167,8 +169,11 @@ def save(model: nn.Module, path: str | os.PathLike, *,
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        full = disk_full_error(e, path)  # before the partial file goes: it fills the disk
         Path(tmp).unlink(missing_ok=True)
+        if full is not None:
+            raise full from e
         raise
     return path
 

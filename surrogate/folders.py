@@ -5,18 +5,21 @@ an OS lock (``fcntl.flock``) on ``.NAME.lock`` beside it, held for the whole run
 released by the kernel when the process ends, however it ends. :func:`swap_in` replaces a
 folder by a staged one by two renames (train ``--overwrite`` stages the new run in
 ``.NAME.overwrite``); :func:`move_files_in` moves a staged report's files into a folder
-that holds other files too (evaluate writes its report in ``.NAME.partial``)."""
+that holds other files too (evaluate writes its report in ``.NAME.partial``).
+:func:`clear_leftovers` removes what a killed run of an output left beside it (its
+temporary files, its staging folders), once the output is held."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-__all__ = ["sibling", "swap_in", "move_files_in", "hold"]
+__all__ = ["sibling", "swap_in", "move_files_in", "hold", "temporaries", "clear_leftovers"]
 
 
 def sibling(out: Path, tag: str) -> Path:
@@ -57,6 +60,42 @@ def move_files_in(stage: Path, out: Path, old: Iterable[str], last: str) -> None
     for name in sorted(new, key=lambda n: n == last):
         os.replace(stage / name, out / name)
     stage.rmdir()
+
+
+def temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """The files in ``folder`` named like the temporary files of an atomic write of file
+    ``name`` (``tempfile.mkstemp(prefix=".NAME.", suffix=".tmp")``: ``.NAME.`` then 8
+    random letters, digits or ``_``, then ``.tmp``); of any file when ``name`` is None.
+    Those of another name never match (``.a.nc.x.12345678.tmp`` is not one of ``a.nc``)."""
+    stem = r"[^/]+" if name is None else re.escape(name)
+    pattern = re.compile(rf"\.{stem}\.[a-z0-9_]{{8}}\.tmp")
+    try:
+        entries = list(Path(folder).iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(p for p in entries if pattern.fullmatch(p.name) and p.is_file()
+                  and not p.is_symlink())
+
+
+def clear_leftovers(out: str | os.PathLike, *tags: str) -> list[Path]:
+    """Remove what earlier runs of output ``out`` (file or folder) left beside it: the
+    temporary files of its atomic writes (:func:`temporaries`) and its sibling staging
+    folders ``.NAME.TAG`` for ``tags``. Call it only while holding ``out``
+    (:func:`hold`): then no live process writes them. Entries of other outputs are never
+    touched. Returns the paths removed."""
+    target = Path(out).resolve()
+    gone = temporaries(target.parent, target.name)
+    for p in gone:
+        p.unlink(missing_ok=True)
+    for tag in tags:
+        stage = sibling(target, tag)
+        if stage.is_dir() and not stage.is_symlink():
+            shutil.rmtree(stage)
+            gone.append(stage)
+        elif stage.is_file() or stage.is_symlink():
+            stage.unlink()
+            gone.append(stage)
+    return gone
 
 
 def _holder(path: Path) -> str:

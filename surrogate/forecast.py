@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,11 +28,15 @@ from .records import ModelConfig, TrainingRecord
 from .rollout import autoregress
 from .symmetry import FieldLayout
 
-__all__ = ["Surrogate", "load", "ForecastError"]
+__all__ = ["Surrogate", "load", "ForecastError", "NonFiniteForecastWarning"]
 
 
 class ForecastError(ValueError):
     """History that does not fit the model (grid, frames, variables, layout)."""
+
+
+class NonFiniteForecastWarning(RuntimeWarning):
+    """A forecast that holds NaN or Inf (the rollout diverged)."""
 
 
 _AUX_FORMS = "(a Dataset, a dict of arrays or a (B, C, H, W) array)"
@@ -188,7 +193,16 @@ class Surrogate(nn.Module):
                 batch_size: int = 64, exported: bool = True) -> torch.Tensor:
         """Autoregressive forecast in physical units: ``(B, T, C, H, W)`` history ->
         ``(B, steps, C, H, W)`` predicted frames (the history not included); ``aux``:
-        the cause fields, as :meth:`aux_tensor` takes them."""
+        the cause fields, as :meth:`aux_tensor` takes them. A forecast that holds NaN or
+        Inf (a diverged rollout) comes with a :class:`NonFiniteForecastWarning`."""
+        pred = self._rollout(history, steps, aux, batch_size, exported)
+        _warn_non_finite(pred, stacklevel=3)  # the caller, past the no_grad wrapper
+        return pred
+
+    @torch.no_grad()
+    def _rollout(self, history: torch.Tensor, steps: int, aux: Any, batch_size: int,
+                 exported: bool) -> torch.Tensor:
+        """:meth:`rollout` without the warning."""
         _check_count("steps", steps)
         _check_count("batch_size", batch_size)
         self._check_tensor(history)
@@ -237,6 +251,7 @@ class Surrogate(nn.Module):
                                         "x): select or stack them first")
             if ds.sizes["sim"] == 0 or ds.sizes["time"] == 0:
                 raise ForecastError(f"history is empty (dims: {dict(ds.sizes)})")
+            _check_increasing(ds)
             arr = np.stack([ds[v].transpose("sim", "time", "y", "x").values
                             for v in self.layout.channels], axis=2)
             return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)), ds
@@ -269,7 +284,9 @@ class Surrogate(nn.Module):
         ``history``: an ``xarray.Dataset`` with the model's variables on dims
         ``(sim, time, y, x)`` or ``(time, y, x)``, a DataArray with a ``channel`` dim, or
         a tensor/array ``(B, T, C, H, W)`` / ``(T, C, H, W)``; its last ``T_in`` frames
-        are used. Cause fields come from the history Dataset unless ``aux`` gives them."""
+        are used. Cause fields come from the history Dataset unless ``aux`` gives them.
+        A Dataset's ``time``, ``y`` and ``x`` must increase (as in a dataset file). A
+        forecast that holds NaN or Inf comes with a :class:`NonFiniteForecastWarning`."""
         x, ds = self._history_to_tensor(history)
         if aux is None and ds is not None and self.aux_channels:
             missing = [v for v in self.aux_channels if v not in ds.data_vars]
@@ -277,7 +294,9 @@ class Surrogate(nn.Module):
                 raise self._cause_error(f"the history Dataset lacks {missing}: pass them "
                                         f"with aux= {_AUX_FORMS}")
             aux = ds
-        pred = self.rollout(x, steps, aux=aux, batch_size=batch_size).numpy()
+        pred_t = self._rollout(x, steps, aux, batch_size, True)
+        _warn_non_finite(pred_t, stacklevel=3)
+        pred = pred_t.numpy()
         dt = self.dt
         if ds is not None and "time" in ds.coords and ds.sizes["time"] >= 2:
             times = np.asarray(ds["time"].values, dtype=np.float64)
@@ -309,6 +328,35 @@ class Surrogate(nn.Module):
                           "forecast_steps": steps, "T_in": self.T_in,
                           "source": "relaxflow surrogate forecast"})
         return out
+
+
+def _check_increasing(ds: xr.Dataset) -> None:
+    """Refuse a history whose ``time``, ``y`` or ``x`` coordinate does not strictly
+    increase, as the dataset validator refuses such a file: the network reads the grid
+    in array order, so a flipped axis would be a mirrored flow."""
+    for c in ("time", "y", "x"):
+        if c in ds.coords and ds[c].ndim == 1 and ds[c].size > 1:
+            try:
+                vals = np.asarray(ds[c].values, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ForecastError(f"history coordinate {c!r} is not numeric") from None
+            if not np.all(np.diff(vals) > 0):
+                raise ForecastError(f"history coordinate {c!r} is not strictly increasing "
+                                    f"(as the dataset schema needs); sort it first, e.g. "
+                                    f"history.sortby({c!r})")
+
+
+def _warn_non_finite(pred: torch.Tensor, stacklevel: int) -> None:
+    """Warn (:class:`NonFiniteForecastWarning`) when forecast ``pred`` ``(B, S, C, H, W)``
+    holds NaN or Inf."""
+    bad = ~torch.isfinite(pred)
+    if bad.any():
+        sims = bad.flatten(2).any(dim=2)  # (B, S)
+        first = int(sims.any(dim=0).nonzero()[0]) + 1
+        warnings.warn(f"the forecast holds NaN or Inf in {int(sims.any(dim=1).sum())} of "
+                      f"{pred.shape[0]} simulation(s), from step {first}: the rollout "
+                      "diverged (is the history far outside the training data's range?)",
+                      NonFiniteForecastWarning, stacklevel=stacklevel + 1)
 
 
 def _check_count(name: str, v: Any) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any, Sequence
 
 from surrogate.devices import DEVICE_HELP
@@ -256,10 +257,23 @@ def args_to_config(ns: argparse.Namespace):
     return config_from_dict(merge_overrides(base, overrides))
 
 
+def _rerun(cfg) -> str:
+    """How to go on after a run stopped by a full disk (its checkpoints so far kept)."""
+    out = Path(cfg.out)
+    if cfg.overwrite:  # before its first checkpoint the old run is still in place
+        return "run the same command again"
+    if (out / "last.pt").is_file():
+        return f"continue with --resume (from {out / 'last.pt'})"
+    if (out / "best.pt").is_file():
+        return "start again with --overwrite (no last.pt was written to resume from)"
+    return "run the same command again"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
     from surrogate.checkpoint import CheckpointError
+    from surrogate.diskfull import DiskFullError
 
     from .data import DataError
     from .loop import TrainingError, fit
@@ -275,6 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except TrainingError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
+    except DiskFullError as e:  # nothing half-written is left; earlier checkpoints stay
+        print(f"{PROG}: error: {e}; free some space, then {_rerun(cfg)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; continue with --resume", file=sys.stderr)

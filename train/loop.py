@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from surrogate.breaking import canonical_breaking_inputs, data_layout
 from surrogate.checkpoint import CheckpointError, read_checkpoint, save
+from surrogate.diskfull import reporting_full_disk
 from surrogate.normalization import Normalization
 from surrogate.records import TrainingRecord
 from surrogate.registry import needs_grid
@@ -375,10 +376,15 @@ class Trainer:
                  f"train {len(self.train_ds)}, valid {len(self.valid_ds)}; device "
                  f"{self.device}{f', {info.world_size} processes' if info.distributed else ''}")
         if self.start_epoch == 0:  # the untrained model: the baseline every epoch beats
+            val = self.validate()
             self._write_metrics({"epoch": 0, "train_loss": None, "penalty": None,
-                                 **self.validate(), "lr": self.opt.param_groups[0]["lr"],
+                                 **val, "lr": self.opt.param_groups[0]["lr"],
                                  "epoch_time_s": 0.0, "train_samples_per_s": None,
                                  "best": False})
+            if not math.isfinite(val["valid_rmse"]):  # no epoch can fix that: stop now
+                raise TrainingError("non-finite valid RMSE of the untrained model (epoch "
+                                    "0): its forecast is not finite on these data; "
+                                    "training not started")
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             lr = self.opt.param_groups[0]["lr"]
@@ -477,7 +483,7 @@ class Trainer:
 
     def _write_metrics(self, record: dict[str, Any]) -> None:
         if self.info.is_main:
-            with open(self.run.metrics, "a") as f:
+            with reporting_full_disk(self.run.metrics), open(self.run.metrics, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
     def checkpoint(self, epoch: int, record: dict[str, Any], improved: bool) -> None:

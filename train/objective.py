@@ -159,8 +159,9 @@ def evaluate(step: nn.Module, loader, norm: Normalization, device: torch.device,
         if weight is not None:
             se_n = se_n * weight.view(1, 1, -1, 1, 1)
         se_n = se_n.mean(dim=(2, 3, 4)).sum(dim=1)
-        pred = norm.denormalize(pred_n[:, :steps])
-        se = ((pred - y[:, :steps]) ** 2).sum(dim=(0, 1, 3, 4)).double()
+        # float64: squares of large physical values overflow float32 (1e20**2 > 3e38)
+        pred = norm.denormalize(pred_n[:, :steps]).double()
+        se = ((pred - y[:, :steps].double()) ** 2).sum(dim=(0, 1, 3, 4))
         sums[0] += se_n.sum().double()
         sums[1] += x.shape[0]
         sums[2] += y[:, :steps, 0].numel()

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import torch
 
-from surrogate.folders import hold, sibling, swap_in
+from surrogate.diskfull import reporting_full_disk
+from surrogate.folders import hold, sibling, swap_in, temporaries
 
 from . import distributed as D
 from .config import ConfigError, TrainConfig
 
 __all__ = ["METRICS_FILE", "RUN_FILES", "Run", "swap_in_run", "own_out", "prepare_out",
-           "reset_out", "drop_stage", "trim_metrics"]
+           "reset_out", "drop_stage", "trim_metrics", "clear_leftovers"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -50,13 +51,15 @@ def swap_in_run(run: Run) -> Run:
 
 @contextlib.contextmanager
 def own_out(out: Path, info: D.DistInfo, device: torch.device):
-    """Hold ``out`` on rank 0 for the ``with`` block; every rank raises the one-line
-    :class:`ConfigError` when another process holds it."""
+    """Hold ``out`` on rank 0 for the ``with`` block (clearing what killed runs into it
+    left, :func:`clear_leftovers`); every rank raises the one-line :class:`ConfigError`
+    when another process holds it."""
     with contextlib.ExitStack() as stack:
         busy: ConfigError | None = None
         if info.is_main:
             try:
                 stack.enter_context(hold(out, ConfigError))
+                clear_leftovers(out)  # before the other ranks go on (the all-reduce waits)
             except ConfigError as e:
                 busy = e
         if info.distributed:  # the other ranks learn whether rank 0 got the folder
@@ -66,6 +69,22 @@ def own_out(out: Path, info: D.DistInfo, device: torch.device):
         if busy is not None:
             raise busy
         yield
+
+
+def clear_leftovers(out: Path) -> None:
+    """Remove what killed runs into ``out`` left (``out`` is held, so no live process
+    writes them): the temporary files of checkpoint and metrics writes in the run folder,
+    and the staging folder of an ``overwrite`` run that never replaced the old run (not
+    the one a swap interrupted between its renames still has to move in, see
+    :func:`prepare_out`)."""
+    for p in [*temporaries(out, "best.pt"), *temporaries(out, "last.pt"),
+              out / "metrics.tmp"]:
+        if p.is_file():
+            p.unlink()
+    stage, old = sibling(out, "overwrite"), sibling(out, "replaced")
+    unfinished_swap = not out.exists() and old.is_dir() and (stage / "last.pt").is_file()
+    if stage.is_dir() and not unfinished_swap:
+        shutil.rmtree(stage)
 
 
 def prepare_out(cfg: TrainConfig) -> Run:
@@ -101,7 +120,8 @@ def reset_out(run: Run, cfg: TrainConfig, info: D.DistInfo) -> None:
             shutil.rmtree(run.out)
         elif not cfg.resume:
             run.metrics.unlink(missing_ok=True)  # a folder without checkpoints
-        run.out.mkdir(parents=True, exist_ok=True)
+        with reporting_full_disk(run.out):
+            run.out.mkdir(parents=True, exist_ok=True)
     D.barrier(info)
 
 
@@ -122,5 +142,10 @@ def trim_metrics(path: Path, epochs_done: int) -> None:
             if json.loads(line)["epoch"] <= epochs_done:
                 keep.append(line)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(l + "\n" for l in keep))
-    shutil.move(tmp, path)
+    try:
+        with reporting_full_disk(path):
+            tmp.write_text("".join(l + "\n" for l in keep))
+            shutil.move(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -120,3 +120,20 @@ def test_rollout_metrics_and_aggregate():
     assert agg["corr_time_censored"] == 1.0 and agg["n_windows"] == 3
     with pytest.raises(ValueError, match="differ in shape"):
         M.rmse(pred[:, :2], true)
+
+
+def test_metrics_of_huge_float32_fields_are_finite():
+    """Fields of order 1e29 are finite in float32 but their squares are not: every metric
+    is computed in float64, so the scores stay finite and scale with the fields."""
+    rng = np.random.default_rng(3)
+    true = rng.normal(size=(2, 3, 3, 8, 8))
+    pred = true + 0.1 * rng.normal(size=true.shape)
+    small = M.rollout_metrics(pred, true, ("u", "v", "density"), ("u", "v"))
+    huge = M.rollout_metrics((pred * 1e29).astype(np.float32),
+                             (true * 1e29).astype(np.float32), ("u", "v", "density"),
+                             ("u", "v"))
+    for k in ("rmse", "rmse_u", "rmse_velocity", "div_pred", "div_true"):
+        assert np.isfinite(huge[k]).all(), k
+        np.testing.assert_allclose(huge[k], small[k] * 1e29, rtol=1e-5, err_msg=k)
+    for k in ("vrmse", "corr", "spectrum_error"):  # scale-free
+        np.testing.assert_allclose(huge[k], small[k], rtol=1e-4, atol=1e-6, err_msg=k)

@@ -143,3 +143,40 @@ def test_quiet_shows_no_raw_numpy_warnings(tiny_checkpoints, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: unet / test-domain: non-finite "
                                                "metrics"), err
+
+
+def test_a_full_disk_is_one_line_naming_the_report(tiny_data, tiny_checkpoints, tmp_path,
+                                                    monkeypatch, capsys):
+    import errno
+
+    from evaluate import report
+
+    data, _ = tiny_data
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(report, "write_summary", full)  # dies after metrics.csv
+    out = tmp_path / "rep"
+    rc = main(["-c", str(tiny_checkpoints["unet"]), "-d", str(data), "-s", "test-domain",
+               "--steps", "2", "--out", str(out), "--no-figures", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].endswith(f"cannot write {out}: no space left on device")
+    assert list(tmp_path.iterdir()) == []  # nothing staged is left
+
+
+def test_a_run_clears_the_staging_folder_a_killed_run_left(tiny_data, tiny_checkpoints,
+                                                           tmp_path):
+    """Even a run that then fails (here: missing data) removes ``.NAME.partial`` of its
+    --out, which it holds; another output's is untouched."""
+    data, _ = tiny_data
+    out = tmp_path / "rep"
+    for name in (".rep.partial", ".rep2.partial"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.csv").write_bytes(b"\0" * 1000)
+    (tmp_path / ".rep.a1b2c3d4.tmp").write_text("x")
+    with pytest.raises(evaluate.EvaluationError, match="no such data file"):
+        evaluate.run(tiny_checkpoints["unet"], tmp_path / "missing.nc", out=out, **RUN)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".rep2.partial"]
+    evaluate.run(tiny_checkpoints["unet"], data, out=out, **RUN)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".rep2.partial", "rep"]

@@ -196,3 +196,136 @@ def test_kill_9_during_overwrite_then_resume(tmp_path, capsys, uninterrupted):
     assert "1 computed, 1 reused, 0 remaining" in capsys.readouterr().out
     _same(simulate.open_dataset(out, load=True), uninterrupted)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.nc"]  # no parts, no lock
+
+
+def _children(pid: int) -> list[int]:
+    """Pids of the processes whose parent is ``pid`` (from /proc/*/stat)."""
+    from pathlib import Path
+
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(d.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie waiting for a reaper does not)."""
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_generate_with_workers_orphans_no_process(tmp_path):
+    """A real ``kill -9`` of ``generate --workers 2`` while its workers simulate: every
+    child (workers, the progress queue's manager) is gone within seconds, instead of
+    simulating on for nobody."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out, log = tmp_path / "w.nc", tmp_path / "stderr.txt"
+    cmd = [sys.executable, "-m", "simulate", "generate", "rotation", "--resolution", "32",
+           "--set", "n_magnitudes=1", "--steps", "300", "--save-every", "10",
+           "--batch-size", "2", "--workers", "2", "-o", str(out)]   # 2 parts, ~15 s each
+    kids: list[int] = []
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=err,
+                                env=dict(os.environ, PYTHONPATH=str(root),
+                                         OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.time() + 240
+        while proc.poll() is None and time.time() < deadline:  # the workers simulate
+            steps = re.findall(r"\| *(\d+)/\d+ \[", log.read_text(errors="replace"))
+            if steps and int(steps[-1]) > 0:
+                break
+            time.sleep(0.1)
+        kids = _children(proc.pid)
+        assert proc.poll() is None and not out.exists(), "the run ended before the kill"
+        assert len(kids) >= 3, f"expected 2 workers and a manager, found {kids}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 5
+        while any(map(_alive, kids)) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not [k for k in kids if _alive(k)], "children outlived the killed parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for k in kids:  # the orphans of a failing run
+            if _alive(k):
+                os.kill(k, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("error,failing", [
+    (OSError(28, "No space left on device"), "part"), (RuntimeError("NetCDF: HDF error"), "part"),
+    (RuntimeError("NetCDF: HDF error"), "join")])
+def test_a_full_disk_is_one_line_leaves_no_partial_file_and_resume_finishes(
+        tmp_path, monkeypatch, capsys, uninterrupted, error, failing):
+    """The disk fills up while a part or the final file is written: one line naming the
+    file, exit 1, no temporary file left; after freeing space --resume finishes (a
+    partial part is never reused)."""
+    from pathlib import Path
+
+    import surrogate.diskfull as dfull
+    from simulate.cli import main
+
+    out = tmp_path / "k.nc"
+    target = ".part-00001.nc." if failing == "part" else ".k.nc."
+    real = xr.Dataset.to_netcdf
+
+    def full(self, path=None, *a, **k):
+        if Path(path).name.startswith(target):
+            Path(path).write_bytes(b"\0" * 4096)  # what reached the disk
+            raise error
+        return real(self, path, *a, **k)
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", full)
+    monkeypatch.setattr(dfull, "free_bytes", lambda p: 0)
+    assert main(_CLI + ["-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    name = out.name + (".parts/part-00001.nc" if failing == "part" else "")
+    assert len(err) == 1 and f"cannot write {tmp_path / name}: no space left on device" \
+        in err[0] and "--resume" in err[0], err
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == ["k.nc.parts", "k.nc.parts/manifest.json", "k.nc.parts/part-00000.nc"] \
+        + (["k.nc.parts/part-00001.nc"] if failing == "join" else [])
+    monkeypatch.undo()
+    assert main(_CLI + ["-o", str(out), "--resume"]) == 0, capsys.readouterr().err
+    _same(simulate.open_dataset(out, load=True), uninterrupted)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.nc"]
+
+
+def test_a_run_clears_the_temporary_files_killed_runs_of_its_output_left(tmp_path, capsys):
+    """Temporaries of a kill during the final join (beside -o) or during a part or
+    manifest write (in the parts folder) go at the next run of that -o; other outputs'
+    files stay."""
+    from simulate.cli import main
+
+    out = tmp_path / "k.nc"
+    assert main(_CLI + ["-o", str(out), "--max-parts", "1"]) == 0
+    parts = tmp_path / "k.nc.parts"
+    mine = [tmp_path / ".k.nc.a1b2c3d4.tmp", parts / ".part-00001.nc.zz_9abcd.tmp",
+            parts / "manifest.tmp"]
+    others = [tmp_path / ".kk.nc.a1b2c3d4.tmp", tmp_path / ".k.nc.x.a1b2c3d4.tmp",
+              tmp_path / "notes.tmp"]
+    for p in mine + others:
+        p.write_bytes(b"\0" * 100)
+    assert main(_CLI + ["-o", str(out), "--resume", "--max-parts", "0"]) == 0
+    assert "0 computed, 1 reused, 1 remaining" in capsys.readouterr().out
+    assert not [p for p in mine if p.exists()] and all(p.exists() for p in others)
+    assert sorted(p.name for p in parts.iterdir()) == ["manifest.json", "part-00000.nc"]

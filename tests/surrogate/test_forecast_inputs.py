@@ -71,3 +71,44 @@ def test_good_inputs_still_work(sur):
     assert sur.forecast(_ds(), steps=2).sizes == {"sim": 2, "time": 2, "y": H, "x": H}
     out = sur.forecast(np.zeros((3, 3, H, H), np.float32), steps=np.int64(1))
     assert out.sizes["sim"] == 1 and out.sizes["time"] == 1
+
+
+def _varied(n_sim=2, n_time=3):
+    """A history with distinct values everywhere and the schema's y/x coordinates."""
+    ds = _ds(n_sim, n_time).assign_coords(y=np.arange(H) + 0.5, x=np.arange(H) + 0.5)
+    rng = np.random.default_rng(0)
+    return ds.map(lambda a: a + rng.normal(size=a.shape).astype(np.float32))
+
+
+@pytest.mark.parametrize("coord", ["y", "x", "time"])
+def test_a_descending_coordinate_is_refused_as_the_file_validator_does(sur, coord):
+    ds = _varied()
+    flipped = ds.isel({coord: slice(None, None, -1)})
+    with pytest.raises(ForecastError, match=f"coordinate '{coord}' is not strictly "
+                                            f"increasing.*sortby"):
+        sur.forecast(flipped, steps=2)
+    repeated = ds.assign_coords({coord: np.zeros(ds.sizes[coord])})
+    with pytest.raises(ForecastError, match="not strictly increasing"):
+        sur.forecast(repeated, steps=2)
+    # sorted as the message says, it is the forecast of the original history
+    xr.testing.assert_identical(sur.forecast(flipped.sortby(coord), steps=2),
+                                sur.forecast(ds, steps=2))
+
+
+def test_a_non_finite_forecast_warns_once_in_one_line(sur):
+    import warnings
+
+    from surrogate.forecast import NonFiniteForecastWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a finite forecast warns nothing
+        sur.forecast(_varied(), steps=2)
+    huge = _varied() * 1e29  # finite float32 data, far outside what the model saw
+    with pytest.warns(NonFiniteForecastWarning, match="NaN or Inf in 2 of 2") as w:
+        out = sur.forecast(huge, steps=2)
+    assert not np.isfinite(out["u"].values).all()
+    assert len(w) == 1 and w[0].filename == __file__ and "\n" not in str(w[0].message)
+    x = torch.as_tensor(np.stack([huge[c].values for c in ("u", "v", "density")], axis=2))
+    with pytest.warns(NonFiniteForecastWarning, match="diverged") as w:
+        sur.rollout(x, 2)
+    assert len(w) == 1 and w[0].filename == __file__
