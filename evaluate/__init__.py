@@ -12,7 +12,7 @@ from . import metrics
 from .discovery import discover_symmetry, irrep_energy
 from .equivariance import (data_equivariance_error, equivariance_error,
                            model_equivariance_error, relaxation_summary)
-from .report import run
+from .job import run
 from .rollout import EvaluationError, build_windows, evaluate_split, open_data
 
 __all__ = ["run", "metrics", "EvaluationError", "equivariance_error",

@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error(f"--{name.replace('_', '-')} must be >= 1, got {v}")
     except SystemExit as e:  # usage errors (2) and --help (0) as a return code
         return int(e.code or 0)
-    from .report import run
+    from .job import run
     from .rollout import first_line
 
     try:

@@ -297,11 +297,11 @@ def test_plot_steps_and_steps_are_checked_before_evaluating(
         tiny_data, tiny_checkpoints, tmp_path, capsys, monkeypatch, extra, message):
     """--plot-steps beyond the rollout (or a rollout beyond the data) fails at once, not
     after every model was evaluated."""
-    from evaluate import report
+    from evaluate import job
 
     def never(*a, **k):
         raise AssertionError("evaluation started")
-    monkeypatch.setattr(report, "_evaluate_model", never)
+    monkeypatch.setattr(job, "_evaluate_model", never)
     data, _ = tiny_data
     err = _bad(["-c", str(tiny_checkpoints["unet"]), "-d", str(data), "-s", "all",
                 "-o", str(tmp_path / "o"), *extra], capsys)
