@@ -55,6 +55,48 @@ def discovery(plan, results: list[dict]) -> dict[str, dict]:
     return out
 
 
+def _header(scale_name: str, scale: dict, seeds: list[int], results: list[dict],
+            minutes: float, train_min: float) -> list[str]:
+    """The report's title and paragraph of conditions (and the failed runs, if any)."""
+    tr = scale["train"]
+    header = [f"# Regime map ({scale_name} scale)", "",
+              f"Report made {now()} on {machine(scale['device'])}: {len(results)} "
+              f"runs (seeds {seeds}; discovery runs seed 0), {train_min:.0f} min of "
+              f"training and scoring summed over runs ({scale['jobs']} at a time), this "
+              f"invocation {minutes:.1f} min; {versions()}. "
+              f"Training: T_in {tr['T_in']}, K {tr['K']}, {tr['epochs']} x "
+              f"{tr['max_steps_per_epoch']} steps, batch {tr['batch_size']}, lr {tr['lr']}, "
+              f"~{scale['model']['params']:,} parameters at equal parameters; scored on "
+              f"{scale['eval']['steps']}-step rollouts, <= {scale['eval']['max_windows']} "
+              "windows per split. Cells: RMSE over persistence's on the same windows, "
+              "mean ± std over seeds (lower is better; bold: best of the column). "
+              "'Beyond the spread': every seed better than every seed of the other."]
+    failed = [r for r in results if "error" in r]
+    if failed:
+        header.append(f"\n{len(failed)} runs FAILED: " + "; ".join(
+            f"{r['data_key']} {r['label']} seed {r['seed']}: {r['error']}" for r in failed))
+    return header
+
+
+def _discovery_section(found: dict) -> list[str]:
+    """The table of the symmetry each trained model keeps, and its verdicts."""
+    if not found:
+        return []
+    tol = next(iter(found.values()))
+    md = ["## Symmetry each model keeps", "",
+          "Functional equivariance error of the predicted step per D4 element, "
+          "||f(gx) - g f(x)|| / ||f(x) - x_T|| on 16 test-domain histories "
+          "(normalised fields); an element is kept when its error is at most "
+          f"max({tol['atol']:g}, {tol['rtol']:g} x the largest, floor), the floor "
+          "being the model's own one-step error relative to its step on the same "
+          "histories (an element broken by less cannot be told from error). "
+          "Elements: r, r2, r3 "
+          "quarter / half / three-quarter turns; s mirror x -> -x; r2s mirror "
+          "y -> -y; rs, r3s the diagonal mirrors.", ""]
+    md += RR.discovery_table(found) + [""]
+    return md + [f"- {k}: {v['verdict']}" for k, v in found.items()]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     scale = R.regime_scale(args.scale)
@@ -79,42 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             params.setdefault(r["data_key"], {})[r["label"]] = r["params"]
     minutes = (time.perf_counter() - t0) / 60
     train_min = sum(r.get("seconds", 0) for r in outcome.results) / 60
-    tr = scale["train"]
-    header = [f"# Regime map ({args.scale} scale)", "",
-              f"Report made {now()} on {machine(scale['device'])}: {len(outcome.results)} "
-              f"runs (seeds {seeds}; discovery runs seed 0), {train_min:.0f} min of "
-              f"training and scoring summed over runs ({scale['jobs']} at a time), this "
-              f"invocation {minutes:.1f} min; {versions()}. "
-              f"Training: T_in {tr['T_in']}, K {tr['K']}, {tr['epochs']} x "
-              f"{tr['max_steps_per_epoch']} steps, batch {tr['batch_size']}, lr {tr['lr']}, "
-              f"~{scale['model']['params']:,} parameters at equal parameters; scored on "
-              f"{scale['eval']['steps']}-step rollouts, <= {scale['eval']['max_windows']} "
-              "windows per split. Cells: RMSE over persistence's on the same windows, "
-              "mean ± std over seeds (lower is better; bold: best of the column). "
-              "'Beyond the spread': every seed better than every seed of the other."]
-    failed = [r for r in outcome.results if "error" in r]
-    if failed:
-        header.append(f"\n{len(failed)} runs FAILED: " + "; ".join(
-            f"{r['data_key']} {r['label']} seed {r['seed']}: {r['error']}" for r in failed))
-    md = RR.markdown(datasets, rat, probe, params, header)
-    if found:
-        tol = next(iter(found.values()))
-        md += ["## Symmetry each model keeps", "",
-               "Functional equivariance error of the predicted step per D4 element, "
-               "||f(gx) - g f(x)|| / ||f(x) - x_T|| on 16 test-domain histories "
-               "(normalised fields); an element is kept when its error is at most "
-               f"max({tol['atol']:g}, {tol['rtol']:g} x the largest, floor), the floor "
-               "being the model's own one-step error relative to its step on the same "
-               "histories (an element broken by less cannot be told from error). "
-               "Elements: r, r2, r3 "
-               "quarter / half / three-quarter turns; s mirror x -> -x; r2s mirror "
-               "y -> -y; rs, r3s the diagonal mirrors.", ""]
-        md += RR.discovery_table(found) + [""]
-        md += [f"- {k}: {v['verdict']}" for k, v in found.items()]
+    header = _header(args.scale, scale, seeds, outcome.results, minutes, train_min)
+    md = RR.markdown(datasets, rat, probe, params, header) + _discovery_section(found)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"regime_{args.scale}.md").write_text("\n".join(md) + "\n")
     R.write_json(out_dir / f"regime_{args.scale}.json",
-                 {"scale": args.scale, "seeds": seeds, "minutes": minutes,
+                 {"scale": args.scale, "date": now(), "machine": machine(scale["device"]),
+                  "seeds": seeds, "minutes": minutes,
                   "train_minutes_summed": train_min,
                   "ratios": R.to_json(rat), "persistence": base, "probe": probe,
                   "discovery": found, "params": params, "results": outcome.results})

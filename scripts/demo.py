@@ -56,40 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
 
-    # 1. simulate: a rotation scenario whose buoyancy magnitude differs per wall
-    data = out / "rotation.nc"
-    spec = simulate.preset("rotation", resolution=args.resolution, n_magnitudes=args.magnitudes,
-                           base_buoyancy=args.base_buoyancy, steps=args.steps,
-                           save_every=args.save_every, late_start=args.late_start)
-    reuse = simulate.holds_spec(data, spec)
-    if data.exists() and not reuse:
-        print(f"[1/3] {data} was made with other settings: simulating anew")
-        data.unlink()
-    if reuse:
-        print(f"[1/3] reusing {data}")
-    else:
-        late = sum(1 for sim in spec.sims if sim.warmup_steps)
-        print(f"[1/3] simulating {len(spec.sims)} plumes, {args.resolution}x{args.resolution}, "
-              f"{args.steps} steps" + (f" ({late} training plumes recorded after "
-                                       f"{args.late_start} warm-up steps)" if late else ""))
-        simulate.generate(spec, data, workers=2)
-    ds = simulate.open_dataset(data)
-    print(f"      data equivariance error (C4): {simulate.data_equivariance_error(ds):.3f}")
-
-    # 2. train three models at equal parameter count, with one named recipe
-    base = train.load_preset(args.preset)
-    print(f"[2/3] training {', '.join(MODELS)} (~{args.params:,} parameters each, "
-          f"preset {args.preset!r})")
-    depth = 3
-    checkpoints = []
-    for name in MODELS:
-        hidden = surrogate.width_for_params(name, args.params, T_in=base.T_in, depth=depth)
-        cfg = train.load_preset(
-            args.preset, data=[str(data)], out=str(out / "runs" / name), model=name,
-            model_config={"hidden": hidden, "depth": depth},
-            epochs=args.epochs or base.epochs, overwrite=True, seed=0,
-            split={"test_steps": args.rollout})
-        checkpoints.append(train.fit(cfg))
+    data = simulate_data(args, out / "rotation.nc")          # 1. simulate
+    checkpoints = train_models(args, data, out / "runs")      # 2. train
 
     # 3. evaluate rollouts on unseen times and unseen simulations, write the report
     print(f"[3/3] evaluating {args.rollout}-step rollouts")
@@ -107,6 +75,48 @@ def main(argv: list[str] | None = None) -> int:
     print(correlation_horizon(results, checkpoints, data, out, 2 * args.rollout))
     print("\nFull report: " + str(report / "summary.md"))
     return 0
+
+
+def simulate_data(args: argparse.Namespace, data: Path) -> Path:
+    """A ``rotation`` dataset whose buoyancy magnitude differs per wall (reused when
+    ``data`` already holds this spec)."""
+    spec = simulate.preset("rotation", resolution=args.resolution, n_magnitudes=args.magnitudes,
+                           base_buoyancy=args.base_buoyancy, steps=args.steps,
+                           save_every=args.save_every, late_start=args.late_start)
+    reuse = simulate.holds_spec(data, spec)
+    if data.exists() and not reuse:
+        print(f"[1/3] {data} was made with other settings: simulating anew")
+        data.unlink()
+    if reuse:
+        print(f"[1/3] reusing {data}")
+    else:
+        late = sum(1 for sim in spec.sims if sim.warmup_steps)
+        print(f"[1/3] simulating {len(spec.sims)} plumes, {args.resolution}x{args.resolution}, "
+              f"{args.steps} steps" + (f" ({late} training plumes recorded after "
+                                       f"{args.late_start} warm-up steps)" if late else ""))
+        simulate.generate(spec, data, workers=2)
+    ds = simulate.open_dataset(data)
+    print(f"      data equivariance error (C4): {simulate.data_equivariance_error(ds):.3f}")
+    return data
+
+
+def train_models(args: argparse.Namespace, data: Path, runs: Path) -> list[Path]:
+    """The three models at equal parameter count, with one named recipe; their best
+    checkpoints."""
+    base = train.load_preset(args.preset)
+    print(f"[2/3] training {', '.join(MODELS)} (~{args.params:,} parameters each, "
+          f"preset {args.preset!r})")
+    depth = 3
+    checkpoints = []
+    for name in MODELS:
+        hidden = surrogate.width_for_params(name, args.params, T_in=base.T_in, depth=depth)
+        cfg = train.load_preset(
+            args.preset, data=[str(data)], out=str(runs / name), model=name,
+            model_config={"hidden": hidden, "depth": depth},
+            epochs=args.epochs or base.epochs, overwrite=True, seed=0,
+            split={"test_steps": args.rollout})
+        checkpoints.append(train.fit(cfg))
+    return checkpoints
 
 
 def correlation_horizon(summary: dict, checkpoints: list, data: Path, out: Path,

@@ -285,18 +285,7 @@ def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts
     """Compute the missing parts of ``parts_dir`` and, when all exist, join them. The
     manifest records the spec, the batching and whether the run may replace ``out``."""
     h = spec_hash(spec)
-    manifest_path = parts_dir / "manifest.json"
-    if manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
-        if old.get("spec_hash") != h or old.get("shard") != shard_s:
-            raise GenerateError(f"partial output {parts_dir} was made from a different spec or shard "
-                                f"(pass --overwrite to start again)")
-        parts = old["parts"]     # keep the original batching so results are identical
-        if overwrite and not old.get("overwrite"):
-            _write_manifest(manifest_path, {**old, "overwrite": True})
-    else:
-        _write_manifest(manifest_path, {"spec_hash": h, "shard": shard_s, "parts": parts,
-                                        "overwrite": bool(overwrite)})
+    parts = _manifest_parts(parts_dir, h, shard_s, parts, overwrite)
 
     done, todo = [], []
     for k, indices in enumerate(parts):
@@ -304,6 +293,53 @@ def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts
     if max_parts is not None:
         todo = todo[:max_parts]
 
+    stats = _compute_parts(spec, parts, todo, parts_dir, workers=workers, progress=progress,
+                           device=device, threads=threads)
+
+    remaining = [k for k in range(len(parts)) if not _part_path(parts_dir, k).exists()]
+    summary = {
+        "scenario": spec.name, "output": str(out), "shard": shard_s,
+        "sims": sum(map(len, parts)), "frames_per_sim": spec.n_frames, "steps": spec.steps,
+        "save_every": spec.save_every, "resolution": spec.resolution,
+        "parts_computed": len(stats), "parts_reused": len(done), "parts_remaining": len(remaining),
+        "complete": not remaining, "already_complete": False,
+        "compute_seconds": sum(s["seconds"] for s in stats),
+        "sim_steps_computed": sum(len(parts[s["part"]]) * _solver_steps(spec, parts[s["part"]])
+                                  for s in stats),
+        "max_residual_over_tolerance": max((s["max_residual_over_tolerance"] for s in stats), default=float("nan")),
+    }
+    if not remaining:
+        summary.update(_join_parts(parts_dir, len(parts), out, shard_s if shard_t is not None
+                                   else None, keep_parts))
+    summary["seconds"] = time.perf_counter() - t_start
+    cs = summary["compute_seconds"]
+    summary["frames_per_second"] = summary["sim_steps_computed"] / cs if cs > 0 else float("nan")
+    return summary
+
+
+def _manifest_parts(parts_dir: Path, h: str, shard_s: str, parts: list[list[int]],
+                    overwrite: bool) -> list[list[int]]:
+    """The batching of the parts: the manifest's, when a run of the same spec and shard
+    began it (so a resumed run is identical), else ``parts``, recorded in a new one
+    together with whether the run may replace the output."""
+    manifest_path = parts_dir / "manifest.json"
+    if not manifest_path.exists():
+        _write_manifest(manifest_path, {"spec_hash": h, "shard": shard_s, "parts": parts,
+                                        "overwrite": bool(overwrite)})
+        return parts
+    old = json.loads(manifest_path.read_text())
+    if old.get("spec_hash") != h or old.get("shard") != shard_s:
+        raise GenerateError(f"partial output {parts_dir} was made from a different spec or shard "
+                            f"(pass --overwrite to start again)")
+    if overwrite and not old.get("overwrite"):
+        _write_manifest(manifest_path, {**old, "overwrite": True})
+    return old["parts"]
+
+
+def _compute_parts(spec: ScenarioSpec, parts: list[list[int]], todo: list[int],
+                   parts_dir: Path, *, workers, progress, device, threads) -> list[dict]:
+    """Simulate and write parts ``todo``, in this process or a pool of ``workers``, with a
+    progress bar over solver steps; each part's stats."""
     spec_json = spec.to_json()
     stats = []
     total_steps = sum(_solver_steps(spec, parts[k]) for k in todo)
@@ -326,34 +362,23 @@ def _generate_parts(spec: ScenarioSpec, out: Path, parts: list[list[int]], parts
             stats = _run_pool(spec_json, todo, parts, parts_dir, device, workers, threads, bar)
     finally:
         bar.close()
+    return stats
 
-    remaining = [k for k in range(len(parts)) if not _part_path(parts_dir, k).exists()]
-    summary = {
-        "scenario": spec.name, "output": str(out), "shard": shard_s,
-        "sims": sum(map(len, parts)), "frames_per_sim": spec.n_frames, "steps": spec.steps,
-        "save_every": spec.save_every, "resolution": spec.resolution,
-        "parts_computed": len(stats), "parts_reused": len(done), "parts_remaining": len(remaining),
-        "complete": not remaining, "already_complete": False,
-        "compute_seconds": sum(s["seconds"] for s in stats),
-        "sim_steps_computed": sum(len(parts[s["part"]]) * _solver_steps(spec, parts[s["part"]])
-                                  for s in stats),
-        "max_residual_over_tolerance": max((s["max_residual_over_tolerance"] for s in stats), default=float("nan")),
-    }
-    if not remaining:
-        ds = open_dataset([_part_path(parts_dir, k) for k in range(len(parts))], load=True)
-        ds.attrs.pop("part", None)
-        if shard_t is not None:
-            ds.attrs["shard"] = shard_s
-        ds.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        write_dataset(ds, out)
-        summary.update(heldout=int(ds["heldout"].values.sum()), bytes=out.stat().st_size)
-        ds.close()
-        if not keep_parts:
-            shutil.rmtree(parts_dir)
-    summary["seconds"] = time.perf_counter() - t_start
-    cs = summary["compute_seconds"]
-    summary["frames_per_second"] = summary["sim_steps_computed"] / cs if cs > 0 else float("nan")
-    return summary
+
+def _join_parts(parts_dir: Path, n_parts: int, out: Path, shard: str | None,
+                keep_parts: bool) -> dict:
+    """Join the finished parts into ``out`` (atomically); the held-out count and size."""
+    ds = open_dataset([_part_path(parts_dir, k) for k in range(n_parts)], load=True)
+    ds.attrs.pop("part", None)
+    if shard is not None:
+        ds.attrs["shard"] = shard
+    ds.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    write_dataset(ds, out)
+    extra = {"heldout": int(ds["heldout"].values.sum()), "bytes": out.stat().st_size}
+    ds.close()
+    if not keep_parts:
+        shutil.rmtree(parts_dir)
+    return extra
 
 
 def _run_pool(spec_json, todo, parts, parts_dir, device, workers, threads, bar) -> list[dict]:

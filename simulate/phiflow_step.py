@@ -183,6 +183,66 @@ def _compute_device(backend, device: str):
     return match[0]
 
 
+def _check_converged(res_norm, rhs_norm, max_res: np.ndarray, spec: ScenarioSpec,
+                     indices: list[int], step: int) -> np.ndarray:
+    """Refuse a pressure solve whose residual ``||div u||_2`` exceeds ``check_factor``
+    times its tolerance in any simulation of the batch; the running maximum of
+    residual / tolerance ``(n,)``."""
+    sv, res, nb = spec.solver, spec.resolution, len(indices)
+    r = np.asarray(res_norm.numpy("sim"), float).reshape(nb)
+    tol = np.maximum(sv.rel_tol * np.asarray(rhs_norm.numpy("sim"), float).reshape(nb),
+                     sv.abs_tol(res))
+    bad = ~np.isfinite(r) | (r > sv.check_factor * tol)
+    if bad.any():
+        b = int(np.argmax(bad))
+        raise SimulationError(
+            f"simulation {indices[b]} (scenario {spec.name!r}): pressure solve did not converge "
+            f"at step {step}: ||div u||_2 = {r[b]:.3g} > {sv.check_factor:g} x tolerance "
+            f"{tol[b]:.3g} (try a larger solver.max_iterations, now {sv.iterations(res)}, or "
+            "precision 64)")
+    return np.maximum(max_res, np.where(np.isfinite(r), r / tol, np.inf))
+
+
+def _check_finite_frame(out: dict, f: int, spec: ScenarioSpec, indices: list[int],
+                        step: int) -> None:
+    """Refuse a stored frame ``f`` of ``out`` (``(n, T, y, x)`` per field) holding NaN/Inf."""
+    for k in ("u", "v", "density"):
+        finite = np.isfinite(out[k][:, f]).all(axis=(1, 2))
+        if not finite.all():
+            b = int(np.argmin(finite))
+            raise SimulationError(f"simulation {indices[b]} (scenario {spec.name!r}): "
+                                  f"non-finite {k} at step {step}")
+
+
+def _initial_state(flow, spec: ScenarioSpec, indices: list[int], causes: dict,
+                   open_walls) -> tuple:
+    """The PhiFlow fields a batch starts from: smoke, velocity (zero), pressure (zero),
+    the inflow source, the buoyancy field and the settling drift (None without)."""
+    math, res, nb = flow.math, spec.resolution, len(indices)
+    sims = [spec.sims[i] for i in indices]
+    domain = flow.Box(x=spec.size, y=spec.size)
+    as_ext = flow.extrapolation.as_extrapolation
+    v_ext = as_ext({_SIDES[w]: flow.ZERO_GRADIENT if w in open_walls else 0 for w in WALLS})
+    p_ext = as_ext({_SIDES[w]: 0 if w in open_walls else flow.ZERO_GRADIENT for w in WALLS})
+
+    def grid(values_np, ext):
+        # numpy (sim, y, x[, vector]) -> PhiFlow grid with spatial order x, y
+        t = math.tensor(np.swapaxes(values_np, 1, 2), flow.batch("sim"), flow.spatial("x,y"),
+                        *([flow.channel(vector="x,y")] if values_np.ndim == 4 else []))
+        return flow.CenteredGrid(t, ext, domain, x=res, y=res)
+
+    smoke = grid(np.stack([_initial_density(spec, i) for i in indices]), flow.ZERO_GRADIENT)
+    vel = flow.StaggeredGrid(0, v_ext, domain, x=res, y=res) * math.zeros(flow.batch(sim=nb))
+    pressure = grid(np.zeros((nb, res, res)), p_ext)
+    rates = np.array([s.inflow_rate for s in sims])[:, None, None]
+    source = grid(causes["inflow_mask"] * rates * spec.dt, flow.ZERO_GRADIENT)
+    buoy = grid(np.stack([causes["buoyancy_x"], causes["buoyancy_y"]], -1), flow.ZERO_GRADIENT)
+    drift = (math.tensor(np.array([s.settling or (0.0, 0.0) for s in sims], float),
+                         flow.batch("sim"), flow.channel(vector="x,y"))
+             if any(s.settling is not None for s in sims) else None)
+    return smoke, vel, pressure, source, buoy, drift
+
+
 def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | None = None,
                    jit: bool = True, device: str = "auto", on_step=None,
                    return_state: bool = False) -> dict:
@@ -206,26 +266,9 @@ def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | Non
     max_res = np.zeros(nb)
     with flow.TORCH, math.precision(sv.precision), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        domain = flow.Box(x=spec.size, y=spec.size)
-        as_ext = flow.extrapolation.as_extrapolation
-        v_ext = as_ext({_SIDES[w]: flow.ZERO_GRADIENT if w in open_walls else 0 for w in WALLS})
-        p_ext = as_ext({_SIDES[w]: 0 if w in open_walls else flow.ZERO_GRADIENT for w in WALLS})
-
-        def grid(values_np, ext):
-            # numpy (sim, y, x[, vector]) -> PhiFlow grid with spatial order x, y
-            t = math.tensor(np.swapaxes(values_np, 1, 2), flow.batch("sim"), flow.spatial("x,y"),
-                            *([flow.channel(vector="x,y")] if values_np.ndim == 4 else []))
-            return flow.CenteredGrid(t, ext, domain, x=res, y=res)
-
-        smoke = grid(np.stack([_initial_density(spec, i) for i in indices]), flow.ZERO_GRADIENT)
-        vel = flow.StaggeredGrid(0, v_ext, domain, x=res, y=res) * math.zeros(flow.batch(sim=nb))
-        pressure = grid(np.zeros((nb, res, res)), p_ext)
-        rates = np.array([s.inflow_rate for s in sims])[:, None, None]
-        source = grid(causes["inflow_mask"] * rates * dt, flow.ZERO_GRADIENT)
-        buoy = grid(np.stack([causes["buoyancy_x"], causes["buoyancy_y"]], -1), flow.ZERO_GRADIENT)
-        settling = any(s.settling is not None for s in sims)
-        drift = math.tensor(np.array([s.settling or (0.0, 0.0) for s in sims], float),
-                            flow.batch("sim"), flow.channel(vector="x,y")) if settling else None
+        smoke, vel, pressure, source, buoy, drift = _initial_state(flow, spec, indices,
+                                                                  causes, open_walls)
+        settling = drift is not None
         fn = _step_function(dt, obstacle, sv, res, jit, settling, spec.dx)
 
         def store(f):
@@ -238,25 +281,11 @@ def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | Non
         for s in range(1, warmup + spec.steps + 1):
             smoke, vel, pressure, res_norm, rhs_norm = fn(smoke, vel, pressure, source, buoy,
                                                           *([drift] if settling else []))
-            r = np.asarray(res_norm.numpy("sim"), float).reshape(nb)
-            tol = np.maximum(sv.rel_tol * np.asarray(rhs_norm.numpy("sim"), float).reshape(nb), sv.abs_tol(res))
-            bad = ~np.isfinite(r) | (r > sv.check_factor * tol)
-            max_res = np.maximum(max_res, np.where(np.isfinite(r), r / tol, np.inf))
-            if bad.any():
-                b = int(np.argmax(bad))
-                raise SimulationError(
-                    f"simulation {indices[b]} (scenario {spec.name!r}): pressure solve did not converge "
-                    f"at step {s}: ||div u||_2 = {r[b]:.3g} > {sv.check_factor:g} x tolerance {tol[b]:.3g} "
-                    f"(try a larger solver.max_iterations, now {sv.iterations(res)}, or precision 64)")
+            max_res = _check_converged(res_norm, rhs_norm, max_res, spec, indices, s)
             if s >= warmup and (s - warmup) % spec.save_every == 0:  # frame 0 after a warm-up
                 f = (s - warmup) // spec.save_every
                 store(f)
-                for k in ("u", "v", "density"):
-                    finite = np.isfinite(out[k][:, f]).all(axis=(1, 2))
-                    if not finite.all():
-                        b = int(np.argmin(finite))
-                        raise SimulationError(f"simulation {indices[b]} (scenario {spec.name!r}): "
-                                              f"non-finite {k} at step {s}")
+                _check_finite_frame(out, f, spec, indices, s)
             if on_step is not None:
                 on_step()
     out["stats"] = {"max_residual_over_tolerance": float(max_res.max())}
