@@ -244,13 +244,10 @@ def _check_scalar_types(cfg, prefix: str = "") -> None:
 
 
 def _build(cls, d: dict, where: str):
-    """``cls(**d)``; TOML has no null, so an optional field set to ``"none"`` is unset."""
-    fields = {f.name: str(f.type).replace(" ", "") for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - set(fields))
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
     if unknown:
-        raise ConfigError(f"unknown {where} key(s) {unknown}; known: {sorted(fields)}")
-    d = {k: (None if fields[k].endswith("|None") and isinstance(v, str)
-             and v.strip().lower() == "none" else v) for k, v in d.items()}
+        raise ConfigError(f"unknown {where} key(s) {unknown}; known: {sorted(names)}")
     try:
         return cls(**d)
     except TypeError as e:

@@ -17,7 +17,7 @@ def test_cpu_preset_is_a_typed_partial_config():
     assert "cpu" in train.available_presets()
     cfg = train.load_preset("cpu", data=["d.nc"], model="gconv_unet")
     assert (cfg.T_in, cfg.K, cfg.epochs, cfg.max_steps_per_epoch, cfg.lr) == (8, 6, 15, 32, 4e-3)
-    assert cfg.patience is None                      # "none" in TOML is unset
+    assert cfg.patience is None                      # listed in the preset's unset
     assert cfg.loss_weights == {"density": 2.0} and cfg.split.valid_stride == 2
     assert cfg.device == "cpu" and cfg.model == "gconv_unet"
     with pytest.raises(ConfigError, match="unknown training preset 'gpu'.*cpu"):

@@ -1,6 +1,7 @@
 """Named training recipes, one TOML file each in this folder (``cpu.toml``: the recipe
 relaxflow's demo and benchmarks run on 2 CPU cores). A preset is a partial config: the
-data, the output folder and the model come from the caller.
+data, the output folder and the model come from the caller; its ``unset`` list names the
+optional settings it turns off (TOML has no null).
 
     from train.presets import load_preset
     cfg = load_preset("cpu", data=["data/rotation.nc"], model="gconv_unet", out="runs/g")
@@ -26,7 +27,11 @@ def preset(name: str) -> dict[str, Any]:
         raise ConfigError(f"unknown training preset {name!r}; available: "
                           f"{available_presets()}")
     with resources.as_file(resources.files(__name__) / f"{name}.toml") as path:
-        return read_toml(path)
+        d = read_toml(path)
+    # TOML has no null: a preset lists the optional settings it leaves unset
+    for key in d.pop("unset", []):
+        d[key] = None
+    return d
 
 
 def load_preset(name: str, **overrides: Any) -> TrainConfig:
