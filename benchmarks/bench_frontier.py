@@ -65,6 +65,18 @@ def cpu_peak_flops(threads: int) -> float:
     return threads * mhz * 1e6 * (64 if wide else 32)
 
 
+def data_save_every(ckpt: Path) -> int:
+    """Solver steps per stored frame of the data ``ckpt`` was trained on (its first file's
+    spec; 1 when the file or its spec is gone)."""
+    import xarray as xr
+    files = surrogate.load(ckpt).record.data.files
+    try:
+        with xr.open_dataset(files[0]) as ds:
+            return int(ds.attrs["save_every"])
+    except (OSError, IndexError, KeyError, ValueError, TypeError):
+        return 1
+
+
 def surrogate_row(ckpt: Path, batch: int, frames: int, reps: int) -> dict:
     """frames/s of ``Surrogate.rollout`` (exported, ``batch`` histories, best of ``reps``)
     and FLOPs per frame."""
@@ -158,11 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no trained runs with results in {args.work}", file=sys.stderr)
         return 2
     save_every = {}
-    import simulate
     for r in runs:
-        ck = surrogate.load(r["ckpt"])
-        save_every[r["data"]] = round(ck.dt / simulate.preset("symmetric").dt) if ck.dt \
-            else 1
+        save_every[r["data"]] = data_save_every(r["ckpt"])
         r.update(surrogate_row(r["ckpt"], args.batch, args.frames, args.reps))
     sims = {}
     for size in args.sizes:
