@@ -11,12 +11,13 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from surrogate.checkpoint import KEY_ENV  # when set: refuse checkpoints not signed with it
 from surrogate.devices import DEVICE_HELP
+
 
 __all__ = ["main", "build_parser"]
 
 PROG = "relaxflow-evaluate"
-KEY_ENV = "RELAXFLOW_CHECKPOINT_KEY"  # when set: refuse checkpoints not signed with it
 EXAMPLES = """\
 examples:
   python -m evaluate --checkpoint runs/rg/best.pt --data data/rotation.nc \\

@@ -34,6 +34,9 @@ __all__ = ["CheckpointError", "save", "read_checkpoint", "load_model", "FORMAT"]
 
 FORMAT = "relaxflow.checkpoint"
 FORMAT_VERSION = 2      # 2: the digest covers every field, training state included
+#: the environment variable holding the checkpoint key: train signs with it, evaluate
+#: refuses checkpoints not signed with it
+KEY_ENV = "RELAXFLOW_CHECKPOINT_KEY"
 _REQUIRED = ("format", "format_version", "model_config", "state_dict", "normalization",
              "metadata", "digest")
 _UNHASHED = ("digest", "signature")

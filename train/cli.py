@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
+from surrogate.checkpoint import KEY_ENV  # when set: sign every checkpoint with it
 from surrogate.devices import DEVICE_HELP
 from surrogate.records import ModelConfig
 from surrogate.registry import MODELS
@@ -19,7 +20,6 @@ from .config import TOML_EXAMPLE, ConfigError, config_from_dict, merge_overrides
 __all__ = ["main", "build_parser"]
 
 PROG = "relaxflow-train"
-KEY_ENV = "RELAXFLOW_CHECKPOINT_KEY"  # when set: sign checkpoints (HMAC) with it
 
 EXAMPLES = """\
 examples:
