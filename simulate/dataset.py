@@ -404,8 +404,20 @@ def open_dataset(paths: str | Path | Iterable[str | Path], *, check_nans: bool =
 def merge(paths: Sequence[str | Path], out: str | Path, *, overwrite: bool = False,
           allow_partial: bool = False) -> Path:
     """Join shard files into one file (atomically). Refuses incomplete sets of shards
-    (relative to the spec in their attrs) unless ``allow_partial``."""
+    (relative to the spec in their attrs) unless ``allow_partial``. One process at a time
+    owns ``out`` (:func:`surrogate.folders.hold`, as ``generate``); the temporaries a
+    killed merge into ``out`` left are removed."""
+    from surrogate.folders import hold  # torch is loaded with it, as by generate
     out = Path(out)
+    with hold(out, DatasetError):
+        return _merge(paths, out, overwrite, allow_partial)
+
+
+def _merge(paths: Sequence[str | Path], out: Path, overwrite: bool,
+           allow_partial: bool) -> Path:
+    """:func:`merge` once ``out`` is held."""
+    from surrogate.folders import clear_leftovers
+    clear_leftovers(out)
     if out.exists() and not overwrite:
         raise OptionRequired(f"{out}: output exists (pass {{option}} to replace it)",
                              "overwrite")

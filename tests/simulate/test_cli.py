@@ -123,3 +123,31 @@ def test_merge_refusals_name_the_flags(tmp_path, capsys):
                                                "exists (pass --overwrite to replace it)")
     with pytest.raises(simulate.DatasetError, match="pass overwrite=True"):
         simulate.merge([shard], out, allow_partial=True)
+
+
+def test_merge_has_one_owner_and_clears_a_killed_merge_s_temporaries(tmp_path, capsys,
+                                                                    hold_elsewhere):
+    """A merge into an output another process holds is one line, exit 2, and leaves the
+    output alone; the next merge removes the temporary a killed merge left."""
+    import numpy as np
+
+    import simulate
+    from simulate.cli import main
+    from simulate.dataset import build_dataset, write_dataset
+
+    spec = simulate.preset("rotation", resolution=8, n_magnitudes=1, steps=2)  # 4 sims
+    rng = np.random.default_rng(0)
+    fields = {k: rng.random((4, 3, 8, 8)).astype(np.float32) for k in ("u", "v", "density")}
+    causes = {k: rng.random((4, 8, 8)) for k in simulate.CAUSE_VARS}
+    shard = write_dataset(build_dataset(spec, [0, 1, 2, 3], fields, causes), tmp_path / "s.nc")
+    out = tmp_path / "all.nc"
+    holder = hold_elsewhere(out)
+    assert main(["merge", str(shard), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "in use" in err and not out.exists(), err
+    holder.kill()
+    holder.wait()
+    stale = tmp_path / ".all.nc.a1b2c3d4.tmp"
+    stale.write_bytes(b"\0" * 100)
+    assert main(["merge", str(shard), "-o", str(out)]) == 0
+    assert out.is_file() and not stale.exists()
