@@ -1,0 +1,24 @@
+"""Checkpoints written by an earlier relaxflow (stored in tests/surrogate/data, made at
+commit 508ee12 with tests/evaluate/evaluate_helpers.make_checkpoint) load and forecast
+exactly what they forecast then."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import surrogate
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.mark.parametrize("name", ["unet", "relaxed_gconv_unet"])
+def test_an_old_checkpoint_forecasts_as_it_did(name):
+    sur = surrogate.load(DATA / f"old_{name}.pt")
+    with xr.open_dataset(DATA / "old_history.nc") as ds:
+        hist = ds.load().isel(sim=[0, 1], time=slice(0, sur.T_in))
+    pred = sur.forecast(hist, steps=3)
+    got = np.stack([pred[v].values for v in ("u", "v", "density")])
+    expected = np.load(DATA / "old_forecasts.npz")[name]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
