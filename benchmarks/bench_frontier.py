@@ -154,6 +154,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--sim-batches", type=int, nargs="+", default=[32, 64, 128, 256])
     p.add_argument("--sim-precisions", type=int, nargs="+", default=[64, 32])
+    p.add_argument("--big-sim-batches", type=int, nargs="+", default=[32, 128],
+                   help="simulator batch sizes on grids other than 32x32 (float64)")
     p.add_argument("--sim-steps", type=int, default=160, help="solver steps per run")
     p.add_argument("--sizes", type=int, nargs="+", default=[32])
     p.add_argument("--threads", type=int, default=2)
@@ -174,9 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         save_every[r["data"]] = data_save_every(r["ckpt"])
         r.update(surrogate_row(r["ckpt"], args.batch, args.frames, args.reps))
     sims = {}
-    for size in args.sizes:
-        sims[size] = simulator_search("symmetric", {"resolution": size, "steps": args.sim_steps},
-                                      args.sim_batches, args.sim_precisions)
+    for size in args.sizes:  # the full search at 32x32; larger grids: float64, fewer sizes
+        small = size == 32
+        sims[size] = simulator_search(
+            "symmetric", {"resolution": size, "steps": args.sim_steps},
+            args.sim_batches if small else args.big_sim_batches,
+            args.sim_precisions if small else [64])
     big = {}
     for size in [s for s in args.sizes if s != 32]:
         for name in sorted({r["model"] for r in runs}):

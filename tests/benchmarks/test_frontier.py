@@ -35,7 +35,8 @@ def test_frontier_end_to_end_on_a_tiny_cache(tmp_path):
     out = tmp_path / "out"
     assert BF.main(["--work", str(tmp_path / "work"), "--regime-json", str(rj), "--batch",
                     "2", "--frames", "2", "--reps", "1", "--sim-batches", "4",
-                    "--sim-precisions", "64", "--sim-steps", "3", "--sizes", "16",
+                    "--sim-precisions", "64", "--big-sim-batches", "4", "--sim-steps", "3",
+                    "--sizes", "16",
                     "--out", str(out), "--threads", "1"]) == 0
     data = json.loads((out / "frontier.json").read_text())
     (r,) = data["runs"]
