@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from surrogate.breaking import canonical_breaking_inputs, data_layout
+from surrogate.breaking import data_layout
 from surrogate.checkpoint import CheckpointError, read_checkpoint, save
 from surrogate.diskfull import reporting_full_disk
 from surrogate.normalization import Normalization
@@ -34,13 +34,16 @@ from surrogate.symmetry import FieldLayout
 
 from . import distributed as D
 from .config import ConfigError, TrainConfig
-from .data import DataError, FieldData, open_data
+from .data import DataError, open_data
 from .ema import EMA
+from .model_setup import (build_model, check_model_fits, data_grid, json_model_config,
+                          resolve_device)
 from .objective import (Rollout, evaluate, field_weights, to_device,
                         train_step)
 from .resume import (check_resume_changes, check_resume_state, other_data, rng_state,
                      set_rng_state)
-from .run_folder import drop_stage, own_out, prepare_out, reset_out, swap_in_run, trim_metrics
+from .run_folder import (Run, drop_stage, own_out, prepare_out, reset_out, swap_in_run,
+                         trim_metrics)
 from .schedule import curriculum_K, scheduler
 from .normalize import (fit_aux, fit_delta_scale, fit_lower_bound, fit_normalization,
                         normalize_batch)
@@ -53,42 +56,6 @@ __all__ = ["fit", "Trainer", "TrainingError", "resolve_device", "build_model"]
 
 class TrainingError(RuntimeError):
     """Training had to stop (non-finite loss or gradient)."""
-
-
-def build_model(name: str, **config: Any) -> nn.Module:
-    """``surrogate.build_model`` (looked up at call time)."""
-    from surrogate import build_model as _build
-    return _build(name, **config)
-
-
-def resolve_device(spec: str) -> torch.device:
-    """:func:`surrogate.devices.resolve_device`, its errors as :class:`ConfigError`."""
-    from surrogate.devices import DeviceError
-    from surrogate.devices import resolve_device as _resolve
-    try:
-        return _resolve(spec)
-    except DeviceError as e:
-        raise ConfigError(str(e)) from None
-
-
-def _data_grid(paths) -> tuple[int, int]:
-    """``(ny, nx)`` of the first data file (read lazily, nothing loaded)."""
-    from simulate.dataset import DatasetError, open_one
-
-    if not paths:
-        raise ConfigError("no data given: pass --data FILE [FILE ...]")
-    try:
-        with open_one(paths[0]) as ds:
-            return int(ds.sizes["y"]), int(ds.sizes["x"])
-    except DatasetError as e:
-        raise DataError(str(e)) from None
-
-
-def _json_model_config(cfg: TrainConfig, layout: FieldLayout) -> dict[str, Any]:
-    mc = {**cfg.model_config, "layout": layout.to_dict()}
-    if "breaking_inputs" in mc:
-        mc["breaking_inputs"] = list(canonical_breaking_inputs(mc["breaking_inputs"]))
-    return mc
 
 
 def _log(info: D.DistInfo, cfg: TrainConfig, msg: str) -> None:
@@ -132,33 +99,6 @@ def fit(config: TrainConfig, *, key: bytes | str | None = None) -> Path:
         D.cleanup(info)
 
 
-def _check_model_fits(model: nn.Module, cfg: TrainConfig, data: FieldData,
-                      device: torch.device) -> None:
-    """One tiny forward before training, so that a grid the model cannot take fails with
-    a clear message rather than inside the first epoch."""
-    shape = (1, len(data.channels), data.ny, data.nx)
-    inputs = [torch.zeros(1, cfg.T_in, *shape[1:], device=device)]
-    if data.aux is not None:
-        inputs.append(torch.zeros(1, len(data.aux_channels), data.ny, data.nx, device=device))
-    was_training = model.training
-    model.eval()  # no running statistics may change
-    try:
-        with torch.no_grad():
-            y = model(*inputs)
-    except Exception as e:
-        config = getattr(model, "config", None)
-        depth = config.get("depth") if isinstance(config, dict) else None
-        hint = (f" (grid sides must be divisible by 2**(depth-1) = {2 ** (depth - 1)})"
-                if depth else "")
-        raise DataError(f"model {cfg.model!r} cannot run on the {data.ny}x{data.nx} grid "
-                        f"with {shape[1]} channels{hint}: {e}") from None
-    finally:
-        model.train(was_training)
-    if tuple(y.shape) != shape:
-        raise DataError(f"model {cfg.model!r} maps (1, T_in, C, H, W) to {tuple(y.shape)}, "
-                        f"expected {shape}")
-
-
 class Trainer:
     """One training run: ``__init__`` sets it up, refusing every bad input before training
     starts; :meth:`fit` runs the epochs. The order of random draws is that of a straight
@@ -176,7 +116,7 @@ class Trainer:
         self.ts = (self.ckpt or {}).get("training_state") or {}  # the resume state
         if self.ckpt is not None:
             check_resume_state(self.ts, self.run.last)
-        self.model_config = _json_model_config(cfg, self.layout)
+        self.model_config = json_model_config(cfg, self.layout)
         self.norm = self._normalization()
         self._targets()
         self._init_weights()
@@ -199,7 +139,7 @@ class Trainer:
         cfg = self.cfg
         options = {**cfg.model_config, "layout": self.layout}
         if needs_grid(cfg.model, options) and options.get("grid") is None:
-            options["grid"] = _data_grid(cfg.data)  # position-dependent weights
+            options["grid"] = data_grid(cfg.data)  # position-dependent weights
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         torch.manual_seed(cfg.seed)
@@ -297,7 +237,7 @@ class Trainer:
             if cfg.persistence_init:
                 model.init_persistence()
         model.to(self.device)
-        _check_model_fits(model, cfg, self.data, self.device)
+        check_model_fits(model, cfg, self.data, self.device)
         self.ema = EMA(model, cfg.ema) if cfg.ema is not None else None
         if self.ema is not None and ckpt is not None:
             self.ema.module.load_state_dict(ckpt["state_dict"])

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,6 +39,7 @@ from surrogate.rollout import autoregress
 from surrogate.symmetry import FieldLayout
 
 from . import distributed as D
+from .config import ConfigError
 from .normalize import normalize_batch
 
 __all__ = ["Rollout", "field_weights", "multistep_loss", "add_input_noise", "model_penalty",
