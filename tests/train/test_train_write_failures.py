@@ -55,7 +55,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_checkpoint(
 
 def test_a_run_clears_what_killed_runs_into_its_folder_left(tiny_nc, tmp_path):
     out = tmp_path / "run"
-    fit(tiny_config(tiny_nc, out, epochs=1))
+    fit(tiny_config(tiny_nc, out, epochs=1, schedule="step"))   # may be extended
     mine = [out / ".best.pt.a1b2c3d4.tmp", out / ".last.pt.zz_9abcd.tmp",
             out / "metrics.tmp"]
     stage = tmp_path / ".run.overwrite"  # an overwrite killed before its first checkpoint
@@ -66,7 +66,7 @@ def test_a_run_clears_what_killed_runs_into_its_folder_left(tiny_nc, tmp_path):
     for p in mine + others:
         p.parent.mkdir(exist_ok=True)
         p.write_bytes(b"\0" * 100)
-    fit(tiny_config(tiny_nc, out, epochs=2, resume=True))
+    fit(tiny_config(tiny_nc, out, epochs=2, resume=True, schedule="step"))
     assert not [p for p in mine if p.exists()] and not stage.exists()
     assert all(p.exists() for p in others)
 
