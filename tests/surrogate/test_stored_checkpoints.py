@@ -22,3 +22,16 @@ def test_an_old_checkpoint_forecasts_as_it_did(name):
     got = np.stack([pred[v].values for v in ("u", "v", "density")])
     expected = np.load(DATA / "old_forecasts.npz")[name]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["unet", "relaxed_gconv_unet"])
+def test_the_frozen_rollout_forecasts_as_the_exported_one(name):
+    import torch
+    sur = surrogate.load(DATA / f"old_{name}.pt")
+    h = torch.rand(5, sur.T_in, 3, 8, 8)
+    a = sur.rollout(h, 4, batch_size=2)                      # batches of 2, 2 and 1
+    b = sur.rollout(h, 4, batch_size=2, frozen=True)
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    assert len(sur._frozen_cache) == 2                       # one trace per batch shape
+    sur.rollout(h, 4, batch_size=2, frozen=True)
+    assert len(sur._frozen_cache) == 2                       # reused
