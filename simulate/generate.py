@@ -112,19 +112,6 @@ _PROCESS_BYTES = 0.5 * _GIB     # torch + PhiFlow in one process
 _SOLVER_ARRAYS = 64             # float64 fields per simulation alive during a step
 
 
-def available_memory() -> int | None:
-    """Bytes the kernel says a new allocation can get (``MemAvailable``); None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            return next(int(l.split()[1]) * 1024 for l in f if l.startswith("MemAvailable:"))
-    except (OSError, ValueError, IndexError, StopIteration):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return None
-
-
 def memory_estimate(spec: ScenarioSpec, parts: list[list[int]], workers: int = 1) -> int:
     """Peak bytes of :func:`generate`: the largest parts simulating at once (solver
     arrays and stored float32 frames) or the final join (all frames, read and written)."""
@@ -136,6 +123,8 @@ def memory_estimate(spec: ScenarioSpec, parts: list[list[int]], workers: int = 1
 
 
 def _check_memory(spec: ScenarioSpec, parts: list[list[int]], workers: int) -> None:
+    # the ground floor's one reading of free memory (it loads torch, as the solver does)
+    from surrogate.model_size import available_memory
     need = memory_estimate(spec, parts, workers)
     have = available_memory()
     if have is not None and need > have:

@@ -13,19 +13,18 @@ from torch import nn
 PROBE_HIDDEN = 32
 
 
-def available_memory() -> int:
-    """Bytes of memory available now (``MemAvailable``; free pages where it is absent)."""
+def available_memory() -> int | None:
+    """Bytes the kernel says a new allocation can get (``MemAvailable``; free pages where
+    it is absent); None if unknown."""
     try:
         with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith("MemAvailable:"))
+    except (OSError, ValueError, IndexError, StopIteration):
         pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 2**62
+        return None
 
 
 def tensor_bytes(model: nn.Module) -> int:
@@ -43,7 +42,7 @@ def check_width(build: Callable[[int], nn.Module], hidden: int, what: str) -> No
         return
     bound = tensor_bytes(build(PROBE_HIDDEN)) * (hidden / PROBE_HIDDEN) ** 2
     avail = available_memory()
-    if bound > avail:
+    if avail is not None and bound > avail:
         raise ValueError(f"{what} with hidden={hidden} needs up to {_size(bound)} for its "
                          f"weights alone, more than the {_size(avail)} of memory available")
 
