@@ -78,7 +78,9 @@ class Surrogate(nn.Module):
         # (weights fingerprint, exported net); kept off the module tree so that
         # state_dict()/to() see only the wrapped model
         object.__setattr__(self, "_export_cache", None)
-        object.__setattr__(self, "_frozen_cache", {})  # (exported net, shapes) -> traced
+        # (the export traced, {input shapes: frozen trace}); holding the export keeps a
+        # newer one from being mistaken for it
+        object.__setattr__(self, "_frozen_cache", (None, {}))
 
     @property
     def grid(self) -> tuple[int, int] | None:
@@ -173,8 +175,10 @@ class Surrogate(nn.Module):
         prepacked oneDNN convolutions). Cached per input shape; rebuilt with the export.
         Its outputs equal the exported module's to float32 tolerance (tested)."""
         net = self.exported()
-        key = (id(net), tuple(x.shape), None if aux is None else tuple(aux.shape))
-        cache = self._frozen_cache
+        if self._frozen_cache[0] is not net:  # traces of an earlier export are stale
+            object.__setattr__(self, "_frozen_cache", (net, {}))
+        cache = self._frozen_cache[1]
+        key = (tuple(x.shape), None if aux is None else tuple(aux.shape))
         if key not in cache:
             args = (x,) if aux is None else (x, aux)
             # shape checks become constants (intended: one trace per shape); torch.jit
@@ -183,8 +187,6 @@ class Surrogate(nn.Module):
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 warnings.simplefilter("ignore", DeprecationWarning)
                 traced = torch.jit.trace(net, args, check_trace=False)
-                if any(k[0] != id(net) for k in cache):
-                    cache.clear()  # traces of an earlier export
                 cache[key] = torch.jit.freeze(traced.eval())
         return cache[key]
 

@@ -32,6 +32,16 @@ def test_the_frozen_rollout_forecasts_as_the_exported_one(name):
     a = sur.rollout(h, 4, batch_size=2)                      # batches of 2, 2 and 1
     b = sur.rollout(h, 4, batch_size=2, frozen=True)
     torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
-    assert len(sur._frozen_cache) == 2                       # one trace per batch shape
+    assert len(sur._frozen_cache[1]) == 2                    # one trace per batch shape
     sur.rollout(h, 4, batch_size=2, frozen=True)
-    assert len(sur._frozen_cache) == 2                       # reused
+    assert len(sur._frozen_cache[1]) == 2                    # reused
+
+
+def test_the_frozen_rollout_follows_changed_weights():
+    import torch
+    sur = surrogate.load(DATA / "old_unet.pt")
+    h = torch.rand(2, sur.T_in, 3, 8, 8)
+    sur.rollout(h, 2, frozen=True)
+    with torch.no_grad():
+        next(sur.model.parameters()).add_(0.1)          # a new export, new traces
+    torch.testing.assert_close(sur.rollout(h, 2, frozen=True), sur.rollout(h, 2))
