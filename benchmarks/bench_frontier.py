@@ -65,11 +65,11 @@ def cpu_peak_flops(threads: int) -> float:
     return threads * mhz * 1e6 * (64 if wide else 32)
 
 
-def data_save_every(ckpt: Path) -> int:
-    """Solver steps per stored frame of the data ``ckpt`` was trained on (its first file's
-    spec; 1 when the file or its spec is gone)."""
+def data_save_every(sur: surrogate.Surrogate) -> int:
+    """Solver steps per stored frame of the data ``sur`` was trained on (its first file's
+    ``save_every``; 1 when the file or the attribute is gone)."""
     import xarray as xr
-    files = surrogate.load(ckpt).record.data.files
+    files = sur.record.data.files
     try:
         with xr.open_dataset(files[0]) as ds:
             return int(ds.attrs["save_every"])
@@ -77,10 +77,9 @@ def data_save_every(ckpt: Path) -> int:
         return 1
 
 
-def surrogate_row(ckpt: Path, batch: int, frames: int, reps: int) -> dict:
-    """frames/s of ``Surrogate.rollout`` (exported, ``batch`` histories, best of ``reps``)
-    and FLOPs per frame."""
-    sur = surrogate.load(ckpt, device="cpu")
+def surrogate_row(sur: surrogate.Surrogate, batch: int, frames: int, reps: int) -> dict:
+    """frames/s of ``sur.rollout`` (exported, ``batch`` histories, best of ``reps``) and
+    FLOPs per frame."""
     ny, nx = sur.grid
     hist = torch.randn(batch, sur.T_in, len(sur.layout.channels), ny, nx)
     sur.rollout(hist[:2], 2)  # export once, warm up
@@ -173,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     save_every = {}
     for r in runs:
-        save_every[r["data"]] = data_save_every(r["ckpt"])
-        r.update(surrogate_row(r["ckpt"], args.batch, args.frames, args.reps))
+        sur = surrogate.load(r["ckpt"], device="cpu")
+        save_every[r["data"]] = data_save_every(sur)
+        r.update(surrogate_row(sur, args.batch, args.frames, args.reps))
     sims = {}
     for size in args.sizes:  # the full search at 32x32; larger grids: float64, fewer sizes
         small = size == 32

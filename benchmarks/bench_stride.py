@@ -17,7 +17,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +25,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_frontier import surrogate_row  # noqa: E402
 from bench_models import machine_name  # noqa: E402
+import surrogate  # noqa: E402
 from frontier_report import best_simulator  # noqa: E402
 
 
@@ -50,7 +50,6 @@ def train_one(data: Path, out: Path, model: str, T_in: int, steps: int, seed: in
               params: int, epochs: int | None = None) -> Path:
     """The ``cpu`` preset at ``T_in`` on ``data``, ~``params`` parameters (reused when
     ``out`` holds a finished run of the same settings)."""
-    import surrogate
     import train
     hidden = surrogate.width_for_params(model, params, T_in=T_in, depth=3)
     settings = {"data": str(data), "model": model, "T_in": T_in, "steps": steps,
@@ -67,13 +66,11 @@ def train_one(data: Path, out: Path, model: str, T_in: int, steps: int, seed: in
     return best
 
 
-def score(ckpt: Path, data: Path, steps: int, max_windows: int) -> dict:
-    """Ratio of the model's RMSE to persistence's on the same windows, per split and
-    for velocity and all fields, over ``steps`` frames."""
+def score(sur, data: Path, steps: int, max_windows: int) -> dict:
+    """Ratio of the model's RMSE (``sur``, a loaded Surrogate) to persistence's on the
+    same windows, per split and for velocity and all fields, over ``steps`` frames."""
     import evaluate
-    import surrogate
     from evaluate.baselines import Persistence
-    sur = surrogate.load(ckpt)
     ds = evaluate.open_data([str(data)])
     out = {}
     for split in ("test-domain", "test-future"):
@@ -124,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         for model in args.models:
             ckpt = train_one(data, args.work / f"{model}_stride{stride}", model, args.T_in,
                              steps, args.seed, args.params, args.epochs)
-            speed = surrogate_row(ckpt, 32, 20, 3)
+            sur = surrogate.load(ckpt, device="cpu")
+            speed = surrogate_row(sur, 32, 20, 3)
             rows.append({"stride": stride, "model": model, "steps": steps,
-                         **score(ckpt, data, steps, args.max_windows), **speed,
+                         **score(sur, data, steps, args.max_windows), **speed,
                          "solver_steps_per_s": speed["fps"] * stride})
     sim = None
     if args.frontier_json.is_file():
