@@ -125,9 +125,9 @@ def check_resume_changes(old: dict, cfg: TrainConfig, epochs_done: int, last: Pa
     """Refuse a resume that changes what cannot change (see :data:`MAY_CHANGE`)."""
     new = json.loads(json.dumps(cfg.to_dict()))
     old = json.loads(json.dumps(old or {}))
-    may = ("may change only epochs (step schedule), patience and how it runs (device, amp, "
-           "compile, num_workers, in_memory, max_memory_gb, progress); start a new run "
-           "(another --out, or --overwrite) to change the rest")
+    how = ", ".join(k for k in MAY_CHANGE if k not in ("epochs", "patience"))
+    may = (f"may change only epochs (step schedule), patience and how it runs ({how}); "
+           "start a new run (another --out, or --overwrite) to change the rest")
     for k, v in new.items():
         if k in _NOT_COMPARED or k in MAY_CHANGE or k not in old or old[k] == v:
             continue
