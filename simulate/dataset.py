@@ -301,6 +301,11 @@ def validate_dataset(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool 
     return ds
 
 
+def _cause(e: BaseException) -> str:
+    """A failed read's exception on one line: ``Type: message``."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
 def read_block(da: xr.DataArray, name: str) -> np.ndarray:
     """``da.values``; a read that fails (a damaged HDF5 chunk, a truncated file) raises
     :class:`DatasetError` naming ``name`` (the file), the variable and "corrupt or
@@ -311,7 +316,7 @@ def read_block(da: xr.DataArray, name: str) -> np.ndarray:
         raise
     except Exception as e:   # netCDF4/HDF5 raise RuntimeError, OSError, ValueError ...
         raise DatasetError(f"{name}: corrupt or unreadable data in variable {da.name!r} "
-                           f"({type(e).__name__}: {' '.join(str(e).split())})") from None
+                           f"({_cause(e)})") from None
 
 
 def read_values(ds: xr.Dataset, name: str = "dataset", *, check_nans: bool = False) -> None:
@@ -344,8 +349,7 @@ def open_one(path: str | Path, *, cache: bool = True, check_nans: bool = False,
         ds = xr.open_dataset(path, engine="netcdf4", decode_timedelta=False, cache=cache)
     except Exception as e:   # netCDF4/HDF5 raise OSError, RuntimeError, ValueError ...
         raise DatasetError(f"{path}: corrupt or unreadable (not a NetCDF4 file, or a "
-                           f"truncated or damaged one: {type(e).__name__}: "
-                           f"{' '.join(str(e).split())})") from None
+                           f"truncated or damaged one: {_cause(e)})") from None
     try:
         if load:                 # read everything, then release the file handle
             try:
@@ -353,8 +357,8 @@ def open_one(path: str | Path, *, cache: bool = True, check_nans: bool = False,
             except MemoryError:
                 raise
             except Exception as e:
-                raise DatasetError(f"{path}: corrupt or unreadable data ({type(e).__name__}: "
-                                   f"{' '.join(str(e).split())})") from None
+                raise DatasetError(f"{path}: corrupt or unreadable data ({_cause(e)})"
+                                   ) from None
             ds.close()
         if "sim" not in ds.coords and "sim" in ds.dims:
             ds = ds.assign_coords(sim=np.arange(ds.sizes["sim"]))
