@@ -25,6 +25,8 @@ from .plan import SCALES, SPLITS, DataJob, Plan, _TaskSet
 #: the datasets of the D4 rows: the twin and the hidden breaking (settling keeps only the
 #: mirror x -> -x of D4, so a D4 model is where relaxation has the most to give back)
 D4_DATA = ("symmetric", "settling@0.3")
+#: the D4 pair (strict, relaxed at its width) also runs at the stronger settling
+D4_PAIR_DATA = D4_DATA + ("settling@0.6",)
 #: (label, model, options, width taken from (with the row's group), datasets (None: the
 #: map's), seeds (None: all)); plain and relaxed D4 on ``rotation`` are discovery runs
 REGIME_VARIANTS = [
@@ -36,10 +38,10 @@ REGIME_VARIANTS = [
     ("relaxed steer @ strict width", "relaxed_steer_unet", {}, "steer_unet", "steer", None),
     ("plain", "unet", {}, None, ("rotation",), (0,)),
     ("relaxed gconv D4", "relaxed_gconv_unet", {"group": "D4"}, None, ("rotation",), (0,)),
-    ("strict gconv D4", "gconv_unet", {"group": "D4"}, None, D4_DATA, None),
+    ("strict gconv D4", "gconv_unet", {"group": "D4"}, None, D4_PAIR_DATA, None),
     ("relaxed gconv D4", "relaxed_gconv_unet", {"group": "D4"}, None, D4_DATA, None),
     ("relaxed gconv D4 @ strict width", "relaxed_gconv_unet", {"group": "D4"}, "gconv_unet",
-     D4_DATA, None),
+     D4_PAIR_DATA, None),
 ]
 #: the scores of a run, by column name
 METRICS = {"all": "rmse", "velocity": "rmse_velocity", "density": "rmse_density"}

@@ -102,8 +102,9 @@ SCALES: dict[str, dict[str, Any]] = {
         "eval": {"steps": 20, "max_windows": 32, "batch_size": 32},
         "seeds": 3, "jobs": 2, "device": "cpu",
         # the regime map (benchmarks/bench_regime.py): one input frame, so that only the
-        # orientation, never the history, can tell the settling direction
-        "regime": {"settling_speeds": [0.3], "sweep_levels": [1.0], "T_in": 1,
+        # orientation, never the history, can tell the settling direction; two settling
+        # speeds make the strength axis of the hidden breaking
+        "regime": {"settling_speeds": [0.3, 0.6], "sweep_levels": [1.0], "T_in": 1,
                    "steer_on": []},
     },
     # the paper's sizes (Wang et al. 2022), meant for a CUDA GPU
