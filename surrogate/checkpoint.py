@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import checkpoint_facts
 from .diskfull import disk_full_error
 from .normalization import Normalization
 from .records import RecordError, TrainingRecord
@@ -146,6 +147,10 @@ def save(model: nn.Module, path: str | os.PathLike, *,
     if not isinstance(config, dict) or "name" not in config:
         raise TypeError("only models made by surrogate.build_model (with a .config dict "
                         "holding 'name') can be saved")
+    try:  # the model config is the one home of the model's name and T_in
+        metadata = checkpoint_facts.strip(metadata or {}, config)
+    except checkpoint_facts.FactConflict as e:
+        raise ValueError(f"cannot save {path}: {e}") from None
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -156,7 +161,7 @@ def save(model: nn.Module, path: str | os.PathLike, *,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "normalization": json.dumps(normalization.to_dict() if normalization is not None
                                     else None),
-        "metadata": json.dumps(metadata or {}, sort_keys=True),
+        "metadata": json.dumps(metadata, sort_keys=True),
     }
     if training_state is not None:
         payload["training_state"] = training_state
@@ -235,10 +240,13 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid normalization record "
                               f"({type(e).__name__}: {e})") from None
-    out["metadata"] = _json_field(path, raw, "metadata", dict)
-    try:  # every field a reader of the metadata relies on has its type
+    meta = _json_field(path, raw, "metadata", dict)
+    try:  # every field a reader of the metadata relies on has its type, and
+        # the copies of the model's name and T_in, from their one home
+        out["metadata"] = checkpoint_facts.restore(meta, out["model_config"])
         TrainingRecord.from_dict(out["metadata"])
-    except RecordError as e:
+        checkpoint_facts.check(out["metadata"], out["model_config"])
+    except (RecordError, checkpoint_facts.FactConflict) as e:
         raise CheckpointError(f"{path}: {e}") from None
     return out
 

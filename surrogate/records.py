@@ -291,6 +291,8 @@ class DataRecord:
                             for k, v in (d.get("moments") or {}).items()})
 
 
+#: the ``kind`` of a training run's metadata
+TRAINING_KIND = "relaxflow.train"
 _PROGRESS = ("epoch", "valid_rmse", "valid_loss", "best_valid_rmse", "best_epoch")
 
 
@@ -315,7 +317,7 @@ class TrainingRecord:
     world_size: int = 1
     normalization_fitted_on: str = ""
     progress: dict = field(default_factory=dict)
-    kind: str = "relaxflow.train"
+    kind: str = TRAINING_KIND
 
     @property
     def grid(self) -> tuple[int, int] | None:
@@ -375,7 +377,7 @@ class TrainingRecord:
             world_size=_int(meta.get("world_size", 1), "world_size"),
             normalization_fitted_on=str(meta.get("normalization_fitted_on", "")),
             progress={k: meta[k] for k in _PROGRESS if k in meta},
-            kind=str(meta.get("kind", "relaxflow.train")))
+            kind=str(meta.get("kind", TRAINING_KIND)))
 
 
 def _opt(default: Any, help: str, cli: bool = True) -> Any:
