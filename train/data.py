@@ -195,16 +195,15 @@ def _check_finite(block: np.ndarray, path: str, var: str, sim: int,
                         "refusing to train on it")
 
 
-def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u", "v", "density"),
-              *, min_time: int = 1, min_time_for: str = "T_in + K",
-              in_memory: str = "auto",
-              max_memory_gb: float = 8.0, aux_channels: Sequence[str] = (),
-              aux_needed_by: str = "the model's breaking inputs") -> FieldData:
-    """Open, validate and (when it fits) load ``paths``. ``min_time``: the fewest frames
-    per simulation, refused below with a message saying what needs them
-    (``min_time_for``). ``aux_channels``: static fields
-    over ``(sim, y, x)`` to load as well (a file lacking one is refused with a message
-    naming it and ``aux_needed_by``). Raises :class:`DataError`."""
+def open_header(paths: Sequence[str | os.PathLike],
+                channels: Sequence[str] = ("u", "v", "density"), *, min_time: int = 1,
+                min_time_for: str = "T_in + K", aux_channels: Sequence[str] = (),
+                aux_needed_by: str = "the model's breaking inputs") -> FieldData:
+    """Open and validate ``paths`` and read what describes them: sizes, grid, per-sim
+    coordinates, attributes and the static ``aux_channels`` over ``(sim, y, x)`` (a file
+    lacking one is refused naming ``aux_needed_by``). No field values are read yet
+    (:func:`read_fields`). ``min_time``: the fewest frames per simulation, refused below
+    with a message saying what needs them (``min_time_for``). Raises :class:`DataError`."""
     paths = [str(p) for p in paths]
     if not paths:
         raise DataError("no data files given (--data a.nc [b.nc ...])")
@@ -221,16 +220,41 @@ def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u"
         first = datasets[0]
         attrs = {k: _json_attr(v) for k, v in first.attrs.items()
                  if isinstance(_json_attr(v), (str, int, float, bool))}
-        data = FieldData(paths, channels, sims_per_file, n_time, ny, nx, attrs,
+        return FieldData(paths, channels, sims_per_file, n_time, ny, nx, attrs,
                          _grid(first, ny, nx), heldout, sim_coords,
                          aux_channels=aux_channels, aux=aux)
+    finally:
+        for ds in datasets:
+            ds.close()
+
+
+def read_fields(data: FieldData, *, in_memory: str = "auto",
+                max_memory_gb: float = 8.0) -> FieldData:
+    """Read the field values of ``data`` (from :func:`open_header`) once: every value
+    checked finite, dtypes and moments recorded, and the fields loaded into memory
+    (``data.array``) when ``in_memory`` is "yes", or "auto" and they take at most
+    ``max_memory_gb`` and half the free memory. Returns ``data``."""
+    datasets = [_open_one(p, data.channels) for p in data.paths]
+    try:
         budget = min(max_memory_gb * 2**30, 0.5 * _available_memory())
         load = in_memory == "yes" or (in_memory == "auto" and data.nbytes <= budget)
-        data.array = _read_fields(paths, datasets, data, load)
+        data.array = _read_fields(data.paths, datasets, data, load)
         return data
     finally:
         for ds in datasets:
             ds.close()
+
+
+def open_data(paths: Sequence[str | os.PathLike], channels: Sequence[str] = ("u", "v", "density"),
+              *, min_time: int = 1, min_time_for: str = "T_in + K",
+              in_memory: str = "auto",
+              max_memory_gb: float = 8.0, aux_channels: Sequence[str] = (),
+              aux_needed_by: str = "the model's breaking inputs") -> FieldData:
+    """:func:`open_header`, then :func:`read_fields`: open, validate and (when it fits)
+    load ``paths``. Raises :class:`DataError`."""
+    data = open_header(paths, channels, min_time=min_time, min_time_for=min_time_for,
+                       aux_channels=aux_channels, aux_needed_by=aux_needed_by)
+    return read_fields(data, in_memory=in_memory, max_memory_gb=max_memory_gb)
 
 
 def _refuse_repeats(paths: Sequence[str]) -> None:

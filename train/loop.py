@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from surrogate.breaking import data_layout
+from surrogate.breaking import canonical_breaking_inputs, data_layout
 from surrogate.checkpoint import CheckpointError, read_checkpoint, save
 from surrogate.diskfull import reporting_full_disk
 from surrogate.normalization import Normalization
@@ -34,13 +34,13 @@ from surrogate.symmetry import FieldLayout
 
 from . import distributed as D
 from .config import ConfigError, TrainConfig
-from .data import DataError, open_data
+from .data import DataError, open_header, read_fields
 from .ema import EMA
-from .model_setup import (build_model, check_model_fits, data_grid, json_model_config,
+from .model_setup import (build_model, check_model_fits, json_model_config,
                           resolve_device)
 from .objective import (Rollout, evaluate, field_weights, to_device,
                         train_step)
-from .resume import (check_resume_changes, check_resume_state, other_data, rng_state,
+from .resume import (check_resume_state, check_same_run, rng_state,
                      set_rng_state)
 from .run_folder import (Run, drop_stage, own_out, prepare_out, reset_out, swap_in_run,
                          trim_metrics)
@@ -110,8 +110,12 @@ class Trainer:
         self.run = prepare_out(cfg)
         self.layout = FieldLayout.of(cfg.model_config.get("layout"))
         self.K, self.T_in, self.steps = cfg.K, cfg.T_in, cfg.eval_steps
-        self.model = self._build_model()   # a bad name or option fails before any data
-        self._open_data()
+        # data header -> splits -> model with its grid -> field values: a bad model fails
+        # before any field value is read, and nothing is read twice
+        self._open_header()
+        self.model = self._build_model()
+        self.data = read_fields(self.data, in_memory=cfg.in_memory,
+                                max_memory_gb=cfg.max_memory_gb)
         self.ckpt = read_checkpoint(self.run.last, key=key) if cfg.resume else None
         self.ts = (self.ckpt or {}).get("training_state") or {}  # the resume state
         if self.ckpt is not None:
@@ -139,7 +143,7 @@ class Trainer:
         cfg = self.cfg
         options = {**cfg.model_config, "layout": self.layout}
         if needs_grid(cfg.model, options) and options.get("grid") is None:
-            options["grid"] = data_grid(cfg.data)  # position-dependent weights
+            options["grid"] = (self.data.ny, self.data.nx)  # position-dependent weights
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         torch.manual_seed(cfg.seed)
@@ -148,21 +152,26 @@ class Trainer:
         except (ValueError, TypeError) as e:
             raise ConfigError(f"model {cfg.model!r}: {e}") from None
 
-    def _open_data(self) -> None:
-        """Data and splits, refused with a one-line error when they cannot train."""
+    def _open_header(self) -> None:
+        """The data's header (sizes, grid, coordinates, static breaking causes) and the
+        splits, refused with a one-line error when they cannot train."""
         cfg = self.cfg
-        self.breaking = tuple(self.model.config.get("breaking_inputs", ()))
+        try:
+            self.breaking = canonical_breaking_inputs(cfg.model_config.get("breaking_inputs"))
+        except ValueError as e:
+            raise ConfigError(f"model {cfg.model!r}: {e}") from None
         self.aux_layout = data_layout(self.breaking)
         need = min_frames(cfg.split, T_in=self.T_in, K=self.K, valid_steps=self.steps)
-        self.data = open_data(cfg.data, self.layout.channels,
-                              min_time=need if need is not None else self.T_in + self.K,
-                              min_time_for=(f"T_in={self.T_in}, K={self.K}, valid_steps="
-                                            f"{self.steps} and the split settings leave "
-                                            "train and valid windows"),
-                              in_memory=cfg.in_memory, max_memory_gb=cfg.max_memory_gb,
-                              aux_channels=self.aux_layout.channels,
-                              aux_needed_by=f"the breaking input 'cause' (breaking_inputs "
-                                            f"{list(self.breaking)})")
+        if not cfg.data:
+            raise ConfigError("no data given: pass --data FILE [FILE ...]")
+        self.data = open_header(cfg.data, self.layout.channels,
+                                min_time=need if need is not None else self.T_in + self.K,
+                                min_time_for=(f"T_in={self.T_in}, K={self.K}, valid_steps="
+                                              f"{self.steps} and the split settings leave "
+                                              "train and valid windows"),
+                                aux_channels=self.aux_layout.channels,
+                                aux_needed_by=f"the breaking input 'cause' (breaking_inputs "
+                                              f"{list(self.breaking)})")
         try:
             self.spec = resolve_splits(cfg.split, n_time=self.data.n_time,
                                        n_sims=self.data.n_sims, T_in=self.T_in, K=self.K,
@@ -189,21 +198,9 @@ class Trainer:
                 norm = dataclasses.replace(norm, aux=fit_aux(self.data, self.spec.train,
                                                              self.aux_layout))
             return norm
-        old, last = TrainingRecord.from_dict(self.ckpt["metadata"]), self.run.last
-        if old.model != self.cfg.model or old.T_in != self.T_in or \
-                old.model_config_requested != json.loads(json.dumps(self.model_config)):
-            raise ConfigError(f"cannot resume {last}: it holds model {old.model!r} "
-                              f"with T_in={old.T_in} and config "
-                              f"{old.model_config_requested}, not the one configured")
-        other = other_data(old.data, self.data.record())
-        if other:
-            raise ConfigError(f"cannot resume {last}: --data is other data than the run's "
-                              f"({other}); resume on the run's own data, or start a new run")
-        if old.splits is None or json.loads(json.dumps(old.splits.to_dict())) != \
-                json.loads(json.dumps(self.spec.to_dict())):
-            raise ConfigError(f"cannot resume {last}: the data or split settings differ "
-                              "from the run being resumed")
-        check_resume_changes(old.train_config, self.cfg, int(self.ts["epoch"]), last)
+        check_same_run(TrainingRecord.from_dict(self.ckpt["metadata"]), self.cfg,
+                       self.model_config, self.data.record(), self.spec,
+                       int(self.ts["epoch"]), self.run.last)
         return self.ckpt["normalization"]
 
     def _targets(self) -> None:

@@ -15,7 +15,7 @@ from surrogate.symmetry import FieldLayout
 from .config import ConfigError, TrainConfig
 from .data import DataError, FieldData
 
-__all__ = ["build_model", "resolve_device", "data_grid", "json_model_config",
+__all__ = ["build_model", "resolve_device", "json_model_config",
            "check_model_fits"]
 
 
@@ -33,19 +33,6 @@ def resolve_device(spec: str) -> torch.device:
         return _resolve(spec)
     except DeviceError as e:
         raise ConfigError(str(e)) from None
-
-
-def data_grid(paths) -> tuple[int, int]:
-    """``(ny, nx)`` of the first data file (read lazily, nothing loaded)."""
-    from simulate.dataset import DatasetError, open_one
-
-    if not paths:
-        raise ConfigError("no data given: pass --data FILE [FILE ...]")
-    try:
-        with open_one(paths[0]) as ds:
-            return int(ds.sizes["y"]), int(ds.sizes["x"])
-    except DatasetError as e:
-        raise DataError(str(e)) from None
 
 
 def json_model_config(cfg: TrainConfig, layout: FieldLayout) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from surrogate.checkpoint import CheckpointError
-from surrogate.records import DataRecord
+from surrogate.records import DataRecord, SplitSpec, TrainingRecord
 
 from .config import ConfigError, TrainConfig
 
@@ -121,10 +121,33 @@ def other_data(old: DataRecord, new: DataRecord) -> str:
     return ""
 
 
+def _plain(v: Any) -> Any:
+    """``v`` as JSON reads it back (tuples as lists), to compare with stored records."""
+    return json.loads(json.dumps(v))
+
+
+def check_same_run(old: TrainingRecord, cfg: TrainConfig, model_config: dict,
+                   data: DataRecord, spec: SplitSpec, epochs_done: int, last: Path) -> None:
+    """Refuse to resume ``last`` (whose record is ``old``) with another model, other data,
+    other splits or a changed recipe (:func:`check_resume_changes`)."""
+    if old.model != cfg.model or old.T_in != cfg.T_in or \
+            old.model_config_requested != _plain(model_config):
+        raise ConfigError(f"cannot resume {last}: it holds model {old.model!r} "
+                          f"with T_in={old.T_in} and config "
+                          f"{old.model_config_requested}, not the one configured")
+    other = other_data(old.data, data)
+    if other:
+        raise ConfigError(f"cannot resume {last}: --data is other data than the run's "
+                          f"({other}); resume on the run's own data, or start a new run")
+    if old.splits is None or _plain(old.splits.to_dict()) != _plain(spec.to_dict()):
+        raise ConfigError(f"cannot resume {last}: the data or split settings differ "
+                          "from the run being resumed")
+    check_resume_changes(old.train_config, cfg, epochs_done, last)
+
+
 def check_resume_changes(old: dict, cfg: TrainConfig, epochs_done: int, last: Path) -> None:
     """Refuse a resume that changes what cannot change (see :data:`MAY_CHANGE`)."""
-    new = json.loads(json.dumps(cfg.to_dict()))
-    old = json.loads(json.dumps(old or {}))
+    new, old = _plain(cfg.to_dict()), _plain(old or {})
     how = ", ".join(k for k in MAY_CHANGE if k not in ("epochs", "patience"))
     may = (f"may change only epochs (step schedule), patience and how it runs ({how}); "
            "start a new run (another --out, or --overwrite) to change the rest")

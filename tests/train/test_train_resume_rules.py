@@ -161,7 +161,8 @@ def test_out_under_a_file_or_unwritable_is_refused_before_the_data(tiny_nc, two_
     afile.write_text("x")
     import train.loop as L
     opened = []
-    monkeypatch.setattr(L, "open_data", lambda *a, **k: opened.append(1))
+    for reader in ("open_header", "read_fields"):  # the Trainer's two data reads
+        monkeypatch.setattr(L, reader, lambda *a, **k: opened.append(1))
     for out, why in ((afile / "sub", f"{afile} is a file, not a folder"),
                      (Path("/proc/relaxflow-run"), "/proc is not writable")):
         with pytest.raises(ConfigError, match=why) as e:
