@@ -240,15 +240,20 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid normalization record "
                               f"({type(e).__name__}: {e})") from None
-    meta = _json_field(path, raw, "metadata", dict)
-    try:  # every field a reader of the metadata relies on has its type, and
-        # the copies of the model's name and T_in, from their one home
-        out["metadata"] = checkpoint_facts.restore(meta, out["model_config"])
-        TrainingRecord.from_dict(out["metadata"])
-        checkpoint_facts.check(out["metadata"], out["model_config"])
+    out["metadata"] = _metadata(path, raw, out["model_config"])
+    return out
+
+
+def _metadata(path: Path, raw: dict, config: dict) -> dict:
+    """The metadata with the copies of the model's name and ``T_in`` given from their
+    one home, ``config``; every field a reader relies on has its type."""
+    try:
+        meta = checkpoint_facts.restore(_json_field(path, raw, "metadata", dict), config)
+        TrainingRecord.from_dict(meta)
+        checkpoint_facts.check(meta, config)
     except (RecordError, checkpoint_facts.FactConflict) as e:
         raise CheckpointError(f"{path}: {e}") from None
-    return out
+    return meta
 
 
 def _check_types(path: Path, raw: dict) -> None:
