@@ -104,7 +104,8 @@ def test_evaluate_reports_the_learned_combination_weights(tmp_path):
     share |w_p| / (|w_p| + |w_e|); the heatmap leaves it out."""
     from evaluate import relaxation_summary
     from evaluate.plots import relaxation_heatmaps
-    from evaluate.report import ModelEvaluation, _md_relaxation
+    from evaluate.report import ModelEvaluation
+    from evaluate.symmetry_sections import relaxation_section
     m = _model()
     (entry,) = relaxation_summary(m)
     assert entry.kind == "combo" and entry.relative_deviation == pytest.approx(0.5)
@@ -114,7 +115,7 @@ def test_evaluate_reports_the_learned_combination_weights(tmp_path):
     assert entry.relative_deviation == pytest.approx(0.25)
     assert entry.profile == pytest.approx({"w_p": -0.2, "w_e": 0.6})
     ev = ModelEvaluation("combo", "c.pt", "combo_unet", {}, relaxation=[entry])
-    table = "\n".join(_md_relaxation([ev]))
+    table = "\n".join(relaxation_section([ev]))
     assert "| combo_weights | combo | 0.25 |" in table and "w_p -0.2, w_e 0.6" in table
     assert relaxation_heatmaps([entry], tmp_path / "r.png").is_file()
     # a model without combo weights or relaxed layers: nothing to report
