@@ -70,3 +70,18 @@ def test_ratios_and_verdicts_follow_the_seeds_spread():
 def test_one_seed_is_never_beyond_the_spread():
     assert not R.separated([0.1], [0.9])
     assert R.separated([0.1, 0.2], [0.3, 0.9]) and not R.separated([0.1, 0.4], [0.3, 0.9])
+
+
+def test_cpu_map_has_a_strength_axis_for_the_hidden_breaking(tmp_path):
+    """Two settling speeds; the D4 pair (strict, relaxed at its width) runs on both."""
+    scale = R.regime_scale("cpu")
+    plan, datasets = R.build_plan(scale, [0, 1, 2], tmp_path, "cpu", 1)
+    hidden = [(d.job.key, d.strength) for d in datasets if d.shows == "hidden"]
+    assert hidden == [("settling@0.3", 0.3), ("settling@0.6", 0.6)]
+    fast = next(d.job for d in datasets if d.job.key == "settling@0.6")
+    assert fast.params["settling_speed"] == 0.6
+    d4 = {(t.label, t.seed) for t in plan.tasks if t.data_key == "settling@0.6" and "D4" in t.label}
+    assert d4 == {(lab, s) for lab in ("strict gconv D4", "relaxed gconv D4 @ strict width")
+                  for s in (0, 1, 2)}
+    c4 = {t.label for t in plan.tasks if t.data_key == "settling@0.6" and "D4" not in t.label}
+    assert c4 == {"plain", "strict gconv", "relaxed gconv", "relaxed gconv @ strict width"}
