@@ -29,6 +29,16 @@ import surrogate  # noqa: E402
 from frontier_report import best_simulator  # noqa: E402
 
 
+#: the study's main width; runs at other budgets get their own folders
+DEFAULT_PARAMS = 60_000
+
+
+def run_folder(work: Path, model: str, stride: int, params: int) -> Path:
+    """Where one (model, stride, budget) run is cached."""
+    tag = "" if params == DEFAULT_PARAMS else f"_p{params}"
+    return work / f"{model}{tag}_stride{stride}"
+
+
 def thinned(base: Path, k: int, out: Path) -> Path:
     """``base`` with every ``k``-th stored frame (``dt`` and ``save_every`` scaled), written
     once to ``out``."""
@@ -94,7 +104,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", default=["gconv_unet", "unet"])
     p.add_argument("--horizon", type=int, default=40, help="solver steps scored")
     p.add_argument("--T-in", dest="T_in", type=int, default=2)
-    p.add_argument("--params", type=int, default=60_000)
+    p.add_argument("--params", type=int, nargs="+", default=[DEFAULT_PARAMS],
+                   help="parameter budgets: each model at each (leaner widths cost fewer "
+                        "FLOPs per frame)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override the preset's (tests)")
     p.add_argument("--max-windows", type=int, default=32)
@@ -119,13 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         data = thinned(args.data, k, args.work / f"data_stride{stride}.nc")
         steps = args.horizon // stride
         for model in args.models:
-            ckpt = train_one(data, args.work / f"{model}_stride{stride}", model, args.T_in,
-                             steps, args.seed, args.params, args.epochs)
-            sur = surrogate.load(ckpt, device="cpu")
-            speed = surrogate_row(sur, 32, 20, 3)
-            rows.append({"stride": stride, "model": model, "steps": steps,
-                         **score(sur, data, steps, args.max_windows), **speed,
-                         "solver_steps_per_s": speed["fps"] * stride})
+            for params in args.params:
+                ckpt = train_one(data, run_folder(args.work, model, stride, params), model,
+                                 args.T_in, steps, args.seed, params, args.epochs)
+                sur = surrogate.load(ckpt, device="cpu")
+                speed = surrogate_row(sur, 32, 20, 3)
+                rows.append({"stride": stride, "model": model, "steps": steps,
+                             "params_target": params,
+                             **score(sur, data, steps, args.max_windows), **speed,
+                             "solver_steps_per_s": speed["fps"] * stride})
     sim = None
     if args.frontier_json.is_file():
         sim = best_simulator(json.loads(args.frontier_json.read_text())["simulator"]

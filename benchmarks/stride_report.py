@@ -12,23 +12,29 @@ def largest_2x_stride(rows: list[dict], split: str = "test-domain/velocity") -> 
     return max(ok) if ok else None
 
 
+def _budgets(params: int | list[int]) -> str:
+    """``60,000`` or ``60,000 and 20,000`` (older reports ran one budget)."""
+    return " and ".join(f"{p:,}" for p in (params if isinstance(params, list) else [params]))
+
+
 def markdown(data: dict) -> str:
     m, sim = data["meta"], data["simulator"]
     L = ["# The stride study", "",
          f"Measured {m['date']} on {m['machine']}, torch {m['torch']}. One dataset "
          f"(`{Path(m['data']).name}`) thinned to each stride; every model trained with the "
          f"`cpu` preset at `T_in` {m['T_in']} (same compute at every stride), ~"
-         f"{m['params']:,} parameters, seed {m['seed']}; scored over the same "
+         f"{_budgets(m['params'])} parameters, seed {m['seed']}; scored over the same "
          f"{m['horizon']} solver steps (horizon / stride frames) against persistence on the "
          "same windows. Speed: `Surrogate.rollout` frames/s (exported, batch 32) x stride = "
          "solver steps advanced per second"
          + (f"; the simulator's best at 32x32: {sim['fps']:.0f} solver steps/s (batch "
             f"{sim['batch']}, float{sim['precision']})." if sim else "."), "",
-         "| stride | model | frames | test-domain velocity / all | test-future velocity / all "
-         "| solver steps/s | vs simulator |", "|---" * 7 + "|"]
-    for r in sorted(data["rows"], key=lambda r: (r["stride"], r["model"])):
+         "| stride | model | params | MFLOP/frame | frames | test-domain velocity / all "
+         "| test-future velocity / all | solver steps/s | vs simulator |", "|---" * 9 + "|"]
+    for r in sorted(data["rows"], key=lambda r: (r["stride"], r["model"], -r["params"])):
         vs = f"{r['solver_steps_per_s'] / sim['fps']:.1f}x" if sim else "–"
-        L.append(f"| {r['stride']} | {r['model']} | {r['steps']} | "
+        L.append(f"| {r['stride']} | {r['model']} | {r['params']:,} | "
+                 f"{r['flops_per_frame'] / 1e6:.1f} | {r['steps']} | "
                  f"{r['test-domain/velocity']:.3f} / {r['test-domain/all']:.3f} | "
                  f"{r['test-future/velocity']:.3f} / {r['test-future/all']:.3f} | "
                  f"{r['solver_steps_per_s']:.0f} | {vs} |")
@@ -45,10 +51,12 @@ def figure(data: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for model in sorted({r["model"] for r in data["rows"]}):
-        rs = sorted((r for r in data["rows"] if r["model"] == model), key=lambda r: r["stride"])
+    for model, budget in sorted({(r["model"], r.get("params_target")) for r in data["rows"]},
+                                key=str):
+        rs = sorted((r for r in data["rows"] if r["model"] == model
+                     and r.get("params_target") == budget), key=lambda r: r["stride"])
         ax.plot([r["solver_steps_per_s"] for r in rs], [r["test-domain/velocity"] for r in rs],
-                "o-", label=model)
+                "o-", label=f"{model}, {rs[0]['params']:,} params")
         for r in rs:
             ax.annotate(f"x{r['stride']}", (r["solver_steps_per_s"], r["test-domain/velocity"]),
                         textcoords="offset points", xytext=(4, 4), fontsize=8)

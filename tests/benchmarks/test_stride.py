@@ -37,3 +37,24 @@ def test_stride_study_end_to_end(tmp_path):
     rows = [{"stride": 2, "test-domain/velocity": 0.3}, {"stride": 8, "test-domain/velocity": 0.6},
             {"stride": 4, "test-domain/velocity": 0.45}]
     assert SR.largest_2x_stride(rows) == 4
+
+
+def test_each_budget_trains_in_its_own_folder_and_gets_its_row(tmp_path):
+    ds = make_dataset(n_time=24)
+    ds.attrs.update(save_every=1, dt=0.5)
+    base = tmp_path / "base.nc"
+    ds.to_netcdf(base)
+    out = tmp_path / "out"
+    assert BS.main(["--data", str(base), "--strides", "1", "--models", "unet", "--horizon",
+                    "2", "--params", "8000", "1500", "--epochs", "1", "--work",
+                    str(tmp_path / "w"), "--frontier-json", str(tmp_path / "none.json"),
+                    "--out", str(out), "--max-windows", "4"]) == 0
+    data = json.loads((out / "stride.json").read_text())
+    rows = data["rows"]
+    assert [r["params_target"] for r in rows] == [8000, 1500]
+    assert rows[0]["params"] > rows[1]["params"]
+    assert rows[0]["flops_per_frame"] > rows[1]["flops_per_frame"]
+    assert BS.run_folder(tmp_path / "w", "unet", 1, 1500).joinpath("best.pt").is_file()
+    assert BS.run_folder(tmp_path / "w", "unet", 1, BS.DEFAULT_PARAMS).name == "unet_stride1"
+    md = (out / "stride.md").read_text()
+    assert md == SR.markdown(data) and "8,000 and 1,500 parameters" in md
