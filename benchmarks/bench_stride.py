@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -119,6 +120,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    args.command = "python benchmarks/bench_stride.py " + shlex.join(
+        sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(2)
     import xarray as xr
     with xr.open_dataset(args.data) as ds:
@@ -148,12 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _in_repo(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def write(args: argparse.Namespace, rows: list[dict], sim: dict | None) -> None:
     """``stride.md``, ``stride.json`` and ``stride.png`` in ``args.out``."""
     from stride_report import figure, markdown
     args.out.mkdir(parents=True, exist_ok=True)
     data = {"meta": {"date": dt.datetime.now().isoformat(timespec="seconds"),
-                     "machine": machine_name(torch.device("cpu")), "data": str(args.data),
+                     "machine": machine_name(torch.device("cpu")),
+                     "data": _in_repo(args.data), "command": args.command,
                      "horizon": args.horizon, "T_in": args.T_in, "seed": args.seed,
                      "params": args.params, "torch": torch.__version__},
             "rows": rows, "simulator": sim}

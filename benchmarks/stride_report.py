@@ -28,7 +28,8 @@ def markdown(data: dict) -> str:
          "same windows. Speed: `Surrogate.rollout` frames/s (exported, batch 32) x stride = "
          "solver steps advanced per second"
          + (f"; the simulator's best at 32x32: {sim['fps']:.0f} solver steps/s (batch "
-            f"{sim['batch']}, float{sim['precision']})." if sim else "."), "",
+            f"{sim['batch']}, float{sim['precision']})." if sim else ".")
+         + (f" Command: `{m['command']}`." if m.get("command") else ""), "",
          "| stride | model | params | MFLOP/frame | frames | test-domain velocity / all "
          "| test-future velocity / all | solver steps/s | vs simulator |", "|---" * 9 + "|"]
     for r in sorted(data["rows"], key=lambda r: (r["stride"], r["model"], -r["params"])):

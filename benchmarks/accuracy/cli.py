@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 
@@ -68,6 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     st.out_dir.mkdir(parents=True, exist_ok=True)
     outcome = execute(plan, st.jobs, st.device, st.threads)
-    cmd = "python benchmarks/bench_accuracy.py " + " ".join(
+    cmd = "python benchmarks/bench_accuracy.py " + shlex.join(
         sys.argv[1:] if argv is None else argv)
     return write_reports(st, plan, outcome, cmd, t_start)

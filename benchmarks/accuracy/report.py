@@ -94,6 +94,13 @@ def _steps_note(results: list[dict], steps: int) -> str:
         for sp, v in short.items()) + ")")
 
 
+def _schedule(tr: dict) -> str:
+    """The learning-rate schedule of the scale's training settings, in words (``lr_decay``
+    applies to the step schedule only)."""
+    schedule = (tr.get("recipe") or {}).get("schedule", "step")
+    return (f"decay {tr['lr_decay']}/epoch" if schedule == "step"
+            else f"{schedule} schedule over the epochs")
+
 def _settings(rep: Report) -> list[str]:
     """The settings section: data (one line per dataset), models, training, splits, score."""
     scale, seeds = rep.st.scale, rep.st.seeds
@@ -118,7 +125,7 @@ def _settings(rep: Report) -> list[str]:
         f"chosen by `surrogate.width_for_params` for ~{scale['model']['params']:,} "
         "parameters (hidden counts fields; exact counts in the tables)",
         f"- training: `train.fit`, T_in {tr['T_in']}, K {tr['K']} (autoregressive loss), "
-        f"batch {tr['batch_size']}, AdamW lr {tr['lr']} (decay {tr['lr_decay']}/epoch, "
+        f"batch {tr['batch_size']}, AdamW lr {tr['lr']} ({_schedule(tr)}, "
         f"weight decay 4e-4, grad clip 1), {tr['epochs']} epochs"
         + (f" of at most {tr['max_steps_per_epoch']} steps" if tr['max_steps_per_epoch']
            else "")
