@@ -77,20 +77,27 @@ def data_save_every(sur: surrogate.Surrogate) -> int:
         return 1
 
 
-def surrogate_row(sur: surrogate.Surrogate, batch: int, frames: int, reps: int) -> dict:
-    """frames/s of ``sur.rollout`` (exported, ``batch`` histories, best of ``reps``) and
+def surrogate_row(sur: surrogate.Surrogate, batches: int | list[int], frames: int,
+                  reps: int, frozen: bool = True) -> dict:
+    """frames/s of ``sur.rollout`` (exported; ``frozen``: the traced, frozen export), at
+    the best of the ``batches`` sizes (histories per call, best of ``reps`` each), and
     FLOPs per frame."""
     ny, nx = sur.grid
-    hist = torch.randn(batch, sur.T_in, len(sur.layout.channels), ny, nx)
-    sur.rollout(hist[:2], 2)  # export once, warm up
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        sur.rollout(hist, frames, batch_size=batch)
-        best = min(best, time.perf_counter() - t0)
-    flops = conv_flops(sur.exported(), hist[:1])
+    best_fps, best_batch = 0.0, None
+    for batch in [batches] if isinstance(batches, int) else batches:
+        hist = torch.randn(batch, sur.T_in, len(sur.layout.channels), ny, nx)
+        sur.rollout(hist, 2, batch_size=batch, frozen=frozen)  # export/trace, warm up
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            sur.rollout(hist, frames, batch_size=batch, frozen=frozen)
+            fps = batch * frames / (time.perf_counter() - t0)
+            if fps > best_fps:
+                best_fps, best_batch = fps, batch
+    flops = conv_flops(sur.exported(), torch.zeros(1, sur.T_in, len(sur.layout.channels),
+                                                   ny, nx))
     return {"params": surrogate.count_parameters(sur.model), "T_in": sur.T_in,
-            "fps": batch * frames / best, "flops_per_frame": flops}
+            "fps": best_fps, "batch": best_batch, "frozen": frozen,
+            "flops_per_frame": flops}
 
 
 def simulator_search(scenario: str, params: dict, batches: list[int],
@@ -148,7 +155,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--regime-json", type=Path,
                    default=ROOT / "benchmarks" / "results" / "regime" / "regime_cpu.json")
     p.add_argument("--data", nargs="*", default=None, help="data keys to keep (default all)")
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=int, nargs="+", default=[32, 128],
+                   help="rollout batch sizes; each model's best is reported")
+    p.add_argument("--no-frozen", dest="frozen", action="store_false",
+                   help="time the exported model without tracing and freezing it")
     p.add_argument("--frames", type=int, default=20, help="rollout frames per timing")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--sim-batches", type=int, nargs="+", default=[32, 64, 128, 256])
@@ -174,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in runs:
         sur = surrogate.load(r["ckpt"], device="cpu")
         save_every[r["data"]] = data_save_every(sur)
-        r.update(surrogate_row(sur, args.batch, args.frames, args.reps))
+        r.update(surrogate_row(sur, args.batch, args.frames, args.reps, args.frozen))
     sims = {}
     for size in args.sizes:  # the full search at 32x32; larger grids: float64, fewer sizes
         small = size == 32
@@ -198,17 +208,18 @@ def random_row(name: str, size: int, args: argparse.Namespace) -> dict:
         cfg["grid"] = [size, size]
     hidden = surrogate.width_for_params(name, 60_000, **cfg)
     net = surrogate.export(surrogate.build_model(name, hidden=hidden, **cfg).eval()).eval()
-    x = torch.randn(args.batch, 1, 3, size, size)
+    best = 0.0
     with torch.inference_mode():
-        net(x)
-        best = float("inf")
-        for _ in range(args.reps):
-            t0 = time.perf_counter()
-            y = x
-            for _ in range(args.frames):
-                y = net(y)[:, None]
-            best = min(best, time.perf_counter() - t0)
-    return {"fps": args.batch * args.frames / best, "flops_per_frame": conv_flops(net, x[:1])}
+        for batch in args.batch:
+            x = torch.randn(batch, 1, 3, size, size)
+            net(x)
+            for _ in range(args.reps):
+                t0 = time.perf_counter()
+                y = x
+                for _ in range(args.frames):
+                    y = net(y)[:, None]
+                best = max(best, batch * args.frames / (time.perf_counter() - t0))
+    return {"fps": best, "flops_per_frame": conv_flops(net, torch.zeros(1, 1, 3, size, size))}
 
 
 def write(args, runs: list[dict], sims: dict, big: dict, save_every: dict) -> None:
@@ -219,6 +230,7 @@ def write(args, runs: list[dict], sims: dict, big: dict, save_every: dict) -> No
             "machine": machine_name(torch.device("cpu")), "threads": args.threads,
             "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "peak_flops": cpu_peak_flops(args.threads), "batch": args.batch,
+            "frozen": args.frozen,
             "frames": args.frames, "sim_steps": args.sim_steps}
     data = {"meta": meta, "runs": [{**r, "ckpt": str(r["ckpt"])} for r in runs],
             "simulator": {str(k): v for k, v in sims.items()},

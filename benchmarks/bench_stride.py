@@ -111,6 +111,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override the preset's (tests)")
     p.add_argument("--max-windows", type=int, default=32)
+    p.add_argument("--batch", type=int, nargs="+", default=[32, 128],
+                   help="rollout batch sizes timed; each model's best is reported")
     p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "stride")
     p.add_argument("--frontier-json", type=Path,
                    default=ROOT / "benchmarks" / "results" / "frontier" / "frontier.json")
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 ckpt = train_one(data, run_folder(args.work, model, stride, params), model,
                                  args.T_in, steps, args.seed, params, args.epochs)
                 sur = surrogate.load(ckpt, device="cpu")
-                speed = surrogate_row(sur, 32, 20, 3)
+                speed = surrogate_row(sur, args.batch, 20, 3)
                 rows.append({"stride": stride, "model": model, "steps": steps,
                              "params_target": params,
                              **score(sur, data, steps, args.max_windows), **speed,
@@ -165,7 +167,8 @@ def write(args: argparse.Namespace, rows: list[dict], sim: dict | None) -> None:
                      "machine": machine_name(torch.device("cpu")),
                      "data": _in_repo(args.data), "command": args.command,
                      "horizon": args.horizon, "T_in": args.T_in, "seed": args.seed,
-                     "params": args.params, "torch": torch.__version__},
+                     "params": args.params, "torch": torch.__version__,
+                     "batch": args.batch, "frozen": True},
             "rows": rows, "simulator": sim}
     (args.out / "stride.json").write_text(json.dumps(data, indent=1, default=float))
     (args.out / "stride.md").write_text(markdown(data))

@@ -19,6 +19,19 @@ def _f(v, spec: str = ".3f") -> str:
     return "–" if v is None else format(v, spec)
 
 
+def rollout_path(m: dict) -> str:
+    """How the rollouts ran (older reports: the export, untraced)."""
+    return "exported, traced and frozen" if m.get("frozen") else "exported"
+
+
+def batch_words(b: int | list[int]) -> str:
+    """``batch 32`` or ``the faster of batch 32 and 128`` (per model)."""
+    if isinstance(b, int) or len(b) == 1:
+        return f"batch {b if isinstance(b, int) else b[0]}"
+    return ("the fastest of batch " + ", ".join(map(str, b[:-1])) + f" and {b[-1]}"
+            " per model")
+
+
 def markdown(data: dict) -> str:
     """The report: conditions, the simulator search, the trained models at 32x32 with
     their accuracy, the randomly initialised models at other sizes, and the verdict."""
@@ -27,7 +40,8 @@ def markdown(data: dict) -> str:
     L = ["# Speed at useful accuracy", "",
          f"Measured {m['date']} on {m['machine']} ({m['cpu_count']} cores, {m['threads']} "
          f"torch threads), torch {m['torch']}, side by side in one run. Surrogates: trained "
-         f"checkpoints through `Surrogate.rollout` (exported), batch {m['batch']}, "
+         f"checkpoints through `Surrogate.rollout` ({rollout_path(m)}), "
+         f"{batch_words(m['batch'])}, "
          f"{m['frames']}-frame rollouts, best of the repetitions; one frame advances "
          "`save_every` solver steps, so 'solver steps/s' is frames/s x save_every. "
          f"Simulator: `symmetric` plumes, whole {m['sim_steps']}-step runs, batched and "

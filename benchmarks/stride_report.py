@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from frontier_report import batch_words, rollout_path
+
 
 def largest_2x_stride(rows: list[dict], split: str = "test-domain/velocity") -> int | None:
     """The largest stride at which the best model of that stride is at most 0.5 x
@@ -25,7 +27,8 @@ def markdown(data: dict) -> str:
          f"`cpu` preset at `T_in` {m['T_in']} (same compute at every stride), ~"
          f"{_budgets(m['params'])} parameters, seed {m['seed']}; scored over the same "
          f"{m['horizon']} solver steps (horizon / stride frames) against persistence on the "
-         "same windows. Speed: `Surrogate.rollout` frames/s (exported, batch 32) x stride = "
+         f"same windows. Speed: `Surrogate.rollout` frames/s ({rollout_path(m)}, "
+         f"{batch_words(m.get('batch', 32))}) x stride = "
          "solver steps advanced per second"
          + (f"; the simulator's best at 32x32: {sim['fps']:.0f} solver steps/s (batch "
             f"{sim['batch']}, float{sim['precision']})." if sim else ".")

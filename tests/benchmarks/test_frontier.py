@@ -42,9 +42,11 @@ def test_frontier_end_to_end_on_a_tiny_cache(tmp_path):
     (r,) = data["runs"]
     assert r["test-domain/velocity"] == 0.1 and r["test-future/all"] == 0.25
     assert r["fps"] > 0 and r["flops_per_frame"] > 0
+    assert r["batch"] == 2 and r["frozen"] is True     # the traced, frozen rollout
     assert data["simulator"]["16"][0]["fps"] > 0
     md = (out / "frontier.md").read_text()
     assert "## Simulator at 16x16" in md and "| tiny | plain |" in md
+    assert "exported, traced and frozen), batch 2," in md
     assert md == FR.markdown(data)                      # the report regenerates from JSON
     # the verdict against the goal, from the JSON alone
     assert data["save_every"] == {"tiny": 1}      # the helper's file has no save_every
