@@ -14,22 +14,33 @@ import stride_report as SR  # noqa: E402
 from evaluate_helpers import make_dataset  # noqa: E402
 
 
-def test_stride_study_end_to_end(tmp_path):
-    import xarray as xr
-    ds = make_dataset(n_time=40)
+def _base(tmp_path, n_time: int):
+    """A tiny dataset stored every solver step; returns (dataset, its path)."""
+    ds = make_dataset(n_time=n_time)
     ds.attrs.update(save_every=1, dt=0.5)
     base = tmp_path / "base.nc"
     ds.to_netcdf(base)
+    return ds, base
+
+
+def _study(tmp_path, base, *args: str) -> dict:
+    """Run the study on ``base`` (one epoch, tiny) and return its JSON."""
+    out = tmp_path / "out"
+    assert BS.main(["--data", str(base), "--models", "unet", "--epochs", "1", "--work",
+                    str(tmp_path / "w"), "--frontier-json", str(tmp_path / "none.json"),
+                    "--out", str(out), "--max-windows", "4", *args]) == 0
+    return json.loads((out / "stride.json").read_text())
+
+
+def test_stride_study_end_to_end(tmp_path):
+    import xarray as xr
+    ds, base = _base(tmp_path, 40)
     th = BS.thinned(base, 2, tmp_path / "w" / "t2.nc")
     with xr.open_dataset(th) as t:
         assert t.sizes["time"] == 20 and t.attrs["save_every"] == 2 and t.attrs["dt"] == 1.0
         assert float(t.time[1] - t.time[0]) == 2 * float(ds.time[1] - ds.time[0])
     out = tmp_path / "out"
-    assert BS.main(["--data", str(base), "--strides", "1", "2", "--models", "unet",
-                    "--horizon", "4", "--params", "3000", "--epochs", "1", "--work",
-                    str(tmp_path / "w"), "--frontier-json", str(tmp_path / "none.json"),
-                    "--out", str(out), "--max-windows", "4"]) == 0
-    data = json.loads((out / "stride.json").read_text())
+    data = _study(tmp_path, base, "--strides", "1", "2", "--horizon", "4", "--params", "3000")
     assert [(r["stride"], r["steps"]) for r in data["rows"]] == [(1, 4), (2, 2)]
     assert all(r["solver_steps_per_s"] == r["fps"] * r["stride"] for r in data["rows"])
     assert (out / "stride.md").read_text() == SR.markdown(data)
@@ -40,16 +51,10 @@ def test_stride_study_end_to_end(tmp_path):
 
 
 def test_each_budget_trains_in_its_own_folder_and_gets_its_row(tmp_path):
-    ds = make_dataset(n_time=24)
-    ds.attrs.update(save_every=1, dt=0.5)
-    base = tmp_path / "base.nc"
-    ds.to_netcdf(base)
+    _, base = _base(tmp_path, 24)
     out = tmp_path / "out"
-    assert BS.main(["--data", str(base), "--strides", "1", "--models", "unet", "--horizon",
-                    "2", "--params", "8000", "1500", "--epochs", "1", "--work",
-                    str(tmp_path / "w"), "--frontier-json", str(tmp_path / "none.json"),
-                    "--out", str(out), "--max-windows", "4"]) == 0
-    data = json.loads((out / "stride.json").read_text())
+    data = _study(tmp_path, base, "--strides", "1", "--horizon", "2", "--params", "8000",
+                  "1500")
     rows = data["rows"]
     assert [r["params_target"] for r in rows] == [8000, 1500]
     assert rows[0]["params"] > rows[1]["params"]
