@@ -40,6 +40,18 @@ def run_folder(work: Path, model: str, stride: int, params: int) -> Path:
     return work / f"{model}{tag}_stride{stride}"
 
 
+def runs_of(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """The (model, parameter budget) pairs of one stride: ``--models`` x ``--params``,
+    then ``--extra``; a malformed ``--extra`` is one line naming it."""
+    pairs = [(m, p) for m in args.models for p in args.params]
+    for item in args.extra:
+        model, _, budget = item.partition(":")
+        if not model or not budget.isdigit():
+            raise SystemExit(f"--extra {item!r}: expected MODEL:PARAMS, e.g. gconv_unet:25000")
+        pairs.append((model, int(budget)))
+    return list(dict.fromkeys(pairs))
+
+
 def thinned(base: Path, k: int, out: Path) -> Path:
     """``base`` with every ``k``-th stored frame (``dt`` and ``save_every`` scaled), written
     once to ``out``."""
@@ -110,6 +122,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         "FLOPs per frame)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override the preset's (tests)")
+    p.add_argument("--extra", nargs="*", default=[], metavar="MODEL:PARAMS",
+                   help="more (model, budget) runs beside --models x --params, e.g. "
+                        "gconv_unet:25000 for a lean width of one model only")
     p.add_argument("--max-windows", type=int, default=32)
     p.add_argument("--batch", type=int, nargs="+", default=[32, 128],
                    help="rollout batch sizes timed; each model's best is reported")
@@ -135,16 +150,15 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--horizon {args.horizon} is not a multiple of stride {stride}")
         data = thinned(args.data, k, args.work / f"data_stride{stride}.nc")
         steps = args.horizon // stride
-        for model in args.models:
-            for params in args.params:
-                ckpt = train_one(data, run_folder(args.work, model, stride, params), model,
-                                 args.T_in, steps, args.seed, params, args.epochs)
-                sur = surrogate.load(ckpt, device="cpu")
-                speed = surrogate_row(sur, args.batch, 20, 3)
-                rows.append({"stride": stride, "model": model, "steps": steps,
-                             "params_target": params,
-                             **score(sur, data, steps, args.max_windows), **speed,
-                             "solver_steps_per_s": speed["fps"] * stride})
+        for model, params in runs_of(args):
+            ckpt = train_one(data, run_folder(args.work, model, stride, params), model,
+                             args.T_in, steps, args.seed, params, args.epochs)
+            sur = surrogate.load(ckpt, device="cpu")
+            speed = surrogate_row(sur, args.batch, 20, 3)
+            rows.append({"stride": stride, "model": model, "steps": steps,
+                         "params_target": params,
+                         **score(sur, data, steps, args.max_windows), **speed,
+                         "solver_steps_per_s": speed["fps"] * stride})
     sim = None
     if args.frontier_json.is_file():
         sim = best_simulator(json.loads(args.frontier_json.read_text())["simulator"]
@@ -167,7 +181,8 @@ def write(args: argparse.Namespace, rows: list[dict], sim: dict | None) -> None:
                      "machine": machine_name(torch.device("cpu")),
                      "data": _in_repo(args.data), "command": args.command,
                      "horizon": args.horizon, "T_in": args.T_in, "seed": args.seed,
-                     "params": args.params, "torch": torch.__version__,
+                     "params": sorted({p for _, p in runs_of(args)}, reverse=True),
+                     "torch": torch.__version__,
                      "batch": args.batch, "frozen": True},
             "rows": rows, "simulator": sim}
     (args.out / "stride.json").write_text(json.dumps(data, indent=1, default=float))

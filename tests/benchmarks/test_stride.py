@@ -3,6 +3,8 @@ trained and scored over the same horizon, and the report regenerates from its JS
 
 import json
 import sys
+
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,3 +65,11 @@ def test_each_budget_trains_in_its_own_folder_and_gets_its_row(tmp_path):
     assert BS.run_folder(tmp_path / "w", "unet", 1, BS.DEFAULT_PARAMS).name == "unet_stride1"
     md = (out / "stride.md").read_text()
     assert md == SR.markdown(data) and "8,000 and 1,500 parameters" in md
+
+
+def test_extra_runs_add_one_models_lean_width_only():
+    args = BS.parse(["--models", "gconv_unet", "unet", "--extra", "gconv_unet:25000",
+                     "unet:60000"])
+    assert BS.runs_of(args) == [("gconv_unet", 60000), ("unet", 60000), ("gconv_unet", 25000)]
+    with pytest.raises(SystemExit, match="--extra 'gconv_unet': expected MODEL:PARAMS"):
+        BS.runs_of(BS.parse(["--extra", "gconv_unet"]))
