@@ -3,9 +3,9 @@ trained and scored over the same horizon, and the report regenerates from its JS
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
