@@ -30,6 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from accuracy import write_json  # noqa: E402
 from bench_models import machine_name  # noqa: E402
 import surrogate  # noqa: E402
 
@@ -77,14 +78,14 @@ def data_save_every(sur: surrogate.Surrogate) -> int:
         return 1
 
 
-def surrogate_row(sur: surrogate.Surrogate, batches: int | list[int], frames: int,
+def surrogate_row(sur: surrogate.Surrogate, batches: list[int], frames: int,
                   reps: int, frozen: bool = True) -> dict:
     """frames/s of ``sur.rollout`` (exported; ``frozen``: the traced, frozen export), at
     the best of the ``batches`` sizes (histories per call, best of ``reps`` each), and
     FLOPs per frame."""
     ny, nx = sur.grid
     best_fps, best_batch = 0.0, None
-    for batch in [batches] if isinstance(batches, int) else batches:
+    for batch in batches:
         hist = torch.randn(batch, sur.T_in, len(sur.layout.channels), ny, nx)
         sur.rollout(hist, 2, batch_size=batch, frozen=frozen)  # export/trace, warm up
         for _ in range(reps):
@@ -236,7 +237,7 @@ def write(args, runs: list[dict], sims: dict, big: dict, save_every: dict) -> No
             "simulator": {str(k): v for k, v in sims.items()},
             "random": [{"size": s, "model": m, **v} for (s, m), v in big.items()],
             "save_every": save_every}
-    (args.out / "frontier.json").write_text(json.dumps(data, indent=1))
+    write_json(args.out / "frontier.json", data)  # atomic: a kill leaves the old file
     (args.out / "frontier.md").write_text(markdown(data))
     print(f"wrote {args.out / 'frontier.md'}")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # accuracy adds the root itself
 
-from accuracy import ROOT, log, now  # noqa: E402
+from accuracy import ROOT, log, now, write_json  # noqa: E402
 from accuracy import regime as R  # noqa: E402
 from accuracy import regime_report as RR  # noqa: E402
 from accuracy.report import machine, versions  # noqa: E402
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     md = RR.markdown(datasets, rat, probe, params, header) + _discovery_section(found)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"regime_{args.scale}.md").write_text("\n".join(md) + "\n")
-    R.write_json(out_dir / f"regime_{args.scale}.json",
+    write_json(out_dir / f"regime_{args.scale}.json",
                  {"scale": args.scale, "date": now(), "machine": machine(scale["device"]),
                   "seeds": seeds, "minutes": minutes,
                   "train_minutes_summed": train_min,

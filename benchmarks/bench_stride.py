@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from accuracy import write_json  # noqa: E402
 from bench_frontier import surrogate_row  # noqa: E402
 from bench_models import machine_name  # noqa: E402
 import surrogate  # noqa: E402
@@ -185,7 +186,7 @@ def write(args: argparse.Namespace, rows: list[dict], sim: dict | None) -> None:
                      "torch": torch.__version__,
                      "batch": args.batch, "frozen": True},
             "rows": rows, "simulator": sim}
-    (args.out / "stride.json").write_text(json.dumps(data, indent=1, default=float))
+    write_json(args.out / "stride.json", data)  # atomic: a kill leaves the old file
     (args.out / "stride.md").write_text(markdown(data))
     figure(data, args.out / "stride.png")
     print(f"wrote {args.out / 'stride.md'}")

@@ -25,7 +25,8 @@ def rollout_path(m: dict) -> str:
 
 
 def batch_words(b: int | list[int]) -> str:
-    """``batch 32`` or ``the faster of batch 32 and 128`` (per model)."""
+    """``batch 32`` or ``the fastest of batch 32 and 128 per model`` (an int: older
+    reports)."""
     if isinstance(b, int) or len(b) == 1:
         return f"batch {b if isinstance(b, int) else b[0]}"
     return ("the fastest of batch " + ", ".join(map(str, b[:-1])) + f" and {b[-1]}"

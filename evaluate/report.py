@@ -20,7 +20,6 @@ from surrogate.diskfull import disk_full_error
 from surrogate.folders import move_files_in, sibling
 
 from . import plots
-from .baselines import PERSISTENCE_LABEL
 from .discovery import SymmetryVerdict, symmetry_markdown
 from .equivariance import EquivarianceError, LayerRelaxation
 from .markdown import fmt as _fmt

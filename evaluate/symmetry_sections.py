@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 __all__ = ["equivariance_section", "relaxation_section"]
 
 
-def equivariance_section(evals: Sequence[ModelEvaluation], data_eq: tuple[float | None, str]
-                     ) -> list[str]:
+def equivariance_section(evals: Sequence[ModelEvaluation],
+                         data_eq: tuple[float | None, str]) -> list[str]:
     """Data and model equivariance errors."""
     de, note = data_eq
     L = ["## Equivariance", "",

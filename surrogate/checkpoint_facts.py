@@ -7,8 +7,8 @@ used to repeat them (top-level ``model`` / ``T_in``, ``splits.T_in``, ``train_co
 a user's own, is stored and read back exactly as given.) Now :func:`strip` drops the
 copies when a checkpoint is written (refusing metadata that contradicts the model), and
 :func:`restore` puts them back, from the model config, when it is read, so every reader
-sees one value (:func:`check` refuses an older file whose copies differ). Files written with the copies still load; a file whose copies contradict
-its model config is refused with one line.
+sees one value. Files written with the copies still load; one whose copies contradict
+its model config is refused with one line (:func:`check`).
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def _parent(meta: dict, path: tuple[str, ...]) -> dict | None:
     return node if isinstance(node, dict) else None
 
 
+def _copy(meta: dict) -> dict:
+    """``meta`` with its top-level dicts copied (every copy lives one level down)."""
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in meta.items()}
+
+
 def check(meta: dict, config: dict) -> None:
     """Raise :class:`FactConflict` where a training metadata's copy differs from the
     model config."""
@@ -56,7 +61,7 @@ def strip(meta: dict, config: dict) -> dict:
     """``meta`` without the copies of ``config``'s facts (a new dict; ``meta`` is not
     changed). :class:`FactConflict` when a copy differs from the model config."""
     check(meta, config)
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in meta.items()}
+    out = _copy(meta)
     if not is_training(meta):
         return out
     for path, key in COPIES:
@@ -70,7 +75,7 @@ def restore(meta: dict, config: dict) -> dict:
     """``meta`` with every missing copy filled in from ``config`` (a new dict): the
     top-level ``model`` and ``T_in`` always, ``splits`` and ``train_config`` where the
     metadata has them. Copies an older file stored are kept: :func:`check` them."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in meta.items()}
+    out = _copy(meta)
     if not is_training(meta):
         return out
     for path, key in COPIES:

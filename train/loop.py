@@ -162,8 +162,6 @@ class Trainer:
             raise ConfigError(f"model {cfg.model!r}: {e}") from None
         self.aux_layout = data_layout(self.breaking)
         need = min_frames(cfg.split, T_in=self.T_in, K=self.K, valid_steps=self.steps)
-        if not cfg.data:
-            raise ConfigError("no data given: pass --data FILE [FILE ...]")
         self.data = open_header(cfg.data, self.layout.channels,
                                 min_time=need if need is not None else self.T_in + self.K,
                                 min_time_for=(f"T_in={self.T_in}, K={self.K}, valid_steps="

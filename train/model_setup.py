@@ -1,6 +1,6 @@
-"""The model of a training run: built by name, on the device named, with the grid of
-the data it trains on (read from the first file's header), recorded as JSON, and run
-once on that grid before any epoch so that a model that cannot take it fails early."""
+"""The model of a training run: built by name, on the device named, recorded as JSON,
+and run once on the data's grid before any epoch so that a model that cannot take it
+fails early."""
 
 from __future__ import annotations
 

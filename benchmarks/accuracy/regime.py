@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -183,9 +182,3 @@ def to_json(rat: dict) -> dict:
     """The ratios keyed ``"data key | label"`` (JSON keys are strings)."""
     return {f"{k[0]} | {k[1]}": v for k, v in rat.items()}
 
-
-def write_json(path: Path, obj: dict) -> None:
-    """Write ``obj`` as indented JSON (atomically: a temporary file, then a rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    tmp.replace(path)

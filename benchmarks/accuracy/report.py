@@ -101,6 +101,7 @@ def _schedule(tr: dict) -> str:
     return (f"decay {tr['lr_decay']}/epoch" if schedule == "step"
             else f"{schedule} schedule over the epochs")
 
+
 def _settings(rep: Report) -> list[str]:
     """The settings section: data (one line per dataset), models, training, splits, score."""
     scale, seeds = rep.st.scale, rep.st.seeds
