@@ -7,10 +7,14 @@ probe and the symmetry each trained model keeps beside every table.
     python benchmarks/bench_regime.py --scale cpu            # ~1.5 h on 2 CPU cores
     python benchmarks/bench_regime.py --scale cpu --dry-run  # the plan only
     python benchmarks/bench_regime.py --scale smoke          # a pipeline check
+    python benchmarks/bench_regime.py --epochs 30 --only "settling@0.6/strict gconv D4" \
+        --only "settling@0.6/relaxed gconv D4 @ strict width" --work W --out O
+                                                             # part of the map, 2x budget
 
 Datasets and runs are cached under ``--work`` (default ``benchmarks/work/regime-<scale>``;
 re-running continues an interrupted map). Writes ``regime_<scale>.md``, ``.json`` and
-``.png`` to ``--out`` (default ``benchmarks/results/regime``; smoke: under its work folder).
+``.png`` to ``--out`` (default ``benchmarks/results/regime``; smoke, ``--epochs`` and
+``--only``: under the work folder, so a partial map never replaces the map's report).
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--work", type=Path, default=None, help="datasets and runs (the cache)")
     ap.add_argument("--out", type=Path, default=None, help="results folder")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="training epochs (default: the scale's; another number gets its own "
+                         "default --work)")
+    ap.add_argument("--only", action="append", default=None, metavar="DATA[/LABEL]",
+                    help="run only this dataset (or one labelled run of it); repeatable")
     ap.add_argument("--dry-run", action="store_true", help="print the plan only")
     return ap.parse_args(argv)
 
@@ -100,11 +109,22 @@ def _discovery_section(found: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     scale = R.regime_scale(args.scale)
+    if args.epochs is not None:
+        if args.epochs < 1:
+            sys.exit(f"error: --epochs must be at least 1, got {args.epochs}")
+        scale["train"]["epochs"] = args.epochs
     seeds = list(range(args.seeds if args.seeds is not None else scale["seeds"]))
-    work = (args.work or R.default_work(args.scale)).resolve()
-    out_dir = (args.out or (work / "results" if args.scale == "smoke"
+    # another budget never shares the map's cache (a changed run key retrains in place)
+    work = (args.work or R.default_work(args.scale, args.epochs)).resolve()
+    # a partial map (another budget, or --only) never replaces the map's report
+    partial = args.scale == "smoke" or args.epochs is not None or bool(args.only)
+    out_dir = (args.out or (work / "results" if partial
                             else ROOT / "benchmarks" / "results" / "regime")).resolve()
-    plan, datasets = R.build_plan(scale, seeds, work, scale["device"], args.threads)
+    try:
+        plan, datasets = R.build_plan(scale, seeds, work, scale["device"], args.threads,
+                                      args.only)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     R.log_plan(plan, datasets, scale)
     if args.dry_run:
         return 0

@@ -87,16 +87,44 @@ def regime_scale(scale_name: str) -> dict:
     return scale
 
 
-def build_plan(scale: dict, seeds: list[int], work: Path, device: str, threads: int
-               ) -> tuple[Plan, list[RegimeData]]:
-    """Every (dataset, variant, seed) of the map, the most expensive first."""
+def parse_only(only: list[str] | None, datasets: list[RegimeData]) -> dict[str, set | None]:
+    """``DATA`` or ``DATA/LABEL`` selections -> data key -> labels (None: all of its runs);
+    raises ValueError naming an unknown dataset or a label the map does not run."""
+    keys = {d.job.key for d in datasets}
+    labels = {v[0] for v in REGIME_VARIANTS}
+    out: dict[str, set | None] = {}
+    for item in only or []:
+        key, _, label = item.partition("/")
+        key, label = key.strip(), label.strip()
+        if key not in keys:
+            raise ValueError(f"--only {item!r}: no dataset {key!r} in the map "
+                             f"(it has {', '.join(sorted(keys))})")
+        if label and label not in labels:
+            raise ValueError(f"--only {item!r}: no run labelled {label!r} "
+                             f"(labels: {', '.join(sorted(labels))})")
+        if not label:
+            out[key] = None
+        elif out.get(key, set()) is not None:
+            out.setdefault(key, set()).add(label)
+    return out
+
+
+def build_plan(scale: dict, seeds: list[int], work: Path, device: str, threads: int,
+               only: list[str] | None = None) -> tuple[Plan, list[RegimeData]]:
+    """Every (dataset, variant, seed) of the map, the most expensive first; ``only``
+    (``DATA`` or ``DATA/LABEL`` items) keeps those datasets and runs alone."""
     datasets = regime_data(scale, work)
+    chosen = parse_only(only, datasets)
+    if chosen:
+        datasets = [d for d in datasets if d.job.key in chosen]
     ts = _TaskSet(scale, {d.job.key: d.job for d in datasets}, work, device, threads)
     only = {"steer": scale["regime"]["steer_on"]}
     for d in datasets:
         for label, model, extra, width_of, on, seeds_of in REGIME_VARIANTS:
             keys = only.get(on, on) if on is not None else None
             if (d.job.key not in keys) if keys is not None else not d.in_map:
+                continue
+            if chosen.get(d.job.key) is not None and label not in chosen[d.job.key]:
                 continue
             var = label if (extra or width_of) else ""
             for seed in [s for s in seeds if seeds_of is None or s in seeds_of]:
@@ -173,9 +201,10 @@ def log_plan(plan: Plan, datasets: list[RegimeData], scale: dict) -> None:
             log(f"  {t.label:30s} {t.model:20s} hidden {t.hidden:3d} params {t.params:,}")
 
 
-def default_work(scale_name: str) -> Path:
-    """The cache of the map's datasets and runs."""
-    return ROOT / "benchmarks" / "work" / f"regime-{scale_name}"
+def default_work(scale_name: str, epochs: int | None = None) -> Path:
+    """The cache of the map's datasets and runs (at ``epochs``: a cache of its own)."""
+    tail = f"-e{epochs}" if epochs is not None else ""
+    return ROOT / "benchmarks" / "work" / f"regime-{scale_name}{tail}"
 
 
 def to_json(rat: dict) -> dict:
