@@ -50,6 +50,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(work, out): the cache and the results folder. Another budget never shares the
+    map's cache (a changed run key would retrain its runs in place), and a partial map
+    (smoke, another budget, ``--only``) never replaces the map's report."""
+    work = (args.work or R.default_work(args.scale, args.epochs)).resolve()
+    partial = args.scale == "smoke" or args.epochs is not None or bool(args.only)
+    out = args.out or (work / "results" if partial
+                       else ROOT / "benchmarks" / "results" / "regime")
+    return work, out.resolve()
+
+
 def discovery(plan, results: list[dict]) -> dict[str, dict]:
     """The symmetry each finished run keeps (``data / label / seed N`` -> the verdict as a
     dict), judged on D4 on its test-domain histories."""
@@ -114,12 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"error: --epochs must be at least 1, got {args.epochs}")
         scale["train"]["epochs"] = args.epochs
     seeds = list(range(args.seeds if args.seeds is not None else scale["seeds"]))
-    # another budget never shares the map's cache (a changed run key retrains in place)
-    work = (args.work or R.default_work(args.scale, args.epochs)).resolve()
-    # a partial map (another budget, or --only) never replaces the map's report
-    partial = args.scale == "smoke" or args.epochs is not None or bool(args.only)
-    out_dir = (args.out or (work / "results" if partial
-                            else ROOT / "benchmarks" / "results" / "regime")).resolve()
+    work, out_dir = paths(args)
     try:
         plan, datasets = R.build_plan(scale, seeds, work, scale["device"], args.threads,
                                       args.only)

@@ -85,3 +85,48 @@ def test_cpu_map_has_a_strength_axis_for_the_hidden_breaking(tmp_path):
                   for s in (0, 1, 2)}
     c4 = {t.label for t in plan.tasks if t.data_key == "settling@0.6" and "D4" not in t.label}
     assert c4 == {"plain", "strict gconv", "relaxed gconv", "relaxed gconv @ strict width"}
+
+
+def test_only_keeps_the_named_datasets_and_runs(tmp_path):
+    scale = R.regime_scale("cpu")
+    pair = ["settling@0.6/strict gconv D4", "settling@0.6/relaxed gconv D4 @ strict width"]
+    plan, datasets = R.build_plan(scale, [0, 1, 2], tmp_path, "cpu", 1, pair)
+    assert [d.job.key for d in datasets] == ["settling@0.6"]
+    assert sorted({t.label for t in plan.tasks}) == sorted(p.split("/")[1] for p in pair)
+    assert len(plan.tasks) == 6
+    # a dataset named alone keeps all of its runs, even beside one of its labels
+    plan, _ = R.build_plan(scale, [0], tmp_path, "cpu", 1, ["symmetric", "symmetric/plain"])
+    assert len({t.label for t in plan.tasks}) == 7
+    for bad, says in (["bogus"], "no dataset 'bogus'"), (["symmetric/nope"], "no run labelled"):
+        try:
+            R.build_plan(scale, [0], tmp_path, "cpu", 1, bad)
+        except ValueError as e:
+            assert says in str(e)
+        else:
+            raise AssertionError(f"{bad} accepted")
+
+
+def test_another_budget_or_a_part_never_writes_over_the_map(tmp_path, monkeypatch):
+    """``--epochs`` gets its own cache (a changed run key would retrain the map's runs in
+    place), and a partial map reports under its work folder."""
+    import bench_regime as B
+    results = ROOT / "benchmarks" / "results" / "regime"
+    assert B.paths(B.parse([])) == (R.default_work("cpu"), results)
+    assert R.default_work("cpu").name == "regime-cpu"
+    for argv in (["--epochs", "30"], ["--only", "symmetric"]):
+        work, out = B.paths(B.parse(argv))
+        assert out == work / "results" and out != results
+    assert B.paths(B.parse(["--epochs", "30"]))[0].name == "regime-cpu-e30"
+    seen = {}
+    monkeypatch.setattr(R, "log_plan", lambda plan, datasets, scale: seen.update(
+        tasks=plan.tasks, epochs=scale["train"]["epochs"]))
+    assert B.main(["--epochs", "30", "--only", "symmetric/plain", "--dry-run"]) == 0
+    assert seen["epochs"] == 30
+    assert {Path(t.out).parts[-5] for t in seen["tasks"]} == {"regime-cpu-e30"}
+    for bad in (["--epochs", "0"], ["--only", "nowhere"]):
+        try:
+            B.main([*bad, "--dry-run"])
+        except SystemExit as e:
+            assert str(e.code).startswith("error: ")
+        else:
+            raise AssertionError(f"{bad} accepted")
