@@ -37,6 +37,23 @@ def _mark_heldout(sims: list[SimSpec], frac: float) -> None:
         held[w] += 1
 
 
+def _mark_heldout_magnitudes(sims: list[SimSpec], frac: float, n_magnitudes: int) -> None:
+    """Hold out every wall of an evenly spread ``round(frac * n_magnitudes)`` (at least
+    one) of the magnitude indices, so that no held-out run has its magnitude in training
+    (the paper's unseen forces; with ``runs``, a held-out run of a family with one
+    magnitude for all walls has rotated partners in training)."""
+    m = max(1, int(round(frac * n_magnitudes)))
+    if m >= n_magnitudes:
+        raise SpecError(f"held_out 'magnitudes' needs more magnitudes than the {m} held out "
+                        f"(n_magnitudes {n_magnitudes}, heldout_fraction {frac:g})")
+    chosen = {min(n_magnitudes - 1, int((i + 0.5) * n_magnitudes / m)) for i in range(m)}
+    for s in sims:
+        s.heldout = s.magnitude_index in chosen
+
+
+HELD_OUT = ("runs", "magnitudes")
+
+
 def _wall_sims(size, radius, distance, magnitude, wall, rate, **labels) -> SimSpec:
     """The bottom-wall setup (inflow ``distance`` above the bottom, buoyancy up) rotated
     to ``wall``."""
@@ -84,6 +101,12 @@ def _finish(common: dict, sims: list[SimSpec], late: list[bool]) -> ScenarioSpec
 def _rotation_family(fn, p: dict, magnitude_fn, levels=(float("nan"),)) -> ScenarioSpec:
     """Preset ``fn`` from its arguments ``p``: per level, ``n_magnitudes`` x 4 walls with
     buoyancy ``magnitude_fn(j, k, level)`` away from wall ``k``."""
+    held_out = p.get("held_out", "runs")
+    if held_out not in HELD_OUT:
+        raise SpecError(f"scenario {fn.__name__!r}: held_out must be one of {HELD_OUT}, "
+                        f"got {held_out!r}")
+    if held_out == "runs":
+        p.pop("held_out", None)             # the default: the spec's hash as before
     common = _common(fn, p)
     check_positive("n_magnitudes", p["n_magnitudes"])
     size, r, d = _geom(p["resolution"], p["inflow_radius"], p["wall_distance"])
@@ -92,7 +115,10 @@ def _rotation_family(fn, p: dict, magnitude_fn, levels=(float("nan"),)) -> Scena
         block = [_wall_sims(size, r, d, magnitude_fn(j, k, level), k, p["inflow_rate"],
                             magnitude_index=j, level=float(level))
                  for j in range(p["n_magnitudes"]) for k in range(4)]
-        _mark_heldout(block, p["heldout_fraction"])
+        if held_out == "magnitudes":
+            _mark_heldout_magnitudes(block, p["heldout_fraction"], p["n_magnitudes"])
+        else:
+            _mark_heldout(block, p["heldout_fraction"])
         sims += block
     # late: odd magnitude index, all four walls of a magnitude together, so no early run
     # is a rotated copy of a late one (exactly so in `symmetric`)
@@ -131,15 +157,17 @@ def settling(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float =
              save_every: int = 1, seed: int = 0, inflow_radius: float | None = None,
              wall_distance: float | None = None, inflow_rate: float = 0.2,
              heldout_fraction: float = 0.28, late_start: int = 0,
-             solver=None) -> ScenarioSpec:
+             held_out: str = "runs", solver=None) -> ScenarioSpec:
     """Hidden breaking: ``symmetric``'s plumes (one magnitude ``base_buoyancy * (4 j + 1)``
     for all four walls, buoyancy away from the wall) whose smoke settles at
     ``settling_speed`` (box units per time unit) straight down, in every run: the density
     moves with ``u + (0, -settling_speed)`` (conservative upwind fluxes; smoke that
     reaches the floor is deposited and leaves the box). The fixed direction breaks D4 down to the
     mirror ``x -> -x``, and no single frame shows it (the velocity does not settle).
-    ``settling_speed = 0`` is the symmetric twin (the runs of ``symmetric``). Held out: an
-    evenly spread ~28% of the runs."""
+    ``settling_speed = 0`` is the symmetric twin (the runs of ``symmetric``). Held out
+    (``held_out``): an evenly spread ~28% of the runs (``runs``; each has runs of its
+    magnitude on other walls in training), or every wall of ~28% of the magnitudes
+    (``magnitudes``: unseen forces, as in the paper's test-domain)."""
     params = dict(locals())
     if not _is_number(settling_speed) or not math.isfinite(settling_speed) or settling_speed < 0:
         raise SpecError(f"settling_speed must be a non-negative number, got {settling_speed!r}")
@@ -154,11 +182,12 @@ def symmetric(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float 
               steps: int = 310, dt: float = 1.0, save_every: int = 1, seed: int = 0,
               inflow_radius: float | None = None, wall_distance: float | None = None,
               inflow_rate: float = 0.2, heldout_fraction: float = 0.28, late_start: int = 0,
-              solver=None) -> ScenarioSpec:
+              held_out: str = "runs", solver=None) -> ScenarioSpec:
     """Control: the same magnitude ``base_buoyancy * (4 j + 1)`` for all four walls, so the
     run from wall ``k`` is the wall-0 run rotated by ``k`` quarter turns (to solver
-    tolerance). Inflow positions are exact rotations about the box centre. Held out: an
-    evenly spread ~28% of the runs."""
+    tolerance). Inflow positions are exact rotations about the box centre. Held out
+    (``held_out``): an evenly spread ~28% of the runs (``runs``: each a rotated copy of
+    training runs), or every wall of ~28% of the magnitudes (``magnitudes``)."""
     return _rotation_family(symmetric, dict(locals()),
                             lambda j, k, level: base_buoyancy * (4 * j + 1))
 

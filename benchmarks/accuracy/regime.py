@@ -26,6 +26,10 @@ from .plan import SCALES, SPLITS, DataJob, Plan, _TaskSet
 D4_DATA = ("symmetric", "settling@0.3")
 #: the D4 pair (strict, relaxed at its width) also runs at the stronger settling
 D4_PAIR_DATA = D4_DATA + ("settling@0.6",)
+#: the twin and the fastest settling again, every wall of some magnitudes held out (the
+#: paper's unseen forces: no held-out run has a rotated partner in training); the
+#: plain model and the D4 pair run there
+MAG_SUFFIX = "~magnitudes"
 #: (label, model, options, width taken from (with the row's group), datasets (None: the
 #: map's), seeds (None: all)); plain and relaxed D4 on ``rotation`` are discovery runs
 REGIME_VARIANTS = [
@@ -36,6 +40,10 @@ REGIME_VARIANTS = [
     ("strict steer", "steer_unet", {}, None, "steer", None),
     ("relaxed steer @ strict width", "relaxed_steer_unet", {}, "steer_unet", "steer", None),
     ("plain", "unet", {}, None, ("rotation",), (0,)),
+    ("plain", "unet", {}, None, "magnitudes", None),
+    ("strict gconv D4", "gconv_unet", {"group": "D4"}, None, "magnitudes", None),
+    ("relaxed gconv D4 @ strict width", "relaxed_gconv_unet", {"group": "D4"}, "gconv_unet",
+     "magnitudes", None),
     ("relaxed gconv D4", "relaxed_gconv_unet", {"group": "D4"}, None, ("rotation",), (0,)),
     ("strict gconv D4", "gconv_unet", {"group": "D4"}, None, D4_PAIR_DATA, None),
     ("relaxed gconv D4", "relaxed_gconv_unet", {"group": "D4"}, None, D4_DATA, None),
@@ -53,6 +61,7 @@ class RegimeData:
     strength: float
     shows: str          # "shown", "hidden" or "—" (nothing to show: symmetric)
     in_map: bool = True  # False: a dataset of the discovery runs only
+    held_out: str = "runs"  # or "magnitudes": every wall of some magnitudes held out
 
 
 def regime_data(scale: dict, work: Path) -> list[RegimeData]:
@@ -74,6 +83,19 @@ def regime_data(scale: dict, work: Path) -> list[RegimeData]:
         out.append(RegimeData(DataJob(k, "breaking_sweep", p,
                                       str(data / f"breaking_sweep_level{lv:g}.nc"), lv),
                               lv, "shown"))
+    for v in rg.get("held_out_magnitudes", []):
+        for name, params, strength, shows in (("symmetric", sym, 0.0, "—"),
+                                              (f"settling@{v:g}",
+                                               {**sym, "settling_speed": float(v)}, v,
+                                               "hidden")):
+            k = name + MAG_SUFFIX
+            if any(d.job.key == k for d in out):
+                continue
+            file = name.replace("@", "_") + "_magnitudes.nc"
+            out.append(RegimeData(DataJob(k, name.split("@")[0],
+                                          {**params, "held_out": "magnitudes"},
+                                          str(data / file), v if shows == "hidden" else None),
+                                  strength, shows, held_out="magnitudes"))
     rot = {**base, **scale["scenario_params"]["rotation"]}
     out.append(RegimeData(DataJob("rotation", "rotation", rot, str(data / "rotation.nc")),
                           math.nan, "shown", in_map=False))
@@ -118,11 +140,13 @@ def build_plan(scale: dict, seeds: list[int], work: Path, device: str, threads: 
     if chosen:
         datasets = [d for d in datasets if d.job.key in chosen]
     ts = _TaskSet(scale, {d.job.key: d.job for d in datasets}, work, device, threads)
-    only = {"steer": scale["regime"]["steer_on"]}
+    only = {"steer": scale["regime"]["steer_on"],
+            "magnitudes": [d.job.key for d in datasets if d.held_out == "magnitudes"]}
     for d in datasets:
         for label, model, extra, width_of, on, seeds_of in REGIME_VARIANTS:
             keys = only.get(on, on) if on is not None else None
-            if (d.job.key not in keys) if keys is not None else not d.in_map:
+            if (d.job.key not in keys) if keys is not None else (
+                    not d.in_map or d.held_out != "runs"):
                 continue
             if chosen.get(d.job.key) is not None and label not in chosen[d.job.key]:
                 continue

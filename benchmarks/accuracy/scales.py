@@ -103,9 +103,10 @@ SCALES: dict[str, dict[str, Any]] = {
         "seeds": 3, "jobs": 2, "device": "cpu",
         # the regime map (benchmarks/bench_regime.py): one input frame, so that only the
         # orientation, never the history, can tell the settling direction; two settling
-        # speeds make the strength axis of the hidden breaking
+        # speeds make the strength axis of the hidden breaking; the twin and the faster
+        # settling once more with whole magnitudes held out (unseen forces)
         "regime": {"settling_speeds": [0.3, 0.6], "sweep_levels": [1.0], "T_in": 1,
-                   "steer_on": []},
+                   "steer_on": [], "held_out_magnitudes": [0.6]},
     },
     # the paper's sizes (Wang et al. 2022), meant for a CUDA GPU
     "paper": {
