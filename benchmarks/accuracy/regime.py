@@ -40,15 +40,15 @@ REGIME_VARIANTS = [
     ("strict steer", "steer_unet", {}, None, "steer", None),
     ("relaxed steer @ strict width", "relaxed_steer_unet", {}, "steer_unet", "steer", None),
     ("plain", "unet", {}, None, ("rotation",), (0,)),
-    ("plain", "unet", {}, None, "magnitudes", None),
-    ("strict gconv D4", "gconv_unet", {"group": "D4"}, None, "magnitudes", None),
-    ("relaxed gconv D4 @ strict width", "relaxed_gconv_unet", {"group": "D4"}, "gconv_unet",
-     "magnitudes", None),
     ("relaxed gconv D4", "relaxed_gconv_unet", {"group": "D4"}, None, ("rotation",), (0,)),
     ("strict gconv D4", "gconv_unet", {"group": "D4"}, None, D4_PAIR_DATA, None),
     ("relaxed gconv D4", "relaxed_gconv_unet", {"group": "D4"}, None, D4_DATA, None),
     ("relaxed gconv D4 @ strict width", "relaxed_gconv_unet", {"group": "D4"}, "gconv_unet",
      D4_PAIR_DATA, None),
+    ("plain", "unet", {}, None, "magnitudes", None),
+    ("strict gconv D4", "gconv_unet", {"group": "D4"}, None, "magnitudes", None),
+    ("relaxed gconv D4 @ strict width", "relaxed_gconv_unet", {"group": "D4"}, "gconv_unet",
+     "magnitudes", None),
 ]
 #: the scores of a run, by column name
 METRICS = {"all": "rmse", "velocity": "rmse_velocity", "density": "rmse_density"}

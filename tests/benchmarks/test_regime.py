@@ -76,7 +76,8 @@ def test_cpu_map_has_a_strength_axis_for_the_hidden_breaking(tmp_path):
     """Two settling speeds; the D4 pair (strict, relaxed at its width) runs on both."""
     scale = R.regime_scale("cpu")
     plan, datasets = R.build_plan(scale, [0, 1, 2], tmp_path, "cpu", 1)
-    hidden = [(d.job.key, d.strength) for d in datasets if d.shows == "hidden"]
+    hidden = [(d.job.key, d.strength) for d in datasets
+              if d.shows == "hidden" and d.held_out == "runs"]
     assert hidden == [("settling@0.3", 0.3), ("settling@0.6", 0.6)]
     fast = next(d.job for d in datasets if d.job.key == "settling@0.6")
     assert fast.params["settling_speed"] == 0.6
@@ -130,3 +131,20 @@ def test_another_budget_or_a_part_never_writes_over_the_map(tmp_path, monkeypatc
             assert str(e.code).startswith("error: ")
         else:
             raise AssertionError(f"{bad} accepted")
+
+
+def test_cpu_map_holds_out_whole_magnitudes_on_the_twin_and_faster_settling(tmp_path):
+    """The magnitude split: the plain model and the D4 pair, every seed, and no C4 runs."""
+    scale = R.regime_scale("cpu")
+    plan, datasets = R.build_plan(scale, [0, 1, 2], tmp_path, "cpu", 1)
+    mag = {d.job.key: d for d in datasets if d.held_out == "magnitudes"}
+    assert sorted(mag) == ["settling@0.6~magnitudes", "symmetric~magnitudes"]
+    assert mag["settling@0.6~magnitudes"].job.params["settling_speed"] == 0.6
+    assert mag["settling@0.6~magnitudes"].shows == "hidden"
+    assert all(d.job.params["held_out"] == "magnitudes" and d.job.path.endswith(
+        "_magnitudes.nc") for d in mag.values())
+    runs = {(t.data_key, t.label, t.seed) for t in plan.tasks if t.data_key in mag}
+    assert runs == {(k, lab, s) for k in mag for s in (0, 1, 2) for lab in
+                    ("plain", "strict gconv D4", "relaxed gconv D4 @ strict width")}
+    # the map's own datasets keep their default split (and their cached runs)
+    assert all("held_out" not in d.job.params for d in datasets if d.job.key not in mag)

@@ -145,3 +145,31 @@ def test_the_written_data_settle_and_the_twin_does_not(settling_pair):
         assert (cy(bottom) < cy(top) - 0.05) == lower
     assert simulate.data_equivariance_error(ds) > 10 * simulate.data_equivariance_error(twin)
     assert '"settling": [0.0, -0.3]' in ds.attrs["spec"]
+
+
+@pytest.mark.parametrize("name", ["settling", "symmetric"])
+def test_held_out_by_magnitude_holds_out_every_wall_of_unseen_magnitudes(name):
+    runs = simulate.preset(name, resolution=32, n_magnitudes=8)
+    mags = simulate.preset(name, resolution=32, n_magnitudes=8, held_out="magnitudes")
+    # the default keeps the hash it had before the option existed
+    assert simulate.spec_hash(runs) == {"settling": "838f437015a56a2c",
+                                        "symmetric": "f7a96497bee0ca1e"}[name]
+    assert "held_out" not in runs.to_json()
+    held = {(s.magnitude_index, s.wall) for s in mags.sims if s.heldout}
+    assert held == {(j, k) for j in (2, 6) for k in range(4)}   # 28% of 8: two, spread
+    trained = {s.magnitude_index for s in mags.sims if not s.heldout}
+    assert trained.isdisjoint({2, 6}) and len(trained) == 6
+    # with runs held out, every held-out run has its magnitude on another wall in training
+    seen = {s.magnitude_index for s in runs.sims if not s.heldout}
+    assert all(s.magnitude_index in seen for s in runs.sims if s.heldout)
+    assert [(s.buoyancy, s.settling) for s in mags.sims] == \
+        [(s.buoyancy, s.settling) for s in runs.sims]
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"held_out": "walls"}, "held_out must be one of"),
+    ({"held_out": "magnitudes", "n_magnitudes": 1}, "needs more magnitudes"),
+])
+def test_bad_held_out_is_one_clear_error(params, words):
+    with pytest.raises(SpecError, match=words):
+        simulate.preset("settling", resolution=32, **{"n_magnitudes": 4, **params})
