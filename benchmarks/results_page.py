@@ -188,7 +188,11 @@ def regime_section(path: Path = REGIME_JSON) -> list[str]:
            f"summed over runs; settings in the report "
            f"([`regime_cpu.md`](../{_rel(path.parent)}/regime_cpu.md)). Cells: test-domain "
            f"RMSE over all fields over persistence's, mean ± std over the seeds each row "
-           f"ran; bold: best of the column.", "",
+           f"ran; bold: best of the column."
+           + (" `~magnitudes`: the dataset with every wall of some magnitudes held out "
+              "(unseen forces), where the others hold out single runs whose magnitude "
+              "other walls show in training." if any("~magnitudes" in k for k, _ in cols)
+              else ""), "",
            "| variant | params | " + " | ".join((f"`{k}` ({SHOWS.get(s, s)})" if s else f"`{k}`") for k, s in cols) + " |",
            "|---|---:|" + "---|" * len(cols)]
     for lab in rows:

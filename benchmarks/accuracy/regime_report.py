@@ -88,7 +88,9 @@ def markdown(datasets: list[RegimeData], rat: dict, probe: dict, params: dict,
         k = d.job.key
         pr = probe.get(k, {})
         ee = pr.get("data_equivariance_error")
-        title = (f"## {k} (strength {d.strength:g}; cause {d.shows})" if d.in_map else
+        held = ("; held out: every wall of unseen magnitudes" if d.held_out == "magnitudes"
+                else "")
+        title = (f"## {k} (strength {d.strength:g}; cause {d.shows}{held})" if d.in_map else
                  f"## {k} (symmetry-discovery runs only; cause {d.shows})")
         L += [title, "",
               f"- Observability: {pr.get('line', '–')}",
