@@ -100,6 +100,13 @@ def markdown(datasets: list[RegimeData], rat: dict, probe: dict, params: dict,
     return L
 
 
+def model_colors(rat: dict, cycle: list[str]) -> dict[str, str]:
+    """One colour per model in the map's order, the same in every column (a column may
+    lack some models)."""
+    every = dict.fromkeys(lab for lab, *_ in REGIME_VARIANTS if any(k[1] == lab for k in rat))
+    return {lab: cycle[n % len(cycle)] for n, lab in enumerate(every)}
+
+
 def figure(datasets: list[RegimeData], rat: dict, path: Path) -> None:
     """Small multiples: rows all fields / velocity / density, columns the datasets; per
     model a bar (test-domain ratio to persistence, mean over seeds) with its seeds as
@@ -112,7 +119,8 @@ def figure(datasets: list[RegimeData], rat: dict, path: Path) -> None:
         return
     fig, axes = plt.subplots(3, len(cols), figsize=(3.2 * len(cols), 7.5), squeeze=False,
                              sharey="row")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    color = model_colors(rat, plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    every = list(color)
     for j, d in enumerate(cols):
         labs = _labels(rat, d.job.key)
         for i, c in enumerate(METRICS):
@@ -120,8 +128,7 @@ def figure(datasets: list[RegimeData], rat: dict, path: Path) -> None:
             for x, lab in enumerate(labs):
                 v = rat[(d.job.key, lab)].get("test-domain", {}).get(c, [])
                 if v:
-                    ax.bar(x, mean_std(v)[0], color=colors[x % len(colors)], alpha=0.7,
-                           label=lab if (i, j) == (0, 0) else None)
+                    ax.bar(x, mean_std(v)[0], color=color[lab], alpha=0.7)
                     ax.plot([x] * len(v), v, "k.", ms=4)
             ax.axhline(1.0, ls="--", c="gray", lw=0.8)
             ax.set_xticks([])
@@ -129,7 +136,9 @@ def figure(datasets: list[RegimeData], rat: dict, path: Path) -> None:
                 ax.set_title(f"{d.job.key}\ncause {d.shows}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(f"test-domain {c}\n/ persistence")
-    fig.legend(loc="lower center", ncol=3, fontsize=8, frameon=False)
+    from matplotlib.patches import Patch
+    fig.legend(handles=[Patch(color=color[lab], alpha=0.7, label=lab) for lab in every],
+               loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

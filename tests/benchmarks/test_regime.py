@@ -148,3 +148,11 @@ def test_cpu_map_holds_out_whole_magnitudes_on_the_twin_and_faster_settling(tmp_
                     ("plain", "strict gconv D4", "relaxed gconv D4 @ strict width")}
     # the map's own datasets keep their default split (and their cached runs)
     assert all("held_out" not in d.job.params for d in datasets if d.job.key not in mag)
+
+
+def test_figure_gives_each_model_one_colour_in_every_column():
+    rat = {("a", "plain"): {}, ("a", "strict gconv D4"): {}, ("b", "strict gconv D4"): {},
+           ("b", RR.RELAXED): {}}
+    colours = RR.model_colors(rat, ["c0", "c1", "c2"])
+    # map order, not a column's position: strict D4 is the same colour in both columns
+    assert colours == {"plain": "c0", RR.RELAXED: "c1", "strict gconv D4": "c2"}
