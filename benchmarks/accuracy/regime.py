@@ -28,7 +28,7 @@ D4_DATA = ("symmetric", "settling@0.3")
 D4_PAIR_DATA = D4_DATA + ("settling@0.6",)
 #: the twin and the fastest settling again, every wall of some magnitudes held out (the
 #: paper's unseen forces: no held-out run has a rotated partner in training); the
-#: plain model and the D4 pair run there
+#: plain model and the D4 pair run there, and the C4 pair on the settling one
 MAG_SUFFIX = "~magnitudes"
 #: (label, model, options, width taken from (with the row's group), datasets (None: the
 #: map's), seeds (None: all)); plain and relaxed D4 on ``rotation`` are discovery runs
@@ -49,6 +49,9 @@ REGIME_VARIANTS = [
     ("strict gconv D4", "gconv_unet", {"group": "D4"}, None, "magnitudes", None),
     ("relaxed gconv D4 @ strict width", "relaxed_gconv_unet", {"group": "D4"}, "gconv_unet",
      "magnitudes", None),
+    ("strict gconv", "gconv_unet", {}, None, ("settling@0.6~magnitudes",), None),
+    ("relaxed gconv @ strict width", "relaxed_gconv_unet", {}, "gconv_unet",
+     ("settling@0.6~magnitudes",), None),
 ]
 #: the scores of a run, by column name
 METRICS = {"all": "rmse", "velocity": "rmse_velocity", "density": "rmse_density"}
