@@ -31,7 +31,8 @@ D4_PAIR_DATA = D4_DATA + ("settling@0.6",)
 #: plain model and the D4 pair run there, and the C4 pair on the settling one
 MAG_SUFFIX = "~magnitudes"
 #: (label, model, options, width taken from (with the row's group), datasets (None: the
-#: map's), seeds (None: all)); plain and relaxed D4 on ``rotation`` are discovery runs
+#: map's; a name: the datasets ``build_plan`` gives it), seeds (None: all)); plain and
+#: relaxed D4 on ``rotation`` are discovery runs
 REGIME_VARIANTS = [
     ("plain", "unet", {}, None, None, None),
     ("strict gconv", "gconv_unet", {}, None, None, None),
@@ -49,9 +50,9 @@ REGIME_VARIANTS = [
     ("strict gconv D4", "gconv_unet", {"group": "D4"}, None, "magnitudes", None),
     ("relaxed gconv D4 @ strict width", "relaxed_gconv_unet", {"group": "D4"}, "gconv_unet",
      "magnitudes", None),
-    ("strict gconv", "gconv_unet", {}, None, ("settling@0.6~magnitudes",), None),
+    ("strict gconv", "gconv_unet", {}, None, "hidden magnitudes", None),
     ("relaxed gconv @ strict width", "relaxed_gconv_unet", {}, "gconv_unet",
-     ("settling@0.6~magnitudes",), None),
+     "hidden magnitudes", None),
 ]
 #: the scores of a run, by column name
 METRICS = {"all": "rmse", "velocity": "rmse_velocity", "density": "rmse_density"}
@@ -86,19 +87,22 @@ def regime_data(scale: dict, work: Path) -> list[RegimeData]:
         out.append(RegimeData(DataJob(k, "breaking_sweep", p,
                                       str(data / f"breaking_sweep_level{lv:g}.nc"), lv),
                               lv, "shown"))
+    # the twin and a settling speed of the map again, whole magnitudes held out
+    by_key = {d.job.key: d for d in out}
     for v in rg.get("held_out_magnitudes", []):
-        for name, params, strength, shows in (("symmetric", sym, 0.0, "—"),
-                                              (f"settling@{v:g}",
-                                               {**sym, "settling_speed": float(v)}, v,
-                                               "hidden")):
-            k = name + MAG_SUFFIX
-            if any(d.job.key == k for d in out):
+        if f"settling@{v:g}" not in by_key:
+            raise ValueError(f"regime.held_out_magnitudes {v:g} is not one of the map's "
+                             f"settling_speeds {rg['settling_speeds']}")
+        for src in (by_key["symmetric"], by_key[f"settling@{v:g}"]):
+            key = src.job.key + MAG_SUFFIX
+            if key in by_key:                       # the twin once for all speeds
                 continue
-            file = name.replace("@", "_") + "_magnitudes.nc"
-            out.append(RegimeData(DataJob(k, name.split("@")[0],
-                                          {**params, "held_out": "magnitudes"},
-                                          str(data / file), v if shows == "hidden" else None),
-                                  strength, shows, held_out="magnitudes"))
+            path = Path(src.job.path)
+            job = dataclasses.replace(src.job, key=key,
+                                      params={**src.job.params, "held_out": "magnitudes"},
+                                      path=str(path.with_name(path.stem + "_magnitudes.nc")))
+            by_key[key] = dataclasses.replace(src, job=job, held_out="magnitudes")
+            out.append(by_key[key])
     rot = {**base, **scale["scenario_params"]["rotation"]}
     out.append(RegimeData(DataJob("rotation", "rotation", rot, str(data / "rotation.nc")),
                           math.nan, "shown", in_map=False))
@@ -143,11 +147,13 @@ def build_plan(scale: dict, seeds: list[int], work: Path, device: str, threads: 
     if chosen:
         datasets = [d for d in datasets if d.job.key in chosen]
     ts = _TaskSet(scale, {d.job.key: d.job for d in datasets}, work, device, threads)
-    only = {"steer": scale["regime"]["steer_on"],
-            "magnitudes": [d.job.key for d in datasets if d.held_out == "magnitudes"]}
+    mags = [d for d in datasets if d.held_out == "magnitudes"]
+    named = {"steer": scale["regime"]["steer_on"],
+             "magnitudes": [d.job.key for d in mags],
+             "hidden magnitudes": [d.job.key for d in mags if d.shows == "hidden"]}
     for d in datasets:
         for label, model, extra, width_of, on, seeds_of in REGIME_VARIANTS:
-            keys = only.get(on, on) if on is not None else None
+            keys = named.get(on, on) if on is not None else None
             if (d.job.key not in keys) if keys is not None else (
                     not d.in_map or d.held_out != "runs"):
                 continue

@@ -159,3 +159,14 @@ def test_figure_gives_each_model_one_colour_in_every_column():
     colours = RR.model_colors(rat, ["c0", "c1", "c2"])
     # map order, not a column's position: strict D4 is the same colour in both columns
     assert colours == {"plain": "c0", RR.RELAXED: "c1", "strict gconv D4": "c2"}
+
+
+def test_a_magnitude_split_of_an_unmapped_speed_is_one_clear_error(tmp_path):
+    scale = R.regime_scale("cpu")
+    scale["regime"]["held_out_magnitudes"] = [0.9]
+    try:
+        R.regime_data(scale, tmp_path)
+    except ValueError as e:
+        assert "0.9 is not one of the map's settling_speeds" in str(e)
+    else:
+        raise AssertionError("an unmapped speed accepted")
