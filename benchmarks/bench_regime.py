@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # accuracy adds the root itself
 
-from accuracy import ROOT, log, now, write_json  # noqa: E402
+from accuracy import ROOT, log, now, write_json, write_text  # noqa: E402
 from accuracy import regime as R  # noqa: E402
 from accuracy import regime_report as RR  # noqa: E402
 from accuracy.report import machine, versions  # noqa: E402
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     header = _header(args.scale, scale, seeds, outcome.results, minutes, train_min)
     md = RR.markdown(datasets, rat, probe, params, header) + _discovery_section(found)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"regime_{args.scale}.md").write_text("\n".join(md) + "\n")
+    write_text(out_dir / f"regime_{args.scale}.md", "\n".join(md) + "\n")
     write_json(out_dir / f"regime_{args.scale}.json",
                  {"scale": args.scale, "date": now(), "machine": machine(scale["device"]),
                   "seeds": seeds, "minutes": minutes,

@@ -87,6 +87,7 @@ class RunTask:
     device: str
     threads: int
     variant: str = ""   # ablation label ("" for the plain model of its name)
+    work: str = ""      # the cache folder ``out`` and ``data_path`` lie in ("": none)
 
     @property
     def cost(self) -> float:
@@ -94,11 +95,25 @@ class RunTask:
         return COST.get(self.model, 1.0) * (1.2 if self.breaking_inputs else 1.0)
 
     def key(self) -> str:
-        """The run's cache key: a hash of the settings that change its result."""
-        d = dataclasses.asdict(self)
-        for k in ("study", "label", "threads", "params", "device", "variant"):
-            d.pop(k)
+        """The run's cache key: a hash of the settings that change its result, its paths
+        taken relative to the cache folder (a cache moved or copied elsewhere is reused)."""
+        d = self._key_fields()
+        if self.work:
+            for k in ("out", "data_path"):
+                if Path(d[k]).is_relative_to(self.work):
+                    d[k] = Path(d[k]).relative_to(self.work).as_posix()
         return stable_hash(d)
+
+    def legacy_key(self) -> str:
+        """The key of the runs cached before keys were relative: the same hash over the
+        absolute paths (such a run is reused where it was trained, and re-keyed)."""
+        return stable_hash(self._key_fields())
+
+    def _key_fields(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k in ("study", "label", "threads", "params", "device", "variant", "work"):
+            d.pop(k)
+        return d
 
 
 @dataclasses.dataclass
@@ -201,7 +216,8 @@ class _TaskSet:
         t = RunTask(study, data_key, label, model, tuple(breaking), seed, h, n,
                     str(self.work / "runs" / data_key / tag / f"seed{seed}"),
                     self.by_key[data_key].path, dict(self.scale["train"]),
-                    dict(self.scale["eval"]), mc, self.device, self.threads, variant)
+                    dict(self.scale["eval"]), mc, self.device, self.threads, variant,
+                    str(self.work))
         prev = self.tasks.setdefault(t.out, t)
         if study not in prev.study.split(","):  # a run planned before: name this study too
             prev.study += "," + study

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 import os
 import platform
 import time
 from pathlib import Path
 
-from . import log, now, write_json
+from . import log, now, write_json, write_text
 from .plan import SPLITS, SWEEP_MODELS, Plan, Settings
 from .run import RunOutcome, persistence_baselines
 from .tables import SECTIONS, Agg, Base, collect, mean_std
@@ -187,16 +188,17 @@ def _csv_rows(r: dict) -> list[list]:
 
 def write_csv(path: Path, results: list[dict], base: Base, base_vel: Base) -> None:
     """Write ``accuracy_<scale>.csv``: one row per run and split, then persistence."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(_CSV_HEADER)
-        for r in sorted(results, key=lambda r: (r["data_key"], r["label"], r["seed"])):
-            w.writerows(_csv_rows(r))
-        for k, b in base.items():
-            for s in SPLITS:
-                v = base_vel.get(k, {}).get(s, math.nan)
-                w.writerow(["baseline", k, "persistence", "persistence", "", "", "", 0, s,
-                            f"{b[s]:.6g}", "" if math.isnan(v) else f"{v:.6g}"] + [""] * 5)
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(_CSV_HEADER)
+    for r in sorted(results, key=lambda r: (r["data_key"], r["label"], r["seed"])):
+        w.writerows(_csv_rows(r))
+    for k, b in base.items():
+        for s in SPLITS:
+            v = base_vel.get(k, {}).get(s, math.nan)
+            w.writerow(["baseline", k, "persistence", "persistence", "", "", "", 0, s,
+                        f"{b[s]:.6g}", "" if math.isnan(v) else f"{v:.6g}"] + [""] * 5)
+    write_text(path, f.getvalue())
 
 
 def summary(rep: Report) -> dict:
@@ -264,7 +266,7 @@ def write_reports(st: Settings, plan: Plan, out: RunOutcome, cmd: str, t_start: 
                  versions(), cmd, base_vel, collect(out.results, "rmse_velocity"))
     md = markdown(rep)
     md_path = st.out_dir / f"accuracy_{st.scale_name}.md"
-    md_path.write_text("\n".join(md) + "\n")
+    write_text(md_path, "\n".join(md) + "\n")
     write_csv(st.out_dir / f"accuracy_{st.scale_name}.csv", out.results, base, base_vel)
     write_json(st.out_dir / f"accuracy_{st.scale_name}.json", summary(rep))
     if "sweep" in st.studies:

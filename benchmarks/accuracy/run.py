@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import json
 import multiprocessing as mp
@@ -70,7 +71,8 @@ def _train(task: RunTask, out: Path, key: str) -> str:
     tr = task.train
     out.mkdir(parents=True, exist_ok=True)
     task_file = out / "task.json"
-    same = task_file.is_file() and json.loads(task_file.read_text()).get("key") == key
+    same = task_file.is_file() and json.loads(task_file.read_text()).get("key") in (
+        key, task.legacy_key())
     resume = same and (out / "last.pt").is_file()
     write_json(task_file, {"key": key, **dataclasses.asdict(task)})
     split = train.SplitConfig(preset=tr["split_preset"], test_steps=task.eval["steps"],
@@ -145,20 +147,61 @@ def _train_and_score(task: RunTask, key: str, out: Path, t0: float) -> dict[str,
     return result
 
 
-def run_task(task: RunTask) -> dict:
-    """Train one model and score its rollouts; reuse a finished run with the same key."""
-    key = task.key()
-    out = Path(task.out)
-    res = out / "result.json"
+def _cached(task: RunTask, key: str, res: Path) -> dict | None:
+    """The finished result in ``res`` when it was made with this run's settings (a result
+    under the old absolute-path key is re-keyed in place), else None."""
     try:
         old = json.loads(res.read_text()) if res.is_file() else {}
     except ValueError:  # a broken file: train again
-        old = {}
+        return None
     if old.get("key") == key:
-        return {**old, "reused": True}
+        return old
+    if old.get("key") is not None and old["key"] == task.legacy_key():
+        old["key"] = key
+        write_json(res, old)
+        return old
+    return None
+
+
+class _Busy(Exception):
+    """Another process holds the run folder."""
+
+
+@contextlib.contextmanager
+def _claim(out: Path, poll: float = 10.0):
+    """Hold run folder ``out`` for one benchmark process: another benchmark on the same
+    cache that wants the same run waits here until this one is done (and then reuses its
+    result) instead of training the same folder at the same time."""
+    from surrogate.folders import hold
+    claim = out.parent / f"{out.name}.bench"   # its lock file: .NAME.bench.lock beside out
+    with contextlib.ExitStack() as stack:
+        waited = False
+        while True:
+            try:
+                stack.enter_context(hold(claim, _Busy))
+                break
+            except _Busy as e:
+                if "in use" not in str(e):     # not another holder: the folder's problem
+                    raise OSError(str(e)) from None
+                if not waited:
+                    log(f"waiting for another benchmark process that is training {out}")
+                    waited = True
+                time.sleep(poll)
+        yield
+
+
+def run_task(task: RunTask) -> dict:
+    """Train one model and score its rollouts; reuse a finished run with the same key
+    (waiting while another benchmark process trains it)."""
+    key = task.key()
+    out = Path(task.out)
     t0 = time.perf_counter()
     try:
-        return _train_and_score(task, key, out, t0)
+        with _claim(out):
+            if (old := _cached(task, key, out / "result.json")) is not None:
+                return {**old, "reused": True}
+            t0 = time.perf_counter()
+            return _train_and_score(task, key, out, t0)
     except Exception as e:  # noqa: BLE001 - reported per run, the benchmark goes on
         # limit 8: the same depth below train/evaluate as the old single function's 6
         return {"key": key, "error": f"{type(e).__name__}: {e}",
