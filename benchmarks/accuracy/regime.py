@@ -28,7 +28,8 @@ D4_DATA = ("symmetric", "settling@0.3")
 D4_PAIR_DATA = D4_DATA + ("settling@0.6",)
 #: the twin and the fastest settling again, every wall of some magnitudes held out (the
 #: paper's unseen forces: no held-out run has a rotated partner in training); the
-#: plain model and the D4 pair run there, and the C4 pair on the settling one
+#: plain model and the D4 pairs (group conv, steerable) run there, and the C4 pair on
+#: the settling one
 MAG_SUFFIX = "~magnitudes"
 #: (label, model, options, width taken from (with the row's group), datasets (None: the
 #: map's; a name: the datasets ``build_plan`` gives it), seeds (None: all)); plain and
@@ -53,6 +54,9 @@ REGIME_VARIANTS = [
     ("strict gconv", "gconv_unet", {}, None, "hidden magnitudes", None),
     ("relaxed gconv @ strict width", "relaxed_gconv_unet", {}, "gconv_unet",
      "hidden magnitudes", None),
+    ("strict steer D4", "steer_unet", {"group": "D4"}, None, "magnitudes", None),
+    ("relaxed steer D4 @ strict width", "relaxed_steer_unet", {"group": "D4"}, "steer_unet",
+     "magnitudes", None),
 ]
 #: the scores of a run, by column name
 METRICS = {"all": "rmse", "velocity": "rmse_velocity", "density": "rmse_density"}

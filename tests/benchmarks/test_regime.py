@@ -134,8 +134,8 @@ def test_another_budget_or_a_part_never_writes_over_the_map(tmp_path, monkeypatc
 
 
 def test_cpu_map_holds_out_whole_magnitudes_on_the_twin_and_faster_settling(tmp_path):
-    """The magnitude split: the plain model and the D4 pair, every seed; the C4 pair on
-    settling only."""
+    """The magnitude split: the plain model and the D4 pairs (group conv, steerable),
+    every seed; the C4 pair on settling only."""
     scale = R.regime_scale("cpu")
     plan, datasets = R.build_plan(scale, [0, 1, 2], tmp_path, "cpu", 1)
     mag = {d.job.key: d for d in datasets if d.held_out == "magnitudes"}
@@ -147,7 +147,8 @@ def test_cpu_map_holds_out_whole_magnitudes_on_the_twin_and_faster_settling(tmp_
     runs = {(t.data_key, t.label, t.seed) for t in plan.tasks if t.data_key in mag}
     c4 = ("strict gconv", "relaxed gconv @ strict width")
     assert runs == {(k, lab, s) for k in mag for s in (0, 1, 2) for lab in
-                    ("plain", "strict gconv D4", "relaxed gconv D4 @ strict width")} | {
+                    ("plain", "strict gconv D4", "relaxed gconv D4 @ strict width",
+                     "strict steer D4", "relaxed steer D4 @ strict width")} | {
         ("settling@0.6~magnitudes", lab, s) for lab in c4 for s in (0, 1, 2)}
     # the map's own datasets keep their default split (and their cached runs)
     assert all("held_out" not in d.job.params for d in datasets if d.job.key not in mag)
