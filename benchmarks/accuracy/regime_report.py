@@ -18,6 +18,8 @@ def mean_std(v: list[float]) -> tuple[float, float]:
 RELAXED = "relaxed gconv @ strict width"
 #: the D4 pair judged the same way (relaxed at the strict D4 model's width)
 RELAXED_D4, STRICT_D4 = "relaxed gconv D4 @ strict width", "strict gconv D4"
+#: and the steerable D4 pair
+RELAXED_STEER_D4, STRICT_STEER_D4 = "relaxed steer D4 @ strict width", "strict steer D4"
 
 
 def _cell(v: list[float] | None, bold: bool = False) -> str:
@@ -80,6 +82,23 @@ def verdict(rat: dict, key: str, relaxed: str = RELAXED, strict: str = "strict g
     return out
 
 
+def best_of_each(rat: dict, key: str) -> list[str]:
+    """The best relaxed model against the best strict model (of any group), test-domain
+    all fields: the comparison a user choosing between them makes."""
+    def best(prefix: str) -> tuple[float, str] | None:
+        means = [(mean_std(v)[0], lab) for lab in _labels(rat, key) if lab.startswith(prefix)
+                 and (v := rat[(key, lab)].get("test-domain", {}).get("all"))]
+        return min(means) if means else None
+    r, s = best("relaxed"), best("strict")
+    if r is None or s is None:
+        return []
+    a, b = (rat[(key, lab)]["test-domain"]["all"] for lab in (r[1], s[1]))
+    tag = "better beyond the spread" if separated(a, b) else (
+        "worse beyond the spread" if separated(b, a) else "within the spread")
+    return [f"- best relaxed ({r[1]}, {r[0]:.3f}) vs best strict ({s[1]}, {s[0]:.3f}), "
+            f"test-domain all fields: {tag}"]
+
+
 def markdown(datasets: list[RegimeData], rat: dict, probe: dict, params: dict,
              header: list[str]) -> list[str]:
     """The whole report."""
@@ -96,7 +115,9 @@ def markdown(datasets: list[RegimeData], rat: dict, probe: dict, params: dict,
               f"- Observability: {pr.get('line', '–')}",
               f"- Data equivariance error: {'–' if ee is None else f'{ee:.4f}'}", ""]
         L += dataset_table(rat, k, params.get(k, {})) + [""]
-        L += verdict(rat, k) + verdict(rat, k, RELAXED_D4, STRICT_D4) + [""]
+        L += (verdict(rat, k) + verdict(rat, k, RELAXED_D4, STRICT_D4)
+              + verdict(rat, k, RELAXED_STEER_D4, STRICT_STEER_D4) + best_of_each(rat, k)
+              + [""])
     return L
 
 

@@ -67,6 +67,22 @@ def test_ratios_and_verdicts_follow_the_seeds_spread():
     assert any(r.startswith(f"| {RR.RELAXED} | 99 | **0.400 ± 0.050**") for r in table)
 
 
+def test_best_relaxed_is_judged_against_the_best_strict_of_any_group():
+    base = {"d": {c: {"test-domain": 1.0, "test-future": 1.0} for c in R.METRICS}}
+    res = ([_result("d", "strict gconv", s, v) for s, v in enumerate([0.5, 0.6, 0.7])]
+           + [_result("d", RR.STRICT_STEER_D4, s, v) for s, v in enumerate([0.30, 0.32, 0.34])]
+           + [_result("d", RR.RELAXED, s, v) for s, v in enumerate([0.35, 0.36, 0.4])]
+           + [_result("d", RR.RELAXED_STEER_D4, s, v) for s, v in enumerate([0.2, 0.25, 0.33])])
+    rat = R.ratios(res, base)
+    [line] = RR.best_of_each(rat, "d")
+    assert f"best relaxed ({RR.RELAXED_STEER_D4}, 0.260)" in line
+    assert f"best strict ({RR.STRICT_STEER_D4}, 0.320)" in line
+    assert line.endswith("within the spread")            # 0.33 > 0.30: the seeds overlap
+    rat[("d", RR.RELAXED_STEER_D4)]["test-domain"]["all"] = [0.2, 0.25, 0.29]
+    assert RR.best_of_each(rat, "d")[0].endswith("better beyond the spread")
+    assert RR.best_of_each({k: v for k, v in rat.items() if "relaxed" not in k[1]}, "d") == []
+
+
 def test_one_seed_is_never_beyond_the_spread():
     assert not R.separated([0.1], [0.9])
     assert R.separated([0.1, 0.2], [0.3, 0.9]) and not R.separated([0.1, 0.4], [0.3, 0.9])
