@@ -10,7 +10,10 @@ learn. The probe fits a ridge regression of the breaking cause of each simulatio
   spread and peak of the density; mean and peak kinetic energy; enstrophy), and on
 * ``orientation``: the inflow wall alone (one-hot), i.e. what a layer that knows
   directions (a relaxed one) could use and a strict one cannot, and on
-* ``position``: the inflow centre ``(x, y)`` alone,
+* ``position``: the inflow centre ``(x, y)`` alone, and optionally on
+* ``invariant``: ONE frame through a strict (D4-invariant) network fitted to the cause
+  (:mod:`evaluate.invariant_probe`): what a strict model can read, which is more than
+  six statistics,
 
 fitted on the training simulations and scored by R^2 on the held-out ones (1: read
 perfectly; 0: no better than the training mean; below 0: worse).
@@ -49,6 +52,7 @@ class ObservabilityResult:
     n_train: int
     n_test: int
     frame: dict[int, float] = field(default_factory=dict)
+    invariant: dict[int, float] = field(default_factory=dict)
     orientation: float | None = None
     position: float | None = None
     note: str = ""
@@ -60,7 +64,11 @@ class ObservabilityResult:
         fr = ", ".join(f"frame {f} {r:.3f}" for f, r in self.frame.items())
         o = "–" if self.orientation is None else f"{self.orientation:.3f}"
         p = "–" if self.position is None else f"{self.position:.3f}"
-        return (f"{self.cause}, R² on {self.n_test} held-out runs: one frame ({fr}); "
+        inv = ""
+        if self.invariant:
+            inv = "; one frame through a strict network (" + ", ".join(
+                f"frame {f} {r:.3f}" for f, r in self.invariant.items()) + ")"
+        return (f"{self.cause}, R² on {self.n_test} held-out runs: one frame ({fr}){inv}; "
                 f"orientation alone {o}; position alone {p}")
 
 
@@ -126,12 +134,14 @@ def ridge_r2(X: np.ndarray, y: np.ndarray, train: np.ndarray, lam: float = 1e-3)
     return float(1 - ((y[test] - pred) ** 2).sum() / ss) if ss > 0 else float("nan")
 
 
-def observability(ds, frames: Sequence[int] = (2, 5), lam: float = 1e-3
-                  ) -> ObservabilityResult:
+def observability(ds, frames: Sequence[int] = (2, 5), lam: float = 1e-3,
+                  invariant: bool = False) -> ObservabilityResult:
     """The probe on dataset ``ds`` (an ``xarray.Dataset`` of the relaxflow schema):
     R^2 of :func:`breaking_cause` on the held-out simulations (``heldout``) from the
     statistics of frame ``f`` for each ``f`` in ``frames``, from the inflow wall alone
-    and from the inflow position alone."""
+    and from the inflow position alone; with ``invariant`` also from frame ``f``
+    through a strict network fitted on the training runs
+    (:func:`evaluate.invariant_probe.invariant_r2`, ~1 min on a CPU core at 32x32)."""
     name, y = breaking_cause(ds)
     held = np.asarray(ds["heldout"].values, bool) if "heldout" in ds.coords else None
     if y is None:
@@ -150,6 +160,9 @@ def observability(ds, frames: Sequence[int] = (2, 5), lam: float = 1e-3
         fr = {k: np.asarray(ds[k].isel(time=f).values, float) for k in ("u", "v", "density")}
         res.frame[int(f)] = ridge_r2(frame_statistics(fr["u"], fr["v"], fr["density"], dx),
                                      y, train, lam)
+    if invariant:
+        from .invariant_probe import invariant_r2
+        res.invariant = invariant_r2(ds, y, train, frames)
     if "wall" in ds.coords and (np.asarray(ds["wall"].values) >= 0).any():
         wall = np.asarray(ds["wall"].values, int)
         res.orientation = ridge_r2(np.eye(4)[wall % 4].astype(float), y, train, lam)

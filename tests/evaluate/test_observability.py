@@ -108,3 +108,51 @@ def test_on_rotation_the_magnitude_shows_in_one_frame_but_not_in_the_wall(tmp_pa
         res = observability(ds, frames=(2, 5))
     assert res.frame[2] > 0.95 and res.frame[5] > 0.95
     assert res.orientation < 0.2
+
+
+def _rotated_runs(n_mag: int = 6, settling: bool = True) -> xr.Dataset:
+    """4 walls x ``n_mag`` runs, 8x8, 4 frames, no flow: the run from wall ``k`` is the
+    wall-0 run turned ``k`` quarter turns, so no invariant function of a frame can tell
+    the walls apart; the density's amplitude grows with the magnitude index. Every run
+    settles straight down, so the cause (settling along the buoyancy) is -0.3 at the
+    bottom wall, +0.3 at the top and 0 at the sides: the orientation alone gives it."""
+    rng = np.random.default_rng(1)
+    base = rng.random((4, 8, 8)) + 0.1
+    wall, j = np.tile(np.arange(4), n_mag), np.repeat(np.arange(n_mag), 4)
+    dens = np.stack([np.rot90(base, k, axes=(1, 2)) * (1 + jj) for k, jj in zip(wall, j)])
+    ds = _dataset(False, n_mag)
+    for k, v in (("density", dens), ("u", 0 * dens), ("v", 0 * dens)):
+        ds[k] = (("sim", "time", "y", "x"), v)
+    spec = {"sims": [{"settling": [0.0, -0.3] if settling else None} for _ in wall]}
+    ds.attrs["spec"] = json.dumps(spec)
+    return ds
+
+
+def test_the_strict_network_reads_a_cause_written_into_the_frame():
+    ds = _dataset(True)
+    ds["density"] = ds["density"] * 0 + (np.log(np.hypot(ds["buoyancy_vx"], ds["buoyancy_vy"]))
+                                         + 6.0) * (ds["density"] / ds["density"])
+    res = observability(ds, frames=(1,), invariant=True)
+    assert res.invariant[1] > 0.9
+    assert "through a strict network (frame 1" in res.line()
+
+
+def test_the_strict_network_cannot_read_a_cause_only_the_orientation_tells():
+    ds = _rotated_runs()
+    res = observability(ds, frames=(1,), invariant=True)
+    assert res.orientation > 0.99          # the wall gives the cause exactly
+    assert res.invariant[1] < 0.2          # an invariant function of the frame cannot
+
+
+def test_the_strict_network_probe_leaves_the_global_rng_alone():
+    import torch
+    from evaluate.invariant_probe import invariant_r2
+    ds = _rotated_runs()
+    name, y = breaking_cause(ds)
+    train = ~np.asarray(ds["heldout"].values, bool)
+    torch.manual_seed(123)
+    a = invariant_r2(ds, y, train, (1,), steps=5)
+    after = torch.rand(1)
+    torch.manual_seed(123)
+    b = invariant_r2(ds, y, train, (1,), steps=5)
+    assert a == b and torch.equal(after, torch.rand(1))
