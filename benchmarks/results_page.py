@@ -31,7 +31,6 @@ PAGE = ROOT / "docs" / "results.md"
 REGIME_JSON = RESULTS / "regime" / "regime_cpu.json"
 FRONTIER_JSON = RESULTS / "frontier" / "frontier.json"
 STRIDE_JSON = RESULTS / "stride" / "stride.json"
-SHOWS = {"—": "no breaking", "hidden": "cause hidden", "shown": "cause shown"}
 SPLIT_NAMES = {"test-domain": "test-domain (held-out simulations)",
                "test-future": "test-future (later times of the training simulations)"}
 
@@ -175,6 +174,7 @@ def regime_section(path: Path = REGIME_JSON) -> list[str]:
     date = reg.get("date") or (max(finished)[:10] if finished else "date not recorded")
     machine = f"on {reg['machine']}" if reg.get("machine") else \
         "machine: in the report, not recorded in the JSON"
+    from accuracy.regime import SHOWS_TEXT
     cols, rows = regime_columns(reg), regime_rows(reg)
     rat = reg["ratios"]
 
@@ -193,7 +193,7 @@ def regime_section(path: Path = REGIME_JSON) -> list[str]:
               "(unseen forces), where the others hold out single runs whose magnitude "
               "other walls show in training." if any("~magnitudes" in k for k, _ in cols)
               else ""), "",
-           "| variant | params | " + " | ".join((f"`{k}` ({SHOWS.get(s, s)})" if s else f"`{k}`") for k, s in cols) + " |",
+           "| variant | params | " + " | ".join((f"`{k}` ({SHOWS_TEXT.get(s, s)})" if s else f"`{k}`") for k, s in cols) + " |",
            "|---|---:|" + "---|" * len(cols)]
     for lab in rows:
         params = _params({reg.get("params", {}).get(k, {}).get(lab, 0) for k, _ in cols})

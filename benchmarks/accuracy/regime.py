@@ -58,6 +58,10 @@ REGIME_VARIANTS = [
     ("relaxed steer D4 @ strict width", "relaxed_steer_unet", {"group": "D4"}, "steer_unet",
      "magnitudes", None),
 ]
+#: what one frame shows of the cause, in words: ``settling`` hides it from the probe's
+#: six statistics, but a strict network reads it from one frame (from frame 5 on)
+SHOWS_TEXT = {"—": "no breaking", "hidden": "cause hidden from statistics",
+              "shown": "cause shown"}
 #: the scores of a run, by column name
 METRICS = {"all": "rmse", "velocity": "rmse_velocity", "density": "rmse_density"}
 
@@ -203,13 +207,14 @@ def persistence_by_data(plan: Plan, results: list[dict], ev: dict) -> dict:
 
 
 def probe(datasets: list[RegimeData], frames=(2, 5)) -> dict[str, dict]:
-    """The observability probe and the data equivariance error of each dataset."""
+    """The observability probe (the statistics, and one frame through a strict network)
+    and the data equivariance error of each dataset."""
     import simulate
     from evaluate.observability import observability
     out = {}
     for d in datasets:
         with simulate.open_dataset(d.job.path) as ds:
-            res = observability(ds, frames)
+            res = observability(ds, frames, invariant=True)
             try:
                 ee = float(simulate.data_equivariance_error(ds))
             except Exception:  # noqa: BLE001 - no rotated partner runs

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from .plan import SPLITS
-from .regime import METRICS, REGIME_VARIANTS, RegimeData, separated
+from .regime import METRICS, REGIME_VARIANTS, SHOWS_TEXT, RegimeData, separated
 from .tables import mean_std as _mean_std_n
 
 
@@ -109,8 +109,9 @@ def markdown(datasets: list[RegimeData], rat: dict, probe: dict, params: dict,
         ee = pr.get("data_equivariance_error")
         held = ("; held out: every wall of unseen magnitudes" if d.held_out == "magnitudes"
                 else "")
-        title = (f"## {k} (strength {d.strength:g}; cause {d.shows}{held})" if d.in_map else
-                 f"## {k} (symmetry-discovery runs only; cause {d.shows})")
+        title = (f"## {k} (strength {d.strength:g}; {SHOWS_TEXT[d.shows]}{held})"
+                 if d.in_map else
+                 f"## {k} (symmetry-discovery runs only; {SHOWS_TEXT[d.shows]})")
         L += [title, "",
               f"- Observability: {pr.get('line', '–')}",
               f"- Data equivariance error: {'–' if ee is None else f'{ee:.4f}'}", ""]
@@ -154,7 +155,7 @@ def figure(datasets: list[RegimeData], rat: dict, path: Path) -> None:
             ax.axhline(1.0, ls="--", c="gray", lw=0.8)
             ax.set_xticks([])
             if i == 0:
-                ax.set_title(f"{d.job.key}\ncause {d.shows}", fontsize=9)
+                ax.set_title(f"{d.job.key}\n{SHOWS_TEXT[d.shows]}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(f"test-domain {c}\n/ persistence")
     from matplotlib.patches import Patch
