@@ -163,7 +163,9 @@ def settling(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float =
     ``settling_speed`` (box units per time unit) straight down, in every run: the density
     moves with ``u + (0, -settling_speed)`` (conservative upwind fluxes; smoke that
     reaches the floor is deposited and leaves the box). The fixed direction breaks D4 down to the
-    mirror ``x -> -x``, and no single frame shows it (the velocity does not settle).
+    mirror ``x -> -x``; the velocity does not settle, so six invariant statistics of a frame
+    miss the direction, though a strict network reads it from one frame once the plume has
+    grown (``evaluate.observability(..., invariant=True)``).
     ``settling_speed = 0`` is the symmetric twin (the runs of ``symmetric``). Held out
     (``held_out``): an evenly spread ~28% of the runs (``runs``; each has runs of its
     magnitude on other walls in training), or every wall of ~28% of the magnitudes
