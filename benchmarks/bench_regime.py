@@ -1,8 +1,9 @@
 """The regime map: plain, strict and relaxed group convs (and the steerable pair) on the
 symmetric twin, on breaking hidden from the probe's statistics (``settling``: a fixed
 settling direction, which a strict network still reads from one frame) and on shown
-breaking (``breaking_sweep``: the buoyancy magnitude one frame shows), at equal parameters and at the strict width, several seeds; the observability
-probe and the symmetry each trained model keeps beside every table.
+breaking (``breaking_sweep``: the buoyancy magnitude one frame shows), at equal
+parameters and at the strict width, several seeds; the observability probe and the
+symmetry each trained model keeps beside every table.
 
     python benchmarks/bench_regime.py --scale cpu            # ~1.5 h on 2 CPU cores
     python benchmarks/bench_regime.py --scale cpu --dry-run  # the plan only

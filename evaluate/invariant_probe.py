@@ -50,6 +50,8 @@ def invariant_r2(ds, y: np.ndarray, train: np.ndarray, frames: Sequence[int],
     import torch
     from surrogate import build_model
 
+    from .observability import r2
+
     frames = [int(f) for f in frames if 0 <= int(f) < ds.sizes["time"]]
     if not frames or not train.any() or train.all():
         return {}
@@ -74,11 +76,7 @@ def invariant_r2(ds, y: np.ndarray, train: np.ndarray, frames: Sequence[int],
             opt.zero_grad()
             loss.backward()
             opt.step()
-        out = {}
         test = ~train
         with torch.no_grad():
-            for f in frames:
-                p = predict(x[test, f]).numpy().astype(float)
-                ss = float(((z[test] - z[test].mean()) ** 2).sum())
-                out[f] = float(1 - ((z[test] - p) ** 2).sum() / ss) if ss > 0 else float("nan")
-    return out
+            return {f: r2(z[test].astype(float), predict(x[test, f]).numpy().astype(float))
+                    for f in frames}

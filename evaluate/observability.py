@@ -119,6 +119,12 @@ def frame_statistics(u: np.ndarray, v: np.ndarray, density: np.ndarray,
                      np.log((vort ** 2).mean(axis=(1, 2)) + eps)], axis=1)
 
 
+def r2(y: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination of ``pred`` for ``y`` (nan when ``y`` is constant)."""
+    ss = ((y - y.mean()) ** 2).sum()
+    return float(1 - ((y - pred) ** 2).sum() / ss) if ss > 0 else float("nan")
+
+
 def ridge_r2(X: np.ndarray, y: np.ndarray, train: np.ndarray, lam: float = 1e-3) -> float:
     """R^2 on the rows not in ``train`` of a ridge regression ``y ~ X`` (features
     standardised on the training rows, intercept unpenalised, penalty ``lam``)."""
@@ -129,9 +135,7 @@ def ridge_r2(X: np.ndarray, y: np.ndarray, train: np.ndarray, lam: float = 1e-3)
     Zt, yt = Z[train], y[train]
     coef = np.linalg.solve(Zt.T @ Zt + lam * len(yt) * np.eye(Zt.shape[1]),
                            Zt.T @ (yt - yt.mean())) if Zt.shape[1] else np.zeros(0)
-    pred = yt.mean() + Z[test] @ coef
-    ss = ((y[test] - y[test].mean()) ** 2).sum()
-    return float(1 - ((y[test] - pred) ** 2).sum() / ss) if ss > 0 else float("nan")
+    return r2(y[test], yt.mean() + Z[test] @ coef)
 
 
 def observability(ds, frames: Sequence[int] = (2, 5), lam: float = 1e-3,
