@@ -19,7 +19,8 @@ fitted on the training simulations and scored by R^2 on the held-out ones (1: re
 perfectly; 0: no better than the training mean; below 0: worse).
 
 The cause per simulation (:func:`breaking_cause`): the settling velocity's component
-along the buoyancy (``settling``: how much the drift opposes or helps the plume), else
+along the buoyancy (``settling``: how much the drift opposes or helps the plume; in
+``drift``, along the y axis of the turned stirred start), else
 the log buoyancy magnitude where it varies between walls (``rotation``,
 ``breaking_sweep``); none where every wall has the same magnitudes (``symmetric``: the
 runs are rotations of each other) or every run has one orientation (``boundary``,
@@ -75,7 +76,9 @@ class ObservabilityResult:
 def breaking_cause(ds) -> tuple[str, np.ndarray | None]:
     """``(name, values (sim,))`` of the breaking cause of each simulation of dataset
     ``ds`` (None when no cause varies): the settling velocity along the unit buoyancy
-    ``w_s . b / |b|`` when any run settles, else ``log |b|`` when it varies."""
+    ``w_s . b / |b|`` when any run settles (along the start's y axis turned by
+    ``initial_turns`` when nothing is buoyant: ``drift``), else ``log |b|`` when it
+    varies."""
     spec = json.loads(ds.attrs.get("spec", "{}") or "{}")
     sims = spec.get("sims", [])
     idx = np.asarray(ds["sim"].values, int)
@@ -84,6 +87,11 @@ def breaking_cause(ds) -> tuple[str, np.ndarray | None]:
     settling = [sims[i].get("settling") if i < len(sims) else None for i in idx]
     if any(s is not None for s in settling):
         w = np.array([s if s is not None else (0.0, 0.0) for s in settling], float)
+        if np.linalg.norm(b, axis=1).max() == 0:     # no buoyancy: a turned stirred start
+            turns = np.array([sims[i].get("initial_turns", 0) if i < len(sims) else 0
+                              for i in idx], float) * (np.pi / 2)   # counter-clockwise
+            unit = np.round(np.stack([-np.sin(turns), np.cos(turns)], -1))
+            return "settling velocity along the start's turned y axis", (w * unit).sum(axis=1)
         unit = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-30)
         return "settling velocity along the buoyancy", (w * unit).sum(axis=1)
     logm = np.log(np.maximum(np.linalg.norm(b, axis=1), 1e-30))

@@ -10,7 +10,9 @@ Physics per solver step (``dt``):
   u, p     <- make_incompressible(u, obstacles, CG(rel_tol, abs_tol, x0=p, rank_deficiency=0))
 Velocity lives on a staggered grid (walls: zero normal velocity when closed, zero
 gradient when open; pressure zero on open walls); density is cell-centred with a
-zero-gradient boundary. Stored velocity is ``u.at_centers()``.
+zero-gradient boundary. A ``periodic`` spec wraps every field around in x and y (no walls;
+the pressure system is singular as in the closed box). A stirred start
+(:mod:`simulate.stirring`) replaces the fluid at rest. Stored velocity is ``u.at_centers()``.
 
 The closed box makes the pressure system singular: the solve runs in float64 with CG and
 ``rank_deficiency=0`` (the divergence is balanced by PhiFlow). Under ``jit_compile`` the
@@ -27,6 +29,7 @@ import warnings
 import numpy as np
 
 from .spec import WALLS, ScenarioSpec, SimSpec
+from .stirring import stirred_start
 
 __all__ = ["SimulationError", "cause_fields", "simulate_batch", "obstacle_mask", "open_mask"]
 
@@ -117,24 +120,29 @@ def _initial_density(spec: ScenarioSpec, sim_index: int) -> np.ndarray:
     return spec.init_noise * np.random.default_rng([spec.seed, sim_index]).random((n, n))
 
 
-def settle(smoke, drift, dt: float, dx: float):
+def settle(smoke, drift, dt: float, dx: float, periodic: bool = False):
     """One explicit upwind step of ``d rho / dt = -div(w_s rho)``: the smoke moves by its
     settling velocity ``drift`` (batch vector ``w_s``, box units per time unit) relative
-    to the fluid. Smoke that settles onto a wall is deposited there (it leaves the box);
-    none enters through the opposite wall. Stable for ``|w_s| dt / dx <= 1`` per axis."""
+    to the fluid. In a closed box smoke that settles onto a wall is deposited there (it
+    leaves the box) and none enters through the opposite wall; in a ``periodic`` box it
+    comes back in through the opposite side. Stable for ``|w_s| dt / dx <= 1`` per axis."""
     math = _phi().math
     v = smoke.values
     for d in ("x", "y"):
         n = v.shape.get_size(d)
         c = drift.vector[d] * (dt / dx)
+        last, first = {d: slice(n - 1, n)}, {d: slice(0, 1)}
         out = math.maximum(c, 0) * v                    # to the +d neighbour (or out)
-        v = v - out + math.pad(out[{d: slice(0, n - 1)}], {d: (1, 0)}, 0)
+        v = v - out + (math.concat([out[last], out[{d: slice(0, n - 1)}]], d) if periodic
+                       else math.pad(out[{d: slice(0, n - 1)}], {d: (1, 0)}, 0))
         out = math.maximum(-c, 0) * v                   # to the -d neighbour (or out)
-        v = v - out + math.pad(out[{d: slice(1, n)}], {d: (0, 1)}, 0)
+        v = v - out + (math.concat([out[{d: slice(1, n)}], out[first]], d) if periodic
+                       else math.pad(out[{d: slice(1, n)}], {d: (0, 1)}, 0))
     return smoke.with_values(v)
 
 
-def _step_function(dt, obstacle, solver, res, jit, settling: bool = False, dx: float = 1.0):
+def _step_function(dt, obstacle, solver, res, jit, settling: bool = False, dx: float = 1.0,
+                   periodic: bool = False):
     """The (compiled) step, made anew for every part. PhiFlow's jit trace depends on the
     values of the call that traces it (differences ~1e-5), so a trace shared between parts
     made a part depend on which part its process simulated first, and a resumed run
@@ -148,7 +156,7 @@ def _step_function(dt, obstacle, solver, res, jit, settling: bool = False, dx: f
     def step(smoke, vel, pressure, source, buoy, drift=None):
         smoke = flow.advect.mac_cormack(smoke, vel, dt)
         if settling:  # the tracer also moves relative to the fluid
-            smoke = settle(smoke, drift, dt, dx)
+            smoke = settle(smoke, drift, dt, dx, periodic)
         smoke = smoke + source
         force = flow.resample(smoke * buoy, to=vel)
         vel = flow.advect.semi_lagrangian(vel, vel, dt) + force * dt
@@ -231,12 +239,23 @@ def _initial_state(flow, spec: ScenarioSpec, indices: list[int], causes: dict,
                         *([flow.channel(vector="x,y")] if values_np.ndim == 4 else []))
         return flow.CenteredGrid(t, ext, domain, x=res, y=res)
 
-    smoke = grid(np.stack([_initial_density(spec, i) for i in indices]), flow.ZERO_GRADIENT)
-    vel = flow.StaggeredGrid(0, v_ext, domain, x=res, y=res) * math.zeros(flow.batch(sim=nb))
+    s_ext = flow.ZERO_GRADIENT
+    if spec.periodic:
+        s_ext = v_ext = p_ext = flow.PERIODIC
+    density = np.stack([_initial_density(spec, i) for i in indices])
+    if any(s.initial_pattern >= 0 for s in sims):       # a stirred start
+        start = [stirred_start(res, spec.seed, s.initial_pattern, s.initial_speed, s.initial_turns)
+                 if s.initial_pattern >= 0 else (np.zeros((res, res)),) * 3 for s in sims]
+        density = density + np.stack([d for _, _, d in start])
+        centred = grid(np.stack([np.stack([u, v], -1) for u, v, _ in start]), v_ext)
+        vel = flow.StaggeredGrid(centred, v_ext, domain, x=res, y=res)
+    else:
+        vel = flow.StaggeredGrid(0, v_ext, domain, x=res, y=res) * math.zeros(flow.batch(sim=nb))
+    smoke = grid(density, s_ext)
     pressure = grid(np.zeros((nb, res, res)), p_ext)
     rates = np.array([s.inflow_rate for s in sims])[:, None, None]
-    source = grid(causes["inflow_mask"] * rates * spec.dt, flow.ZERO_GRADIENT)
-    buoy = grid(np.stack([causes["buoyancy_x"], causes["buoyancy_y"]], -1), flow.ZERO_GRADIENT)
+    source = grid(causes["inflow_mask"] * rates * spec.dt, s_ext)
+    buoy = grid(np.stack([causes["buoyancy_x"], causes["buoyancy_y"]], -1), s_ext)
     drift = (math.tensor(np.array([s.settling or (0.0, 0.0) for s in sims], float),
                          flow.batch("sim"), flow.channel(vector="x,y"))
              if any(s.settling is not None for s in sims) else None)
@@ -269,7 +288,7 @@ def simulate_batch(spec: ScenarioSpec, indices: list[int], *, causes: dict | Non
         smoke, vel, pressure, source, buoy, drift = _initial_state(flow, spec, indices,
                                                                   causes, open_walls)
         settling = drift is not None
-        fn = _step_function(dt, obstacle, sv, res, jit, settling, spec.dx)
+        fn = _step_function(dt, obstacle, sv, res, jit, settling, spec.dx, spec.periodic)
 
         def store(f):
             out["density"][:, f] = smoke.values.numpy("sim,y,x")

@@ -31,6 +31,10 @@ WALLS = ("bottom", "right", "top", "left")
 MAX_RESOLUTION = 215
 
 
+#: the stirred-start settings of a :class:`SimSpec` at their defaults (start at rest)
+_STIR_DEFAULTS = {"initial_pattern": -1, "initial_speed": 0.0, "initial_turns": 0}
+
+
 class SpecError(ValueError):
     """A scenario spec (or preset parameter) that cannot be simulated."""
 
@@ -90,6 +94,12 @@ class SimSpec:
     obstacle: tuple[float, float, float, float] | None = None   # box x0, y0, x1, y1
     warmup_steps: int = 0               # solver steps run before frame 0 (not stored)
     settling: tuple[float, float] | None = None   # the tracer's drift relative to the fluid
+    # a stirred start instead of rest: pattern n >= 0 of the spec's seed (a random
+    # divergence-free velocity of rms speed ``initial_speed`` and random density blobs),
+    # turned by ``initial_turns`` counter-clockwise quarter turns; -1: start at rest
+    initial_pattern: int = -1
+    initial_speed: float = 0.0
+    initial_turns: int = 0
     # labels (metadata only, they do not change the physics)
     wall: int = -1                      # quarter-turn index of the inflow wall, -1: none
     magnitude_index: int = -1           # index of the buoyancy magnitude within the preset
@@ -146,6 +156,7 @@ class ScenarioSpec:
     save_every: int = 1                 # store every k-th solver step
     seed: int = 0                       # seeds the optional initial noise
     init_noise: float = 0.0             # amplitude of uniform noise in the initial density
+    periodic: bool = False              # the box wraps around in x and y (no walls)
     solver: SolverSpec = field(default_factory=SolverSpec)
     description: str = ""
     preset_params: dict = field(default_factory=dict)   # how a preset built it (record only)
@@ -233,6 +244,17 @@ class ScenarioSpec:
                 need(not (x0 <= sim.inflow_x <= x1 and y0 <= sim.inflow_y <= y1),
                      f"{where}: inflow centre lies inside the obstacle")
             need(sim.wall in (-1, 0, 1, 2, 3), f"{where}: wall must be -1..3, got {sim.wall}")
+            need(sim.initial_pattern >= -1,
+                 f"{where}: initial_pattern must be -1 (start at rest) or >= 0, got "
+                 f"{sim.initial_pattern}")
+            need(math.isfinite(sim.initial_speed) and sim.initial_speed >= 0,
+                 f"{where}: initial_speed must be a non-negative number, got {sim.initial_speed}")
+            need(sim.initial_pattern >= 0 or (sim.initial_speed == 0 and sim.initial_turns == 0),
+                 f"{where}: initial_speed and initial_turns need an initial_pattern >= 0")
+            if self.periodic:
+                need(not sim.open_walls, f"{where}: a periodic box has no walls to open "
+                                         f"(open_walls {','.join(sim.open_walls)})")
+                need(sim.obstacle is None, f"{where}: obstacles in a periodic box are not supported")
         return self
 
     # --- (de)serialisation ---
@@ -243,6 +265,11 @@ class ScenarioSpec:
                 del sim["warmup_steps"]
             if sim["settling"] is None:
                 del sim["settling"]
+            for k, default in _STIR_DEFAULTS.items():
+                if sim[k] == default:
+                    del sim[k]
+        if not d["periodic"]:
+            del d["periodic"]
         return d
 
     def to_json(self) -> str:

@@ -57,11 +57,15 @@ REGIME_VARIANTS = [
     ("strict steer D4", "steer_unet", {"group": "D4"}, None, "magnitudes", None),
     ("relaxed steer D4 @ strict width", "relaxed_steer_unet", {"group": "D4"}, "steer_unet",
      "magnitudes", None),
+    ("plain", "unet", {}, None, "drift", None),
+    ("strict gconv D4", "gconv_unet", {"group": "D4"}, None, "drift", None),
+    ("relaxed gconv D4 @ strict width", "relaxed_gconv_unet", {"group": "D4"}, "gconv_unet",
+     "drift", None),
 ]
 #: what one frame shows of the cause, in words: ``settling`` hides it from the probe's
 #: six statistics, but a strict network reads it from one frame (from frame 5 on)
 SHOWS_TEXT = {"—": "no breaking", "hidden": "cause hidden from statistics",
-              "shown": "cause shown"}
+              "shown": "cause shown", "unseen": "cause hidden from a strict network"}
 #: the scores of a run, by column name
 METRICS = {"all": "rmse", "velocity": "rmse_velocity", "density": "rmse_density"}
 
@@ -73,7 +77,8 @@ class RegimeData:
     strength: float
     shows: str          # "shown", "hidden" or "—" (nothing to show: symmetric)
     in_map: bool = True  # False: a dataset of the discovery runs only
-    held_out: str = "runs"  # or "magnitudes": every wall of some magnitudes held out
+    held_out: str = "runs"  # or "magnitudes": every wall of some magnitudes held out;
+    # "patterns": every turn of some stirred starts held out (``drift``)
 
 
 def regime_data(scale: dict, work: Path) -> list[RegimeData]:
@@ -111,6 +116,15 @@ def regime_data(scale: dict, work: Path) -> list[RegimeData]:
                                       path=str(path.with_name(path.stem + "_magnitudes.nc")))
             by_key[key] = dataclasses.replace(src, job=job, held_out="magnitudes")
             out.append(by_key[key])
+    # the stirred periodic box: its twin (no settling) and each settling speed, every
+    # turn of some starts held out; one frame hides the settling direction even from a
+    # strict network (the four turns of a start are exact rotations of each other)
+    drift_speeds = rg.get("drift_speeds", [])
+    for v in ([0.0] if drift_speeds else []) + list(drift_speeds):
+        k = f"drift@{v:g}"
+        p = {**base, **scale["scenario_params"].get("drift", {}), "settling_speed": float(v)}
+        out.append(RegimeData(DataJob(k, "drift", p, str(data / f"drift_{v:g}.nc"), v), v,
+                              "unseen" if v else "—", held_out="patterns"))
     rot = {**base, **scale["scenario_params"]["rotation"]}
     out.append(RegimeData(DataJob("rotation", "rotation", rot, str(data / "rotation.nc")),
                           math.nan, "shown", in_map=False))
@@ -158,7 +172,8 @@ def build_plan(scale: dict, seeds: list[int], work: Path, device: str, threads: 
     mags = [d for d in datasets if d.held_out == "magnitudes"]
     named = {"steer": scale["regime"]["steer_on"],
              "magnitudes": [d.job.key for d in mags],
-             "hidden magnitudes": [d.job.key for d in mags if d.shows == "hidden"]}
+             "hidden magnitudes": [d.job.key for d in mags if d.shows == "hidden"],
+             "drift": [d.job.key for d in datasets if d.held_out == "patterns"]}
     for d in datasets:
         for label, model, extra, width_of, on, seeds_of in REGIME_VARIANTS:
             keys = named.get(on, on) if on is not None else None

@@ -107,8 +107,9 @@ def markdown(datasets: list[RegimeData], rat: dict, probe: dict, params: dict,
         k = d.job.key
         pr = probe.get(k, {})
         ee = pr.get("data_equivariance_error")
-        held = ("; held out: every wall of unseen magnitudes" if d.held_out == "magnitudes"
-                else "")
+        held = {"magnitudes": "; held out: every wall of unseen magnitudes",
+                "patterns": "; held out: every turn of unseen stirred starts"
+                }.get(d.held_out, "")
         title = (f"## {k} (strength {d.strength:g}; {SHOWS_TEXT[d.shows]}{held})"
                  if d.in_map else
                  f"## {k} (symmetry-discovery runs only; {SHOWS_TEXT[d.shows]})")

@@ -91,6 +91,7 @@ SCALES: dict[str, dict[str, Any]] = {
             "boundary": {"n_inflows": 4, "n_magnitudes": 8, "base_buoyancy": 0.015,
                          "late_twins": True},
             "symmetric": {"n_magnitudes": 8, "base_buoyancy": 0.00375},  # 32 runs, 9 held out
+            "drift": {"n_patterns": 8},                                  # 32 runs, 8 held out
         },
         "sweep": {"levels": [0.0, 0.5, 1.0], "n_magnitudes": 8, "asymmetry": 3.0,
                   "base_buoyancy": 0.00375},
@@ -104,9 +105,10 @@ SCALES: dict[str, dict[str, Any]] = {
         # the regime map (benchmarks/bench_regime.py): one input frame, so that only the
         # orientation, never the history, can tell the settling direction; two settling
         # speeds make the strength axis of the hidden breaking; the twin and the faster
-        # settling once more with whole magnitudes held out (unseen forces)
+        # settling once more with whole magnitudes held out (unseen forces); the stirred
+        # periodic box whose settling no frame shows, and its twin
         "regime": {"settling_speeds": [0.3, 0.6], "sweep_levels": [1.0], "T_in": 1,
-                   "steer_on": [], "held_out_magnitudes": [0.6]},
+                   "steer_on": [], "held_out_magnitudes": [0.6], "drift_speeds": [0.6]},
     },
     # the paper's sizes (Wang et al. 2022), meant for a CUDA GPU
     "paper": {
