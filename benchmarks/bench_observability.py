@@ -9,7 +9,8 @@ from the inflow position alone.
 Datasets are generated into (or reused from) the two benchmarks' caches
 (``benchmarks/work/<scale>/data`` and ``benchmarks/work/regime-<scale>/data``). Writes
 ``observability_<scale>.md`` and ``.json`` to ``--out`` (default
-``benchmarks/results/observability``).
+``benchmarks/results/observability``). Each dataset's probe is kept beside it and reused
+(``accuracy.regime.cached_probe``), so the regime report and this page share one fit.
 """
 
 from __future__ import annotations
@@ -47,22 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "observability")
     args = ap.parse_args(argv)
     from accuracy.run import generate_data, init_worker
-    import simulate
-    from evaluate.observability import observability
     init_worker(2)
     rows, out = [], {}
     for job in datasets(args.scale):
-        info = generate_data(job, "cpu")
-        with simulate.open_dataset(job.path) as ds:
-            res = observability(ds, frames=(2, 5), invariant=True)
-        log(f"{job.key}: {res.line()}")
-        out[job.key] = {"params": job.params, **res.__dict__,
-                        "data_equivariance_error": info.get("data_equivariance_error")}
-        fr, net = (" / ".join(f"{r[f]:.3f}" for f in (2, 5) if f in r) or "–"
-                   for r in (res.frame, res.invariant))
-        o = "–" if res.orientation is None else f"{res.orientation:.3f}"
-        p = "–" if res.position is None else f"{res.position:.3f}"
-        rows.append(f"| `{job.key}` | {res.cause} | {fr} | {net} | {o} | {p} |")
+        generate_data(job, "cpu")
+        res = R.cached_probe(job.path, (2, 5))       # reused while the dataset is unchanged
+        log(f"{job.key}: {res['line']}")
+        out[job.key] = {"params": job.params, **res}
+        fr, net = (" / ".join(f"{r[str(f)]:.3f}" for f in (2, 5) if str(f) in r) or "–"
+                   for r in (res["frame"], res["invariant"]))
+        o = "–" if res["orientation"] is None else f"{res['orientation']:.3f}"
+        p = "–" if res["position"] is None else f"{res['position']:.3f}"
+        rows.append(f"| `{job.key}` | {res['cause']} | {fr} | {net} | {o} | {p} |")
     args.out.mkdir(parents=True, exist_ok=True)
     md = [f"# Observability of the breaking cause ({args.scale} scale)", "",
           f"Run {now()} on {machine('cpu')}. R² on the held-out runs of a ridge regression "

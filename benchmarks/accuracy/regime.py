@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 from pathlib import Path
 
-from . import ROOT, log
+from . import ROOT, log, stable_hash, write_json
 from .plan import SCALES, SPLITS, DataJob, Plan, _TaskSet
 
 #: the datasets of the D4 rows: the twin and the hidden breaking (settling keeps only the
@@ -221,22 +222,44 @@ def persistence_by_data(plan: Plan, results: list[dict], ev: dict) -> dict:
     return out
 
 
-def probe(datasets: list[RegimeData], frames=(2, 5)) -> dict[str, dict]:
+def _probe_key(ds, frames) -> str:
+    """What the probe's result depends on: the dataset's spec, the frames and the
+    probes' code (so a changed probe recomputes)."""
+    import evaluate.invariant_probe as inv
+    import evaluate.observability as obs
+    code = "".join(Path(m.__file__).read_text() for m in (obs, inv))
+    return stable_hash([ds.attrs.get("spec", ""), list(frames), code])
+
+
+def cached_probe(path: str | Path, frames=(2, 5)) -> dict:
     """The observability probe (the statistics, and one frame through a strict network)
-    and the data equivariance error of each dataset."""
+    and the data equivariance error (velocity; density apart) of the dataset at ``path``,
+    as JSON data. Kept beside the dataset (``NAME.probe.json``) and reused while the
+    dataset, the frames and the probes' code are unchanged: the strict-network fit costs
+    minutes."""
     import simulate
     from evaluate.observability import observability
-    out = {}
-    for d in datasets:
-        with simulate.open_dataset(d.job.path) as ds:
-            res = observability(ds, frames, invariant=True)
-            try:
-                ee = float(simulate.data_equivariance_error(ds))
-            except Exception:  # noqa: BLE001 - no rotated partner runs
-                ee = None
-        out[d.job.key] = {**dataclasses.asdict(res), "line": res.line(),
-                          "data_equivariance_error": ee}
+    cache = Path(path).with_suffix(".probe.json")
+    with simulate.open_dataset(path) as ds:
+        key = _probe_key(ds, frames)
+        if cache.is_file() and (old := json.loads(cache.read_text())).get("key") == key:
+            return old["result"]
+        res = observability(ds, frames, invariant=True)
+        try:
+            ee = float(simulate.data_equivariance_error(ds))
+            ee_d = float(simulate.data_equivariance_error(ds, ("density",)))
+        except Exception:  # noqa: BLE001 - no rotated partner runs
+            ee = ee_d = None
+    out = json.loads(json.dumps({               # as read back: frame keys are text
+        **dataclasses.asdict(res), "line": res.line(), "data_equivariance_error": ee,
+        "data_equivariance_error_density": ee_d}))
+    write_json(cache, {"key": key, "result": out})
     return out
+
+
+def probe(datasets: list[RegimeData], frames=(2, 5)) -> dict[str, dict]:
+    """:func:`cached_probe` of each dataset, by its key."""
+    return {d.job.key: cached_probe(d.job.path, frames) for d in datasets}
 
 
 def separated(a: list[float], b: list[float]) -> bool:

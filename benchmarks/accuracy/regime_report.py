@@ -115,7 +115,10 @@ def markdown(datasets: list[RegimeData], rat: dict, probe: dict, params: dict,
                  f"## {k} (symmetry-discovery runs only; {SHOWS_TEXT[d.shows]})")
         L += [title, "",
               f"- Observability: {pr.get('line', '–')}",
-              f"- Data equivariance error: {'–' if ee is None else f'{ee:.4f}'}", ""]
+              f"- Data equivariance error: {'–' if ee is None else f'{ee:.4f}'}"
+              + (f" (density {eed:.4f})"
+                 if (eed := pr.get("data_equivariance_error_density")) is not None else ""),
+              ""]
         L += dataset_table(rat, k, params.get(k, {})) + [""]
         L += (verdict(rat, k) + verdict(rat, k, RELAXED_D4, STRICT_D4)
               + verdict(rat, k, RELAXED_STEER_D4, STRICT_STEER_D4) + best_of_each(rat, k)

@@ -187,3 +187,49 @@ def test_a_magnitude_split_of_an_unmapped_speed_is_one_clear_error(tmp_path):
         assert "0.9 is not one of the map's settling_speeds" in str(e)
     else:
         raise AssertionError("an unmapped speed accepted")
+
+
+def test_cpu_map_has_the_stirred_drift_and_its_twin_with_the_d4_pair_and_plain(tmp_path):
+    """``drift``: no frame shows the settling direction; the twin at speed 0; plain and the
+    group-conv D4 pair at the strict width, every seed, whole starts held out."""
+    scale = R.regime_scale("cpu")
+    plan, datasets = R.build_plan(scale, [0, 1, 2], tmp_path, "cpu", 1)
+    drift = {d.job.key: d for d in datasets if d.job.scenario == "drift"}
+    assert sorted(drift) == ["drift@0", "drift@0.6"]
+    assert [drift[k].shows for k in ("drift@0", "drift@0.6")] == ["—", "unseen"]
+    assert drift["drift@0.6"].job.params["settling_speed"] == 0.6
+    assert drift["drift@0"].job.params["settling_speed"] == 0.0
+    assert all(d.held_out == "patterns" and d.in_map for d in drift.values())
+    runs = {(t.data_key, t.label, t.seed) for t in plan.tasks if t.data_key in drift}
+    assert runs == {(k, lab, s) for k in drift for s in (0, 1, 2) for lab in
+                    ("plain", "strict gconv D4", "relaxed gconv D4 @ strict width")}
+    by = {t.label: t for t in plan.tasks if t.data_key == "drift@0.6" and t.seed == 0}
+    assert by["relaxed gconv D4 @ strict width"].hidden == by["strict gconv D4"].hidden
+    assert R.SHOWS_TEXT["unseen"] == "cause hidden from a strict network"
+
+
+def test_probe_results_are_kept_beside_the_dataset_and_redone_when_it_changes(
+        tmp_path, monkeypatch):
+    import dataclasses
+
+    import simulate
+    import evaluate.observability as obs
+    calls = []
+
+    def fake(ds, frames, invariant=False):
+        calls.append(invariant)
+        return obs.ObservabilityResult("cause", 3, 1, frame={2: 0.5})
+    monkeypatch.setattr(obs, "observability", fake)
+    path = tmp_path / "d.nc"
+    spec = simulate.preset("drift", resolution=16, n_patterns=4, steps=4, save_every=2)
+    simulate.generate(spec, path, progress=False)
+    job = R.DataJob("drift@0.6", "drift", {}, str(path), 0.6)
+    data = [R.RegimeData(job, 0.6, "unseen", held_out="patterns")]
+    first = R.probe(data)
+    assert calls == [True] and path.with_suffix(".probe.json").is_file()
+    assert first["drift@0.6"]["data_equivariance_error"] < 1e-5       # velocity: D4 exactly
+    assert first["drift@0.6"]["data_equivariance_error_density"] > 0.01
+    assert R.probe(data) == first and calls == [True]                 # reused
+    simulate.generate(dataclasses.replace(spec, steps=6), path, progress=False, overwrite=True)
+    R.probe(data)
+    assert calls == [True, True]                                      # a new dataset: redone

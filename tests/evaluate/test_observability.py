@@ -156,3 +156,20 @@ def test_the_strict_network_probe_leaves_the_global_rng_alone():
     torch.manual_seed(123)
     b = invariant_r2(ds, y, train, (1,), steps=5)
     assert a == b and torch.equal(after, torch.rand(1))
+
+
+def test_the_strict_network_probe_gives_one_value_at_any_thread_count():
+    import torch
+    from evaluate.invariant_probe import invariant_r2
+    ds = _rotated_runs()
+    name, y = breaking_cause(ds)
+    train = ~np.asarray(ds["heldout"].values, bool)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        a = invariant_r2(ds, y, train, (1,), steps=20)
+        assert torch.get_num_threads() == 2                 # left as it was
+        torch.set_num_threads(1)
+        assert invariant_r2(ds, y, train, (1,), steps=20) == a
+    finally:
+        torch.set_num_threads(before)
