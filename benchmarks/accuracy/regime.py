@@ -34,7 +34,9 @@ D4_PAIR_DATA = D4_DATA + ("settling@0.6",)
 MAG_SUFFIX = "~magnitudes"
 #: (label, model, options, width taken from (with the row's group), datasets (None: the
 #: map's; a name: the datasets ``build_plan`` gives it), seeds (None: all)); plain and
-#: relaxed D4 on ``rotation`` are discovery runs
+#: relaxed D4 on ``rotation`` are discovery runs; on ``drift`` (the stirred periodic box)
+#: plain and the group-conv D4 pair run on it and its twin, and the strongest strict
+#: model of the map (the steerable D4 net) on the settling one
 REGIME_VARIANTS = [
     ("plain", "unet", {}, None, None, None),
     ("strict gconv", "gconv_unet", {}, None, None, None),
@@ -62,6 +64,7 @@ REGIME_VARIANTS = [
     ("strict gconv D4", "gconv_unet", {"group": "D4"}, None, "drift", None),
     ("relaxed gconv D4 @ strict width", "relaxed_gconv_unet", {"group": "D4"}, "gconv_unet",
      "drift", None),
+    ("strict steer D4", "steer_unet", {"group": "D4"}, None, "drift breaking", None),
 ]
 #: what one frame shows of the cause, in words: ``settling`` hides it from the probe's
 #: six statistics, but a strict network reads it from one frame (from frame 5 on)
@@ -174,7 +177,9 @@ def build_plan(scale: dict, seeds: list[int], work: Path, device: str, threads: 
     named = {"steer": scale["regime"]["steer_on"],
              "magnitudes": [d.job.key for d in mags],
              "hidden magnitudes": [d.job.key for d in mags if d.shows == "hidden"],
-             "drift": [d.job.key for d in datasets if d.held_out == "patterns"]}
+             "drift": [d.job.key for d in datasets if d.held_out == "patterns"],
+             "drift breaking": [d.job.key for d in datasets
+                                if d.held_out == "patterns" and d.shows == "unseen"]}
     for d in datasets:
         for label, model, extra, width_of, on, seeds_of in REGIME_VARIANTS:
             keys = named.get(on, on) if on is not None else None

@@ -191,7 +191,8 @@ def test_a_magnitude_split_of_an_unmapped_speed_is_one_clear_error(tmp_path):
 
 def test_cpu_map_has_the_stirred_drift_and_its_twin_with_the_d4_pair_and_plain(tmp_path):
     """``drift``: no frame shows the settling direction; the twin at speed 0; plain and the
-    group-conv D4 pair at the strict width, every seed, whole starts held out."""
+    group-conv D4 pair at the strict width, every seed, whole starts held out; the
+    strict steerable D4 net on the settling one."""
     scale = R.regime_scale("cpu")
     plan, datasets = R.build_plan(scale, [0, 1, 2], tmp_path, "cpu", 1)
     drift = {d.job.key: d for d in datasets if d.job.scenario == "drift"}
@@ -202,7 +203,8 @@ def test_cpu_map_has_the_stirred_drift_and_its_twin_with_the_d4_pair_and_plain(t
     assert all(d.held_out == "patterns" and d.in_map for d in drift.values())
     runs = {(t.data_key, t.label, t.seed) for t in plan.tasks if t.data_key in drift}
     assert runs == {(k, lab, s) for k in drift for s in (0, 1, 2) for lab in
-                    ("plain", "strict gconv D4", "relaxed gconv D4 @ strict width")}
+                    ("plain", "strict gconv D4", "relaxed gconv D4 @ strict width")} | {
+        ("drift@0.6", "strict steer D4", s) for s in (0, 1, 2)}
     by = {t.label: t for t in plan.tasks if t.data_key == "drift@0.6" and t.seed == 0}
     assert by["relaxed gconv D4 @ strict width"].hidden == by["strict gconv D4"].hidden
     assert R.SHOWS_TEXT["unseen"] == "cause hidden from a strict network"
