@@ -17,7 +17,8 @@ if str(ROOT) not in sys.path:
 import simulate  # noqa: E402
 from evaluate.observability import breaking_cause, observability  # noqa: E402
 from simulate.phiflow_step import settle  # noqa: E402
-from simulate.spec import ScenarioSpec, SimSpec, SpecError  # noqa: E402
+from simulate.spec import ScenarioSpec, SpecError  # noqa: E402
+from simulate.spec_toml import load_spec, spec_to_toml  # noqa: E402
 from simulate.stirring import stirred_start  # noqa: E402
 from simulate.symmetry import transform_fields  # noqa: E402
 
@@ -74,7 +75,7 @@ def test_the_stirred_start_is_divergence_free_turnable_and_seeded():
     assert np.abs(other[2] - d).max() > 0.5
 
 
-def test_drift_preset_turns_each_start_four_ways_and_holds_out_whole_starts():
+def test_drift_preset_turns_each_start_four_ways_and_holds_out_whole_starts(tmp_path):
     spec = simulate.preset("drift", resolution=32, n_patterns=8)
     assert spec.periodic and len(spec.sims) == 32
     assert {(s.initial_pattern, s.initial_turns) for s in spec.sims} == \
@@ -87,6 +88,8 @@ def test_drift_preset_turns_each_start_four_ways_and_holds_out_whole_starts():
     assert all(s.settling is None for s in twin.sims)
     back = ScenarioSpec.from_json(spec.to_json())
     assert back.periodic and back.to_json() == spec.to_json()
+    (tmp_path / "drift.toml").write_text(spec_to_toml(spec))
+    assert load_spec(tmp_path / "drift.toml").to_json() == spec.to_json()
 
 
 @pytest.mark.parametrize("change, words", [
