@@ -201,6 +201,9 @@ def drift(resolution: int = 64, n_patterns: int = 8, settling_speed: float = 0.6
         raise SpecError(f"initial_speed must be a positive number, got {initial_speed!r}")
     common = _common(drift, params)
     check_positive("n_patterns", n_patterns)
+    if n_patterns < 2:
+        raise SpecError(f"scenario 'drift': n_patterns must be at least 2 (whole patterns "
+                        f"are held out, and one must be left to train on), got {n_patterns}")
     size = float(resolution)
     sims = [SimSpec(inflow_x=size / 2, inflow_y=size / 2, inflow_rate=0.0, buoyancy=(0.0, 0.0),
                     settling=(0.0, -float(settling_speed)) if settling_speed else None,

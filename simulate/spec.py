@@ -249,6 +249,8 @@ class ScenarioSpec:
                  f"{sim.initial_pattern}")
             need(math.isfinite(sim.initial_speed) and sim.initial_speed >= 0,
                  f"{where}: initial_speed must be a non-negative number, got {sim.initial_speed}")
+            need(sim.initial_turns in (0, 1, 2, 3),
+                 f"{where}: initial_turns must be 0..3 quarter turns, got {sim.initial_turns}")
             need(sim.initial_pattern >= 0 or (sim.initial_speed == 0 and sim.initial_turns == 0),
                  f"{where}: initial_speed and initial_turns need an initial_pattern >= 0")
             if self.periodic:

@@ -96,6 +96,7 @@ def test_drift_preset_turns_each_start_four_ways_and_holds_out_whole_starts(tmp_
     (lambda s: setattr(s.sims[0], "open_walls", ("top",)), "periodic box has no walls"),
     (lambda s: setattr(s.sims[0], "initial_pattern", -1), "need an initial_pattern"),
     (lambda s: setattr(s.sims[0], "initial_speed", -1.0), "initial_speed must be"),
+    (lambda s: setattr(s.sims[0], "initial_turns", 4), "initial_turns must be 0..3"),
 ])
 def test_bad_periodic_or_stirred_specs_are_one_clear_error(change, words):
     spec = simulate.preset("drift", resolution=16)
@@ -104,6 +105,8 @@ def test_bad_periodic_or_stirred_specs_are_one_clear_error(change, words):
         spec.validate()
     with pytest.raises(SpecError, match="initial_speed must be a positive"):
         simulate.preset("drift", resolution=16, initial_speed=0.0)
+    with pytest.raises(SpecError, match="n_patterns must be at least 2"):
+        simulate.preset("drift", resolution=16, n_patterns=1)
 
 
 def test_specs_without_a_stirred_start_keep_their_hash():
