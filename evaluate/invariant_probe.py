@@ -46,9 +46,9 @@ def invariant_r2(ds, y: np.ndarray, train: np.ndarray, frames: Sequence[int],
     """``frame -> R^2`` on the runs not in ``train`` of cause ``y`` ``(sim,)`` predicted
     from that one frame by the invariant network above, trained ``steps`` Adam steps on
     random (training run, frame >= min(frames)) pairs. Deterministic for a ``seed``: it
-    runs on one CPU thread (with the machine's thread count the sums' order, and after
-    300 steps the R^2 by a few hundredths, changed with it); the global torch RNG and
-    thread count are left as they were."""
+    runs on one CPU thread, because the thread count sets the order of torch's sums, and
+    after 300 steps that order moves the R^2 by a few hundredths; the global torch RNG
+    and thread count are left as they were."""
     import torch
 
     frames = [int(f) for f in frames if 0 <= int(f) < ds.sizes["time"]]

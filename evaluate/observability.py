@@ -77,8 +77,9 @@ def breaking_cause(ds) -> tuple[str, np.ndarray | None]:
     """``(name, values (sim,))`` of the breaking cause of each simulation of dataset
     ``ds`` (None when no cause varies): the settling velocity along the unit buoyancy
     ``w_s . b / |b|`` when any run settles (along the start's y axis turned by
-    ``initial_turns`` when nothing is buoyant: ``drift``), else ``log |b|`` when it
-    varies."""
+    ``initial_turns`` when nothing is buoyant: ``drift``; its quarter turns both give 0,
+    so the probe asks whether the settling runs with or against the start's axis, not
+    to which side), else ``log |b|`` when it varies."""
     spec = json.loads(ds.attrs.get("spec", "{}") or "{}")
     sims = spec.get("sims", [])
     idx = np.asarray(ds["sim"].values, int)
@@ -94,6 +95,8 @@ def breaking_cause(ds) -> tuple[str, np.ndarray | None]:
             return "settling velocity along the start's turned y axis", (w * unit).sum(axis=1)
         unit = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-30)
         return "settling velocity along the buoyancy", (w * unit).sum(axis=1)
+    if np.linalg.norm(b, axis=1).max() == 0:
+        return "none (nothing settles and nothing is buoyant)", None
     logm = np.log(np.maximum(np.linalg.norm(b, axis=1), 1e-30))
     if "wall" in ds.coords and len(np.unique(np.asarray(ds["wall"].values))) == 1:
         return "none (one orientation: the breaking is the same in every run)", None

@@ -204,6 +204,9 @@ def drift(resolution: int = 64, n_patterns: int = 8, settling_speed: float = 0.6
     if n_patterns < 2:
         raise SpecError(f"scenario 'drift': n_patterns must be at least 2 (whole patterns "
                         f"are held out, and one must be left to train on), got {n_patterns}")
+    if max(1, int(round(heldout_fraction * n_patterns))) >= n_patterns:
+        raise SpecError(f"scenario 'drift': heldout_fraction {heldout_fraction:g} holds out "
+                        f"every one of the {n_patterns} patterns; leave one to train on")
     size = float(resolution)
     sims = [SimSpec(inflow_x=size / 2, inflow_y=size / 2, inflow_rate=0.0, buoyancy=(0.0, 0.0),
                     settling=(0.0, -float(settling_speed)) if settling_speed else None,

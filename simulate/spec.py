@@ -253,6 +253,9 @@ class ScenarioSpec:
                  f"{where}: initial_turns must be 0..3 quarter turns, got {sim.initial_turns}")
             need(sim.initial_pattern >= 0 or (sim.initial_speed == 0 and sim.initial_turns == 0),
                  f"{where}: initial_speed and initial_turns need an initial_pattern >= 0")
+            need(sim.initial_pattern < 0 or self.periodic,
+                 f"{where}: a stirred start (initial_pattern {sim.initial_pattern}) needs a "
+                 "periodic box: its random velocity wraps around")
             if self.periodic:
                 need(not sim.open_walls, f"{where}: a periodic box has no walls to open "
                                          f"(open_walls {','.join(sim.open_walls)})")

@@ -8,8 +8,9 @@ four turns of one pattern start as exact rotations of each other.
 
 The velocity is ``(u, v) = (d psi / dy, -d psi / dx)`` of a random stream function
 ``psi`` whose Fourier amplitudes fall off as ``exp(-(|k| / k_v)^2)``, scaled to rms speed
-``initial_speed``; the density is ``max(0, phi)`` of an independent random field ``phi``
-(unit standard deviation, cut-off ``k_d``), so velocity and density start unrelated.
+``initial_speed``; the density is ``1 + tanh(1.5 phi)`` of an independent random field
+``phi`` (unit standard deviation, cut-off ``k_d``): smooth blobs between 0 and 2 (a kink,
+as in ``max(0, phi)``, makes MacCormack advection gain mass), unrelated to the velocity.
 """
 
 from __future__ import annotations

@@ -80,15 +80,16 @@ class RegimeData:
     """One dataset of the map: its job, breaking strength and what the input shows."""
     job: DataJob
     strength: float
-    shows: str          # "shown", "hidden" or "—" (nothing to show: symmetric)
+    shows: str          # "shown", "hidden", "unseen" or "—" (nothing to show: a twin)
     in_map: bool = True  # False: a dataset of the discovery runs only
     held_out: str = "runs"  # or "magnitudes": every wall of some magnitudes held out;
     # "patterns": every turn of some stirred starts held out (``drift``)
 
 
 def regime_data(scale: dict, work: Path) -> list[RegimeData]:
-    """The map's datasets: the symmetric twin, ``settling`` at each speed (hidden) and
-    ``breaking_sweep`` at each level (shown), in the scale's sizes."""
+    """The map's datasets: the symmetric twin, ``settling`` at each speed (hidden),
+    ``breaking_sweep`` at each level (shown), the magnitude splits, and ``drift`` at
+    each speed (unseen) with its twin, in the scale's sizes."""
     rg, base, data = scale["regime"], dict(scale["data"]), work / "data"
     sym = {**base, **scale["scenario_params"]["symmetric"]}
     out = [RegimeData(DataJob("symmetric", "symmetric", sym, str(data / "symmetric.nc")),
@@ -124,8 +125,8 @@ def regime_data(scale: dict, work: Path) -> list[RegimeData]:
     # the stirred periodic box: its twin (no settling) and each settling speed, every
     # turn of some starts held out; one frame hides the settling direction even from a
     # strict network (the four turns of a start are exact rotations of each other)
-    drift_speeds = rg.get("drift_speeds", [])
-    for v in ([0.0] if drift_speeds else []) + list(drift_speeds):
+    drift_speeds = [v for v in rg.get("drift_speeds", []) if v]      # 0: the twin, once
+    for v in ([0.0] if drift_speeds else []) + drift_speeds:
         k = f"drift@{v:g}"
         p = {**base, **scale["scenario_params"].get("drift", {}), "settling_speed": float(v)}
         out.append(RegimeData(DataJob(k, "drift", p, str(data / f"drift_{v:g}.nc"), v), v,
@@ -229,12 +230,19 @@ def persistence_by_data(plan: Plan, results: list[dict], ev: dict) -> dict:
 
 
 def _probe_key(ds, frames) -> str:
-    """What the probe's result depends on: the dataset's spec, the frames and the
-    probes' code (so a changed probe recomputes)."""
+    """What the probe's result depends on: the dataset (its spec and when it was
+    written, so a dataset made again under the same spec recomputes), the frames, the
+    code of the probes and of the probe's network, and torch's version."""
+    import torch
+
     import evaluate.invariant_probe as inv
     import evaluate.observability as obs
-    code = "".join(Path(m.__file__).read_text() for m in (obs, inv))
-    return stable_hash([ds.attrs.get("spec", ""), list(frames), code])
+    import simulate.equivariance as eq
+    import surrogate.layers.group_conv as gc
+    import surrogate.nets.unet as un
+    code = "".join(Path(m.__file__).read_text() for m in (obs, inv, eq, gc, un))
+    return stable_hash([ds.attrs.get("spec", ""), ds.attrs.get("created", ""), list(frames),
+                        code, torch.__version__])
 
 
 def cached_probe(path: str | Path, frames=(2, 5)) -> dict:

@@ -158,18 +158,24 @@ def test_the_strict_network_probe_leaves_the_global_rng_alone():
     assert a == b and torch.equal(after, torch.rand(1))
 
 
-def test_the_strict_network_probe_gives_one_value_at_any_thread_count():
+def test_the_strict_network_probe_fits_on_one_thread_and_restores_the_count(monkeypatch):
     import torch
-    from evaluate.invariant_probe import invariant_r2
+    import evaluate.invariant_probe as ip
     ds = _rotated_runs()
     name, y = breaking_cause(ds)
     train = ~np.asarray(ds["heldout"].values, bool)
+    seen, fit = [], ip._fit
+
+    def spy(*args):
+        seen.append(torch.get_num_threads())
+        return fit(*args)
+    monkeypatch.setattr(ip, "_fit", spy)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        a = invariant_r2(ds, y, train, (1,), steps=20)
-        assert torch.get_num_threads() == 2                 # left as it was
+        a = ip.invariant_r2(ds, y, train, (1,), steps=20)
+        assert seen == [1] and torch.get_num_threads() == 2      # one thread, then restored
         torch.set_num_threads(1)
-        assert invariant_r2(ds, y, train, (1,), steps=20) == a
+        assert ip.invariant_r2(ds, y, train, (1,), steps=20) == a
     finally:
         torch.set_num_threads(before)

@@ -97,16 +97,25 @@ def test_drift_preset_turns_each_start_four_ways_and_holds_out_whole_starts(tmp_
     (lambda s: setattr(s.sims[0], "initial_pattern", -1), "need an initial_pattern"),
     (lambda s: setattr(s.sims[0], "initial_speed", -1.0), "initial_speed must be"),
     (lambda s: setattr(s.sims[0], "initial_turns", 4), "initial_turns must be 0..3"),
+    (lambda s: setattr(s, "periodic", False), "stirred start .* needs a periodic box"),
 ])
 def test_bad_periodic_or_stirred_specs_are_one_clear_error(change, words):
     spec = simulate.preset("drift", resolution=16)
     change(spec)
-    with pytest.raises(SpecError, match=words):
+    with pytest.raises(SpecError, match=words) as err:
         spec.validate()
-    with pytest.raises(SpecError, match="initial_speed must be a positive"):
-        simulate.preset("drift", resolution=16, initial_speed=0.0)
-    with pytest.raises(SpecError, match="n_patterns must be at least 2"):
-        simulate.preset("drift", resolution=16, n_patterns=1)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"initial_speed": 0.0}, "initial_speed must be a positive"),
+    ({"n_patterns": 1}, "n_patterns must be at least 2"),
+    ({"n_patterns": 2, "heldout_fraction": 0.9}, "holds out every one of the 2 patterns"),
+])
+def test_bad_drift_parameters_are_one_clear_error(params, words):
+    with pytest.raises(SpecError, match=words) as err:
+        simulate.preset("drift", resolution=16, **params)
+    assert "\n" not in str(err.value)
 
 
 def test_specs_without_a_stirred_start_keep_their_hash():
@@ -153,4 +162,5 @@ def test_no_frame_statistic_tells_the_turn_and_the_orientation_does(drift_pair):
     res = observability(ds, frames=(2,))
     assert res.orientation == pytest.approx(1.0)
     assert res.frame[2] < 0.2
-    assert breaking_cause(drift_pair[0.0])[1] is None
+    assert breaking_cause(drift_pair[0.0]) == ("none (nothing settles and nothing is buoyant)",
+                                               None)
