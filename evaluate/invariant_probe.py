@@ -49,7 +49,7 @@ def invariant_r2(ds, y: np.ndarray, train: np.ndarray, frames: Sequence[int],
     runs on one CPU thread, because the thread count sets the order of torch's sums, and
     after 300 steps that order moves the R^2 by a few hundredths; the global torch RNG
     and thread count are left as they were."""
-    import torch
+    from surrogate.threads import torch_threads
 
     frames = [int(f) for f in frames if 0 <= int(f) < ds.sizes["time"]]
     if not frames or not train.any() or train.all():
@@ -59,12 +59,8 @@ def invariant_r2(ds, y: np.ndarray, train: np.ndarray, frames: Sequence[int],
     z = ((y - ym) / ysd).astype(np.float32)
     runs, fit_frames = np.flatnonzero(train), np.arange(min(frames), ds.sizes["time"])
     rng = np.random.default_rng(seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _fit(x, z, runs, fit_frames, frames, train, rng, steps, batch_size, lr, seed)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _fit(x, z, runs, fit_frames, frames, train, rng, steps, batch_size, lr, seed

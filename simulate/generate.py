@@ -337,16 +337,12 @@ def _compute_parts(spec: ScenarioSpec, parts: list[list[int]], todo: list[int],
                disable=not progress or total_steps == 0, dynamic_ncols=True)
     try:
         if workers == 1 or len(todo) <= 1:
-            import torch
-            saved = torch.get_num_threads()
-            torch.set_num_threads(threads or 1)
+            from surrogate.threads import torch_threads
             queue = SimpleNamespace(put=bar.update) if progress else None    # advances the bar
-            try:
+            with torch_threads(threads or 1):
                 for k in todo:
                     stats.append(_run_part(spec_json, k, parts[k], str(_part_path(parts_dir, k)),
                                            device, queue))
-            finally:
-                torch.set_num_threads(saved)
         else:
             stats = _run_pool(spec_json, todo, parts, parts_dir, device, workers, threads, bar)
     finally:

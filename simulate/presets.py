@@ -199,7 +199,7 @@ def drift(resolution: int = 64, n_patterns: int = 8, settling_speed: float = 0.6
         raise SpecError(f"settling_speed must be a non-negative number, got {settling_speed!r}")
     if not _is_number(initial_speed) or not math.isfinite(initial_speed) or initial_speed <= 0:
         raise SpecError(f"initial_speed must be a positive number, got {initial_speed!r}")
-    common = _common(drift, params)
+    common = {**_common(drift, params), "periodic": True}
     check_positive("n_patterns", n_patterns)
     if n_patterns < 2:
         raise SpecError(f"scenario 'drift': n_patterns must be at least 2 (whole patterns "
@@ -214,9 +214,7 @@ def drift(resolution: int = 64, n_patterns: int = 8, settling_speed: float = 0.6
                     wall=k, magnitude_index=j)
             for j in range(n_patterns) for k in range(4)]
     _mark_heldout_magnitudes(sims, heldout_fraction, n_patterns)
-    spec = _finish(common, sims, [s.magnitude_index % 2 == 1 for s in sims])
-    spec.periodic = True
-    return spec
+    return _finish(common, sims, [s.magnitude_index % 2 == 1 for s in sims])
 
 
 def symmetric(resolution: int = 64, n_magnitudes: int = 9, base_buoyancy: float = 0.01,

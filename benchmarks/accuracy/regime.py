@@ -4,8 +4,9 @@ Three axes: how strongly the data break the symmetry (``strength``), whether the
 shows the cause of the breaking (``shown``: the buoyancy magnitude of ``breaking_sweep``
 is readable from one frame; ``hidden``: the fixed settling direction of ``settling`` is
 not, to six frame statistics, though a strict network reads it; ``unseen``: the settling
-direction of ``drift``, the stirred periodic box, is read by neither), and the width of the relaxed models (at equal parameters, narrower than the
-strict model, and at the strict model's width). Plain, strict and relaxed group convs
+direction of ``drift``, the stirred periodic box, is read by neither), and the width of
+the relaxed models (at equal parameters, narrower than the strict model, and at the
+strict model's width). Plain, strict and relaxed group convs
 (and the steerable pair on the datasets named in the scale) run with several seeds at the
 accuracy benchmark's recipe; every cell is a ratio to persistence on the same windows.
 Beside each dataset: the observability probe (``evaluate.observability``) and the data's

@@ -14,8 +14,8 @@ import simulate  # noqa: E402
 RES = 32
 
 
-def _make(tmp_path_factory, name, **params):
-    spec = simulate.preset(name, resolution=RES, **params)
+def _make(tmp_path_factory, name, resolution=RES, **params):
+    spec = simulate.preset(name, resolution=resolution, **params)
     out = tmp_path_factory.mktemp(name) / f"{name}.nc"
     summary = simulate.generate(spec, out, batch_size=16, progress=False)
     assert summary["complete"]
@@ -52,3 +52,13 @@ def translation_data(tmp_path_factory):
 def boundary_data(tmp_path_factory):
     spec, path = _make(tmp_path_factory, "boundary", n_inflows=2, n_magnitudes=2, steps=20, save_every=2)
     return spec, path, simulate.open_dataset(path, load=True)
+
+
+@pytest.fixture(scope="session")
+def by_settling_speed(tmp_path_factory):
+    """A function: preset ``name`` with ``params`` written once per settling speed of
+    ``speeds``, returning ``{speed: dataset}`` (loaded)."""
+    def make(name, speeds, **params):
+        return {v: simulate.open_dataset(_make(tmp_path_factory, name, settling_speed=v,
+                                               **params)[1], load=True) for v in speeds}
+    return make

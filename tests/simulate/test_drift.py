@@ -126,16 +126,10 @@ def test_specs_without_a_stirred_start_keep_their_hash():
 
 
 @pytest.fixture(scope="module")
-def drift_pair(tmp_path_factory):
+def drift_pair(by_settling_speed):
     """``drift`` at 0.6 and its twin, 4 starts x 4 turns, 16x16, 24 steps."""
-    out = {}
-    for v in (0.6, 0.0):
-        spec = simulate.preset("drift", resolution=16, n_patterns=4, steps=24, save_every=2,
-                               settling_speed=v)
-        path = tmp_path_factory.mktemp("drift") / f"d{v}.nc"
-        simulate.generate(spec, path, progress=False)
-        out[v] = simulate.open_dataset(path, load=True)
-    return out
+    return by_settling_speed("drift", (0.6, 0.0), resolution=16, n_patterns=4, steps=24,
+                             save_every=2)
 
 
 def test_the_written_drift_breaks_only_the_density_and_the_twin_nothing(drift_pair):

@@ -118,16 +118,10 @@ def test_rotation_bands_give_each_wall_its_own_magnitudes():
 
 
 @pytest.fixture(scope="module")
-def settling_pair(tmp_path_factory):
+def settling_pair(by_settling_speed):
     """``settling`` at 0.3 and its symmetric twin, 2 magnitudes x 4 walls, 24 steps."""
-    out = {}
-    for v in (0.3, 0.0):
-        spec = simulate.preset("settling", resolution=16, n_magnitudes=2, steps=24,
-                               save_every=2, settling_speed=v)
-        path = tmp_path_factory.mktemp("settling") / f"s{v}.nc"
-        simulate.generate(spec, path, progress=False)
-        out[v] = simulate.open_dataset(path, load=True)
-    return out
+    return by_settling_speed("settling", (0.3, 0.0), resolution=16, n_magnitudes=2,
+                             steps=24, save_every=2)
 
 
 def test_the_written_data_settle_and_the_twin_does_not(settling_pair):
